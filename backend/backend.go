@@ -1,0 +1,343 @@
+// Package backend defines the storage seam of duro: the Backend interface that
+// every store implements (SQLite, PostgreSQL, in-memory), the parameter structs
+// its methods take, the history event format, and the sentinel errors it
+// returns.
+//
+// A backend is deliberately dumb: it stores instances, histories, inbox messages
+// and activity tasks, and hands out work items under leases. All orchestration
+// semantics (replay, task IDs, retries) live in the engine. What a backend must
+// guarantee is listed on each method and checked by the conformance suite in
+// package backendtest:
+//
+//   - A1 attempt numbers: every claim of a work item increments its attempt
+//     number in the same transaction that grants the lease, before the work item
+//     is returned. The first claim returns 1. No two claims return the same
+//     number, across lease expiry, abandonment, crashes and reopened stores.
+//   - A2 fencing: Complete*, Renew* and Abandon* take the attempt number of the
+//     delivery that calls them and fail with ErrLeaseLost unless it is still the
+//     newest delivery of that work item. A lapsed lease that nobody has claimed
+//     since is still the newest delivery and may complete.
+//   - O1 atomic steps: CompleteOrchestrationStep applies all of its effects in
+//     one transaction, or none.
+//   - Deterministic IDs: messages and activity tasks carry IDs chosen by the
+//     engine; inserting an ID that already exists is silently ignored.
+package backend
+
+import (
+	"context"
+	"time"
+)
+
+// Status is the runtime status of an orchestration instance.
+type Status string
+
+// Instance statuses.
+const (
+	StatusPending        Status = "Pending"
+	StatusRunning        Status = "Running"
+	StatusSuspended      Status = "Suspended"
+	StatusCompleted      Status = "Completed"
+	StatusFailed         Status = "Failed"
+	StatusTerminated     Status = "Terminated"
+	StatusContinuedAsNew Status = "ContinuedAsNew"
+)
+
+// IsTerminal reports whether an instance in this status has finished: it runs
+// no more code and takes no more messages.
+func (s Status) IsTerminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusTerminated
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusSuspended, StatusCompleted, StatusFailed,
+		StatusTerminated, StatusContinuedAsNew:
+		return true
+	}
+	return false
+}
+
+// Instance is the stored metadata of an orchestration instance.
+type Instance struct {
+	ID          string
+	Name        string
+	ExecutionID string
+	Status      Status
+	Input       []byte
+	Output      []byte
+	Failure     *Failure
+	// CustomStatus is a payload the orchestration code sets for observers.
+	CustomStatus []byte
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	// CompletedAt is set when the instance reaches a terminal status.
+	CompletedAt time.Time
+	// Parent is set for sub-orchestrations.
+	Parent *ParentRef
+}
+
+// Message is an entry of an instance's inbox: an event waiting to be processed
+// by the instance's next orchestration step.
+type Message struct {
+	// ID is chosen by the sender and unique within the store. Inserting a
+	// message whose ID exists (or existed and was consumed within the same
+	// execution) is a no-op, so a retried send never delivers twice.
+	ID         string
+	InstanceID string
+	// ExecutionID addresses one execution of the instance. Messages for an
+	// execution other than the current one are handed to the step anyway (the
+	// engine discards them); empty means "whichever is current".
+	ExecutionID string
+	Event       *Event
+	// VisibleAt delays delivery (durable timers). Zero means now.
+	VisibleAt time.Time
+}
+
+// ActivityTask is an activity call scheduled by an orchestration step.
+type ActivityTask struct {
+	// ID is deterministic: TaskMessageID(InstanceID, ExecutionID, TaskID).
+	ID          string
+	InstanceID  string
+	ExecutionID string
+	TaskID      int
+	Name        string
+	Input       []byte
+	Options     ActivityOptions
+}
+
+// CreateInstanceParams are the arguments of Backend.CreateInstance.
+type CreateInstanceParams struct {
+	ID          string
+	Name        string
+	ExecutionID string
+	Input       []byte
+	// StartAt delays the first step. Zero means now.
+	StartAt time.Time
+	// Parent is set for sub-orchestrations.
+	Parent *ParentRef
+	// IfExists says what to do when an instance with this ID exists.
+	IfExists IfExists
+	// Now is the creation time; zero means the backend's clock.
+	Now time.Time
+}
+
+// IfExists is the policy of CreateInstance for an ID that is already taken.
+type IfExists int
+
+const (
+	// IfExistsFail returns ErrInstanceExists.
+	IfExistsFail IfExists = iota
+	// IfExistsReplaceFinished replaces a terminal instance (deleting its
+	// history, inbox and tasks) and returns ErrInstanceExists for a live one.
+	IfExistsReplaceFinished
+)
+
+// ListInstancesParams filter and page Backend.ListInstances. Zero fields do not
+// filter.
+type ListInstancesParams struct {
+	Statuses []Status
+	// Name matches the orchestration name exactly.
+	Name string
+	// CreatedFrom and CreatedTo bound the creation time: From inclusive, To
+	// exclusive.
+	CreatedFrom time.Time
+	CreatedTo   time.Time
+	// PageSize is the maximum number of instances returned; 0 means 100.
+	PageSize int
+	// PageToken continues a listing; it is the NextPageToken of the previous page.
+	PageToken string
+}
+
+// InstancePage is one page of Backend.ListInstances, newest first.
+type InstancePage struct {
+	Instances []*Instance
+	// NextPageToken is empty on the last page.
+	NextPageToken string
+}
+
+// PurgeInstancesParams filter Backend.PurgeInstances. Only terminal instances
+// are purged; at least one filter field must be set.
+type PurgeInstancesParams struct {
+	Statuses    []Status
+	Name        string
+	CreatedFrom time.Time
+	CreatedTo   time.Time
+}
+
+// ClaimParams are the arguments of the Claim* methods.
+type ClaimParams struct {
+	// Owner identifies the worker, for operators.
+	Owner string
+	// LeaseDuration is how long the claim is held before another worker may
+	// claim the work item again.
+	LeaseDuration time.Duration
+	// Now is the current time; zero means the backend's clock. Tests pass a
+	// synthetic time to expire leases and fire timers without sleeping.
+	Now time.Time
+}
+
+// OrchestrationWorkItem is one orchestration step handed to a worker: the
+// instance, its current execution's history, and the messages to process.
+type OrchestrationWorkItem struct {
+	Instance *Instance
+	History  []*Event
+	// Messages are the visible inbox messages, oldest first.
+	Messages []*Message
+	// Attempt is this delivery's number (A1) and its fencing token (A2).
+	Attempt int64
+	// LeaseExpiresAt is when the claim lapses.
+	LeaseExpiresAt time.Time
+}
+
+// CompleteOrchestrationStepParams are the effects of one orchestration step,
+// committed atomically by Backend.CompleteOrchestrationStep.
+type CompleteOrchestrationStepParams struct {
+	InstanceID string
+	// Attempt is the work item's Attempt; the call fails with ErrLeaseLost if a
+	// newer delivery exists.
+	Attempt int64
+	// ConsumedMessageIDs are deleted from the inbox.
+	ConsumedMessageIDs []string
+	// NewEvents are appended to the current execution's history.
+	NewEvents []*Event
+	// Status is the instance's new status; Output, Failure and CustomStatus
+	// replace the stored ones.
+	Status       Status
+	Output       []byte
+	Failure      *Failure
+	CustomStatus []byte
+	// ActivityTasks are enqueued (IDs already present are ignored).
+	ActivityTasks []*ActivityTask
+	// Messages are enqueued into inboxes: timers to this instance, events to
+	// other instances, completions to the parent (IDs already present are
+	// ignored; messages to instances that do not exist are dropped).
+	Messages []*Message
+	// StartInstances creates sub-orchestrations. A child whose ID exists and
+	// is terminal is replaced; one that is live is left alone and a
+	// SubOrchestrationFailed message ("instance already exists") is sent to
+	// the parent task instead.
+	StartInstances []*CreateInstanceParams
+	// ContinueAsNew, if set, starts a new execution in the same transaction:
+	// the history is cleared, the instance gets NewExecutionID and Input, and
+	// an ExecutionStarted message is enqueued. Messages addressed to the old
+	// execution are deleted; others (external events) are kept.
+	ContinueAsNew *ContinueAsNew
+	// Now is the commit time; zero means the backend's clock.
+	Now time.Time
+}
+
+// ContinueAsNew restarts an instance with a fresh history.
+type ContinueAsNew struct {
+	NewExecutionID string
+	Input          []byte
+}
+
+// ActivityWorkItem is one delivery of an activity task.
+type ActivityWorkItem struct {
+	Task *ActivityTask
+	// Attempt is this delivery's number (A1) and its fencing token (A2).
+	Attempt int
+	// PreviousDeliveryAt is when the previous delivery was claimed (zero on
+	// the first attempt).
+	PreviousDeliveryAt time.Time
+	// ScheduledAt is when the orchestration step that scheduled the task
+	// committed.
+	ScheduledAt    time.Time
+	LeaseExpiresAt time.Time
+}
+
+// CompleteActivityParams finish one delivery of an activity task.
+type CompleteActivityParams struct {
+	TaskID  string
+	Attempt int
+	// Result is the TaskCompleted or TaskFailed event enqueued, in the same
+	// transaction that deletes the task, to the owning instance's inbox as
+	// message ResultMessageID(TaskID). If the instance no longer exists the
+	// event is dropped.
+	Result *Event
+	Now    time.Time
+}
+
+// RenewLeaseParams extend a lease.
+type RenewLeaseParams struct {
+	// ID is the activity task ID or the instance ID.
+	ID            string
+	Attempt       int64
+	LeaseDuration time.Duration
+	Now           time.Time
+}
+
+// AbandonParams release a claim without completing it. The attempt number is
+// kept: the next claim gets Attempt+1.
+type AbandonParams struct {
+	// ID is the activity task ID or the instance ID.
+	ID      string
+	Attempt int64
+	// RetryAt makes the work item visible again no earlier than this time; zero
+	// means at once.
+	RetryAt time.Time
+}
+
+// Backend is the storage seam. Implementations must be safe for concurrent use
+// and must pass backendtest.Exercise.
+type Backend interface {
+	// CreateInstance creates an instance in status Pending and enqueues its
+	// ExecutionStarted message (visible at StartAt).
+	CreateInstance(ctx context.Context, p *CreateInstanceParams) error
+	// GetInstance returns the instance or ErrInstanceNotFound.
+	GetInstance(ctx context.Context, id string) (*Instance, error)
+	// ListInstances pages through instances, newest first.
+	ListInstances(ctx context.Context, p *ListInstancesParams) (*InstancePage, error)
+	// GetHistory returns the current execution's history, or
+	// ErrInstanceNotFound.
+	GetHistory(ctx context.Context, id string) ([]*Event, error)
+	// EnqueueMessage delivers a message from outside an orchestration step
+	// (external events, terminate requests). It returns ErrInstanceNotFound for
+	// an unknown instance and ErrInstanceFinished for a terminal one.
+	EnqueueMessage(ctx context.Context, m *Message) error
+	// PurgeInstance deletes a terminal instance with its history, inbox and
+	// tasks. It returns ErrInstanceNotFound or ErrInstanceNotFinished.
+	PurgeInstance(ctx context.Context, id string) error
+	// PurgeInstances deletes the terminal instances matching the filter and
+	// returns how many it deleted.
+	PurgeInstances(ctx context.Context, p *PurgeInstancesParams) (int, error)
+
+	// ClaimOrchestrationStep leases one instance that has visible inbox
+	// messages and no live lease, oldest message first. It returns nil, nil
+	// when there is none.
+	ClaimOrchestrationStep(ctx context.Context, p *ClaimParams) (*OrchestrationWorkItem, error)
+	// CompleteOrchestrationStep commits a step atomically (O1) and releases the
+	// lease; ErrLeaseLost if p.Attempt is not the newest delivery.
+	CompleteOrchestrationStep(ctx context.Context, p *CompleteOrchestrationStepParams) error
+	// RenewOrchestrationLease extends a step's lease; ErrLeaseLost as above.
+	RenewOrchestrationLease(ctx context.Context, p *RenewLeaseParams) error
+	// AbandonOrchestrationStep releases a step's lease; ErrLeaseLost as above.
+	AbandonOrchestrationStep(ctx context.Context, p *AbandonParams) error
+
+	// ClaimActivity leases one visible activity task whose lease is free or
+	// lapsed, oldest first, incrementing its attempt number. It returns nil,
+	// nil when there is none.
+	ClaimActivity(ctx context.Context, p *ClaimParams) (*ActivityWorkItem, error)
+	// CompleteActivity deletes the task and enqueues its result atomically;
+	// ErrLeaseLost if p.Attempt is not the newest delivery or the task is gone.
+	CompleteActivity(ctx context.Context, p *CompleteActivityParams) error
+	// RenewActivityLease extends an activity's lease; ErrLeaseLost as above.
+	RenewActivityLease(ctx context.Context, p *RenewLeaseParams) error
+	// AbandonActivity releases an activity's lease; ErrLeaseLost as above.
+	AbandonActivity(ctx context.Context, p *AbandonParams) error
+
+	// Close releases the backend's resources. Calls after Close return
+	// ErrClosed.
+	Close() error
+}
+
+// WorkNotifier is an optional capability: a backend that knows when work
+// arrives (because it was committed in this process, or through a database
+// notification) lets idle workers wake at once instead of waiting for their
+// next poll.
+type WorkNotifier interface {
+	// WorkAvailable returns a channel that is closed when new work may be
+	// available. Call it again after each wake-up for the next one.
+	WorkAvailable() <-chan struct{}
+}

@@ -1,0 +1,213 @@
+package backend
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EventType names the kind of a history event.
+type EventType string
+
+// The history event types. An orchestration's history is an append-only list of
+// these; replaying it rebuilds the orchestration's state.
+const (
+	// EventExecutionStarted starts an execution: Name, Input, ExecutionID, Parent.
+	EventExecutionStarted EventType = "ExecutionStarted"
+	// EventOrchestratorStarted opens a step; its Timestamp is the orchestration's
+	// deterministic "now" for the code that runs in that step.
+	EventOrchestratorStarted EventType = "OrchestratorStarted"
+	// EventTaskScheduled records an activity call: TaskID, Name, Input.
+	EventTaskScheduled EventType = "TaskScheduled"
+	// EventTaskCompleted carries an activity's result: TaskID, Result, Attempt.
+	EventTaskCompleted EventType = "TaskCompleted"
+	// EventTaskFailed carries an activity's failure: TaskID, Failure, Attempt.
+	EventTaskFailed EventType = "TaskFailed"
+	// EventTimerCreated records a durable timer: TaskID, FireAt.
+	EventTimerCreated EventType = "TimerCreated"
+	// EventTimerFired says a timer fired: TaskID, FireAt.
+	EventTimerFired EventType = "TimerFired"
+	// EventSubOrchestrationCreated records a child start: TaskID, Name,
+	// InstanceID (the child), Input.
+	EventSubOrchestrationCreated EventType = "SubOrchestrationCreated"
+	// EventSubOrchestrationCompleted carries a child's output: TaskID, Result.
+	EventSubOrchestrationCompleted EventType = "SubOrchestrationCompleted"
+	// EventSubOrchestrationFailed carries a child's failure: TaskID, Failure.
+	EventSubOrchestrationFailed EventType = "SubOrchestrationFailed"
+	// EventEventRaised is an external event delivered to the instance: Name, Input.
+	EventEventRaised EventType = "EventRaised"
+	// EventEventSent records an event this orchestration sent to another
+	// instance: TaskID, InstanceID (the target), Name, Input.
+	EventEventSent EventType = "EventSent"
+	// EventExecutionTerminated asks for (as a message) and records (in history)
+	// the termination of an instance: Reason.
+	EventExecutionTerminated EventType = "ExecutionTerminated"
+	// EventExecutionCompleted ends an execution: Status (Completed, Failed or
+	// ContinuedAsNew), Result (the output, or the next execution's input), Failure.
+	EventExecutionCompleted EventType = "ExecutionCompleted"
+)
+
+var knownEventTypes = map[EventType]bool{
+	EventExecutionStarted: true, EventOrchestratorStarted: true, EventTaskScheduled: true,
+	EventTaskCompleted: true, EventTaskFailed: true, EventTimerCreated: true,
+	EventTimerFired: true, EventSubOrchestrationCreated: true,
+	EventSubOrchestrationCompleted: true, EventSubOrchestrationFailed: true,
+	EventEventRaised: true, EventEventSent: true, EventExecutionTerminated: true,
+	EventExecutionCompleted: true,
+}
+
+// Event is one entry of an orchestration's history, and the payload of a
+// message in an instance's inbox. Which fields are set depends on Type (see the
+// EventType constants). Payloads (Input, Result) are opaque bytes produced by
+// the SDK's codec.
+type Event struct {
+	Type      EventType `json:"type"`
+	Timestamp time.Time `json:"ts"`
+
+	// TaskID identifies the action an event belongs to within one execution:
+	// the scheduling event and its completion share it.
+	TaskID int `json:"taskId,omitempty"`
+	// Name is the activity, orchestration or external event name.
+	Name string `json:"name,omitempty"`
+	// InstanceID is the other instance an event refers to: the child of a
+	// sub-orchestration, or the target of a sent event.
+	InstanceID string `json:"instanceId,omitempty"`
+	// ExecutionID is the execution an ExecutionStarted event starts.
+	ExecutionID string `json:"executionId,omitempty"`
+	Input       []byte `json:"input,omitempty"`
+	Result      []byte `json:"result,omitempty"`
+	// Failure is set on TaskFailed, SubOrchestrationFailed and a failed
+	// ExecutionCompleted.
+	Failure *Failure `json:"failure,omitempty"`
+	// FireAt is when a timer fires.
+	FireAt time.Time `json:"fireAt,omitzero"`
+	// Attempt is the delivery attempt that produced a task's result.
+	Attempt int `json:"attempt,omitempty"`
+	// Status is the final status recorded by ExecutionCompleted.
+	Status Status `json:"status,omitempty"`
+	// Reason explains a termination.
+	Reason string `json:"reason,omitempty"`
+	// Parent names the parent orchestration on ExecutionStarted of a
+	// sub-orchestration.
+	Parent *ParentRef `json:"parent,omitempty"`
+	// Activity holds the execution options of a scheduled activity.
+	Activity *ActivityOptions `json:"activity,omitempty"`
+}
+
+// ParentRef points from a sub-orchestration to the task in its parent that
+// started it.
+type ParentRef struct {
+	InstanceID  string `json:"instanceId"`
+	ExecutionID string `json:"executionId"`
+	TaskID      int    `json:"taskId"`
+}
+
+// ActivityOptions are the per-task execution options recorded with a scheduled
+// activity so that workers and operators see them.
+type ActivityOptions struct {
+	// LeaseDuration is how long one delivery may run before its lease must be
+	// renewed. Zero means the worker's default.
+	LeaseDuration time.Duration `json:"leaseDuration,omitempty"`
+}
+
+// Failure describes an error recorded in history: a failed activity, a failed
+// sub-orchestration or a failed orchestration.
+type Failure struct {
+	// Message is the error's text.
+	Message string `json:"message"`
+	// Type is the error's Go type or a user-chosen classification.
+	Type string `json:"type,omitempty"`
+	// TaskName is the activity or orchestration whose code failed, when known.
+	TaskName string `json:"taskName,omitempty"`
+	// NonRetryable tells retry policies not to retry.
+	NonRetryable bool `json:"nonRetryable,omitempty"`
+	// Details is an optional payload attached to the error.
+	Details []byte `json:"details,omitempty"`
+	// Stack is the stack trace of a panic.
+	Stack string `json:"stack,omitempty"`
+	// Cause is the failure that caused this one (for example a sub-orchestration's
+	// activity failure).
+	Cause *Failure `json:"cause,omitempty"`
+}
+
+// Error implements error.
+func (f *Failure) Error() string {
+	if f == nil {
+		return "<nil failure>"
+	}
+	if f.TaskName != "" {
+		return f.TaskName + ": " + f.Message
+	}
+	return f.Message
+}
+
+// ErrMalformedEvent is returned (wrapped) by DecodeEvent for bytes that are not
+// a valid encoded event.
+var ErrMalformedEvent = errors.New("malformed history event")
+
+// EncodeEvent encodes an event for storage.
+func EncodeEvent(e *Event) ([]byte, error) {
+	if e == nil {
+		return nil, fmt.Errorf("encode event: %w: nil event", ErrMalformedEvent)
+	}
+	if !knownEventTypes[e.Type] {
+		return nil, fmt.Errorf("encode event: %w: unknown type %q", ErrMalformedEvent, e.Type)
+	}
+	return json.Marshal(e)
+}
+
+// DecodeEvent decodes bytes produced by EncodeEvent. It validates what it
+// decodes: unknown types, negative task IDs and missing required fields are
+// errors wrapping ErrMalformedEvent, never a panic.
+func DecodeEvent(data []byte) (*Event, error) {
+	var e Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("decode event: %w: %v", ErrMalformedEvent, err)
+	}
+	if err := e.validate(); err != nil {
+		return nil, fmt.Errorf("decode event: %w: %v", ErrMalformedEvent, err)
+	}
+	return &e, nil
+}
+
+func (e *Event) validate() error {
+	if !knownEventTypes[e.Type] {
+		return fmt.Errorf("unknown type %q", e.Type)
+	}
+	if e.TaskID < 0 {
+		return fmt.Errorf("%s: negative task ID %d", e.Type, e.TaskID)
+	}
+	if e.Attempt < 0 {
+		return fmt.Errorf("%s: negative attempt %d", e.Type, e.Attempt)
+	}
+	switch e.Type {
+	case EventExecutionStarted:
+		if e.Name == "" {
+			return fmt.Errorf("%s: missing name", e.Type)
+		}
+	case EventTaskScheduled, EventSubOrchestrationCreated:
+		if e.Name == "" {
+			return fmt.Errorf("%s: missing name", e.Type)
+		}
+	case EventTaskFailed, EventSubOrchestrationFailed:
+		if e.Failure == nil {
+			return fmt.Errorf("%s: missing failure", e.Type)
+		}
+	case EventEventRaised, EventEventSent:
+		if e.Name == "" {
+			return fmt.Errorf("%s: missing name", e.Type)
+		}
+	case EventExecutionCompleted:
+		switch e.Status {
+		case StatusCompleted, StatusContinuedAsNew:
+		case StatusFailed:
+			if e.Failure == nil {
+				return fmt.Errorf("%s: failed without failure", e.Type)
+			}
+		default:
+			return fmt.Errorf("%s: bad status %q", e.Type, e.Status)
+		}
+	}
+	return nil
+}
