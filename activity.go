@@ -1,0 +1,56 @@
+package duro
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// ActivityContext is what activity code receives: a context.Context that is
+// cancelled when the worker stops or the delivery loses its lease, plus what
+// the delivery knows about itself.
+type ActivityContext interface {
+	context.Context
+	// InstanceID is the orchestration instance that scheduled the activity.
+	InstanceID() string
+	// TaskID is the task's position in that orchestration's history.
+	TaskID() int
+	// Name is the activity's registered name.
+	Name() string
+	// Attempt is this delivery's number, starting at 1. It is durably
+	// recorded before the code runs and no two deliveries of the same task
+	// share it, across crashes, lease expiry and concurrent workers. A value
+	// above 1 means an earlier delivery may have run (part of) the code.
+	Attempt() int
+	// IsFirstAttempt reports Attempt() == 1.
+	IsFirstAttempt() bool
+	// PreviousDeliveryAt is when the previous delivery started (zero on the
+	// first attempt).
+	PreviousDeliveryAt() time.Time
+	// Logger returns the worker's logger with the task's attributes.
+	Logger() *slog.Logger
+	// Heartbeat renews the delivery's lease now. The worker renews it on its
+	// own while the code runs; call Heartbeat from long loops to notice a lost
+	// lease early: it returns ErrLeaseLost once a newer delivery holds the task.
+	Heartbeat() error
+}
+
+type activityContext struct {
+	context.Context
+	instanceID string
+	taskID     int
+	name       string
+	attempt    int
+	previous   time.Time
+	logger     *slog.Logger
+	heartbeat  func() error
+}
+
+func (a *activityContext) InstanceID() string            { return a.instanceID }
+func (a *activityContext) TaskID() int                   { return a.taskID }
+func (a *activityContext) Name() string                  { return a.name }
+func (a *activityContext) Attempt() int                  { return a.attempt }
+func (a *activityContext) IsFirstAttempt() bool          { return a.attempt == 1 }
+func (a *activityContext) PreviousDeliveryAt() time.Time { return a.previous }
+func (a *activityContext) Logger() *slog.Logger          { return a.logger }
+func (a *activityContext) Heartbeat() error              { return a.heartbeat() }

@@ -1,0 +1,88 @@
+package sqlite
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Options configure a Backend. The zero value, and a nil *Options, mean the
+// defaults documented on each field.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting for the file: "FULL"
+	// (default), "EXTRA" or "NORMAL". FULL makes every commit, and so every
+	// attempt number a claim hands out, survive power loss; NORMAL keeps it
+	// across process crashes only (see the package documentation). OFF is
+	// refused: it would break A1. Ignored by in-memory stores.
+	Synchronous string
+
+	// BusyTimeout is how long a transaction waits for a lock held by another
+	// process that has the same file open (a CLI, a second worker). Default
+	// 5s. Writers inside one process never wait on each other's locks: they
+	// queue for the backend's single writer connection instead.
+	BusyTimeout time.Duration
+
+	// ReadConns is the size of the read connection pool that serves
+	// GetInstance, ListInstances and GetHistory concurrently with the
+	// writer. Default 4. In-memory stores use their single connection.
+	ReadConns int
+
+	// MaxStepMessages caps the number of inbox messages handed to one
+	// orchestration step; the rest wait for the next step. Default 1000.
+	MaxStepMessages int
+
+	// Logger receives the backend's log records (migrations, warnings).
+	// Default: records are discarded.
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultSynchronous     = "FULL"
+	DefaultBusyTimeout     = 5 * time.Second
+	DefaultReadConns       = 4
+	DefaultMaxStepMessages = 1000
+)
+
+// withDefaults returns a copy of o (which may be nil) with zero fields set
+// to their defaults and names normalized, or an error naming the first
+// invalid field.
+func (o *Options) withDefaults() (Options, error) {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	r.Synchronous = strings.ToUpper(strings.TrimSpace(r.Synchronous))
+	switch r.Synchronous {
+	case "":
+		r.Synchronous = DefaultSynchronous
+	case "FULL", "EXTRA", "NORMAL":
+	default:
+		return r, fmt.Errorf("invalid Options.Synchronous %q: must be FULL, EXTRA or NORMAL", r.Synchronous)
+	}
+	switch {
+	case r.BusyTimeout < 0:
+		return r, fmt.Errorf("invalid Options.BusyTimeout %v: must not be negative", r.BusyTimeout)
+	case r.BusyTimeout == 0:
+		r.BusyTimeout = DefaultBusyTimeout
+	case r.BusyTimeout < time.Millisecond:
+		return r, fmt.Errorf("invalid Options.BusyTimeout %v: must be at least 1ms", r.BusyTimeout)
+	}
+	switch {
+	case r.ReadConns < 0:
+		return r, fmt.Errorf("invalid Options.ReadConns %d: must not be negative", r.ReadConns)
+	case r.ReadConns == 0:
+		r.ReadConns = DefaultReadConns
+	}
+	switch {
+	case r.MaxStepMessages < 0:
+		return r, fmt.Errorf("invalid Options.MaxStepMessages %d: must not be negative", r.MaxStepMessages)
+	case r.MaxStepMessages == 0:
+		r.MaxStepMessages = DefaultMaxStepMessages
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	return r, nil
+}

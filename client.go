@@ -1,0 +1,351 @@
+package duro
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"duro/backend"
+)
+
+// Status is an orchestration instance's runtime status.
+type Status = backend.Status
+
+// Instance statuses.
+const (
+	StatusPending        = backend.StatusPending
+	StatusRunning        = backend.StatusRunning
+	StatusSuspended      = backend.StatusSuspended
+	StatusCompleted      = backend.StatusCompleted
+	StatusFailed         = backend.StatusFailed
+	StatusTerminated     = backend.StatusTerminated
+	StatusContinuedAsNew = backend.StatusContinuedAsNew
+)
+
+// HistoryEvent is one entry of an instance's history.
+type HistoryEvent = backend.Event
+
+// ClientOptions configure a Client. The zero value is usable.
+type ClientOptions struct {
+	// Codec encodes payloads; it must match the workers'. Default: JSONCodec.
+	Codec Codec
+	// MaxPayloadBytes limits one encoded payload (start input, event data).
+	// Default: DefaultMaxPayloadBytes; negative means no limit.
+	MaxPayloadBytes int
+	// WaitPollInterval is the longest Wait sleeps between looks at the
+	// instance. Default: 200ms.
+	WaitPollInterval time.Duration
+}
+
+// Client starts and manages orchestration instances. It is safe for
+// concurrent use and needs no worker in the same process.
+type Client struct {
+	be   backend.Backend
+	p    payloads
+	poll time.Duration
+}
+
+// NewClient returns a client for be. opts may be nil.
+func NewClient(be backend.Backend, opts *ClientOptions) *Client {
+	var o ClientOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Codec == nil {
+		o.Codec = JSONCodec{}
+	}
+	limit := o.MaxPayloadBytes
+	if limit == 0 {
+		limit = DefaultMaxPayloadBytes
+	}
+	if limit < 0 {
+		limit = 0
+	}
+	if o.WaitPollInterval <= 0 {
+		o.WaitPollInterval = 200 * time.Millisecond
+	}
+	return &Client{be: be, p: payloads{codec: o.Codec, limit: limit}, poll: o.WaitPollInterval}
+}
+
+// Backend returns the client's backend.
+func (c *Client) Backend() backend.Backend { return c.be }
+
+// StartOptions tune Client.Start.
+type StartOptions struct {
+	// InstanceID names the instance. Default: a random UUID.
+	InstanceID string
+	// StartAt delays the first step until this time.
+	StartAt time.Time
+	// ReplaceFinished lets Start reuse the ID of a finished instance (its
+	// history is deleted). Starting over a live instance is always
+	// ErrInstanceExists.
+	ReplaceFinished bool
+}
+
+// Start creates an instance of the orchestration name with input and returns
+// its ID. At most one StartOptions may be given.
+func (c *Client) Start(ctx context.Context, name string, input any, opts ...StartOptions) (string, error) {
+	var o StartOptions
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		return "", errors.New("duro: Start takes at most one StartOptions")
+	}
+	if name == "" {
+		return "", errors.New("duro: start: empty orchestration name")
+	}
+	id := o.InstanceID
+	if id == "" {
+		id = uuid.NewString()
+	}
+	if err := validateInstanceID(id); err != nil {
+		return "", fmt.Errorf("duro: start: %w", err)
+	}
+	in, err := c.p.encode(fmt.Sprintf("input of orchestration %q", name), input)
+	if err != nil {
+		return "", fmt.Errorf("duro: start %q: %w", id, err)
+	}
+	ifExists := backend.IfExistsFail
+	if o.ReplaceFinished {
+		ifExists = backend.IfExistsReplaceFinished
+	}
+	err = c.be.CreateInstance(ctx, &backend.CreateInstanceParams{
+		ID: id, Name: name, ExecutionID: uuid.NewString(), Input: in, StartAt: o.StartAt, IfExists: ifExists,
+	})
+	if err != nil {
+		return "", fmt.Errorf("duro: start %q: %w", id, err)
+	}
+	return id, nil
+}
+
+func validateInstanceID(id string) error {
+	if len(id) > 256 {
+		return fmt.Errorf("instance ID is %d bytes; the limit is 256", len(id))
+	}
+	if strings.ContainsAny(id, "\x00\n\r") {
+		return errors.New("instance ID contains a control character")
+	}
+	return nil
+}
+
+// Instance is a snapshot of an orchestration instance.
+type Instance struct {
+	ID          string
+	Name        string
+	ExecutionID string
+	Status      Status
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	// CompletedAt is set once the instance has finished.
+	CompletedAt time.Time
+	// Failure is set for a Failed instance.
+	Failure *Failure
+	// ParentInstanceID is set for sub-orchestrations.
+	ParentInstanceID string
+	// RawInput, RawOutput and RawCustomStatus are the encoded payloads.
+	RawInput        []byte
+	RawOutput       []byte
+	RawCustomStatus []byte
+
+	p payloads
+}
+
+func (c *Client) instance(bi *backend.Instance) *Instance {
+	i := &Instance{
+		ID: bi.ID, Name: bi.Name, ExecutionID: bi.ExecutionID, Status: bi.Status,
+		CreatedAt: bi.CreatedAt, UpdatedAt: bi.UpdatedAt, CompletedAt: bi.CompletedAt, Failure: bi.Failure,
+		RawInput: bi.Input, RawOutput: bi.Output, RawCustomStatus: bi.CustomStatus, p: c.p,
+	}
+	if bi.Parent != nil {
+		i.ParentInstanceID = bi.Parent.InstanceID
+	}
+	return i
+}
+
+// Input decodes the instance's input into v.
+func (i *Instance) Input(v any) error { return i.p.decode("instance input", i.RawInput, v) }
+
+// Output decodes the output of a Completed instance into v.
+func (i *Instance) Output(v any) error { return i.p.decode("instance output", i.RawOutput, v) }
+
+// CustomStatus decodes the custom status into v.
+func (i *Instance) CustomStatus(v any) error {
+	return i.p.decode("custom status", i.RawCustomStatus, v)
+}
+
+// Err returns nil unless the instance Failed or was Terminated, in which case
+// it returns an *InstanceError.
+func (i *Instance) Err() error {
+	if i.Status != StatusFailed && i.Status != StatusTerminated {
+		return nil
+	}
+	return &InstanceError{InstanceID: i.ID, Status: i.Status, Failure: i.Failure}
+}
+
+// InstanceError says why an instance did not complete.
+type InstanceError struct {
+	InstanceID string
+	Status     Status
+	Failure    *Failure
+}
+
+// Error implements error.
+func (e *InstanceError) Error() string {
+	if e.Failure != nil {
+		return fmt.Sprintf("instance %q %s: %s", e.InstanceID, strings.ToLower(string(e.Status)), e.Failure.Error())
+	}
+	return fmt.Sprintf("instance %q %s", e.InstanceID, strings.ToLower(string(e.Status)))
+}
+
+// Get returns a snapshot of the instance, or ErrInstanceNotFound.
+func (c *Client) Get(ctx context.Context, id string) (*Instance, error) {
+	bi, err := c.be.GetInstance(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("duro: get %q: %w", id, err)
+	}
+	return c.instance(bi), nil
+}
+
+// Wait waits until the instance has finished (Completed, Failed or
+// Terminated) and returns it. Bound it with ctx.
+func (c *Client) Wait(ctx context.Context, id string) (*Instance, error) {
+	d := 2 * time.Millisecond
+	for {
+		inst, err := c.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if inst.Status.IsTerminal() {
+			return inst, nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("duro: wait for %q: %w", id, ctx.Err())
+		case <-t.C:
+		}
+		if d *= 2; d > c.poll {
+			d = c.poll
+		}
+	}
+}
+
+// RaiseEvent delivers an external event to the instance, where
+// WaitForEvent(name) receives it. Events are processed in the order they are
+// raised. It returns ErrInstanceNotFound or ErrInstanceFinished.
+func (c *Client) RaiseEvent(ctx context.Context, id, name string, data any) error {
+	if name == "" {
+		return errors.New("duro: raise event: empty event name")
+	}
+	b, err := c.p.encode(fmt.Sprintf("data of event %q", name), data)
+	if err != nil {
+		return fmt.Errorf("duro: raise %q on %q: %w", name, id, err)
+	}
+	err = c.be.EnqueueMessage(ctx, &backend.Message{
+		ID: "event/" + uuid.NewString(), InstanceID: id,
+		Event: &backend.Event{Type: backend.EventEventRaised, Name: name, Input: b, Timestamp: time.Now().UTC()},
+	})
+	if err != nil {
+		return fmt.Errorf("duro: raise %q on %q: %w", name, id, err)
+	}
+	return nil
+}
+
+// Terminate asks the instance to stop. The next orchestration step records
+// the termination, terminates its running sub-orchestrations and tells its
+// parent; no more orchestration code runs. It returns ErrInstanceNotFound or
+// ErrInstanceFinished.
+func (c *Client) Terminate(ctx context.Context, id, reason string) error {
+	err := c.be.EnqueueMessage(ctx, &backend.Message{
+		ID: "terminate/" + uuid.NewString(), InstanceID: id,
+		Event: &backend.Event{Type: backend.EventExecutionTerminated, Reason: reason, Timestamp: time.Now().UTC()},
+	})
+	if err != nil {
+		return fmt.Errorf("duro: terminate %q: %w", id, err)
+	}
+	return nil
+}
+
+// Purge deletes a finished instance and its history. It returns
+// ErrInstanceNotFound or ErrInstanceNotFinished.
+func (c *Client) Purge(ctx context.Context, id string) error {
+	if err := c.be.PurgeInstance(ctx, id); err != nil {
+		return fmt.Errorf("duro: purge %q: %w", id, err)
+	}
+	return nil
+}
+
+// PurgeFilter selects finished instances for PurgeWhere. At least one field
+// must be set.
+type PurgeFilter struct {
+	// Statuses limits the purge to these (terminal) statuses.
+	Statuses []Status
+	// Name matches the orchestration name.
+	Name string
+	// CreatedFrom (inclusive) and CreatedTo (exclusive) bound creation time.
+	CreatedFrom time.Time
+	CreatedTo   time.Time
+}
+
+// PurgeWhere deletes the finished instances that match f and returns how
+// many it deleted.
+func (c *Client) PurgeWhere(ctx context.Context, f PurgeFilter) (int, error) {
+	n, err := c.be.PurgeInstances(ctx, &backend.PurgeInstancesParams{
+		Statuses: f.Statuses, Name: f.Name, CreatedFrom: f.CreatedFrom, CreatedTo: f.CreatedTo,
+	})
+	if err != nil {
+		return n, fmt.Errorf("duro: purge: %w", err)
+	}
+	return n, nil
+}
+
+// ListOptions filter and page Client.List. Zero fields do not filter.
+type ListOptions struct {
+	Statuses    []Status
+	Name        string
+	CreatedFrom time.Time
+	CreatedTo   time.Time
+	// PageSize defaults to 100.
+	PageSize int
+	// PageToken continues from a previous page's NextPageToken.
+	PageToken string
+}
+
+// InstancePage is one page of Client.List, newest first.
+type InstancePage struct {
+	Instances []*Instance
+	// NextPageToken is empty on the last page.
+	NextPageToken string
+}
+
+// List returns one page of instances, newest first.
+func (c *Client) List(ctx context.Context, o ListOptions) (*InstancePage, error) {
+	page, err := c.be.ListInstances(ctx, &backend.ListInstancesParams{
+		Statuses: o.Statuses, Name: o.Name, CreatedFrom: o.CreatedFrom, CreatedTo: o.CreatedTo,
+		PageSize: o.PageSize, PageToken: o.PageToken,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("duro: list: %w", err)
+	}
+	out := &InstancePage{NextPageToken: page.NextPageToken}
+	for _, bi := range page.Instances {
+		out.Instances = append(out.Instances, c.instance(bi))
+	}
+	return out, nil
+}
+
+// History returns the current execution's history, oldest first.
+func (c *Client) History(ctx context.Context, id string) ([]*HistoryEvent, error) {
+	h, err := c.be.GetHistory(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("duro: history of %q: %w", id, err)
+	}
+	return h, nil
+}

@@ -1,0 +1,122 @@
+// Package dispatch runs the claim loops of a worker: it claims work items up
+// to a concurrency limit, hands each to a handler goroutine, sleeps when idle
+// until the backend signals new work or the poll interval passes, and backs
+// off when the backend fails. It knows nothing of orchestrations or
+// activities.
+package dispatch
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Loop claims and handles work items of one kind.
+type Loop[T any] struct {
+	// Name is used in logs ("orchestration", "activity").
+	Name string
+	// Concurrency is the number of handlers that may run at once.
+	Concurrency int
+	// PollInterval is the longest an idle loop waits before claiming again.
+	PollInterval time.Duration
+	// Claim returns the next work item, or ok == false when there is none.
+	Claim func(ctx context.Context) (item T, ok bool, err error)
+	// Handle processes one item. Its context is cancelled when in-flight work
+	// must be abandoned (Stop's deadline passed).
+	Handle func(ctx context.Context, item T)
+	// Wake, if set, returns a channel closed when new work may be available.
+	Wake   func() <-chan struct{}
+	Logger *slog.Logger
+}
+
+// Run claims work until claimCtx is done, then waits for in-flight handlers.
+// Handlers run under workCtx, which the caller cancels to abort them. Run
+// returns when every handler has returned.
+func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, l.Concurrency)
+	backoff := time.Duration(0)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-claimCtx.Done():
+			return
+		}
+		var wake <-chan struct{}
+		if l.Wake != nil {
+			wake = l.Wake()
+		}
+		item, ok, err := l.Claim(claimCtx)
+		if err != nil {
+			<-slots
+			if claimCtx.Err() != nil {
+				return
+			}
+			backoff = nextBackoff(backoff)
+			l.Logger.Warn("duro: claim failed; retrying", "loop", l.Name, "backoff", backoff, "err", err)
+			if !sleep(claimCtx, backoff, nil) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if !ok {
+			<-slots
+			if !sleep(claimCtx, l.PollInterval, wake) {
+				return
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			l.Handle(workCtx, item)
+		}()
+	}
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 50 * time.Millisecond
+	}
+	d *= 2
+	if d > 5*time.Second {
+		d = 5 * time.Second
+	}
+	return d
+}
+
+// sleep waits for d, a wake-up or ctx; it reports false if ctx is done.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Retry calls fn until it succeeds, returns a permanent error (permanent
+// reports true), ctx is done, or attempts run out, sleeping with exponential
+// backoff between calls. It returns fn's last error.
+func Retry(ctx context.Context, attempts int, permanent func(error) bool, fn func() error) error {
+	var err error
+	backoff := time.Duration(0)
+	for i := 0; i < attempts; i++ {
+		if err = fn(); err == nil || permanent(err) {
+			return err
+		}
+		backoff = nextBackoff(backoff)
+		if !sleep(ctx, backoff, nil) {
+			return err
+		}
+	}
+	return err
+}

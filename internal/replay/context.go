@@ -1,0 +1,248 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"duro/backend"
+)
+
+// ErrTimeout resolves a WaitForEvent future whose timeout fired first.
+var ErrTimeout = errors.New("timed out")
+
+type actionKind string
+
+const (
+	kindActivity actionKind = "activity"
+	kindTimer    actionKind = "timer"
+	kindSubOrch  actionKind = "sub-orchestration"
+	kindSend     actionKind = "event send"
+)
+
+// action is something the code asked for. Replayed actions are matched against
+// the history events that recorded them; the rest are new and become this
+// step's outgoing work.
+type action struct {
+	kind   actionKind
+	taskID int
+	name   string
+	event  *backend.Event
+	future *Future
+	// recorded is true once a history event matched the action.
+	recorded bool
+	// effect builds the action's outgoing work when it is new.
+	activity *backend.ActivityTask
+	message  *backend.Message
+	start    *backend.CreateInstanceParams
+}
+
+func (a *action) describe() string {
+	return fmt.Sprintf("%s %q (task %d)", a.kind, a.name, a.taskID)
+}
+
+// Context is the engine-side state of one orchestration execution while a step
+// replays it. Orchestration code reaches it through the SDK; every method must
+// be called from the orchestration's own goroutine (or from a future callback).
+type Context struct {
+	instanceID  string
+	executionID string
+	name        string
+	input       []byte
+	parent      *backend.ParentRef
+
+	now       time.Time
+	replaying bool
+	logger    *slog.Logger
+
+	nextTaskID int
+	uuidSeq    int
+	actions    map[int]*action
+	order      []*action
+	// pending maps task IDs to futures awaiting a completion event.
+	pending map[int]*Future
+	// completed holds task IDs whose result has been applied.
+	completed map[int]bool
+
+	events  map[string][]*backend.Event
+	waiters map[string][]*Future
+
+	customStatus     []byte
+	customStatusSet  bool
+	continueAsNew    bool
+	continueAsNewArg []byte
+
+	co *coroutine
+	// nondeterminism is set when replay diverges from history.
+	nondeterminism error
+}
+
+// InstanceID returns the orchestration instance ID.
+func (c *Context) InstanceID() string { return c.instanceID }
+
+// ExecutionID returns the current execution's ID.
+func (c *Context) ExecutionID() string { return c.executionID }
+
+// Name returns the orchestration's registered name.
+func (c *Context) Name() string { return c.name }
+
+// Parent returns the parent reference of a sub-orchestration, or nil.
+func (c *Context) Parent() *backend.ParentRef { return c.parent }
+
+// Now returns the deterministic current time: the start time of the step
+// being replayed.
+func (c *Context) Now() time.Time { return c.now }
+
+// IsReplaying reports whether the code is re-running steps already recorded.
+func (c *Context) IsReplaying() bool { return c.replaying }
+
+// Logger returns a logger that is silent while replaying.
+func (c *Context) Logger() *slog.Logger { return c.logger }
+
+// NewUUID returns a UUID that is the same on every replay of this point of
+// the code.
+func (c *Context) NewUUID() uuid.UUID {
+	c.uuidSeq++
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(c.instanceID+"/"+c.executionID+"/uuid/"+strconv.Itoa(c.uuidSeq)))
+}
+
+// SetCustomStatus replaces the instance's custom status at the end of the step.
+func (c *Context) SetCustomStatus(payload []byte) {
+	c.customStatus = payload
+	c.customStatusSet = true
+}
+
+// ContinueAsNew asks for the execution to restart with input once the code
+// returns.
+func (c *Context) ContinueAsNew(input []byte) {
+	c.continueAsNew = true
+	c.continueAsNewArg = input
+}
+
+// Await parks the orchestration code until cond holds. cond is evaluated
+// after every history event.
+func (c *Context) Await(cond func() bool) { c.co.await(cond) }
+
+func (c *Context) newAction(kind actionKind, name string, ev *backend.Event) *action {
+	id := c.nextTaskID
+	c.nextTaskID++
+	ev.TaskID = id
+	ev.Timestamp = c.now
+	a := &action{kind: kind, taskID: id, name: name, event: ev, future: &Future{TaskID: id}}
+	c.actions[id] = a
+	c.order = append(c.order, a)
+	return a
+}
+
+func (c *Context) taskMessageID(taskID int) string {
+	return backend.TaskMessageID(c.instanceID, c.executionID, taskID)
+}
+
+// ScheduleActivity schedules an activity call.
+func (c *Context) ScheduleActivity(name string, input []byte, opts backend.ActivityOptions) *Future {
+	o := opts
+	a := c.newAction(kindActivity, name, &backend.Event{Type: backend.EventTaskScheduled, Name: name, Input: input, Activity: &o})
+	a.activity = &backend.ActivityTask{
+		ID: c.taskMessageID(a.taskID), InstanceID: c.instanceID, ExecutionID: c.executionID,
+		TaskID: a.taskID, Name: name, Input: input, Options: opts,
+	}
+	c.pending[a.taskID] = a.future
+	return a.future
+}
+
+// CreateTimer schedules a durable timer firing at fireAt.
+func (c *Context) CreateTimer(fireAt time.Time) *Future {
+	fireAt = fireAt.UTC()
+	a := c.newAction(kindTimer, "timer", &backend.Event{Type: backend.EventTimerCreated, FireAt: fireAt})
+	a.message = &backend.Message{
+		ID: backend.ResultMessageID(c.taskMessageID(a.taskID)), InstanceID: c.instanceID, ExecutionID: c.executionID,
+		Event:     &backend.Event{Type: backend.EventTimerFired, TaskID: a.taskID, FireAt: fireAt, Timestamp: fireAt},
+		VisibleAt: fireAt,
+	}
+	c.pending[a.taskID] = a.future
+	return a.future
+}
+
+// CallSubOrchestration starts a child orchestration. An empty instanceID gets a
+// deterministic one derived from this instance and the task ID.
+func (c *Context) CallSubOrchestration(name, instanceID string, input []byte) *Future {
+	a := c.newAction(kindSubOrch, name, &backend.Event{Type: backend.EventSubOrchestrationCreated, Name: name, Input: input})
+	if instanceID == "" {
+		instanceID = c.instanceID + ":" + shortID(c.executionID) + ":" + strconv.Itoa(a.taskID)
+	}
+	a.event.InstanceID = instanceID
+	parent := &backend.ParentRef{InstanceID: c.instanceID, ExecutionID: c.executionID, TaskID: a.taskID}
+	a.start = &backend.CreateInstanceParams{
+		ID: instanceID, Name: name, Input: input, Parent: parent,
+		ExecutionID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(c.taskMessageID(a.taskID))).String(),
+		IfExists:    backend.IfExistsReplaceFinished,
+	}
+	c.pending[a.taskID] = a.future
+	return a.future
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// SendEvent raises an event on another instance (fire and forget).
+func (c *Context) SendEvent(instanceID, name string, input []byte) {
+	a := c.newAction(kindSend, name, &backend.Event{Type: backend.EventEventSent, InstanceID: instanceID, Name: name, Input: input})
+	a.message = &backend.Message{
+		ID: c.taskMessageID(a.taskID), InstanceID: instanceID,
+		Event: &backend.Event{Type: backend.EventEventRaised, Name: name, Input: input},
+	}
+	a.future.Resolve(nil)
+}
+
+// WaitForEvent returns a future resolved by the next external event with this
+// name (events that arrived earlier are buffered, oldest first). A timeout > 0
+// starts a durable timer; if it fires first the future fails with ErrTimeout.
+// A timeout of 0 with no buffered event fails at once; a negative timeout
+// waits forever.
+func (c *Context) WaitForEvent(name string, timeout time.Duration) *Future {
+	f := NewFuture()
+	if buf := c.events[name]; len(buf) > 0 {
+		c.events[name] = buf[1:]
+		f.Resolve(buf[0].Input)
+		return f
+	}
+	if timeout == 0 {
+		f.FailErr(ErrTimeout)
+		return f
+	}
+	c.waiters[name] = append(c.waiters[name], f)
+	if timeout > 0 {
+		timer := c.CreateTimer(c.now.Add(timeout))
+		timer.OnDone(func() {
+			if f.done {
+				return
+			}
+			ws := c.waiters[name]
+			for i, w := range ws {
+				if w == f {
+					c.waiters[name] = append(ws[:i:i], ws[i+1:]...)
+					break
+				}
+			}
+			f.FailErr(ErrTimeout)
+		})
+	}
+	return f
+}
+
+func (c *Context) deliverEvent(ev *backend.Event) {
+	if ws := c.waiters[ev.Name]; len(ws) > 0 {
+		c.waiters[ev.Name] = ws[1:]
+		ws[0].Resolve(ev.Input)
+		return
+	}
+	c.events[ev.Name] = append(c.events[ev.Name], ev)
+}

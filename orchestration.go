@@ -1,0 +1,234 @@
+package duro
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"duro/backend"
+	"duro/internal/replay"
+)
+
+// OrchestrationContext is what orchestration code receives. It is the only
+// way orchestration code may wait, read the time, make IDs or reach the
+// outside world, because the code is re-run from history (replayed) on every
+// step and must take the same path each time. It is not a context.Context on
+// purpose: nothing that blocks on real I/O belongs in an orchestration.
+type OrchestrationContext struct {
+	c *replay.Context
+	p payloads
+}
+
+// InstanceID returns the orchestration instance's ID.
+func (ctx *OrchestrationContext) InstanceID() string { return ctx.c.InstanceID() }
+
+// ExecutionID returns the ID of the current execution (a new one after each
+// ContinueAsNew).
+func (ctx *OrchestrationContext) ExecutionID() string { return ctx.c.ExecutionID() }
+
+// Name returns the orchestration's registered name.
+func (ctx *OrchestrationContext) Name() string { return ctx.c.Name() }
+
+// Now returns the deterministic current time: when the current step began,
+// the same on every replay. Use it instead of time.Now.
+func (ctx *OrchestrationContext) Now() time.Time { return ctx.c.Now() }
+
+// IsReplaying reports whether the code is re-running a part of the
+// orchestration that history has already recorded.
+func (ctx *OrchestrationContext) IsReplaying() bool { return ctx.c.IsReplaying() }
+
+// NewUUID returns a UUID that is the same on every replay of this point.
+func (ctx *OrchestrationContext) NewUUID() uuid.UUID { return ctx.c.NewUUID() }
+
+// Logger returns a logger that stays silent while the code replays, so each
+// line is written once.
+func (ctx *OrchestrationContext) Logger() *slog.Logger { return ctx.c.Logger() }
+
+// SetCustomStatus publishes a value for observers (Client.Get shows it). It is
+// saved when the step commits.
+func (ctx *OrchestrationContext) SetCustomStatus(v any) error {
+	b, err := ctx.p.encode("custom status", v)
+	if err != nil {
+		return err
+	}
+	ctx.c.SetCustomStatus(b)
+	return nil
+}
+
+// CallOptions override, for one call, the options an activity or
+// sub-orchestration was registered with.
+type CallOptions struct {
+	// RetryPolicy replaces the registered retry policy.
+	RetryPolicy *RetryPolicy
+	// LeaseDuration replaces the registered lease duration (activities).
+	LeaseDuration time.Duration
+	// InstanceID names a sub-orchestration instance; empty means a
+	// deterministic ID derived from this instance and the task.
+	InstanceID string
+}
+
+func oneCallOptions(opts []CallOptions) CallOptions {
+	switch len(opts) {
+	case 0:
+		return CallOptions{}
+	case 1:
+		return opts[0]
+	}
+	panic("duro: at most one CallOptions per call")
+}
+
+// CallActivity schedules the activity name with input and returns its Task.
+// At most one CallOptions may be given.
+func (ctx *OrchestrationContext) CallActivity(name string, input any, opts ...CallOptions) *Task {
+	o := oneCallOptions(opts)
+	t := &Task{ctx: ctx, kind: KindActivity, name: name}
+	in, err := ctx.p.encode(fmt.Sprintf("input of activity %q", name), input)
+	if err != nil {
+		t.f = failedFuture(err)
+		return t
+	}
+	retry := o.RetryPolicy
+	bo := backend.ActivityOptions{LeaseDuration: o.LeaseDuration}
+	schedule := func() *replay.Future { return ctx.c.ScheduleActivity(name, in, bo) }
+	t.f = ctx.withRetry(retry, KindActivity, name, schedule)
+	return t
+}
+
+// CallSubOrchestration starts the orchestration name as a child instance and
+// returns a Task that completes with the child's output. At most one
+// CallOptions may be given.
+func (ctx *OrchestrationContext) CallSubOrchestration(name string, input any, opts ...CallOptions) *Task {
+	o := oneCallOptions(opts)
+	t := &Task{ctx: ctx, kind: KindSubOrchestration, name: name}
+	in, err := ctx.p.encode(fmt.Sprintf("input of orchestration %q", name), input)
+	if err != nil {
+		t.f = failedFuture(err)
+		return t
+	}
+	schedule := func() *replay.Future { return ctx.c.CallSubOrchestration(name, o.InstanceID, in) }
+	t.f = ctx.withRetry(o.RetryPolicy, KindSubOrchestration, name, schedule)
+	return t
+}
+
+// CreateTimer returns a Task that completes after d, measured from Now. The
+// timer is durable: it fires even if every worker restarts meanwhile.
+func (ctx *OrchestrationContext) CreateTimer(d time.Duration) *Task {
+	return &Task{ctx: ctx, kind: KindTimer, name: "timer", f: ctx.c.CreateTimer(ctx.c.Now().Add(d))}
+}
+
+// Sleep waits for a durable timer of d.
+func (ctx *OrchestrationContext) Sleep(d time.Duration) error {
+	return ctx.CreateTimer(d).Await(nil)
+}
+
+// WaitForEvent returns a Task that completes with the data of the next
+// external event called name (raised with Client.RaiseEvent or by another
+// orchestration). Events that arrived before the wait are kept, in order. If
+// timeout > 0 and no event arrives in time, Await returns ErrTimeout; a
+// negative timeout waits forever; zero takes only an event already received.
+func (ctx *OrchestrationContext) WaitForEvent(name string, timeout time.Duration) *Task {
+	return &Task{ctx: ctx, kind: KindEvent, name: name, f: ctx.c.WaitForEvent(name, timeout)}
+}
+
+// RaiseEvent sends an external event to another instance. Delivery is part
+// of this step's commit; an event for an instance that does not exist (or has
+// finished) is dropped.
+func (ctx *OrchestrationContext) RaiseEvent(instanceID, name string, data any) error {
+	b, err := ctx.p.encode(fmt.Sprintf("data of event %q", name), data)
+	if err != nil {
+		return err
+	}
+	ctx.c.SendEvent(instanceID, name, b)
+	return nil
+}
+
+// ContinueAsNew returns an error that, returned by the orchestration function,
+// restarts the instance with input and an empty history. Use it for
+// long-running loops so history stays short. Events not yet received carry
+// over to the new execution.
+func (ctx *OrchestrationContext) ContinueAsNew(input any) error {
+	b, err := ctx.p.encode("continue-as-new input", input)
+	if err != nil {
+		return err
+	}
+	ctx.c.ContinueAsNew(b)
+	return errContinueAsNew
+}
+
+var errContinueAsNew = errors.New("duro: continued as new")
+
+// AwaitAll waits until every task has completed and returns the first error
+// among them in argument order (nil if all succeeded). Results are read with
+// each task's Await afterwards.
+func (ctx *OrchestrationContext) AwaitAll(tasks ...*Task) error {
+	ctx.c.Await(func() bool {
+		for _, t := range tasks {
+			if !t.f.Done() {
+				return false
+			}
+		}
+		return true
+	})
+	for _, t := range tasks {
+		if err := t.Await(nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AwaitAny waits until at least one task has completed and returns the index
+// of the first completed one in argument order, with that task's error.
+func (ctx *OrchestrationContext) AwaitAny(tasks ...*Task) (int, error) {
+	if len(tasks) == 0 {
+		return -1, errors.New("duro: AwaitAny of no tasks")
+	}
+	idx := -1
+	ctx.c.Await(func() bool {
+		for i, t := range tasks {
+			if t.f.Done() {
+				idx = i
+				return true
+			}
+		}
+		return false
+	})
+	return idx, tasks[idx].Await(nil)
+}
+
+// Task is the pending result of an activity, sub-orchestration, timer or
+// event wait.
+type Task struct {
+	ctx  *OrchestrationContext
+	f    *replay.Future
+	kind TaskKind
+	name string
+}
+
+// Done reports whether the task has completed, without waiting.
+func (t *Task) Done() bool { return t.f.Done() }
+
+// Await waits for the task and decodes its result into out (a pointer, or
+// nil to ignore the result). A failed activity or sub-orchestration returns a
+// *TaskError; an event wait that timed out returns ErrTimeout.
+func (t *Task) Await(out any) error {
+	if !t.f.Done() {
+		t.ctx.c.Await(t.f.Done)
+	}
+	if err := t.f.Err(); err != nil {
+		return err
+	}
+	if f := t.f.Failure(); f != nil {
+		return newTaskError(t.kind, t.name, t.f.TaskID, f)
+	}
+	return t.ctx.p.decode(fmt.Sprintf("result of %s %q", t.kind, t.name), t.f.Value(), out)
+}
+
+func failedFuture(err error) *replay.Future {
+	f := replay.NewFuture()
+	f.FailErr(err)
+	return f
+}

@@ -1,0 +1,130 @@
+package duro
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Registry holds the orchestrations and activities a Worker can run, by name.
+// Register everything before starting a worker; a Registry is safe for
+// concurrent use.
+type Registry struct {
+	mu             sync.RWMutex
+	orchestrations map[string]orchestrationFunc
+	activities     map[string]*registeredActivity
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry() *Registry {
+	return &Registry{orchestrations: map[string]orchestrationFunc{}, activities: map[string]*registeredActivity{}}
+}
+
+// orchestrationFunc is an orchestration with its payloads still encoded.
+type orchestrationFunc func(ctx *OrchestrationContext, input []byte) (any, error)
+
+// activityFunc is an activity with its payloads still encoded.
+type activityFunc func(ctx ActivityContext, p payloads, input []byte) (any, error)
+
+type registeredActivity struct {
+	fn   activityFunc
+	opts ActivityOptions
+}
+
+// ActivityOptions are the defaults of an activity, set at registration. An
+// orchestration can override them per call with CallOptions.
+type ActivityOptions struct {
+	// LeaseDuration is how long one delivery holds the task before another
+	// worker may take it over; the worker renews it while the code runs.
+	// Zero means the worker's WorkerOptions.ActivityLeaseDuration.
+	LeaseDuration time.Duration
+	// RetryPolicy retries failed calls with durable timers between them. Nil
+	// means a failure is returned to the orchestration at once.
+	RetryPolicy *RetryPolicy
+}
+
+// RegisterOrchestration registers orchestration code under name. fn receives
+// the decoded input; what it returns becomes the instance's output.
+// Orchestration code must be deterministic: it may only wait through the
+// OrchestrationContext, and must take time, randomness and I/O from it or
+// from activities. It panics if name is empty or already registered.
+func RegisterOrchestration[I, O any](r *Registry, name string, fn func(ctx *OrchestrationContext, input I) (O, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == "" {
+		panic("duro: RegisterOrchestration with an empty name")
+	}
+	if _, dup := r.orchestrations[name]; dup {
+		panic(fmt.Sprintf("duro: orchestration %q registered twice", name))
+	}
+	r.orchestrations[name] = func(ctx *OrchestrationContext, raw []byte) (any, error) {
+		var in I
+		if err := ctx.p.decode(fmt.Sprintf("input of orchestration %q", name), raw, &in); err != nil {
+			return nil, err
+		}
+		return fn(ctx, in)
+	}
+}
+
+// RegisterActivity registers activity code under name, with optional
+// defaults (at most one ActivityOptions). Activities do the side effects:
+// they run at least once by default, and see their delivery's attempt number
+// in ActivityContext. It panics if name is empty or already registered.
+func RegisterActivity[I, O any](r *Registry, name string, fn func(ctx ActivityContext, input I) (O, error), opts ...ActivityOptions) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == "" {
+		panic("duro: RegisterActivity with an empty name")
+	}
+	if _, dup := r.activities[name]; dup {
+		panic(fmt.Sprintf("duro: activity %q registered twice", name))
+	}
+	if len(opts) > 1 {
+		panic("duro: RegisterActivity takes at most one ActivityOptions")
+	}
+	ra := &registeredActivity{fn: func(ctx ActivityContext, p payloads, raw []byte) (any, error) {
+		var in I
+		if err := p.decode(fmt.Sprintf("input of activity %q", name), raw, &in); err != nil {
+			return nil, err
+		}
+		out, err := fn(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		if isNil(out) {
+			return nil, nil
+		}
+		return out, nil
+	}}
+	if len(opts) == 1 {
+		ra.opts = opts[0]
+	}
+	r.activities[name] = ra
+}
+
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Func, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
+func (r *Registry) orchestration(name string) (orchestrationFunc, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	fn, ok := r.orchestrations[name]
+	return fn, ok
+}
+
+func (r *Registry) activity(name string) (*registeredActivity, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	a, ok := r.activities[name]
+	return a, ok
+}

@@ -1,0 +1,277 @@
+package duro
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"duro/backend"
+	"duro/internal/dispatch"
+	"duro/internal/replay"
+)
+
+// WorkerOptions configure a Worker. The zero value is usable: every field has
+// a documented default.
+type WorkerOptions struct {
+	// Name identifies the worker in leases and logs. Default: host:pid.
+	Name string
+	// OrchestrationConcurrency is how many orchestration steps run at once.
+	// Default: GOMAXPROCS.
+	OrchestrationConcurrency int
+	// ActivityConcurrency is how many activities run at once. Default: 32.
+	ActivityConcurrency int
+	// OrchestrationLeaseDuration is how long a claimed step is held before
+	// another worker may claim it again. Default: 30s.
+	OrchestrationLeaseDuration time.Duration
+	// ActivityLeaseDuration is the default lease of an activity delivery; the
+	// worker renews it every third of its length while the code runs, so it
+	// bounds how soon a dead worker's task is redelivered. Default: 1m.
+	ActivityLeaseDuration time.Duration
+	// PollInterval is the longest an idle worker waits before looking for
+	// work again. Backends that signal new work wake it sooner. It also
+	// bounds how late a durable timer fires. Default: 100ms.
+	PollInterval time.Duration
+	// Codec encodes payloads. Default: JSONCodec.
+	Codec Codec
+	// MaxPayloadBytes limits one encoded payload (activity results,
+	// orchestration outputs). Default: DefaultMaxPayloadBytes; negative means
+	// no limit.
+	MaxPayloadBytes int
+	// Logger receives the worker's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns a copy of o with zero fields set to their defaults.
+func (o WorkerOptions) WithDefaults() WorkerOptions {
+	if o.Name == "" {
+		host, _ := os.Hostname()
+		o.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if o.OrchestrationConcurrency == 0 {
+		o.OrchestrationConcurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.ActivityConcurrency == 0 {
+		o.ActivityConcurrency = 32
+	}
+	if o.OrchestrationLeaseDuration == 0 {
+		o.OrchestrationLeaseDuration = 30 * time.Second
+	}
+	if o.ActivityLeaseDuration == 0 {
+		o.ActivityLeaseDuration = time.Minute
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	if o.Codec == nil {
+		o.Codec = JSONCodec{}
+	}
+	if o.MaxPayloadBytes == 0 {
+		o.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+func (o WorkerOptions) validate() error {
+	switch {
+	case o.OrchestrationConcurrency < 0:
+		return fmt.Errorf("duro: WorkerOptions.OrchestrationConcurrency is %d; want > 0", o.OrchestrationConcurrency)
+	case o.ActivityConcurrency < 0:
+		return fmt.Errorf("duro: WorkerOptions.ActivityConcurrency is %d; want > 0", o.ActivityConcurrency)
+	case o.OrchestrationLeaseDuration < 10*time.Millisecond:
+		return fmt.Errorf("duro: WorkerOptions.OrchestrationLeaseDuration is %v; want >= 10ms", o.OrchestrationLeaseDuration)
+	case o.ActivityLeaseDuration < 10*time.Millisecond:
+		return fmt.Errorf("duro: WorkerOptions.ActivityLeaseDuration is %v; want >= 10ms", o.ActivityLeaseDuration)
+	case o.PollInterval < 0:
+		return fmt.Errorf("duro: WorkerOptions.PollInterval is %v; want > 0", o.PollInterval)
+	}
+	return nil
+}
+
+// Worker runs the orchestrations and activities of a Registry against a
+// backend. Any number of workers may share a backend that supports it
+// (PostgreSQL); leases make sure each work item runs in one place at a time.
+type Worker struct {
+	be   backend.Backend
+	reg  *Registry
+	opts WorkerOptions
+	p    payloads
+	log  *slog.Logger
+
+	mu          sync.Mutex
+	started     bool
+	stopped     bool
+	cancelClaim context.CancelFunc
+	cancelWork  context.CancelFunc
+	done        chan struct{}
+}
+
+// NewWorker returns a worker for be running the code in reg. opts may be nil.
+func NewWorker(be backend.Backend, reg *Registry, opts *WorkerOptions) (*Worker, error) {
+	if be == nil || reg == nil {
+		return nil, errors.New("duro: NewWorker needs a backend and a registry")
+	}
+	var o WorkerOptions
+	if opts != nil {
+		o = *opts
+	}
+	o = o.WithDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	limit := o.MaxPayloadBytes
+	if limit < 0 {
+		limit = 0
+	}
+	return &Worker{be: be, reg: reg, opts: o, p: payloads{codec: o.Codec, limit: limit},
+		log: o.Logger.With("worker", o.Name)}, nil
+}
+
+// Start launches the worker's loops and returns. They run until Stop.
+func (w *Worker) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return errors.New("duro: worker already started")
+	}
+	w.started = true
+	claimCtx, cancelClaim := context.WithCancel(context.Background())
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	w.cancelClaim, w.cancelWork = cancelClaim, cancelWork
+	w.done = make(chan struct{})
+
+	var wake func() <-chan struct{}
+	if n, ok := w.be.(backend.WorkNotifier); ok {
+		wake = n.WorkAvailable
+	}
+	orch := &dispatch.Loop[*backend.OrchestrationWorkItem]{
+		Name: "orchestration", Concurrency: w.opts.OrchestrationConcurrency, PollInterval: w.opts.PollInterval,
+		Wake: wake, Logger: w.log,
+		Claim: func(ctx context.Context) (*backend.OrchestrationWorkItem, bool, error) {
+			wi, err := w.be.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.OrchestrationLeaseDuration})
+			return wi, wi != nil, err
+		},
+		Handle: w.runStep,
+	}
+	act := &dispatch.Loop[*backend.ActivityWorkItem]{
+		Name: "activity", Concurrency: w.opts.ActivityConcurrency, PollInterval: w.opts.PollInterval,
+		Wake: wake, Logger: w.log,
+		Claim: func(ctx context.Context) (*backend.ActivityWorkItem, bool, error) {
+			wi, err := w.be.ClaimActivity(ctx, &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.ActivityLeaseDuration})
+			return wi, wi != nil, err
+		},
+		Handle: w.runActivity,
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); orch.Run(claimCtx, workCtx) }()
+	go func() { defer wg.Done(); act.Run(claimCtx, workCtx) }()
+	go func() { wg.Wait(); close(w.done) }()
+	w.log.Debug("duro: worker started")
+	return nil
+}
+
+// Stop stops claiming work and waits for in-flight work to finish. When ctx
+// is done first, in-flight activities are cancelled and their work items
+// abandoned, so another worker redelivers them (with the next attempt number).
+// Stop returns ctx's error in that case, after every goroutine has exited.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.started || w.stopped {
+		w.mu.Unlock()
+		return nil
+	}
+	w.stopped = true
+	w.mu.Unlock()
+	w.cancelClaim()
+	select {
+	case <-w.done:
+		w.cancelWork()
+		return nil
+	case <-ctx.Done():
+		w.cancelWork()
+		<-w.done
+		return ctx.Err()
+	}
+}
+
+// lookup adapts registered orchestrations to the replay engine.
+func (w *Worker) lookup(name string) (replay.Orchestrator, bool) {
+	fn, ok := w.reg.orchestration(name)
+	if !ok {
+		return nil, false
+	}
+	return func(c *replay.Context, input []byte) ([]byte, error) {
+		octx := &OrchestrationContext{c: c, p: w.p}
+		out, err := fn(octx, input)
+		if err != nil {
+			return nil, err
+		}
+		if isNil(out) {
+			return nil, nil
+		}
+		return w.p.encode(fmt.Sprintf("output of orchestration %q", name), out)
+	}, true
+}
+
+func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem) {
+	inst := wi.Instance
+	log := w.log.With("instance", inst.ID, "orchestration", inst.Name, "step_attempt", wi.Attempt)
+	var params *backend.CompleteOrchestrationStepParams
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("duro: orchestration step panicked in the engine; abandoning it", "panic", r, "stack", string(debug.Stack()))
+				params = nil
+			}
+		}()
+		params = replay.Execute(&replay.Params{
+			WorkItem: wi, Lookup: w.lookup, Now: time.Now(), Logger: w.log,
+			FailureFromError: func(err error) *backend.Failure { return failureFromError(w.p.codec, err) },
+		})
+	}()
+	if params == nil {
+		w.abandonStep(wi, time.Now().Add(time.Second))
+		return
+	}
+	// A computed step is worth committing even while the worker stops.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := dispatch.Retry(cctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(cctx, params) })
+	switch {
+	case err == nil:
+		if params.Status.IsTerminal() {
+			log.Debug("duro: orchestration finished", "status", params.Status)
+		}
+	case errors.Is(err, backend.ErrLeaseLost):
+		log.Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
+	default:
+		log.Error("duro: orchestration step not committed; it will be delivered again", "err", err)
+		w.abandonStep(wi, time.Time{})
+	}
+}
+
+func (w *Worker) abandonStep(wi *backend.OrchestrationWorkItem, retryAt time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: wi.Instance.ID, Attempt: wi.Attempt, RetryAt: retryAt}); err != nil {
+		w.log.Warn("duro: abandon orchestration step", "instance", wi.Instance.ID, "err", err)
+	}
+}
+
+// isPermanent reports errors that retrying a commit cannot fix.
+func isPermanent(err error) bool {
+	return errors.Is(err, backend.ErrLeaseLost) || errors.Is(err, backend.ErrClosed) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
