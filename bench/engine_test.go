@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duro"
+	"duro/backend"
+	"duro/backend/memory"
+	"duro/backend/sqlite"
+)
+
+// stores are the backends every workload runs on.
+var stores = []struct {
+	name string
+	open func(b *testing.B) backend.Backend
+}{
+	{"sqlite", func(b *testing.B) backend.Backend {
+		be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return be
+	}},
+	{"memory", func(b *testing.B) backend.Backend {
+		be, err := memory.Open(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return be
+	}},
+}
+
+func registry() *duro.Registry {
+	r := duro.NewRegistry()
+	duro.RegisterActivity(r, "Hello", func(ctx duro.ActivityContext, name string) (string, error) {
+		return "Hello, " + name, nil
+	})
+	duro.RegisterOrchestration(r, "Sequence", func(ctx *duro.OrchestrationContext, _ any) ([]string, error) {
+		out := make([]string, 0, 3)
+		for _, city := range []string{"Tokyo", "Seattle", "London"} {
+			var s string
+			if err := ctx.CallActivity("Hello", city).Await(&s); err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	})
+	duro.RegisterOrchestration(r, "FanOut", func(ctx *duro.OrchestrationContext, n int) (int, error) {
+		tasks := make([]*duro.Task, n)
+		for i := range tasks {
+			tasks[i] = ctx.CallActivity("Hello", fmt.Sprint(i))
+		}
+		if err := ctx.AwaitAll(tasks...); err != nil {
+			return 0, err
+		}
+		return n, nil
+	})
+	return r
+}
+
+func startWorker(b *testing.B, be backend.Backend) *duro.Client {
+	w, err := duro.NewWorker(be, registry(), &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = w.Stop(context.Background())
+		_ = be.Close()
+	})
+	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond})
+}
+
+// BenchmarkSequence runs 500 instances of a 3-activity sequence per op.
+func BenchmarkSequence(b *testing.B) {
+	const instances = 500
+	for _, st := range stores {
+		b.Run(st.name, func(b *testing.B) {
+			c := startWorker(b, st.open(b))
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ids := make([]string, instances)
+				for j := range ids {
+					id, err := c.Start(ctx, "Sequence", nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					ids[j] = id
+				}
+				for _, id := range ids {
+					inst, err := c.Wait(ctx, id)
+					if err != nil || inst.Status != duro.StatusCompleted {
+						b.Fatalf("%v %v", inst, err)
+					}
+				}
+			}
+			secs := b.Elapsed().Seconds()
+			b.ReportMetric(float64(instances*b.N)/secs, "instances/s")
+			b.ReportMetric(float64(3*instances*b.N)/secs, "activities/s")
+		})
+	}
+}
+
+// BenchmarkFanOut runs one instance fanning out to 1,000 activities and back
+// in per op.
+func BenchmarkFanOut(b *testing.B) {
+	const fan = 1000
+	for _, st := range stores {
+		b.Run(st.name, func(b *testing.B) {
+			c := startWorker(b, st.open(b))
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				id, err := c.Start(ctx, "FanOut", fan)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst, err := c.Wait(ctx, id)
+				if err != nil || inst.Status != duro.StatusCompleted {
+					b.Fatalf("%v %v", inst, err)
+				}
+			}
+			secs := b.Elapsed().Seconds()
+			b.ReportMetric(float64(b.N)/secs, "instances/s")
+			b.ReportMetric(float64(fan*b.N)/secs, "activities/s")
+		})
+	}
+}

@@ -1,0 +1,72 @@
+// Package duro is a durable task framework: workflows written as ordinary,
+// deterministic Go functions (orchestrations) that call side-effecting steps
+// (activities), survive crashes and restarts, and say exactly how often each
+// step may run.
+//
+// # The pieces
+//
+// An orchestration is a function
+//
+//	func(ctx *duro.OrchestrationContext, input I) (O, error)
+//
+// that calls activities, sub-orchestrations, durable timers and external
+// events through ctx. Every call is recorded in the instance's history, an
+// append-only event log kept by a backend. After each step (for example,
+// when an activity's result arrives) the worker re-runs the function from the
+// start against that history — the function "replays" — until it reaches the
+// point it had not passed before. So orchestration code must be
+// deterministic: it reads time from ctx.Now, makes IDs with ctx.NewUUID,
+// waits only on Tasks, and leaves all I/O to activities. If replayed code
+// schedules something other than what history recorded, the instance fails
+// with a "NonDeterminism" failure that names both; ReplayHistory checks
+// recorded histories against new code in tests.
+//
+// An activity is a function
+//
+//	func(ctx duro.ActivityContext, input I) (O, error)
+//
+// that does the work: calls APIs, writes databases, sends e-mail. It runs
+// outside the replay, once per delivery. ActivityContext is a
+// context.Context that also carries the delivery's attempt number (see
+// "Guarantees").
+//
+// A Registry maps names to both kinds of functions; a Worker runs them
+// against a backend; a Client starts instances, waits for them, raises
+// events, terminates and purges them.
+//
+// # Backends
+//
+// Package backend defines the storage seam. duro ships an embedded SQLite
+// backend (backend/sqlite, a file and no server, the default) and an
+// in-memory one for tests (backend/memory). Every backend passes the same
+// conformance suite, backend/backendtest.
+//
+// # Guarantees
+//
+// duro is built for steps that must not silently run twice:
+//
+//   - Attempt numbers (A1): every delivery of a work item carries a number,
+//     recorded durably before any of its code runs, starting at 1 and never
+//     repeated — across crashes, lease expiry and concurrent workers. An
+//     activity sees it as ActivityContext.Attempt; a value above 1 means an
+//     earlier delivery may have done (part of) the work.
+//   - Fencing (A2): only the newest delivery of a work item can complete it;
+//     a completion from a superseded delivery is rejected and discarded, so an
+//     orchestration receives exactly one result per task.
+//   - Atomic steps (O1): an orchestration step's new history, status, consumed
+//     messages and all of its outgoing work commit in one transaction, with
+//     deterministic IDs, so nothing is lost or enqueued twice.
+//
+// By default activities run at least once: after a crash they run again with
+// the next attempt number.
+//
+// # Errors
+//
+// A failed activity or sub-orchestration surfaces in the orchestration as a
+// *TaskError (use errors.As) carrying the task's name and the error's type and
+// message. Activities classify errors with NewError and NewNonRetryableError;
+// RetryPolicy retries failures with durable timers in between. Client
+// operations return errors wrapping the sentinels ErrInstanceNotFound,
+// ErrInstanceExists, ErrInstanceFinished and ErrInstanceNotFinished; payload
+// problems wrap ErrPayloadTooLarge or ErrPayloadDecode.
+package duro
