@@ -1,0 +1,20 @@
+package memory_test
+
+import (
+	"context"
+	"testing"
+
+	"duro/backend"
+	"duro/backend/backendtest"
+	"duro/backend/memory"
+)
+
+func TestConformance(t *testing.T) {
+	backendtest.Exercise(context.Background(), t, func(t *testing.T) backend.Backend {
+		b, err := memory.Open(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}, nil)
+}

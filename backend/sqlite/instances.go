@@ -1,0 +1,328 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"duro/backend"
+)
+
+// CreateInstance implements backend.Backend.
+func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
+	if err := validateCreate(p); err != nil {
+		return b.fail("create instance", err)
+	}
+	err := b.write(ctx, "create instance", func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, now(p.Now))
+		if err := t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished); err != nil {
+			return err
+		}
+		return t.flush()
+	})
+	if err == nil {
+		b.work.notify()
+	}
+	return err
+}
+
+// GetInstance implements backend.Backend.
+func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance, error) {
+	var in *backend.Instance
+	err := b.read(ctx, "get instance", func(tx *sql.Tx) error {
+		var err error
+		in, err = getInstance(ctx, tx, id)
+		return err
+	})
+	return in, err
+}
+
+func getInstance(ctx context.Context, tx *sql.Tx, id string) (*backend.Instance, error) {
+	in, err := scanInstance(tx.QueryRowContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+	}
+	return in, err
+}
+
+// GetHistory implements backend.Backend.
+func (b *Backend) GetHistory(ctx context.Context, id string) ([]*backend.Event, error) {
+	var h []*backend.Event
+	err := b.read(ctx, "get history", func(tx *sql.Tx) error {
+		var n int
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM instances WHERE id = ?`, id).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+		}
+		h, err = loadHistory(ctx, tx, id)
+		return err
+	})
+	return h, err
+}
+
+func loadHistory(ctx context.Context, tx *sql.Tx, id string) ([]*backend.Event, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT seq, event FROM history WHERE instance_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, err
+	}
+	h := []*backend.Event{}
+	for rows.Next() {
+		var seq int64
+		var data []byte
+		if err := rows.Scan(&seq, &data); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		e, err := decodeEvent(data)
+		if err != nil {
+			_ = rows.Close()
+			return nil, fmt.Errorf("instance %q: history event %d: %w", id, seq, err)
+		}
+		h = append(h, e)
+	}
+	return h, closeRows(rows)
+}
+
+// EnqueueMessage implements backend.Backend. A zero VisibleAt makes the
+// message visible to every claim, whatever clock the claim passes.
+func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
+	if err := validateMessage(m); err != nil {
+		return b.fail("enqueue message", err)
+	}
+	work := false
+	err := b.write(ctx, "enqueue message", func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, now(time.Time{}))
+		if err := t.deliver(m); err != nil {
+			return err
+		}
+		work = t.work
+		return t.flush()
+	})
+	if err == nil && work {
+		b.work.notify()
+	}
+	return err
+}
+
+// PurgeInstance implements backend.Backend.
+func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
+	return b.write(ctx, "purge instance", func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, time.Time{})
+		s, err := t.instanceStatus(id)
+		if err != nil {
+			return err
+		}
+		if !s.IsTerminal() {
+			return fmt.Errorf("instance %q is %s: %w", id, s, backend.ErrInstanceNotFinished)
+		}
+		if err := t.deleteInstanceData(id); err != nil {
+			return err
+		}
+		_, err = t.exec(`DELETE FROM instances WHERE id = ?`, id)
+		return err
+	})
+}
+
+// PurgeInstances implements backend.Backend. At least one filter field must
+// be set; statuses that are not terminal match nothing.
+func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesParams) (int, error) {
+	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
+		return 0, b.fail("purge instances", errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo"))
+	}
+	if err := validStatuses(p.Statuses); err != nil {
+		return 0, b.fail("purge instances", err)
+	}
+	var terminal []backend.Status
+	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
+		if len(p.Statuses) == 0 || containsStatus(p.Statuses, s) {
+			terminal = append(terminal, s)
+		}
+	}
+	if len(terminal) == 0 {
+		return 0, nil
+	}
+	where, args := filterSQL(terminal, p.Name, p.CreatedFrom, p.CreatedTo)
+	var n int64
+	err := b.write(ctx, "purge instances", func(tx *sql.Tx) error {
+		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+
+				` WHERE instance_id IN (SELECT id FROM instances WHERE `+where+`)`, args...); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE `+where, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+func containsStatus(ss []backend.Status, s backend.Status) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func validStatuses(ss []backend.Status) error {
+	for _, s := range ss {
+		if !s.Valid() {
+			return fmt.Errorf("unknown status %q", s)
+		}
+	}
+	return nil
+}
+
+// filterSQL builds the WHERE clause of the instance filters; it is never
+// empty.
+func filterSQL(statuses []backend.Status, name string, from, to time.Time) (string, []any) {
+	conds := []string{"1 = 1"}
+	var args []any
+	if len(statuses) == 1 {
+		conds = append(conds, "status = ?")
+		args = append(args, string(statuses[0]))
+	} else if len(statuses) > 1 {
+		conds = append(conds, "status IN (?"+strings.Repeat(", ?", len(statuses)-1)+")")
+		for _, s := range statuses {
+			args = append(args, string(s))
+		}
+	}
+	if name != "" {
+		conds = append(conds, "name = ?")
+		args = append(args, name)
+	}
+	if !from.IsZero() {
+		conds = append(conds, "created_at >= ?")
+		args = append(args, from.UnixNano())
+	}
+	if !to.IsZero() {
+		conds = append(conds, "created_at < ?")
+		args = append(args, to.UnixNano())
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// DefaultPageSize is the page size of ListInstances when PageSize is 0.
+const DefaultPageSize = 100
+
+// ListInstances implements backend.Backend. Instances are ordered newest
+// first by creation time, then by descending ID. The page token is opaque; a
+// token this backend did not produce is an error.
+func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesParams) (*backend.InstancePage, error) {
+	if p == nil {
+		p = &backend.ListInstancesParams{}
+	}
+	size := p.PageSize
+	switch {
+	case size < 0:
+		return nil, b.fail("list instances", fmt.Errorf("negative page size %d", size))
+	case size == 0:
+		size = DefaultPageSize
+	}
+	if err := validStatuses(p.Statuses); err != nil {
+		return nil, b.fail("list instances", err)
+	}
+	var after string
+	var afterArgs []any
+	if p.PageToken != "" {
+		at, id, err := decodePageToken(p.PageToken)
+		if err != nil {
+			return nil, b.fail("list instances", err)
+		}
+		after = " AND (created_at < ? OR (created_at = ? AND id < ?))"
+		afterArgs = []any{at, at, id}
+	}
+	// One index range per status, merged: each walks its index newest first
+	// and stops after a page, so no filter sorts all matching instances.
+	var statuses []backend.Status
+	for _, s := range p.Statuses {
+		if !containsStatus(statuses, s) {
+			statuses = append(statuses, s)
+		}
+	}
+	if len(statuses) == 0 {
+		statuses = []backend.Status{""}
+	}
+	var parts []string
+	var args []any
+	for _, s := range statuses {
+		var one []backend.Status
+		if s != "" {
+			one = []backend.Status{s}
+		}
+		where, wargs := filterSQL(one, p.Name, p.CreatedFrom, p.CreatedTo)
+		parts = append(parts, `SELECT * FROM (SELECT `+instanceColumns+` FROM instances WHERE `+where+after+
+			` ORDER BY created_at DESC, id DESC LIMIT ?)`)
+		args = append(append(append(args, wargs...), afterArgs...), size+1)
+	}
+	query := strings.Join(parts, " UNION ALL ")
+	if len(parts) > 1 {
+		query = `SELECT * FROM (` + query + `) ORDER BY created_at DESC, id DESC LIMIT ?`
+		args = append(args, size+1)
+	}
+	page := &backend.InstancePage{Instances: []*backend.Instance{}}
+	err := b.read(ctx, "list instances", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			in, err := scanInstance(rows)
+			if err != nil {
+				_ = rows.Close()
+				return err
+			}
+			page.Instances = append(page.Instances, in)
+		}
+		return closeRows(rows)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Instances) > size {
+		page.Instances = page.Instances[:size]
+		last := page.Instances[size-1]
+		page.NextPageToken = encodePageToken(nanos(last.CreatedAt), last.ID)
+	}
+	return page, nil
+}
+
+const pageTokenPrefix = "v1:"
+
+func encodePageToken(at int64, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(at, 10) + ":" + id))
+}
+
+func decodePageToken(tok string) (int64, string, error) {
+	bad := fmt.Errorf("invalid page token %q", tok)
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, "", bad
+	}
+	rest, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
+	if !ok {
+		return 0, "", bad
+	}
+	num, id, ok := strings.Cut(rest, ":")
+	if !ok {
+		return 0, "", bad
+	}
+	at, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, "", bad
+	}
+	return at, id, nil
+}

@@ -1,0 +1,283 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"duro/backend"
+)
+
+// Backend is a backend.Backend and backend.WorkNotifier stored in one SQLite
+// database. It is safe for concurrent use. Create it with Open (a file) or
+// OpenMemory (a private in-memory database).
+type Backend struct {
+	wdb             *sql.DB // the single writer connection
+	rdb             *sql.DB // the read pool; == wdb for in-memory stores
+	log             *slog.Logger
+	maxStepMessages int
+	closed          atomic.Bool
+	work            broadcaster
+}
+
+var (
+	_ backend.Backend      = (*Backend)(nil)
+	_ backend.WorkNotifier = (*Backend)(nil)
+)
+
+// Open opens the SQLite database file at path, creating it if needed, applies
+// the pending migrations and returns the backend. A nil opts means the
+// defaults. Several processes may open the same file at once.
+func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	if path == "" {
+		return nil, errors.New("sqlite: open: empty path")
+	}
+	if path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite: open: %q is not a file path (use OpenMemory for an in-memory store)", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	busy := strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)
+	uri := fileURI(abs)
+	wdb, err := sql.Open("sqlite", uri+"?_txlock=immediate"+
+		"&_pragma=busy_timeout("+busy+")"+
+		"&_pragma=journal_mode(WAL)"+
+		"&_pragma=synchronous("+o.Synchronous+")")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	b := &Backend{wdb: wdb, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	if err := b.init(ctx); err != nil {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	var mode string
+	if err := wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		b.log.Warn("sqlite: WAL journal mode unavailable; readers and the writer will block each other",
+			"path", path, "journal_mode", mode)
+	}
+	rdb, err := sql.Open("sqlite", uri+"?_pragma=busy_timeout("+busy+")&_pragma=query_only(1)")
+	if err != nil {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(o.ReadConns)
+	rdb.SetMaxIdleConns(o.ReadConns)
+	b.rdb = rdb
+	return b, nil
+}
+
+// OpenMemory returns a backend on a private in-memory SQLite database: the
+// same engine as Open, for tests. Every call yields an independent, empty
+// store, which lives until Close. Options.Synchronous and ReadConns are
+// ignored; all operations share one connection.
+func OpenMemory(ctx context.Context, opts *Options) (*Backend, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open memory: %w", err)
+	}
+	// A plain ":memory:" name gives each connection its own database; the
+	// pool is limited to one connection that is never closed before Close.
+	db, err := sql.Open("sqlite", ":memory:?_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open memory: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	if err := b.init(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlite: open memory: %w", err)
+	}
+	return b, nil
+}
+
+// init connects the writer and applies the migrations.
+func (b *Backend) init(ctx context.Context) error {
+	if err := b.wdb.PingContext(ctx); err != nil {
+		return err
+	}
+	return migrate(ctx, b.wdb, b.log)
+}
+
+// fileURI turns an absolute path into an SQLite URI, escaping the characters
+// that would end the path part.
+func fileURI(abs string) string {
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // a Windows drive letter
+	}
+	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+	return "file:" + r.Replace(p)
+}
+
+// Close closes the connection pools. Calls after Close, Close included,
+// return an error wrapping backend.ErrClosed. Waiters on WorkAvailable are
+// woken.
+func (b *Backend) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return fmt.Errorf("sqlite: close: %w", backend.ErrClosed)
+	}
+	b.work.shutdown()
+	var errs []error
+	if b.rdb != b.wdb {
+		errs = append(errs, b.rdb.Close())
+	}
+	errs = append(errs, b.wdb.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// WorkAvailable implements backend.WorkNotifier: the channel is closed after
+// the next commit in this process that may have made work claimable (a new
+// instance, message or activity task, a completed step, an abandoned lease)
+// and on Close; after Close it is always closed. Work committed by other
+// processes is not signalled.
+func (b *Backend) WorkAvailable() <-chan struct{} {
+	return b.work.wait()
+}
+
+// closedChan is what WorkAvailable returns after Close: waiting on it ends
+// at once, and the next call of a method reports ErrClosed.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// broadcaster wakes every waiter at once by closing a channel. The channel is
+// only made when someone waits, so notify costs a lock when nobody does.
+type broadcaster struct {
+	mu   sync.Mutex
+	ch   chan struct{}
+	done bool // after Close
+}
+
+func (w *broadcaster) wait() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return closedChan
+	}
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+func (w *broadcaster) notify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+}
+
+// shutdown wakes every waiter and makes wait return a closed channel.
+func (w *broadcaster) shutdown() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+	w.done = true
+}
+
+// fail wraps err with the operation's name, turning the
+// errors of closed pools into backend.ErrClosed.
+func (b *Backend) fail(op string, err error) error {
+	if b.closed.Load() && !errors.Is(err, backend.ErrClosed) &&
+		(errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "database is closed")) {
+		err = fmt.Errorf("%w: %v", backend.ErrClosed, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// write runs fn in an IMMEDIATE transaction on the writer connection.
+func (b *Backend) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if b.closed.Load() {
+		return b.fail(op, backend.ErrClosed)
+	}
+	tx, err := b.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return b.fail(op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return b.fail(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return b.fail(op, err)
+	}
+	return nil
+}
+
+// read runs fn in a read-only transaction (one snapshot) on the read pool.
+func (b *Backend) read(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if b.closed.Load() {
+		return b.fail(op, backend.ErrClosed)
+	}
+	tx, err := b.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return b.fail(op, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return b.fail(op, err)
+	}
+	return nil
+}
+
+// now returns t in UTC, or the current time if t is zero.
+func now(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now().UTC()
+	}
+	return t.UTC()
+}
+
+// nanos stores a time as Unix nanoseconds; the zero time is 0.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the inverse of nanos, in UTC.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

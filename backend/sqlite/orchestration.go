@@ -1,0 +1,501 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"duro/backend"
+)
+
+func validateClaim(p *backend.ClaimParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.LeaseDuration <= 0:
+		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
+	}
+	return nil
+}
+
+// ClaimOrchestrationStep implements backend.Backend. Among the instances
+// with a visible message and no live lease it picks the one whose oldest
+// message became visible first (a timer when it fired, any other message
+// when it was enqueued, by the enqueuing writer's clock). It increments the
+// instance's step attempt number and takes the lease in one transaction,
+// committed before it returns. The work item carries the instance's whole
+// history and at most Options.MaxStepMessages visible messages, oldest
+// first; the rest wait for the next step.
+func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	const op = "claim orchestration step"
+	if err := validateClaim(p); err != nil {
+		return nil, b.fail(op, err)
+	}
+	var wi *backend.OrchestrationWorkItem
+	err := b.write(ctx, op, func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, now(p.Now))
+		n := t.now.UnixNano()
+		// The ready columns are kept exact, so the first candidate always has
+		// a visible message; the loop only guards against a stale summary.
+		for range 3 {
+			var id string
+			err := t.queryRow(claimStepQuery, n).Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			msgs, err := t.visibleMessages(id, b.maxStepMessages)
+			if err != nil {
+				return err
+			}
+			if len(msgs) == 0 {
+				b.log.Warn("sqlite: instance had a stale ready summary", "instance", id)
+				t.touched[id] = struct{}{}
+				if err := t.flush(); err != nil {
+					return err
+				}
+				continue
+			}
+			expires := t.now.Add(p.LeaseDuration)
+			var attempt int64
+			if err := t.queryRow(`UPDATE instances SET step_attempt = step_attempt + 1,
+				lock_owner = ?, lock_expires_at = ? WHERE id = ? RETURNING step_attempt`,
+				p.Owner, expires.UnixNano(), id).Scan(&attempt); err != nil {
+				return err
+			}
+			in, err := getInstance(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			h, err := loadHistory(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			wi = &backend.OrchestrationWorkItem{Instance: in, History: h, Messages: msgs,
+				Attempt: attempt, LeaseExpiresAt: expires}
+			return nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return wi, nil
+}
+
+// claimStepQuery picks the instance to claim at ?1: the better of the first
+// free instance with a message visible at once (ready_at = 0, in ready_key
+// order) and the first free one whose earliest timer is due (in ready_at
+// order, which equals ready_key for instances with only timers). Both halves
+// are index range scans that skip only live leases.
+const claimStepQuery = `SELECT id FROM (
+	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
+		WHERE ready_at = 0 AND lock_expires_at <= ?1 ORDER BY ready_key LIMIT 1)
+	UNION ALL
+	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
+		WHERE ready_at > 0 AND ready_at <= ?1 AND lock_expires_at <= ?1 ORDER BY ready_at LIMIT 1)
+) ORDER BY ready_key LIMIT 1`
+
+// visibleMessages returns up to limit visible messages of an instance in
+// inbox order.
+func (t *txn) visibleMessages(id string, limit int) ([]*backend.Message, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT id, execution_id, event, visible_at FROM inbox
+		WHERE instance_id = ? AND visible_at <= ? ORDER BY seq LIMIT ?`, id, t.now.UnixNano(), limit)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []*backend.Message
+	for rows.Next() {
+		m := &backend.Message{InstanceID: id}
+		var data []byte
+		var visible int64
+		if err := rows.Scan(&m.ID, &m.ExecutionID, &data, &visible); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		if m.Event, err = decodeEvent(data); err != nil {
+			_ = rows.Close()
+			return nil, fmt.Errorf("message %q: %w", m.ID, err)
+		}
+		m.VisibleAt = fromNanos(visible)
+		msgs = append(msgs, m)
+	}
+	return msgs, closeRows(rows)
+}
+
+// fence checks that attempt is the newest delivery of the instance's step and
+// that the step is not completed yet; otherwise it returns ErrLeaseLost.
+func (t *txn) fence(id string, attempt int64) error {
+	var current, completed int64
+	err := t.queryRow(`SELECT step_attempt, completed_attempt FROM instances WHERE id = ?`, id).
+		Scan(&current, &completed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("instance %q is gone: %w", id, backend.ErrLeaseLost)
+	case err != nil:
+		return err
+	case attempt < 1 || attempt != current:
+		return fmt.Errorf("instance %q: attempt %d, newest delivery is %d: %w", id, attempt, current, backend.ErrLeaseLost)
+	case completed >= attempt:
+		return fmt.Errorf("instance %q: attempt %d already completed its step: %w", id, attempt, backend.ErrLeaseLost)
+	}
+	return nil
+}
+
+func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.InstanceID == "":
+		return errors.New("empty instance ID")
+	case !p.Status.Valid():
+		return fmt.Errorf("instance %q: unknown status %q", p.InstanceID, p.Status)
+	case p.ContinueAsNew != nil && p.ContinueAsNew.NewExecutionID == "":
+		return fmt.Errorf("instance %q: continue-as-new with empty execution ID", p.InstanceID)
+	}
+	for _, a := range p.ActivityTasks {
+		switch {
+		case a == nil:
+			return fmt.Errorf("instance %q: nil activity task", p.InstanceID)
+		case a.ID == "" || a.InstanceID == "" || a.Name == "":
+			return fmt.Errorf("instance %q: activity task %q: empty ID, instance ID or name", p.InstanceID, a.ID)
+		}
+	}
+	for _, m := range p.Messages {
+		if err := validateMessage(m); err != nil {
+			return fmt.Errorf("instance %q: %w", p.InstanceID, err)
+		}
+	}
+	for _, c := range p.StartInstances {
+		if err := validateCreate(c); err != nil {
+			return fmt.Errorf("instance %q: start instance: %w", p.InstanceID, err)
+		}
+	}
+	return nil
+}
+
+// CompleteOrchestrationStep implements backend.Backend: all effects commit in
+// one transaction (O1), in this order: fencing check, consumed messages,
+// history, instance row and lease release, activity tasks, messages, child
+// instances, continue-as-new, and the clean-up of a terminal instance's inbox
+// and tasks. Messages to instances that do not exist or have finished are
+// dropped. With ContinueAsNew the status is ContinuedAsNew whatever p.Status
+// says.
+func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
+	const op = "complete orchestration step"
+	if err := validateComplete(p); err != nil {
+		return b.fail(op, err)
+	}
+	err := b.write(ctx, op, func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, now(p.Now))
+		if err := t.fence(p.InstanceID, p.Attempt); err != nil {
+			return err
+		}
+		if err := t.consume(p.InstanceID, p.ConsumedMessageIDs); err != nil {
+			return err
+		}
+		if err := t.appendHistory(p.InstanceID, p.NewEvents); err != nil {
+			return err
+		}
+		if err := t.updateInstance(p); err != nil {
+			return err
+		}
+		if err := t.insertTasks(p.ActivityTasks); err != nil {
+			return err
+		}
+		for _, m := range p.Messages {
+			if err := t.deliver(m); err != nil && !isUndeliverable(err) {
+				return err
+			}
+		}
+		for _, c := range p.StartInstances {
+			if err := t.startChild(c); err != nil {
+				return err
+			}
+		}
+		if p.ContinueAsNew != nil {
+			if err := t.continueAsNew(p.InstanceID, p.ContinueAsNew); err != nil {
+				return err
+			}
+		} else if p.Status.IsTerminal() {
+			if err := t.finish(p.InstanceID); err != nil {
+				return err
+			}
+		}
+		return t.flush()
+	})
+	if err == nil {
+		// The lease is free again: messages that arrived during the step,
+		// and whatever the step sent, are claimable.
+		b.work.notify()
+	}
+	return err
+}
+
+func isUndeliverable(err error) bool {
+	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
+}
+
+// consume deletes the consumed messages from the instance's inbox and
+// remembers their IDs for the current execution.
+func (t *txn) consume(id string, msgIDs []string) error {
+	if len(msgIDs) == 0 {
+		return nil
+	}
+	del, err := t.tx.PrepareContext(t.ctx, `DELETE FROM inbox WHERE id = ? AND instance_id = ?`)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = del.Close() }()
+	mark, err := t.tx.PrepareContext(t.ctx, `INSERT INTO inbox_consumed (instance_id, id) VALUES (?, ?)
+		ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mark.Close() }()
+	for _, mid := range msgIDs {
+		res, err := del.ExecContext(t.ctx, mid, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			continue
+		}
+		if _, err := mark.ExecContext(t.ctx, id, mid); err != nil {
+			return err
+		}
+	}
+	t.touched[id] = struct{}{}
+	return nil
+}
+
+// appendHistory appends events after the last one.
+func (t *txn) appendHistory(id string, events []*backend.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var seq int64
+	if err := t.queryRow(`SELECT COALESCE(MAX(seq), 0) FROM history WHERE instance_id = ?`, id).Scan(&seq); err != nil {
+		return err
+	}
+	ins, err := t.tx.PrepareContext(t.ctx, `INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ins.Close() }()
+	for i, e := range events {
+		data, err := encodeEvent(e)
+		if err != nil {
+			return fmt.Errorf("new event %d: %w", i, err)
+		}
+		seq++
+		if _, err := ins.ExecContext(t.ctx, id, seq, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// updateInstance writes the step's status and payloads and releases the
+// lease, marking the delivery's step completed.
+func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams) error {
+	failure, err := encodeFailure(p.Failure)
+	if err != nil {
+		return err
+	}
+	status := p.Status
+	if p.ContinueAsNew != nil {
+		status = backend.StatusContinuedAsNew
+	}
+	var completed int64
+	if status.IsTerminal() {
+		completed = t.now.UnixNano()
+	}
+	_, err = t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?,
+		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0,
+		completed_attempt = step_attempt WHERE id = ?`,
+		status, p.Output, failure, p.CustomStatus, t.now.UnixNano(), completed, p.InstanceID)
+	return err
+}
+
+// insertTasks enqueues activity tasks; IDs that exist are ignored.
+func (t *txn) insertTasks(tasks []*backend.ActivityTask) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	ins, err := t.tx.PrepareContext(t.ctx, `INSERT INTO activity_tasks
+		(id, instance_id, execution_id, task_id, name, input, options, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ins.Close() }()
+	for _, a := range tasks {
+		opts, err := encodeActivityOptions(a.Options)
+		if err != nil {
+			return fmt.Errorf("activity task %q: %w", a.ID, err)
+		}
+		if _, err := ins.ExecContext(t.ctx, a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input,
+			opts, t.now.UnixNano()); err != nil {
+			return fmt.Errorf("activity task %q: %w", a.ID, err)
+		}
+	}
+	t.work = true
+	return nil
+}
+
+// startChild creates a sub-orchestration, replacing a terminal instance of
+// the same ID. If a live one exists it is left alone and its parent task,
+// when there is one, gets a SubOrchestrationFailed message instead.
+func (t *txn) startChild(c *backend.CreateInstanceParams) error {
+	err := t.createInstance(c, true)
+	if !errors.Is(err, backend.ErrInstanceExists) {
+		return err
+	}
+	par := c.Parent
+	if par == nil {
+		return nil
+	}
+	err = t.deliver(&backend.Message{
+		ID:          backend.ResultMessageID(backend.TaskMessageID(par.InstanceID, par.ExecutionID, par.TaskID)),
+		InstanceID:  par.InstanceID,
+		ExecutionID: par.ExecutionID,
+		Event: &backend.Event{
+			Type:      backend.EventSubOrchestrationFailed,
+			Timestamp: t.now,
+			TaskID:    par.TaskID,
+			Failure:   &backend.Failure{Message: "instance " + c.ID + " already exists"},
+		},
+	})
+	if err != nil && !isUndeliverable(err) {
+		return err
+	}
+	return nil
+}
+
+// continueAsNew starts a new execution: clears the history and the consumed
+// IDs, switches execution and input, drops the messages and tasks of other
+// executions and enqueues the new ExecutionStarted message.
+func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
+	var name string
+	var pid, pexec sql.NullString
+	var ptask sql.NullInt64
+	if err := t.queryRow(`SELECT name, parent_instance_id, parent_execution_id, parent_task_id
+		FROM instances WHERE id = ?`, id).Scan(&name, &pid, &pexec, &ptask); err != nil {
+		return err
+	}
+	var parent *backend.ParentRef
+	if pid.Valid {
+		parent = &backend.ParentRef{InstanceID: pid.String, ExecutionID: pexec.String, TaskID: int(ptask.Int64)}
+	}
+	exec := can.NewExecutionID
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`UPDATE instances SET execution_id = ?, input = ? WHERE id = ?`, []any{exec, can.Input, id}},
+		{`DELETE FROM history WHERE instance_id = ?`, []any{id}},
+		{`DELETE FROM inbox_consumed WHERE instance_id = ?`, []any{id}},
+		{`DELETE FROM inbox WHERE instance_id = ? AND execution_id <> '' AND execution_id <> ?`, []any{id, exec}},
+		{`DELETE FROM activity_tasks WHERE instance_id = ? AND execution_id <> ?`, []any{id, exec}},
+	} {
+		if _, err := t.exec(q.sql, q.args...); err != nil {
+			return err
+		}
+	}
+	t.touched[id] = struct{}{}
+	return t.insertMessage(&backend.Message{
+		ID:          backend.StartMessageID(id, exec),
+		InstanceID:  id,
+		ExecutionID: exec,
+		Event: &backend.Event{
+			Type:        backend.EventExecutionStarted,
+			Timestamp:   t.now,
+			Name:        name,
+			ExecutionID: exec,
+			Input:       can.Input,
+			Parent:      parent,
+		},
+	})
+}
+
+// finish deletes a terminal instance's remaining inbox and activity tasks.
+func (t *txn) finish(id string) error {
+	if _, err := t.exec(`DELETE FROM inbox WHERE instance_id = ?`, id); err != nil {
+		return err
+	}
+	if _, err := t.exec(`DELETE FROM activity_tasks WHERE instance_id = ?`, id); err != nil {
+		return err
+	}
+	t.touched[id] = struct{}{}
+	return nil
+}
+
+// RenewOrchestrationLease implements backend.Backend. A lapsed lease that
+// nobody claimed since may be renewed; a delivery that completed its step or
+// was superseded gets ErrLeaseLost.
+func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewLeaseParams) error {
+	const op = "renew orchestration lease"
+	if err := validateRenew(p); err != nil {
+		return b.fail(op, err)
+	}
+	return b.write(ctx, op, func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, now(p.Now))
+		if err := t.fence(p.ID, p.Attempt); err != nil {
+			return err
+		}
+		_, err := t.exec(`UPDATE instances SET lock_expires_at = ? WHERE id = ?`,
+			t.now.Add(p.LeaseDuration).UnixNano(), p.ID)
+		return err
+	})
+}
+
+// AbandonOrchestrationStep implements backend.Backend. The instance is
+// claimable again at p.RetryAt (at once when zero), with Attempt+1.
+func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
+	const op = "abandon orchestration step"
+	if err := validateAbandon(p); err != nil {
+		return b.fail(op, err)
+	}
+	err := b.write(ctx, op, func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, time.Time{})
+		if err := t.fence(p.ID, p.Attempt); err != nil {
+			return err
+		}
+		_, err := t.exec(`UPDATE instances SET lock_owner = '', lock_expires_at = ? WHERE id = ?`,
+			nanos(p.RetryAt), p.ID)
+		return err
+	})
+	if err == nil {
+		b.work.notify()
+	}
+	return err
+}
+
+func validateRenew(p *backend.RenewLeaseParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.ID == "":
+		return errors.New("empty ID")
+	case p.LeaseDuration <= 0:
+		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
+	}
+	return nil
+}
+
+func validateAbandon(p *backend.AbandonParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.ID == "":
+		return errors.New("empty ID")
+	}
+	return nil
+}

@@ -1,0 +1,49 @@
+package sqlite
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestClaimQueriesUseIndexes guards the cost of claims: every table access
+// of the claim queries is an index search, never a scan, so a claim does not
+// grow with the number of idle instances or waiting tasks.
+func TestClaimQueriesUseIndexes(t *testing.T) {
+	t.Parallel()
+	b, err := Open(t.Context(), filepath.Join(t.TempDir(), "plan.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	queries := map[string]string{
+		"step":     claimStepQuery,
+		"activity": `SELECT id FROM activity_tasks WHERE rowid = (` + claimActivityQuery + `)`,
+		"messages": `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
+	}
+	for name, q := range queries {
+		rows, err := b.wdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, 5)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := closeRows(rows); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range plan {
+			for _, table := range []string{"instances", "activity_tasks", "inbox"} {
+				if strings.HasPrefix(d, "SCAN "+table) {
+					t.Errorf("%s claim query scans %s:\n%s", name, table, strings.Join(plan, "\n"))
+				}
+			}
+		}
+	}
+}
