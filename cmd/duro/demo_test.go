@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"duro"
+)
+
+// demoLines must appear in the demo's output, in this order.
+var demoLines = []string{
+	"[worker]   worker-1 started",
+	"[client]   started ProcessOrder instance order-1001",
+	"[activity] ReserveStock (attempt 1): reserving 2 × duro mug",
+	"[activity] ChargePayment (attempt 1): charging $59.80 to Ada's card",
+	"[demo]     stopping worker-1 in the middle of the charge",
+	"[worker]   worker-2 started",
+	"[activity] ChargePayment (attempt 2): an earlier delivery may have charged the card",
+	"[activity] ChargePayment (attempt 2): charged: PAY-order-1001",
+	`[client]   custom status "awaiting shipment"`,
+	`[client]   raised event "shipped"`,
+	"[activity] RenderInvoice (attempt 1): invoice INV-1001",
+	"[client]   status Completed",
+	"order-1001 Completed in ",
+	`"payment": "PAY-order-1001"`,
+	`"tracking": "DHL JD014600006281"`,
+	`"invoice": "INV-1001"`,
+	"History of order-1001",
+}
+
+// demoPatterns must match somewhere in the demo's output.
+var demoPatterns = []string{
+	`(?m)^ *\d+\.\d{3}s  \[activity\] SendNotification \(attempt 1\): email `,
+	`(?m)^ *\d+\.\d{3}s  \[activity\] SendNotification \(attempt 1\): sms `,
+	`(?m)^ *\d+\.\d{3}s  \[activity\] SendNotification \(attempt 1\): push `,
+	`\[activity\] ChargePayment \(attempt 1\): interrupted`,
+	`TaskCompleted +#1  ChargePayment +attempt 2`,
+	`TimerFired +#6  timer +after 5\d\dms`,
+	`EventRaised +"shipped" +data=\{"carrier":"DHL"`,
+	`SubOrchestrationCompleted +#7  IssueInvoice .*result="INV-1001"`,
+	`ExecutionCompleted +Completed +after`,
+}
+
+func checkDemo(t *testing.T, r result) {
+	t.Helper()
+	r.ok(t)
+	if r.stderr != "" {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	rest := r.stdout
+	for _, line := range demoLines {
+		i := strings.Index(rest, line)
+		if i < 0 {
+			t.Fatalf("demo output lacks %q (or has it out of order):\n%s", line, r.stdout)
+		}
+		rest = rest[i+len(line):]
+	}
+	for _, p := range demoPatterns {
+		if !regexp.MustCompile(p).MatchString(r.stdout) {
+			t.Errorf("demo output does not match %s:\n%s", p, r.stdout)
+		}
+	}
+}
+
+func TestDemoOnGivenStore(t *testing.T) {
+	t.Parallel()
+	store := filepath.Join(t.TempDir(), "demo store.db")
+	r := cli(t, "demo", "--store", store)
+	checkDemo(t, r)
+	for _, w := range []string{"store: " + store + "\n", "duro list --store '" + store + "'", "duro history order-1001 --store '"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("demo output lacks %q", w)
+		}
+	}
+	// The store is kept and holds the demo's instances.
+	l := cli(t, "list", "--store", store, "--status", "Completed").ok(t)
+	if !strings.Contains(l.stdout, "order-1001") || !strings.Contains(l.stdout, "IssueInvoice") {
+		t.Fatalf("list after the demo:\n%s", l.stdout)
+	}
+	// A second run replaces the finished demo instance.
+	checkDemo(t, cli(t, "demo", "--store", store))
+}
+
+func TestDemoTemporaryStore(t *testing.T) {
+	t.Parallel()
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			t.Parallel()
+			args := []string{"demo"}
+			if keep {
+				args = append(args, "--keep")
+			}
+			r := cli(t, args...)
+			checkDemo(t, r)
+			m := regexp.MustCompile(`store: (\S+) \(temporary, (removed at the end|kept)\)`).FindStringSubmatch(r.stdout)
+			if m == nil {
+				t.Fatalf("no store line:\n%s", r.stdout)
+			}
+			_, err := os.Stat(m[1])
+			switch {
+			case keep && err != nil:
+				t.Errorf("--keep: store %s: %v", m[1], err)
+			case !keep && !errors.Is(err, fs.ErrNotExist):
+				t.Errorf("temporary store %s not removed: %v", m[1], err)
+			}
+			if keep {
+				if !strings.Contains(r.stdout, "duro list --store "+m[1]) {
+					t.Errorf("no list command for the kept store:\n%s", r.stdout)
+				}
+				_ = os.RemoveAll(filepath.Dir(m[1]))
+			} else if !strings.Contains(r.stdout, "duro demo --store demo.db") {
+				t.Errorf("no hint to keep a store:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+func TestDemoStoreFromEnv(t *testing.T) {
+	t.Parallel()
+	store := filepath.Join(t.TempDir(), "env.db")
+	checkDemo(t, cliEnv(t, map[string]string{"DURO_STORE": store}, "demo"))
+	if _, err := os.Stat(store); err != nil {
+		t.Fatalf("DURO_STORE not used: %v", err)
+	}
+}
+
+func TestDemoRefusesForeignWork(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	cli(t, "start", "Payroll", "--store", store, "--id", "p1").ok(t)
+	cli(t, "demo", "--store", store).fails(t, exitFailure, "unfinished instances of other orchestrations (Payroll p1, Pending)")
+	// The instance is untouched.
+	r := cli(t, "status", "p1", "--store", store, "-o", "json").ok(t)
+	var got instanceJSON
+	decodeJSON(t, r.stdout, &got)
+	if got.Status != duro.StatusPending {
+		t.Fatalf("p1 is %s", got.Status)
+	}
+}
+
+// TestDemoBinary builds the real command and runs its demo.
+func TestDemoBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "duro")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, bin, "demo")
+	cmd.Env = append(os.Environ(), "DURO_STORE=")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	checkDemo(t, result{stdout: stdout.String(), stderr: stderr.String(), code: code})
+
+	// Usage errors exit 2 from the real binary too.
+	cmd = exec.CommandContext(ctx, bin, "start")
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != exitUsage {
+		t.Errorf("duro start without a name: %v, want exit %d", err, exitUsage)
+	}
+}

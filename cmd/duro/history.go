@@ -1,0 +1,277 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"duro"
+	"duro/backend"
+)
+
+func (a *app) historyCmd() *cobra.Command {
+	var output string
+	var full bool
+	cmd := &cobra.Command{
+		Use:   "history ID",
+		Short: "Show an instance's history as a timeline",
+		Long: `History prints the history of the instance ID (its current execution), one
+line per event: the time since the first event, the event type, the task ID
+that pairs a scheduled task with its result, the task's name, a preview of
+its payload, the delivery attempt that produced a task's result, how long
+the task took, and failure messages. -o json prints the events as JSON.`,
+		Example: `  duro history order-1
+  duro history order-1 --full
+  duro history order-1 -o json`,
+		Args: exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := parseOutput(output)
+			if err != nil {
+				return err
+			}
+			c, closeStore, err := a.client(cmd, false)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			ctx := cmd.Context()
+			events, err := c.History(ctx, args[0])
+			if err != nil {
+				return explain(ctx, c, args[0], err)
+			}
+			if asJSON {
+				out := make([]eventJSON, 0, len(events))
+				for _, e := range events {
+					out = append(out, toEventJSON(e))
+				}
+				return writeJSON(a.stdout, out)
+			}
+			if len(events) == 0 {
+				if inst, err := c.Get(ctx, args[0]); err == nil && inst.Status == duro.StatusPending {
+					fmt.Fprintf(a.stdout, "no events yet: %s is Pending until a worker with %q registered runs it\n", inst.ID, inst.Name)
+					return nil
+				}
+			}
+			return renderTimeline(a.stdout, events, full)
+		},
+	}
+	addOutputFlag(cmd, &output)
+	cmd.Flags().BoolVar(&full, "full", false, "show payloads in full instead of a preview")
+	return cmd
+}
+
+// eventJSON is the JSON form of a history event, with payloads as JSON.
+type eventJSON struct {
+	Type        backend.EventType  `json:"type"`
+	Timestamp   time.Time          `json:"timestamp"`
+	TaskID      *int               `json:"taskId,omitempty"`
+	Name        string             `json:"name,omitempty"`
+	InstanceID  string             `json:"instanceId,omitempty"`
+	ExecutionID string             `json:"executionId,omitempty"`
+	Input       json.RawMessage    `json:"input,omitempty"`
+	Result      json.RawMessage    `json:"result,omitempty"`
+	Failure     *failureJSON       `json:"failure,omitempty"`
+	FireAt      time.Time          `json:"fireAt,omitzero"`
+	Attempt     int                `json:"attempt,omitempty"`
+	Status      duro.Status        `json:"status,omitempty"`
+	Reason      string             `json:"reason,omitempty"`
+	Parent      *backend.ParentRef `json:"parent,omitempty"`
+}
+
+func toEventJSON(e *duro.HistoryEvent) eventJSON {
+	j := eventJSON{
+		Type: e.Type, Timestamp: utc(e.Timestamp), Name: e.Name, InstanceID: e.InstanceID,
+		ExecutionID: e.ExecutionID, Input: rawJSON(e.Input), Result: rawJSON(e.Result),
+		Failure: toFailureJSON(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
+		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
+	}
+	if hasTaskID(e.Type) {
+		id := e.TaskID
+		j.TaskID = &id
+	}
+	return j
+}
+
+// hasTaskID reports the event types that carry a task ID (0 included).
+func hasTaskID(t backend.EventType) bool {
+	switch t {
+	case backend.EventTaskScheduled, backend.EventTaskCompleted, backend.EventTaskFailed,
+		backend.EventTimerCreated, backend.EventTimerFired, backend.EventSubOrchestrationCreated,
+		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent:
+		return true
+	}
+	return false
+}
+
+// previewRunes is how much of a payload the timeline shows without --full.
+const previewRunes = 60
+
+// renderTimeline writes events as a readable timeline, one line per event.
+// Results are paired with the event that scheduled them (same task ID) to
+// name them and show how long they took.
+func renderTimeline(w io.Writer, events []*duro.HistoryEvent, full bool) error {
+	if len(events) == 0 {
+		_, err := fmt.Fprintln(w, "no events")
+		return err
+	}
+	limit := previewRunes
+	if full {
+		limit = 0
+	}
+	start := events[0].Timestamp
+	for _, e := range events {
+		if e.Timestamp.Before(start) {
+			start = e.Timestamp
+		}
+	}
+	type row struct{ offset, typ, task, name, rest string }
+	rows := make([]row, 0, len(events))
+	nameWidth := 0
+	scheduled := map[int]*duro.HistoryEvent{}
+	for _, e := range events {
+		name, rest := describeEvent(e, scheduled, start, limit)
+		task := ""
+		if hasTaskID(e.Type) {
+			task = "#" + strconv.Itoa(e.TaskID)
+		}
+		rows = append(rows, row{offset(e.Timestamp.Sub(start)), string(e.Type), task, name, rest})
+		if n := utf8.RuneCountInString(name); n > nameWidth && n <= maxNameWidth {
+			nameWidth = n
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		line := fmt.Sprintf("%9s  %-25s %4s  %-*s  %s", r.offset, r.typ, r.task, nameWidth, r.name, r.rest)
+		b.WriteString(strings.TrimRight(line, " ") + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// maxNameWidth caps the name column; longer names push their line's details.
+const maxNameWidth = 24
+
+// describeEvent returns the name column and the details of one event.
+// scheduled collects the events that scheduled tasks, by task ID.
+func describeEvent(e *duro.HistoryEvent, scheduled map[int]*duro.HistoryEvent, start time.Time, limit int) (name, details string) {
+	var parts []string
+	add := func(s ...string) { parts = append(parts, s...) }
+	payload := func(label string, p []byte) {
+		if len(p) > 0 {
+			add(label + "=" + preview(p, limit))
+		}
+	}
+	since := func() string {
+		if s, ok := scheduled[e.TaskID]; ok {
+			return "after " + shortDuration(e.Timestamp.Sub(s.Timestamp))
+		}
+		return ""
+	}
+	name = e.Name
+	if s, ok := scheduled[e.TaskID]; ok && isTaskResult(e.Type) {
+		name = s.Name
+	}
+	switch e.Type {
+	case backend.EventExecutionStarted:
+		if e.Parent != nil {
+			add(fmt.Sprintf("parent=%s (task #%d)", e.Parent.InstanceID, e.Parent.TaskID))
+		}
+		payload("input", e.Input)
+	case backend.EventTaskScheduled:
+		scheduled[e.TaskID] = e
+		payload("input", e.Input)
+	case backend.EventTaskCompleted, backend.EventTaskFailed:
+		add("attempt "+strconv.Itoa(e.Attempt), since())
+		payload("result", e.Result)
+	case backend.EventTimerCreated:
+		scheduled[e.TaskID] = e
+		name = "timer"
+		add("fires in " + shortDuration(e.FireAt.Sub(e.Timestamp)))
+	case backend.EventTimerFired:
+		name = "timer"
+		add(since())
+	case backend.EventSubOrchestrationCreated:
+		scheduled[e.TaskID] = e
+		add("instance=" + e.InstanceID)
+		payload("input", e.Input)
+	case backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed:
+		add(since())
+		payload("result", e.Result)
+	case backend.EventEventRaised:
+		name = strconv.Quote(e.Name)
+		payload("data", e.Input)
+	case backend.EventEventSent:
+		name = strconv.Quote(e.Name)
+		add("to=" + e.InstanceID)
+		payload("data", e.Input)
+	case backend.EventExecutionTerminated:
+		if e.Reason != "" {
+			add("reason: " + e.Reason)
+		}
+	case backend.EventExecutionCompleted:
+		name = string(e.Status)
+		add("after " + shortDuration(e.Timestamp.Sub(start)))
+		label := "output"
+		if e.Status == duro.StatusContinuedAsNew {
+			label = "next input"
+		}
+		payload(label, e.Result)
+	}
+	if e.Failure != nil {
+		add("failed: " + failureText(e.Failure))
+	}
+	return name, joinNonEmpty(parts)
+}
+
+// isTaskResult reports the event types that complete a scheduled task.
+func isTaskResult(t backend.EventType) bool {
+	switch t {
+	case backend.EventTaskCompleted, backend.EventTaskFailed, backend.EventTimerFired,
+		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed:
+		return true
+	}
+	return false
+}
+
+func joinNonEmpty(parts []string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "  ")
+}
+
+// offset renders a time offset from the first event: +1.234s.
+func offset(d time.Duration) string {
+	sign := "+"
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	if d < time.Minute {
+		return fmt.Sprintf("%s%.3fs", sign, d.Seconds())
+	}
+	return sign + d.Round(time.Second).String()
+}
+
+// shortDuration renders a duration rounded to what people read: 12ms, 1.5s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + shortDuration(-d)
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

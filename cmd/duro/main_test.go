@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"duro"
+	"duro/backend/sqlite"
+)
+
+// result is what one in-process run of the command line produced.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the command line in-process with an empty environment.
+func cli(t *testing.T, args ...string) result {
+	t.Helper()
+	return cliEnv(t, nil, args...)
+}
+
+func cliEnv(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code := runEnv(ctx, args, func(k string) string { return env[k] }, &out, &errOut)
+	return result{stdout: out.String(), stderr: errOut.String(), code: code}
+}
+
+// ok fails the test unless the run exited 0.
+func (r result) ok(t *testing.T) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// fails checks the exit code and that stderr contains want.
+func (r result) fails(t *testing.T, code int, want string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(r.stderr, want) {
+		t.Fatalf("exit %d, stderr %q; want exit %d and stderr containing %q", r.code, r.stderr, code, want)
+	}
+}
+
+// newStore returns the path of a fresh store file, created and migrated.
+func newStore(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "duro.db")
+	be, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// testEnv is a store with a worker running the test orchestrations:
+//
+//	Echo      returns its input
+//	WaitForGo waits for the event "go" and returns its data
+//	Boom      fails with a duro.Error of type "Boom"
+type testEnv struct {
+	store string
+	c     *duro.Client
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	path := newStore(t)
+	be, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := duro.NewRegistry()
+	duro.RegisterOrchestration(reg, "Echo", func(_ *duro.OrchestrationContext, in json.RawMessage) (json.RawMessage, error) {
+		return in, nil
+	})
+	duro.RegisterOrchestration(reg, "WaitForGo", func(ctx *duro.OrchestrationContext, _ any) (json.RawMessage, error) {
+		var data json.RawMessage
+		err := ctx.WaitForEvent("go", -1).Await(&data)
+		return data, err
+	})
+	duro.RegisterOrchestration(reg, "Boom", func(*duro.OrchestrationContext, any) (any, error) {
+		return nil, duro.NewError("Boom", "it broke")
+	})
+	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
+		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+		_ = be.Close()
+	})
+	return &testEnv{store: path, c: duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 10 * time.Millisecond})}
+}
+
+// wait waits for the instance to finish.
+func (e *testEnv) wait(t *testing.T, id string) *duro.Instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inst, err := e.c.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// waitRunning waits until the instance has run its first step.
+func (e *testEnv) waitRunning(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		inst, err := e.c.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst.Status == duro.StatusRunning {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("instance %s never ran", id)
+}
+
+func TestRoot(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		out  string // in stdout
+		err  string // in stderr
+	}{
+		{name: "no args shows help", args: nil, out: "Available Commands"},
+		{name: "help", args: []string{"--help"}, out: "duro demo"},
+		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, err: "unknown command"},
+		{name: "unknown flag", args: []string{"list", "--bogus"}, code: exitUsage, err: "unknown flag: --bogus"},
+		{name: "too many args", args: []string{"status", "a", "b"}, code: exitUsage, err: "want 1 argument(s) (ID), got 2"},
+		{name: "negative timeout", args: []string{"list", "--store", store, "--timeout", "-1s"}, code: exitUsage, err: "--timeout"},
+		{name: "postgres not yet", args: []string{"list", "--store", "postgres://u:secret@h/db"}, code: exitUsage, err: "PostgreSQL"},
+		{name: "missing store", args: []string{"list", "--store", filepath.Join(t.TempDir(), "nope.db")}, code: exitFailure, err: "does not exist"},
+		{name: "store from env", env: map[string]string{"DURO_STORE": store}, args: []string{"list"}, out: "no instances"},
+		{name: "flag beats env", env: map[string]string{"DURO_STORE": "/nonexistent/x.db"}, args: []string{"list", "--store", store}, out: "no instances"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := cliEnv(t, tt.env, tt.args...)
+			if r.code != tt.code || !strings.Contains(r.stdout, tt.out) || !strings.Contains(r.stderr, tt.err) {
+				t.Fatalf("exit %d (want %d)\nstdout:\n%s\nstderr:\n%s\nwant stdout ~ %q, stderr ~ %q", r.code, tt.code, r.stdout, r.stderr, tt.out, tt.err)
+			}
+			if strings.Contains(r.stderr, "secret") {
+				t.Errorf("stderr leaks the URL's password: %s", r.stderr)
+			}
+		})
+	}
+}
+
+func TestTimeoutBoundsWaiting(t *testing.T) {
+	t.Parallel()
+	store := newStore(t) // no worker: the instance never finishes
+	r := cli(t, "start", "Echo", "--store", store, "--wait", "--timeout", "200ms")
+	r.fails(t, exitFailure, "--timeout 200ms")
+}
+
+// decodeJSON decodes command output, failing the test if it is not JSON.
+func decodeJSON(t *testing.T, s string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		t.Fatalf("output is not JSON (%v):\n%s", err, s)
+	}
+}
+
+// compact returns JSON without insignificant space ("" for none).
+func compact(t *testing.T, b []byte) string {
+	t.Helper()
+	if len(b) == 0 {
+		return ""
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		t.Fatalf("not JSON (%v): %s", err, b)
+	}
+	return buf.String()
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"duro"
+)
+
+func TestTerminate(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	cli(t, "start", "WaitForGo", "--store", env.store, "--id", "t").ok(t)
+	env.waitRunning(t, "t")
+	r := cli(t, "terminate", "t", "--reason", "no longer needed", "--store", env.store).ok(t)
+	if !strings.Contains(r.stdout, "termination of t requested") {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	if inst := env.wait(t, "t"); inst.Status != duro.StatusTerminated {
+		t.Fatalf("status %s, want Terminated", inst.Status)
+	}
+	h := cli(t, "history", "t", "--store", env.store).ok(t)
+	if !strings.Contains(h.stdout, "reason: no longer needed") {
+		t.Errorf("history lacks the reason:\n%s", h.stdout)
+	}
+	cli(t, "terminate", "t", "--store", env.store).fails(t, exitFailure, `instance "t" has already finished (Terminated)`)
+}
+
+func TestTerminateErrors(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	cli(t, "terminate", "ghost", "--store", store).fails(t, exitFailure, `no instance with ID "ghost"`)
+	cli(t, "terminate", "--store", store).fails(t, exitUsage, "(ID)")
+}
