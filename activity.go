@@ -29,10 +29,16 @@ type ActivityContext interface {
 	PreviousDeliveryAt() time.Time
 	// Logger returns the worker's logger with the task's attributes.
 	Logger() *slog.Logger
-	// Heartbeat renews the delivery's lease now. The worker renews it on its
-	// own while the code runs; call Heartbeat from long loops to notice a lost
-	// lease early: it returns ErrLeaseLost once a newer delivery holds the task.
-	Heartbeat() error
+	// Heartbeat renews the delivery's lease now and, if details is not nil,
+	// records them as progress that a later delivery of the same task reads
+	// with HeartbeatDetails. The worker renews the lease on its own while the
+	// code runs; call Heartbeat from long loops to record progress and to
+	// notice a lost lease early: it returns ErrLeaseLost once a newer delivery
+	// holds the task (and the context is then cancelled).
+	Heartbeat(details any) error
+	// HeartbeatDetails decodes into ptr the details of the last heartbeat an
+	// earlier delivery recorded, and reports whether there were any.
+	HeartbeatDetails(ptr any) (bool, error)
 }
 
 type activityContext struct {
@@ -43,7 +49,9 @@ type activityContext struct {
 	attempt    int
 	previous   time.Time
 	logger     *slog.Logger
-	heartbeat  func() error
+	p          payloads
+	details    []byte
+	heartbeat  func(details []byte) error
 }
 
 func (a *activityContext) InstanceID() string            { return a.instanceID }
@@ -53,4 +61,21 @@ func (a *activityContext) Attempt() int                  { return a.attempt }
 func (a *activityContext) IsFirstAttempt() bool          { return a.attempt == 1 }
 func (a *activityContext) PreviousDeliveryAt() time.Time { return a.previous }
 func (a *activityContext) Logger() *slog.Logger          { return a.logger }
-func (a *activityContext) Heartbeat() error              { return a.heartbeat() }
+
+func (a *activityContext) Heartbeat(details any) error {
+	var b []byte
+	if details != nil {
+		var err error
+		if b, err = a.p.encode("heartbeat details", details); err != nil {
+			return err
+		}
+	}
+	return a.heartbeat(b)
+}
+
+func (a *activityContext) HeartbeatDetails(ptr any) (bool, error) {
+	if len(a.details) == 0 {
+		return false, nil
+	}
+	return true, a.p.decode("heartbeat details", a.details, ptr)
+}

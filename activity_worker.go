@@ -4,133 +4,245 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"duro/backend"
 	"duro/internal/dispatch"
+	"duro/internal/fault"
 )
 
-// runActivity executes one delivery of an activity task: it keeps the lease
-// renewed while the code runs, turns the outcome into a TaskCompleted or
-// TaskFailed event, and completes the task fenced by the delivery's attempt.
-func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) {
-	task := wi.Task
-	log := w.log.With("instance", task.InstanceID, "activity", task.Name, "task_id", task.TaskID, "attempt", wi.Attempt)
-	if wi.Attempt > 1 {
-		log.Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
-	}
-	lease := task.Options.LeaseDuration
-	ra, registered := w.reg.activity(task.Name)
-	if lease <= 0 && registered {
-		lease = ra.opts.LeaseDuration
-	}
-	if lease <= 0 {
-		lease = w.opts.ActivityLeaseDuration
-	}
+// activityRun is one delivery of an activity task being executed.
+type activityRun struct {
+	w      *Worker
+	wi     *backend.ActivityWorkItem
+	task   *backend.ActivityTask
+	ra     *registeredActivity // nil if not registered
+	log    *slog.Logger
+	lease  time.Duration
+	ctx    context.Context // cancelled when the worker aborts or the lease is lost
+	cancel context.CancelCauseFunc
+}
 
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	renew := func() error {
-		err := w.be.RenewActivityLease(runCtx, &backend.RenewLeaseParams{ID: task.ID, Attempt: int64(wi.Attempt), LeaseDuration: lease})
-		if errors.Is(err, backend.ErrLeaseLost) {
-			cancel(err)
-		}
-		return err
+// runActivity executes one delivery of an activity task: it keeps the lease
+// renewed, applies the task's guarantee (at-most-once, poison), runs the code,
+// and completes the task fenced by the delivery's attempt number.
+func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) {
+	fault.Point(fault.ActivityAfterClaim)
+	task := wi.Task
+	r := &activityRun{w: w, wi: wi, task: task,
+		log: w.log.With("instance", task.InstanceID, "activity", task.Name, "task_id", task.TaskID, "attempt", wi.Attempt)}
+	if ra, ok := w.reg.activity(task.Name); ok {
+		r.ra = ra
 	}
+	r.lease = task.Options.LeaseDuration
+	if r.lease <= 0 && r.ra != nil {
+		r.lease = r.ra.opts.LeaseDuration
+	}
+	if r.lease <= 0 {
+		r.lease = w.opts.ActivityLeaseDuration
+	}
+	if wi.Attempt > 1 {
+		w.stats.redeliveries.Add(1)
+		r.log.Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
+	}
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	defer r.cancel(nil)
+	stopRenew := r.keepLease()
+
+	result, failure, abandon := r.decide()
+	stopRenew()
+
+	if cause := context.Cause(r.ctx); errors.Is(cause, backend.ErrLeaseLost) {
+		w.stats.staleRejected.Add(1)
+		r.log.Warn("duro: activity lost its lease while running; its result is discarded", "err", cause)
+		return
+	}
+	if abandon != nil || (ctx.Err() != nil && failure != nil) {
+		// Hand the task back: the worker is stopping and the code gave up,
+		// or a reconciliation failed and should be tried again later.
+		var retryAt time.Time
+		if abandon != nil {
+			retryAt = time.Now().Add(w.opts.PollInterval * 10)
+			r.log.Warn("duro: activity delivery handed back", "err", abandon)
+		}
+		actx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer c()
+		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt), RetryAt: retryAt}); err != nil {
+			r.log.Warn("duro: abandon activity", "err", err)
+		}
+		return
+	}
+	r.complete(ctx, result, failure)
+}
+
+// keepLease renews the lease every third of its length until the returned
+// function is called. A lost lease cancels r.ctx with backend.ErrLeaseLost.
+func (r *activityRun) keepLease() (stop func()) {
 	var wg sync.WaitGroup
-	stopRenew := make(chan struct{})
+	done := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(lease / 3)
+		t := time.NewTicker(r.lease / 3)
 		defer t.Stop()
 		for {
 			select {
-			case <-stopRenew:
+			case <-done:
 				return
-			case <-runCtx.Done():
+			case <-r.ctx.Done():
 				return
 			case <-t.C:
-				if err := renew(); err != nil && !errors.Is(err, backend.ErrLeaseLost) && runCtx.Err() == nil {
-					log.Warn("duro: renewing activity lease failed", "err", err)
+				if err := r.renew(nil); err != nil && !errors.Is(err, backend.ErrLeaseLost) && r.ctx.Err() == nil {
+					r.log.Warn("duro: renewing activity lease failed", "err", err)
 				}
 			}
 		}
 	}()
+	return func() { close(done); wg.Wait() }
+}
 
-	var result []byte
-	var failure *backend.Failure
-	if !registered {
-		failure = &backend.Failure{Message: fmt.Sprintf("activity %q is not registered with this worker", task.Name),
-			Type: "NotRegistered", TaskName: task.Name, NonRetryable: true}
-	} else {
-		actx := &activityContext{
-			Context: runCtx, instanceID: task.InstanceID, taskID: task.TaskID, name: task.Name,
-			attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, logger: log, heartbeat: renew,
-		}
-		result, failure = w.callActivity(actx, ra, task)
-	}
-	close(stopRenew)
-	wg.Wait()
-
-	if cause := context.Cause(runCtx); errors.Is(cause, backend.ErrLeaseLost) {
-		log.Warn("duro: activity lost its lease while running; its result is discarded", "err", cause)
-		return
-	}
-	if ctx.Err() != nil && failure != nil {
-		// The worker is stopping and the code gave up: hand the task back.
-		actx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt)}); err != nil {
-			log.Warn("duro: abandon activity", "err", err)
-		}
-		return
-	}
-	ev := &backend.Event{Type: backend.EventTaskCompleted, TaskID: task.TaskID, Result: result, Attempt: wi.Attempt, Timestamp: time.Now().UTC()}
-	if failure != nil {
-		ev = &backend.Event{Type: backend.EventTaskFailed, TaskID: task.TaskID, Failure: failure, Attempt: wi.Attempt, Timestamp: ev.Timestamp}
-	}
-	// A finished result is worth committing even while the worker stops.
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer ccancel()
-	err := dispatch.Retry(cctx, 5, isPermanent, func() error {
-		return w.be.CompleteActivity(cctx, &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev})
+func (r *activityRun) renew(details []byte) error {
+	err := r.w.be.RenewActivityLease(r.ctx, &backend.RenewLeaseParams{
+		ID: r.task.ID, Attempt: int64(r.wi.Attempt), LeaseDuration: r.lease, Details: details,
 	})
-	switch {
-	case err == nil:
-	case errors.Is(err, backend.ErrLeaseLost):
-		log.Warn("duro: stale activity completion rejected; a newer delivery holds the task", "err", err)
+	if errors.Is(err, backend.ErrLeaseLost) {
+		r.cancel(err)
+	}
+	return err
+}
+
+// decide applies the task's guarantee and runs the code if it may run. It
+// returns the outcome, or abandon != nil to hand the delivery back.
+func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon error) {
+	w, wi, task := r.w, r.wi, r.task
+	maxDeliveries := task.Options.MaxDeliveries
+	if maxDeliveries <= 0 && r.ra != nil {
+		maxDeliveries = r.ra.opts.MaxDeliveries
+	}
+	if maxDeliveries <= 0 {
+		maxDeliveries = w.opts.MaxDeliveries
+	}
+	if wi.Attempt > maxDeliveries {
+		w.stats.activitiesPoisoned.Add(1)
+		r.log.Error("duro: activity poisoned: too many deliveries", "max_deliveries", maxDeliveries)
+		return nil, engineFailure(FailureTypePoisoned, task.Name,
+			&PoisonedError{Deliveries: wi.Attempt, MaxDeliveries: maxDeliveries}), nil
+	}
+	if r.ra == nil {
+		return nil, &backend.Failure{Message: fmt.Sprintf("activity %q is not registered with this worker", task.Name),
+			Type: "NotRegistered", TaskName: task.Name, NonRetryable: true}, nil
+	}
+	actx := &activityContext{
+		Context: r.ctx, instanceID: task.InstanceID, taskID: task.TaskID, name: task.Name,
+		attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, logger: r.log, p: w.p,
+		details: wi.HeartbeatDetails, heartbeat: r.renew,
+	}
+	if !task.Options.AtMostOnce || wi.Attempt == 1 {
+		result, failure = r.call(actx)
+		return result, failure, nil
+	}
+
+	// An at-most-once task delivered again: an earlier delivery may have run.
+	dup := &PossibleDuplicateError{Attempt: wi.Attempt, PreviousDeliveryAt: wi.PreviousDeliveryAt}
+	policy := OnDuplicate(task.Options.OnDuplicate)
+	if policy == OnDuplicateReconcile && r.ra.opts.Reconcile == nil {
+		r.log.Warn("duro: OnDuplicateReconcile without a ReconcileFunc; failing the task as a possible duplicate")
+		policy = OnDuplicateFail
+	}
+	switch policy {
+	case OnDuplicateReconcile:
+		w.stats.duplicatesReconciled.Add(1)
+		d, err := r.reconcile(actx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reconcile: %w", err)
+		}
+		switch d.kind {
+		case decideRetry:
+			r.log.Info("duro: reconciler decided to run the activity again")
+			result, failure = r.call(actx)
+			return result, failure, nil
+		case decideResult:
+			b, err := w.p.encode(fmt.Sprintf("reconciled result of activity %q", task.Name), d.result)
+			if err != nil {
+				f := failureFromError(w.p.codec, err)
+				f.TaskName, f.NonRetryable = task.Name, true
+				return nil, f, nil
+			}
+			return b, nil, nil
+		case decideFail:
+			return nil, &backend.Failure{Message: d.message, Type: FailureTypeReconciled, TaskName: task.Name, NonRetryable: true}, nil
+		}
+		return nil, nil, errors.New("reconciler returned a zero ReconcileDecision")
 	default:
-		log.Error("duro: activity completion not committed; the task will be delivered again", "err", err)
+		w.stats.duplicatesFailed.Add(1)
+		r.log.Warn("duro: at-most-once activity not run again: possible duplicate")
+		return nil, engineFailure(FailureTypePossibleDuplicate, task.Name, dup), nil
 	}
 }
 
-// callActivity runs the user's code, converting panics and oversized
-// results into failures.
-func (w *Worker) callActivity(actx *activityContext, ra *registeredActivity, task *backend.ActivityTask) (result []byte, failure *backend.Failure) {
+func (r *activityRun) reconcile(actx *activityContext) (d ReconcileDecision, err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			result = nil
-			failure = &backend.Failure{Message: fmt.Sprintf("panic: %v", r), Type: "Panic", TaskName: task.Name, Stack: string(debug.Stack())}
+		if p := recover(); p != nil {
+			err = fmt.Errorf("reconciler panicked: %v", p)
 		}
 	}()
-	out, err := ra.fn(actx, w.p, task.Input)
+	return r.ra.opts.Reconcile(actx, &Payload{raw: r.task.Input, p: r.w.p})
+}
+
+// call runs the user's code, converting panics and oversized results into
+// failures.
+func (r *activityRun) call(actx *activityContext) (result []byte, failure *backend.Failure) {
+	task := r.task
+	defer func() {
+		if p := recover(); p != nil {
+			result = nil
+			failure = &backend.Failure{Message: fmt.Sprintf("panic: %v", p), Type: "Panic", TaskName: task.Name, Stack: string(debug.Stack())}
+		}
+	}()
+	out, err := r.ra.fn(actx, r.w.p, task.Input)
 	if err == nil {
-		out, err := w.p.encode(fmt.Sprintf("result of activity %q", task.Name), out)
+		out, err := r.w.p.encode(fmt.Sprintf("result of activity %q", task.Name), out)
 		if err == nil {
 			return out, nil
 		}
-		f := failureFromError(w.p.codec, err)
+		f := failureFromError(r.w.p.codec, err)
 		f.TaskName = task.Name
 		f.NonRetryable = true
 		return nil, f
 	}
-	f := failureFromError(w.p.codec, err)
+	f := failureFromError(r.w.p.codec, err)
 	f.TaskName = task.Name
 	if errors.Is(err, ErrPayloadDecode) {
 		f.NonRetryable = true
 	}
 	return nil, f
+}
+
+// complete commits the delivery's outcome, fenced by its attempt number.
+func (r *activityRun) complete(ctx context.Context, result []byte, failure *backend.Failure) {
+	w, wi, task := r.w, r.wi, r.task
+	ev := &backend.Event{Type: backend.EventTaskCompleted, TaskID: task.TaskID, Result: result, Attempt: wi.Attempt, Timestamp: time.Now().UTC()}
+	if failure != nil {
+		ev = &backend.Event{Type: backend.EventTaskFailed, TaskID: task.TaskID, Failure: failure, Attempt: wi.Attempt, Timestamp: ev.Timestamp}
+	}
+	fault.Point(fault.ActivityBeforeComplete)
+	// A finished result is worth committing even while the worker stops.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := dispatch.Retry(cctx, 5, isPermanent, func() error {
+		return w.be.CompleteActivity(cctx, &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev})
+	})
+	switch {
+	case err == nil:
+		w.stats.activitiesCompleted.Add(1)
+		fault.Point(fault.ActivityAfterComplete)
+	case errors.Is(err, backend.ErrLeaseLost):
+		w.stats.staleRejected.Add(1)
+		r.log.Warn("duro: stale activity completion rejected; a newer delivery holds the task", "err", err)
+	default:
+		r.log.Error("duro: activity completion not committed; the task will be delivered again", "err", err)
+	}
 }

@@ -1,6 +1,7 @@
 package duro
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -72,7 +73,14 @@ type TaskError struct {
 	NonRetryable bool
 	// Failure is the complete recorded failure.
 	Failure *Failure
+
+	cause error
 }
+
+// Unwrap returns the engine error behind the failure, if any: a
+// *PossibleDuplicateError or a *PoisonedError, so that errors.Is(err,
+// ErrPossibleDuplicate) and errors.Is(err, ErrPoisoned) work.
+func (e *TaskError) Unwrap() error { return e.cause }
 
 // Error implements error.
 func (e *TaskError) Error() string {
@@ -83,7 +91,24 @@ func newTaskError(kind TaskKind, name string, taskID int, f *Failure) *TaskError
 	if f == nil {
 		f = &Failure{Message: "unknown failure"}
 	}
-	return &TaskError{Kind: kind, TaskName: name, TaskID: taskID, Type: f.Type, Message: f.Message, NonRetryable: f.NonRetryable, Failure: f}
+	te := &TaskError{Kind: kind, TaskName: name, TaskID: taskID, Type: f.Type, Message: f.Message, NonRetryable: f.NonRetryable, Failure: f}
+	switch f.Type {
+	case FailureTypePossibleDuplicate:
+		d := &PossibleDuplicateError{}
+		_ = json.Unmarshal(f.Details, d)
+		te.cause = d
+	case FailureTypePoisoned:
+		p := &PoisonedError{}
+		_ = json.Unmarshal(f.Details, p)
+		te.cause = p
+	}
+	return te
+}
+
+// engineFailure records an engine error with its fields as JSON details.
+func engineFailure(errType, taskName string, err error) *Failure {
+	details, _ := json.Marshal(err)
+	return &Failure{Message: err.Error(), Type: errType, TaskName: taskName, NonRetryable: true, Details: details}
 }
 
 // Error is an error with a type that survives the trip through history, for

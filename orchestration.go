@@ -18,8 +18,9 @@ import (
 // step and must take the same path each time. It is not a context.Context on
 // purpose: nothing that blocks on real I/O belongs in an orchestration.
 type OrchestrationContext struct {
-	c *replay.Context
-	p payloads
+	c   *replay.Context
+	p   payloads
+	reg *Registry
 }
 
 // InstanceID returns the orchestration instance's ID.
@@ -68,6 +69,12 @@ type CallOptions struct {
 	// InstanceID names a sub-orchestration instance; empty means a
 	// deterministic ID derived from this instance and the task.
 	InstanceID string
+	// Guarantee replaces the registered guarantee (activities).
+	Guarantee Guarantee
+	// OnDuplicate replaces the registered AtMostOnce policy (activities).
+	OnDuplicate OnDuplicate
+	// MaxDeliveries replaces the registered delivery limit (activities).
+	MaxDeliveries int
 }
 
 func oneCallOptions(opts []CallOptions) CallOptions {
@@ -90,10 +97,23 @@ func (ctx *OrchestrationContext) CallActivity(name string, input any, opts ...Ca
 		t.f = failedFuture(err)
 		return t
 	}
-	retry := o.RetryPolicy
-	bo := backend.ActivityOptions{LeaseDuration: o.LeaseDuration}
+	var registered *ActivityOptions
+	if ctx.reg != nil {
+		if ra, ok := ctx.reg.activity(name); ok {
+			registered = &ra.opts
+		}
+	}
+	eff, err := effectiveOptions(registered, o)
+	if err != nil {
+		t.f = failedFuture(fmt.Errorf("duro: options of activity %q: %w", name, err))
+		return t
+	}
+	bo := backend.ActivityOptions{
+		LeaseDuration: eff.LeaseDuration, AtMostOnce: eff.Guarantee == AtMostOnce,
+		OnDuplicate: string(eff.OnDuplicate), MaxDeliveries: eff.MaxDeliveries,
+	}
 	schedule := func() *replay.Future { return ctx.c.ScheduleActivity(name, in, bo) }
-	t.f = ctx.withRetry(retry, KindActivity, name, schedule)
+	t.f = ctx.withRetry(eff.RetryPolicy, KindActivity, name, schedule)
 	return t
 }
 

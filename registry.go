@@ -42,6 +42,18 @@ type ActivityOptions struct {
 	// RetryPolicy retries failed calls with durable timers between them. Nil
 	// means a failure is returned to the orchestration at once.
 	RetryPolicy *RetryPolicy
+	// Guarantee is AtLeastOnce (the default) or AtMostOnce.
+	Guarantee Guarantee
+	// OnDuplicate is the AtMostOnce policy for a delivery with attempt > 1.
+	// Default: OnDuplicateFail.
+	OnDuplicate OnDuplicate
+	// Reconcile is called for OnDuplicateReconcile. Without one, a duplicate
+	// fails as with OnDuplicateFail.
+	Reconcile ReconcileFunc
+	// MaxDeliveries bounds how many times the task is delivered (crashes,
+	// lost leases, failed reconciliations) before it fails as poisoned.
+	// Default: WorkerOptions.MaxDeliveries.
+	MaxDeliveries int
 }
 
 // RegisterOrchestration registers orchestration code under name. fn receives
@@ -99,6 +111,9 @@ func RegisterActivity[I, O any](r *Registry, name string, fn func(ctx ActivityCo
 	}}
 	if len(opts) == 1 {
 		ra.opts = opts[0]
+		if err := ra.opts.validate(); err != nil {
+			panic(fmt.Sprintf("duro: activity %q: ActivityOptions: %v", name, err))
+		}
 	}
 	r.activities[name] = ra
 }

@@ -43,6 +43,10 @@ type WorkerOptions struct {
 	// orchestration outputs). Default: DefaultMaxPayloadBytes; negative means
 	// no limit.
 	MaxPayloadBytes int
+	// MaxDeliveries is the default delivery limit of activities: the
+	// delivery after the last one fails the task as poisoned (ErrPoisoned)
+	// instead of running it again. Default: DefaultMaxDeliveries.
+	MaxDeliveries int
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -74,6 +78,9 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.MaxPayloadBytes == 0 {
 		o.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
+	if o.MaxDeliveries == 0 {
+		o.MaxDeliveries = DefaultMaxDeliveries
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -92,6 +99,8 @@ func (o WorkerOptions) validate() error {
 		return fmt.Errorf("duro: WorkerOptions.ActivityLeaseDuration is %v; want >= 10ms", o.ActivityLeaseDuration)
 	case o.PollInterval < 0:
 		return fmt.Errorf("duro: WorkerOptions.PollInterval is %v; want > 0", o.PollInterval)
+	case o.MaxDeliveries < 0:
+		return fmt.Errorf("duro: WorkerOptions.MaxDeliveries is %d; want > 0", o.MaxDeliveries)
 	}
 	return nil
 }
@@ -105,6 +114,8 @@ type Worker struct {
 	opts WorkerOptions
 	p    payloads
 	log  *slog.Logger
+
+	stats workerStats
 
 	mu          sync.Mutex
 	started     bool
@@ -213,7 +224,7 @@ func (w *Worker) lookup(name string) (replay.Orchestrator, bool) {
 		return nil, false
 	}
 	return func(c *replay.Context, input []byte) ([]byte, error) {
-		octx := &OrchestrationContext{c: c, p: w.p}
+		octx := &OrchestrationContext{c: c, p: w.p, reg: w.reg}
 		out, err := fn(octx, input)
 		if err != nil {
 			return nil, err

@@ -184,8 +184,13 @@ type OrchestrationWorkItem struct {
 	History  []*Event
 	// Messages are the visible inbox messages, oldest first.
 	Messages []*Message
-	// Attempt is this delivery's number (A1) and its fencing token (A2).
+	// Attempt is this delivery's number (A1) and its fencing token (A2). It
+	// grows across the instance's steps.
 	Attempt int64
+	// Deliveries counts the claims of the instance since its last committed
+	// step, this one included: 1 on a first try, more when earlier
+	// deliveries of the same step crashed or were abandoned (poison).
+	Deliveries int
 	// LeaseExpiresAt is when the claim lapses.
 	LeaseExpiresAt time.Time
 }
@@ -245,6 +250,9 @@ type ActivityWorkItem struct {
 	// committed.
 	ScheduledAt    time.Time
 	LeaseExpiresAt time.Time
+	// HeartbeatDetails are the details of the last heartbeat of any earlier
+	// delivery (nil if none), so a redelivery can resume from progress.
+	HeartbeatDetails []byte
 }
 
 // CompleteActivityParams finish one delivery of an activity task.
@@ -265,7 +273,10 @@ type RenewLeaseParams struct {
 	ID            string
 	Attempt       int64
 	LeaseDuration time.Duration
-	Now           time.Time
+	// Details, when not nil, replace the activity task's stored heartbeat
+	// details (ignored for orchestration leases).
+	Details []byte
+	Now     time.Time
 }
 
 // AbandonParams release a claim without completing it. The attempt number is

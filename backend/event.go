@@ -109,6 +109,16 @@ type ActivityOptions struct {
 	// LeaseDuration is how long one delivery may run before its lease must be
 	// renewed. Zero means the worker's default.
 	LeaseDuration time.Duration `json:"leaseDuration,omitempty"`
+	// AtMostOnce means the activity's code may only run on attempt 1; a
+	// later delivery applies OnDuplicate instead. Backends must make the
+	// claim of such a task durable (synced to disk) before returning it.
+	AtMostOnce bool `json:"atMostOnce,omitempty"`
+	// OnDuplicate is what a delivery with attempt > 1 of an AtMostOnce task
+	// does: "Fail", "Suspend" or "Reconcile".
+	OnDuplicate string `json:"onDuplicate,omitempty"`
+	// MaxDeliveries bounds the deliveries of the task; the delivery after the
+	// last one fails the task as poisoned. Zero means the worker's default.
+	MaxDeliveries int `json:"maxDeliveries,omitempty"`
 }
 
 // Failure describes an error recorded in history: a failed activity, a failed

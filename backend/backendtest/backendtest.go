@@ -58,6 +58,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Persistence", persistenceTests()},
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},
+		{"SDK", sdkTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

@@ -78,6 +78,34 @@ func (e *env) noStep(now time.Time, why string) {
 	}
 }
 
+// claimAll claims every step claimable at now, by instance ID.
+func (e *env) claimAll(now time.Time) map[string]*backend.OrchestrationWorkItem {
+	e.t.Helper()
+	all := map[string]*backend.OrchestrationWorkItem{}
+	for {
+		wi := e.tryClaimStep(now)
+		if wi == nil {
+			return all
+		}
+		if all[wi.Instance.ID] != nil {
+			e.t.Fatalf("ClaimOrchestrationStep(Now=%s) claimed %q twice: its lease is live", e.rel(now), wi.Instance.ID)
+		}
+		all[wi.Instance.ID] = wi
+	}
+}
+
+// claimEach claims every step claimable at now and fails unless they are
+// exactly those of instances ids.
+func (e *env) claimEach(now time.Time, ids ...string) map[string]*backend.OrchestrationWorkItem {
+	e.t.Helper()
+	all := e.claimAll(now)
+	want := slices.Sorted(slices.Values(ids))
+	if got := keys(all); !slices.Equal(got, want) {
+		e.t.Fatalf("claimable at %s: steps of %q, want %q", e.rel(now), got, want)
+	}
+	return all
+}
+
 // stepParams are the params that complete wi at now as status Running,
 // consuming every message it carries and recording them in history after an
 // OrchestratorStarted event.
@@ -296,7 +324,7 @@ func msgIDs(ms []*backend.Message) []string {
 // in this order.
 func (e *env) wantMessages(wi *backend.OrchestrationWorkItem, ids ...string) {
 	e.t.Helper()
-	if got := msgIDs(wi.Messages); !slices.Equal(got, append([]string{}, ids...)) {
+	if got := msgIDs(wi.Messages); !slices.Equal(got, ids) {
 		e.t.Fatalf("step of %q (attempt %d): messages %q, want %q", wi.Instance.ID, wi.Attempt, got, ids)
 	}
 }

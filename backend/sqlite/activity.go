@@ -27,11 +27,12 @@ func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*b
 			task              backend.ActivityTask
 			opts              string
 			prevClaim, schedd int64
+			details           []byte
 		)
-		err := t.queryRow(`SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at, created_at
-			FROM activity_tasks WHERE rowid = (`+claimActivityQuery+`)`, n).
+		err := t.queryRow(`SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at, created_at,
+			heartbeat_details FROM activity_tasks WHERE rowid = (`+claimActivityQuery+`)`, n).
 			Scan(&task.ID, &task.InstanceID, &task.ExecutionID, &task.TaskID, &task.Name, &task.Input, &opts,
-				&prevClaim, &schedd)
+				&prevClaim, &schedd, &details)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -54,11 +55,21 @@ func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*b
 			PreviousDeliveryAt: fromNanos(prevClaim),
 			ScheduledAt:        fromNanos(schedd),
 			LeaseExpiresAt:     expires,
+			HeartbeatDetails:   details,
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if wi != nil && wi.Task.Options.AtMostOnce && b.syncWAL != nil {
+		// With synchronous=NORMAL the commit above is not on disk yet: a
+		// power loss could forget the attempt and run the code again as
+		// attempt 1. An at-most-once claim must be durable before its code
+		// runs, so sync the WAL now (A1).
+		if err := b.syncWAL(); err != nil {
+			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", wi.Task.ID, err))
+		}
 	}
 	return wi, nil
 }
@@ -144,6 +155,11 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 	return b.write(ctx, op, func(tx *sql.Tx) error {
 		t := newTxn(ctx, tx, now(p.Now))
 		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
+			return err
+		}
+		if p.Details != nil {
+			_, err := t.exec(`UPDATE activity_tasks SET lease_expires_at = ?, heartbeat_details = ? WHERE id = ?`,
+				t.now.Add(p.LeaseDuration).UnixNano(), p.Details, p.ID)
 			return err
 		}
 		_, err := t.exec(`UPDATE activity_tasks SET lease_expires_at = ? WHERE id = ?`,

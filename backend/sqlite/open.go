@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +29,11 @@ type Backend struct {
 	maxStepMessages int
 	closed          atomic.Bool
 	work            broadcaster
+	// syncWAL fsyncs the WAL file; set only when commits are not synced
+	// (synchronous=NORMAL) and claims of at-most-once tasks need it.
+	syncWAL func() error
+	// walSyncs counts syncWAL calls, for tests.
+	walSyncs atomic.Int64
 }
 
 var (
@@ -67,6 +73,20 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
 	b := &Backend{wdb: wdb, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	if o.Synchronous == "NORMAL" {
+		b.syncWAL = func() error {
+			b.walSyncs.Add(1)
+			f, err := os.OpenFile(abs+"-wal", os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			serr := f.Sync()
+			if cerr := f.Close(); serr == nil {
+				serr = cerr
+			}
+			return serr
+		}
+	}
 	if err := b.init(ctx); err != nil {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)

@@ -61,10 +61,10 @@ func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimPa
 				continue
 			}
 			expires := t.now.Add(p.LeaseDuration)
-			var attempt int64
+			var attempt, completed int64
 			if err := t.queryRow(`UPDATE instances SET step_attempt = step_attempt + 1,
-				lock_owner = ?, lock_expires_at = ? WHERE id = ? RETURNING step_attempt`,
-				p.Owner, expires.UnixNano(), id).Scan(&attempt); err != nil {
+				lock_owner = ?, lock_expires_at = ? WHERE id = ? RETURNING step_attempt, completed_attempt`,
+				p.Owner, expires.UnixNano(), id).Scan(&attempt, &completed); err != nil {
 				return err
 			}
 			in, err := getInstance(ctx, tx, id)
@@ -76,7 +76,7 @@ func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimPa
 				return err
 			}
 			wi = &backend.OrchestrationWorkItem{Instance: in, History: h, Messages: msgs,
-				Attempt: attempt, LeaseExpiresAt: expires}
+				Attempt: attempt, Deliveries: int(attempt - completed), LeaseExpiresAt: expires}
 			return nil
 		}
 		return nil

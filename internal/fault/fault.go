@@ -1,0 +1,86 @@
+// Package fault holds the fault-injection points that crash tests use to kill
+// a worker process at a chosen moment: after an attempt is recorded, after the
+// code returns but before its completion commits, between a step's decision
+// and its commit, and so on.
+//
+// Points are inert unless a test's worker process calls EnableFromEnv, which
+// reads DURO_TEST_FAULT ("point" or "point@n" to fire on the n-th pass, 1 by
+// default; several separated by commas). A firing point kills its own process
+// with SIGKILL: no deferred calls, no flushing — the crash a power cut or an
+// OOM kill would cause. Production code never calls EnableFromEnv.
+package fault
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// The points compiled into duro.
+const (
+	// ActivityClaimBeforeCommit: inside the claim transaction of an activity,
+	// before it commits (the attempt is not recorded yet).
+	ActivityClaimBeforeCommit = "activity-claim-before-commit"
+	// ActivityAfterClaim: the claim has committed; the code has not started.
+	ActivityAfterClaim = "activity-after-claim"
+	// ActivityBeforeComplete: the code returned; its completion has not
+	// committed.
+	ActivityBeforeComplete = "activity-before-complete"
+	// ActivityAfterComplete: the completion has committed.
+	ActivityAfterComplete = "activity-after-complete"
+	// StepBeforeCommit: an orchestration step is decided but not committed.
+	StepBeforeCommit = "step-before-commit"
+	// StepAfterCommit: an orchestration step has committed.
+	StepAfterCommit = "step-after-commit"
+)
+
+var (
+	enabled atomic.Bool
+	mu      sync.Mutex
+	// remaining maps a point to the passes left before it fires.
+	remaining = map[string]int{}
+)
+
+// EnableFromEnv arms the points named in DURO_TEST_FAULT. Only test worker
+// processes call it.
+func EnableFromEnv() {
+	spec := os.Getenv("DURO_TEST_FAULT")
+	if spec == "" {
+		return
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, part := range strings.Split(spec, ",") {
+		name, nth, _ := strings.Cut(strings.TrimSpace(part), "@")
+		n := 1
+		if nth != "" {
+			if v, err := strconv.Atoi(nth); err == nil && v > 0 {
+				n = v
+			}
+		}
+		remaining[name] = n
+	}
+	enabled.Store(true)
+}
+
+// Point kills the process if name is armed and this is the pass it waits
+// for. It costs one atomic load when nothing is armed.
+func Point(name string) {
+	if !enabled.Load() {
+		return
+	}
+	mu.Lock()
+	n, ok := remaining[name]
+	if ok {
+		n--
+		remaining[name] = n
+	}
+	mu.Unlock()
+	if ok && n == 0 {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+}

@@ -1,0 +1,206 @@
+package duro
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Guarantee says how many times an activity's code may run for one scheduled
+// call.
+type Guarantee int
+
+const (
+	// GuaranteeUnset, the zero value, means "as registered" in CallOptions
+	// and AtLeastOnce in ActivityOptions.
+	GuaranteeUnset Guarantee = iota
+	// AtLeastOnce runs the code until one delivery completes: after a crash
+	// or a lost lease it runs again, with the next attempt number.
+	AtLeastOnce
+	// AtMostOnce runs the code only on attempt 1. A later delivery means an
+	// earlier one's outcome is unknown (it may have done the work); the code
+	// is not invoked and the OnDuplicate policy decides.
+	AtMostOnce
+)
+
+// String returns "AtLeastOnce" or "AtMostOnce".
+func (g Guarantee) String() string {
+	switch g {
+	case AtLeastOnce:
+		return "AtLeastOnce"
+	case AtMostOnce:
+		return "AtMostOnce"
+	}
+	return "Unset"
+}
+
+// OnDuplicate is what an AtMostOnce activity does with a delivery whose
+// attempt number is above 1.
+type OnDuplicate string
+
+const (
+	// OnDuplicateFail fails the task with a *PossibleDuplicateError
+	// (errors.Is ErrPossibleDuplicate) that the orchestration can handle.
+	// It is the default.
+	OnDuplicateFail OnDuplicate = "Fail"
+	// OnDuplicateReconcile calls the activity's ReconcileFunc, which finds out
+	// what happened (for example by asking the payment provider) and decides.
+	OnDuplicateReconcile OnDuplicate = "Reconcile"
+)
+
+// DefaultMaxDeliveries is how many deliveries an activity gets, by default,
+// before it fails as poisoned.
+const DefaultMaxDeliveries = 10
+
+var (
+	// ErrPossibleDuplicate is wrapped by the *TaskError of an AtMostOnce
+	// activity whose earlier delivery may have run (OnDuplicateFail). Use
+	// errors.As with *PossibleDuplicateError for the attempt and time.
+	ErrPossibleDuplicate = errors.New("possible duplicate execution")
+	// ErrPoisoned is wrapped by the *TaskError of an activity delivered more
+	// than its MaxDeliveries times without completing.
+	ErrPoisoned = errors.New("poisoned: too many deliveries")
+)
+
+// PossibleDuplicateError says that an AtMostOnce activity was not run again
+// because an earlier delivery's outcome is unknown.
+type PossibleDuplicateError struct {
+	// Attempt is the delivery that found the duplicate (2 or more).
+	Attempt int `json:"attempt"`
+	// PreviousDeliveryAt is when the previous delivery was claimed.
+	PreviousDeliveryAt time.Time `json:"previousDeliveryAt"`
+}
+
+// Error implements error.
+func (e *PossibleDuplicateError) Error() string {
+	return fmt.Sprintf("possible duplicate execution: attempt %d, previous delivery at %s",
+		e.Attempt, e.PreviousDeliveryAt.Format(time.RFC3339Nano))
+}
+
+// Is makes errors.Is(err, ErrPossibleDuplicate) true.
+func (e *PossibleDuplicateError) Is(target error) bool { return target == ErrPossibleDuplicate }
+
+// PoisonedError says that a task was delivered too many times.
+type PoisonedError struct {
+	// Deliveries is the attempt number of the delivery that gave up.
+	Deliveries int `json:"deliveries"`
+	// MaxDeliveries is the limit that was exceeded.
+	MaxDeliveries int `json:"maxDeliveries"`
+}
+
+// Error implements error.
+func (e *PoisonedError) Error() string {
+	return fmt.Sprintf("poisoned: delivery %d exceeds the limit of %d deliveries", e.Deliveries, e.MaxDeliveries)
+}
+
+// Is makes errors.Is(err, ErrPoisoned) true.
+func (e *PoisonedError) Is(target error) bool { return target == ErrPoisoned }
+
+// Failure types for the engine's own task failures.
+const (
+	FailureTypePossibleDuplicate = "PossibleDuplicate"
+	FailureTypePoisoned          = "Poisoned"
+	FailureTypeReconciled        = "ReconciledFailure"
+)
+
+// ReconcileFunc decides what to do with a delivery of an AtMostOnce activity
+// whose earlier delivery may have run. ctx carries the attempt number and
+// PreviousDeliveryAt; input is the activity's input, still encoded. It
+// returns ReconcileRetry, ReconcileResult or ReconcileFail. An error means the
+// reconciliation itself failed (say, the provider was unreachable): the
+// delivery is handed back and tried again later with the next attempt
+// number, up to MaxDeliveries.
+type ReconcileFunc func(ctx ActivityContext, input *Payload) (ReconcileDecision, error)
+
+// Payload is an encoded value that can be decoded on demand.
+type Payload struct {
+	raw []byte
+	p   payloads
+}
+
+// Decode decodes the payload into ptr.
+func (p *Payload) Decode(ptr any) error { return p.p.decode("payload", p.raw, ptr) }
+
+// Raw returns the encoded bytes.
+func (p *Payload) Raw() []byte { return p.raw }
+
+type decisionKind int
+
+const (
+	decideRetry decisionKind = iota + 1
+	decideResult
+	decideFail
+)
+
+// ReconcileDecision is what a ReconcileFunc decided.
+type ReconcileDecision struct {
+	kind    decisionKind
+	result  any
+	message string
+}
+
+// ReconcileRetry runs the activity's code once more, in this delivery.
+func ReconcileRetry() ReconcileDecision { return ReconcileDecision{kind: decideRetry} }
+
+// ReconcileResult completes the task with result, as if the code had
+// returned it (for example the charge the provider says exists).
+func ReconcileResult(result any) ReconcileDecision {
+	return ReconcileDecision{kind: decideResult, result: result}
+}
+
+// ReconcileFail fails the task with message (type "ReconciledFailure",
+// not retried).
+func ReconcileFail(message string) ReconcileDecision {
+	return ReconcileDecision{kind: decideFail, message: message}
+}
+
+// effectiveOptions merges the registered options of an activity with one
+// call's overrides into what is recorded with the scheduled task.
+func effectiveOptions(reg *ActivityOptions, call CallOptions) (ActivityOptions, error) {
+	var o ActivityOptions
+	if reg != nil {
+		o = *reg
+	}
+	if call.RetryPolicy != nil {
+		o.RetryPolicy = call.RetryPolicy
+	}
+	if call.LeaseDuration != 0 {
+		o.LeaseDuration = call.LeaseDuration
+	}
+	if call.Guarantee != GuaranteeUnset {
+		o.Guarantee = call.Guarantee
+	}
+	if call.OnDuplicate != "" {
+		o.OnDuplicate = call.OnDuplicate
+	}
+	if call.MaxDeliveries != 0 {
+		o.MaxDeliveries = call.MaxDeliveries
+	}
+	if o.Guarantee == GuaranteeUnset {
+		o.Guarantee = AtLeastOnce
+	}
+	if o.Guarantee == AtMostOnce && o.OnDuplicate == "" {
+		o.OnDuplicate = OnDuplicateFail
+	}
+	return o, o.validate()
+}
+
+func (o *ActivityOptions) validate() error {
+	switch {
+	case o.Guarantee < GuaranteeUnset || o.Guarantee > AtMostOnce:
+		return fmt.Errorf("unknown Guarantee %d", o.Guarantee)
+	case o.LeaseDuration < 0:
+		return fmt.Errorf("LeaseDuration %v is negative", o.LeaseDuration)
+	case o.MaxDeliveries < 0:
+		return fmt.Errorf("MaxDeliveries %d is negative", o.MaxDeliveries)
+	}
+	switch o.OnDuplicate {
+	case "", OnDuplicateFail, OnDuplicateReconcile:
+	default:
+		return fmt.Errorf("unknown OnDuplicate %q", o.OnDuplicate)
+	}
+	if o.OnDuplicate != "" && o.Guarantee == AtLeastOnce {
+		return fmt.Errorf("OnDuplicate %q needs Guarantee AtMostOnce", o.OnDuplicate)
+	}
+	return nil
+}

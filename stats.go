@@ -1,0 +1,41 @@
+package duro
+
+import "sync/atomic"
+
+// WorkerStats are a worker's counters since it was created.
+type WorkerStats struct {
+	// StepsCompleted counts orchestration steps committed.
+	StepsCompleted int64
+	// ActivitiesCompleted counts activity deliveries whose outcome committed.
+	ActivitiesCompleted int64
+	// Redeliveries counts activity deliveries with attempt > 1.
+	Redeliveries int64
+	// DuplicatesFailed counts at-most-once deliveries not run and failed as
+	// possible duplicates (OnDuplicateFail).
+	DuplicatesFailed int64
+	// DuplicatesReconciled counts at-most-once deliveries handed to a
+	// ReconcileFunc instead of being run.
+	DuplicatesReconciled int64
+	// StaleCompletionsRejected counts results discarded because a newer
+	// delivery held the work item (A2), including leases lost mid-run.
+	StaleCompletionsRejected int64
+	// ActivitiesPoisoned counts activities failed after too many deliveries.
+	ActivitiesPoisoned int64
+}
+
+type workerStats struct {
+	stepsCompleted, activitiesCompleted, redeliveries     atomic.Int64
+	duplicatesFailed, duplicatesReconciled, staleRejected atomic.Int64
+	activitiesPoisoned                                    atomic.Int64
+}
+
+// Stats returns a snapshot of the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	s := &w.stats
+	return WorkerStats{
+		StepsCompleted: s.stepsCompleted.Load(), ActivitiesCompleted: s.activitiesCompleted.Load(),
+		Redeliveries: s.redeliveries.Load(), DuplicatesFailed: s.duplicatesFailed.Load(),
+		DuplicatesReconciled: s.duplicatesReconciled.Load(), StaleCompletionsRejected: s.staleRejected.Load(),
+		ActivitiesPoisoned: s.activitiesPoisoned.Load(),
+	}
+}
