@@ -15,6 +15,7 @@ import (
 
 	"duro"
 	"duro/backend/sqlite"
+	"duro/internal/fault"
 )
 
 // The crash test runs workers as real processes: the test binary re-executes
@@ -51,6 +52,7 @@ func crashWorkerMain() {
 		}
 		return n * 10, nil
 	})
+	registerPay(reg, ledger)
 	duro.RegisterOrchestration(reg, "Crashy", func(ctx *duro.OrchestrationContext, _ any) (int, error) {
 		sum := 0
 		for i := 1; i <= crashActivities; i++ {
@@ -62,8 +64,9 @@ func crashWorkerMain() {
 		}
 		return sum, nil
 	})
+	fault.EnableFromEnv()
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
-		ActivityLeaseDuration: time.Second, PollInterval: 20 * time.Millisecond,
+		ActivityLeaseDuration: time.Second, OrchestrationLeaseDuration: time.Second, PollInterval: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {

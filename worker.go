@@ -13,6 +13,7 @@ import (
 
 	"duro/backend"
 	"duro/internal/dispatch"
+	"duro/internal/fault"
 	"duro/internal/replay"
 )
 
@@ -256,16 +257,20 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		w.abandonStep(wi, time.Now().Add(time.Second))
 		return
 	}
+	fault.Point(fault.StepBeforeCommit)
 	// A computed step is worth committing even while the worker stops.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	err := dispatch.Retry(cctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(cctx, params) })
 	switch {
 	case err == nil:
+		w.stats.stepsCompleted.Add(1)
+		fault.Point(fault.StepAfterCommit)
 		if params.Status.IsTerminal() {
 			log.Debug("duro: orchestration finished", "status", params.Status)
 		}
 	case errors.Is(err, backend.ErrLeaseLost):
+		w.stats.staleRejected.Add(1)
 		log.Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
 	default:
 		log.Error("duro: orchestration step not committed; it will be delivered again", "err", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"duro/backend"
+	"duro/internal/fault"
 )
 
 // ClaimActivity implements backend.Backend. It picks the oldest task (by
@@ -57,6 +58,7 @@ func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*b
 			LeaseExpiresAt:     expires,
 			HeartbeatDetails:   details,
 		}
+		fault.Point(fault.ActivityClaimBeforeCommit)
 		return nil
 	})
 	if err != nil {

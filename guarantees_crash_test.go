@@ -1,0 +1,191 @@
+package duro_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"duro"
+	"duro/backend/sqlite"
+	"duro/internal/fault"
+)
+
+// registerPay registers the "Pay" orchestration used by the crash matrix: it
+// calls the "Charge" activity once with the guarantee named by its input and
+// reports what came back. Charge appends to the ledger (outside the engine)
+// before doing its work; with DURO_CRASH_IN_CODE set, its first attempt then
+// kills the process, mid-code.
+func registerPay(reg *duro.Registry, ledger string) {
+	appendLedger := func(line string) {
+		f, err := os.OpenFile(ledger, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintln(f, line)
+		if err := f.Sync(); err != nil {
+			panic(err)
+		}
+		f.Close()
+	}
+	duro.RegisterActivity(reg, "Charge", func(ctx duro.ActivityContext, _ string) (string, error) {
+		appendLedger(fmt.Sprintf("charge attempt=%d", ctx.Attempt()))
+		if os.Getenv("DURO_CRASH_IN_CODE") != "" && ctx.Attempt() == 1 {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return "charged", nil
+	}, duro.ActivityOptions{
+		Reconcile: func(ctx duro.ActivityContext, _ *duro.Payload) (duro.ReconcileDecision, error) {
+			appendLedger(fmt.Sprintf("reconcile attempt=%d", ctx.Attempt()))
+			if strings.Contains(readFile(ledger), "charge attempt=") {
+				return duro.ReconcileResult("charged-reconciled"), nil
+			}
+			return duro.ReconcileRetry(), nil
+		},
+	})
+	duro.RegisterOrchestration(reg, "Pay", func(ctx *duro.OrchestrationContext, policy string) (string, error) {
+		opts := duro.CallOptions{Guarantee: duro.AtLeastOnce}
+		switch policy {
+		case "amo-fail":
+			opts = duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateFail}
+		case "amo-reconcile":
+			opts = duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateReconcile}
+		}
+		var out string
+		err := ctx.CallActivity("Charge", "card-1", opts).Await(&out)
+		var dup *duro.PossibleDuplicateError
+		if errors.As(err, &dup) {
+			return fmt.Sprintf("duplicate attempt=%d", dup.Attempt), nil
+		}
+		return out, err
+	})
+}
+
+// TestCrashMatrix kills a worker process at each point of an activity's life
+// for each guarantee, lets a second process finish, and checks the ledger:
+// at-most-once code never runs twice; at-least-once code runs until it
+// completes, with attempts in order; the orchestration gets one result.
+func TestCrashMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns worker processes")
+	}
+	type want struct {
+		ledger string // ledger lines, in order, joined by "|"
+		output string
+	}
+	crashes := []struct {
+		point  string // a fault point, or "in-code"
+		alo    want
+		fail   want
+		recon  want
+		reason string
+	}{
+		{point: fault.ActivityClaimBeforeCommit, reason: "attempt never recorded: the next delivery is attempt 1 again",
+			alo:   want{"charge attempt=1", "charged"},
+			fail:  want{"charge attempt=1", "charged"},
+			recon: want{"charge attempt=1", "charged"}},
+		{point: fault.ActivityAfterClaim, reason: "attempt 1 recorded, code not started: at-most-once cannot know that",
+			alo:   want{"charge attempt=2", "charged"},
+			fail:  want{"", "duplicate attempt=2"},
+			recon: want{"reconcile attempt=2|charge attempt=2", "charged"}},
+		{point: "in-code", reason: "code ran (part of) its work, then the process died",
+			alo:   want{"charge attempt=1|charge attempt=2", "charged"},
+			fail:  want{"charge attempt=1", "duplicate attempt=2"},
+			recon: want{"charge attempt=1|reconcile attempt=2", "charged-reconciled"}},
+		{point: fault.ActivityBeforeComplete, reason: "code returned, completion not committed",
+			alo:   want{"charge attempt=1|charge attempt=2", "charged"},
+			fail:  want{"charge attempt=1", "duplicate attempt=2"},
+			recon: want{"charge attempt=1|reconcile attempt=2", "charged-reconciled"}},
+		{point: fault.ActivityAfterComplete, reason: "completion committed: nothing runs again",
+			alo:   want{"charge attempt=1", "charged"},
+			fail:  want{"charge attempt=1", "charged"},
+			recon: want{"charge attempt=1", "charged"}},
+		{point: fault.StepBeforeCommit, reason: "the scheduling step is redone; the task is enqueued once",
+			alo:   want{"charge attempt=1", "charged"},
+			fail:  want{"charge attempt=1", "charged"},
+			recon: want{"charge attempt=1", "charged"}},
+	}
+	for _, c := range crashes {
+		for _, pol := range []struct {
+			name string
+			want want
+		}{{"alo", c.alo}, {"amo-fail", c.fail}, {"amo-reconcile", c.recon}} {
+			t.Run(c.point+"/"+pol.name, func(t *testing.T) {
+				t.Parallel()
+				got := runCrashCase(t, c.point, pol.name)
+				if got.ledger != pol.want.ledger || got.output != pol.want.output {
+					t.Fatalf("%s (%s):\nledger %q, output %q\nwant   %q, output %q",
+						c.point, c.reason, got.ledger, got.output, pol.want.ledger, pol.want.output)
+				}
+			})
+		}
+	}
+}
+
+type crashResult struct{ ledger, output string }
+
+func runCrashCase(t *testing.T, point, policy string) crashResult {
+	dir := t.TempDir()
+	store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	be, err := sqlite.Open(ctx, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	client := duro.NewClient(be, nil)
+	id, err := client.Start(ctx, "Pay", policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
+		"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
+	first := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	first.Env = append(env, "DURO_TEST_FAULT="+point)
+	if point == "in-code" {
+		first.Env = append(env, "DURO_CRASH_IN_CODE=1")
+	}
+	first.Stderr = &prefixWriter{t: t}
+	err = first.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("first worker should die by SIGKILL at %s, got %v", point, err)
+	}
+	second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	second.Env = env
+	second.Stderr = &prefixWriter{t: t}
+	if err := second.Run(); err != nil {
+		t.Fatalf("second worker: %v", err)
+	}
+	inst, err := client.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	if err := inst.Output(&out); err != nil || inst.Status != duro.StatusCompleted {
+		t.Fatalf("instance %s %v: %v", inst.Status, inst.Failure, err)
+	}
+	// Exactly one result reached the orchestration.
+	h, err := client.History(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := 0
+	for _, ev := range h {
+		if ev.Type == "TaskCompleted" || ev.Type == "TaskFailed" {
+			results++
+		}
+	}
+	if results != 1 {
+		t.Fatalf("%d task results in history, want 1", results)
+	}
+	return crashResult{ledger: strings.ReplaceAll(strings.TrimSpace(readFile(ledger)), "\n", "|"), output: out}
+}
