@@ -281,7 +281,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 func (w *Worker) abandonStep(wi *backend.OrchestrationWorkItem, retryAt time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: wi.Instance.ID, Attempt: wi.Attempt, RetryAt: retryAt}); err != nil {
+	if err := w.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID, Attempt: wi.Attempt, RetryAt: retryAt}); err != nil {
 		w.log.Warn("duro: abandon orchestration step", "instance", wi.Instance.ID, "err", err)
 	}
 }

@@ -202,6 +202,12 @@ type CompleteOrchestrationStepParams struct {
 	// Attempt is the work item's Attempt; the call fails with ErrLeaseLost if a
 	// newer delivery exists.
 	Attempt int64
+	// ExecutionID is the execution the step worked on (the work item's
+	// Instance.ExecutionID), required. The call fails with ErrLeaseLost if the
+	// instance's current execution differs: the instance was purged and
+	// created again, or replaced, since the claim. Attempt and ExecutionID
+	// together are the step's fencing token.
+	ExecutionID string
 	// ConsumedMessageIDs are deleted from the inbox.
 	ConsumedMessageIDs []string
 	// NewEvents are appended to the current execution's history.
@@ -276,7 +282,10 @@ type RenewLeaseParams struct {
 	// Details, when not nil, replace the activity task's stored heartbeat
 	// details (ignored for orchestration leases).
 	Details []byte
-	Now     time.Time
+	// ExecutionID, for orchestration leases, is the execution the delivery
+	// works on; when set, a different current execution is ErrLeaseLost.
+	ExecutionID string
+	Now         time.Time
 }
 
 // AbandonParams release a claim without completing it. The attempt number is
@@ -288,6 +297,9 @@ type AbandonParams struct {
 	// RetryAt makes the work item visible again no earlier than this time; zero
 	// means at once.
 	RetryAt time.Time
+	// ExecutionID, for orchestration steps, is the execution the delivery
+	// worked on; when set, a different current execution is ErrLeaseLost.
+	ExecutionID string
 }
 
 // Backend is the storage seam. Implementations must be safe for concurrent use

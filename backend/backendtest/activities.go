@@ -19,13 +19,14 @@ func activityTests() []test {
 		{"ResultForFinishedInstanceDropped", testResultForFinished},
 		{"ResultForPurgedInstanceDropped", testResultForPurged},
 		{"AbandonRetryAt", testActivityAbandonRetryAt},
+		{"HeartbeatDetailsCarryToNextDelivery", testHeartbeatDetails},
 	}
 }
 
 func testClaimReturnsTask(t *testing.T, e *env) {
 	c := e.create("a", nil)
 	plain, withOpts := task(c, 1), task(c, 2)
-	withOpts.Options.LeaseDuration = 5 * time.Minute
+	withOpts.Options = backend.ActivityOptions{LeaseDuration: 5 * time.Minute, AtMostOnce: true, OnDuplicate: "Suspend", MaxDeliveries: 3}
 	scheduled := e.at(time.Second)
 	e.commit(e.claimStep("a", e.t0), scheduled, func(p *backend.CompleteOrchestrationStepParams) {
 		p.ActivityTasks = []*backend.ActivityTask{plain, withOpts}
@@ -48,8 +49,9 @@ func testClaimReturnsTask(t *testing.T, e *env) {
 			got.Name != tk.Name || string(got.Input) != string(tk.Input) || got.Options != tk.Options {
 			t.Fatalf("claimed task = %+v, want %+v", got, tk)
 		}
-		if wi.Attempt != 1 || !wi.PreviousDeliveryAt.IsZero() {
-			t.Fatalf("first claim: Attempt %d, PreviousDeliveryAt %s; want 1, zero", wi.Attempt, e.rel(wi.PreviousDeliveryAt))
+		if wi.Attempt != 1 || !wi.PreviousDeliveryAt.IsZero() || wi.HeartbeatDetails != nil {
+			t.Fatalf("first claim: Attempt %d, PreviousDeliveryAt %s, HeartbeatDetails %q; want 1, zero, nil",
+				wi.Attempt, e.rel(wi.PreviousDeliveryAt), wi.HeartbeatDetails)
 		}
 		e.wantTime("ScheduledAt", wi.ScheduledAt, scheduled)
 		if tk == plain {
@@ -188,4 +190,29 @@ func testActivityAbandonRetryAt(t *testing.T, e *env) {
 	if wi2 := e.claimActivity(tasks[0].ID, retry); wi2.Attempt != 2 {
 		t.Fatalf("claim after abandon: Attempt = %d, want 2", wi2.Attempt)
 	}
+}
+
+func heartbeat(wi *backend.ActivityWorkItem, now time.Time, details []byte) *backend.RenewLeaseParams {
+	return &backend.RenewLeaseParams{ID: wi.Task.ID, Attempt: int64(wi.Attempt), LeaseDuration: lease, Details: details, Now: now}
+}
+
+// testHeartbeatDetails: RenewActivityLease with Details stores them (nil
+// keeps what is stored), a stale delivery's heartbeat stores nothing, and
+// every later delivery, after a lapse or an abandonment, gets the last ones.
+func testHeartbeatDetails(t *testing.T, e *env) {
+	_, tasks := e.startWithTasks("a", 1)
+	id := tasks[0].ID
+	first := e.claimActivity(id, e.t0)
+	e.noErr("RenewActivityLease(Details d1)", e.b.RenewActivityLease(e.ctx, heartbeat(first, e.at(30*time.Second), []byte("d1"))))
+	e.noErr("RenewActivityLease(Details nil)", e.b.RenewActivityLease(e.ctx, heartbeat(first, e.at(60*time.Second), nil)))
+
+	second := e.claimActivity(id, e.at(3*time.Minute)) // first's lease lapsed at t0+2m
+	e.wantBytes("HeartbeatDetails after a lapsed delivery", second.HeartbeatDetails, []byte("d1"))
+	e.wantErr("RenewActivityLease(Details) from a superseded delivery",
+		e.b.RenewActivityLease(e.ctx, heartbeat(first, e.at(3*time.Minute), []byte("stale"))), backend.ErrLeaseLost)
+	e.noErr("RenewActivityLease(Details d2)", e.b.RenewActivityLease(e.ctx, heartbeat(second, e.at(3*time.Minute+10*time.Second), []byte("d2"))))
+	e.noErr("AbandonActivity", e.b.AbandonActivity(e.ctx, &backend.AbandonParams{ID: id, Attempt: int64(second.Attempt)}))
+
+	third := e.claimActivity(id, e.at(4*time.Minute))
+	e.wantBytes("HeartbeatDetails after an abandoned delivery", third.HeartbeatDetails, []byte("d2"))
 }

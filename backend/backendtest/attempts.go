@@ -20,6 +20,7 @@ func attemptTests() []test {
 		{"StepIncrementsAcrossAbandon", testStepAttemptsAbandon},
 		{"StepIncrementsAcrossReopen", testStepAttemptsReopen},
 		{"StepAttemptsGrowAcrossSteps", testStepAttemptsAcrossSteps},
+		{"StepDeliveriesCountTriesOfOneStep", testStepDeliveries},
 		{"StepAbandonRetryAt", testStepAbandonRetryAt},
 		{"ConcurrentActivityClaimsDistinct", testConcurrentActivityClaims},
 		{"ConcurrentStepClaimsDistinct", testConcurrentStepClaims},
@@ -36,10 +37,12 @@ func (e *env) wantActivityAttempt(wi *backend.ActivityWorkItem, n int, prev time
 	e.wantTime(fmt.Sprintf("attempt %d: PreviousDeliveryAt", n), wi.PreviousDeliveryAt, prev)
 }
 
+// wantStepAttempt fails unless wi is delivery n of an instance's first step:
+// its Attempt and its Deliveries are both n.
 func (e *env) wantStepAttempt(wi *backend.OrchestrationWorkItem, n int64) {
 	e.t.Helper()
-	if wi.Attempt != n {
-		e.t.Fatalf("claim of %q: Attempt = %d, want %d", wi.Instance.ID, wi.Attempt, n)
+	if wi.Attempt != n || int64(wi.Deliveries) != n {
+		e.t.Fatalf("claim of %q: Attempt %d, Deliveries %d; want %d and %d", wi.Instance.ID, wi.Attempt, wi.Deliveries, n, n)
 	}
 }
 
@@ -137,6 +140,34 @@ func testStepAttemptsAcrossSteps(t *testing.T, e *env) {
 	}
 	if seen[0] != 1 {
 		t.Fatalf("first claim of the instance: Attempt %d, want 1", seen[0])
+	}
+}
+
+// testStepDeliveries: Deliveries counts the claims since the instance's last
+// committed step, whether earlier ones lapsed or were abandoned.
+func testStepDeliveries(t *testing.T, e *env) {
+	e.create("a", nil)
+	now := e.t0
+	for step := range 3 {
+		if step > 0 {
+			e.enqueue(raised("a", fmt.Sprint("e", step), "e"))
+		}
+		var wi *backend.OrchestrationWorkItem
+		for n := 1; n <= 3; n++ {
+			wi = e.claimStep("a", now)
+			if wi.Deliveries != n {
+				t.Fatalf("step %d, try %d: Deliveries = %d (Attempt %d), want %d", step+1, n, wi.Deliveries, wi.Attempt, n)
+			}
+			if n == 3 {
+				break
+			}
+			if n == 1 { // the first try lapses, the second is abandoned
+				now = now.Add(2 * lease)
+				continue
+			}
+			e.noErr("AbandonOrchestrationStep", e.b.AbandonOrchestrationStep(e.ctx, &backend.AbandonParams{ID: "a", Attempt: wi.Attempt}))
+		}
+		e.commit(wi, now, nil)
 	}
 }
 

@@ -59,6 +59,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},
 		{"SDK", sdkTests()},
+		{"Guarantees", guaranteeTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of
@@ -93,7 +94,7 @@ func (s *suite) setup(t *testing.T) *env {
 	if b == nil {
 		t.Fatal("newBackend returned nil")
 	}
-	e := &env{t: t, ctx: s.ctx, b: b, opts: s.opts, t0: s.t0}
+	e := &env{t: t, ctx: s.ctx, b: b, opts: s.opts, t0: s.t0, suite: s}
 	e.closeOnCleanup(b)
 	return e
 }
@@ -107,6 +108,8 @@ type env struct {
 	// t0 is the synthetic "now" at which every test begins. Later times are
 	// e.at(d); leases expire and timers fire by passing a later Now.
 	t0 time.Time
+	// suite makes more backends for tests that need several.
+	suite *suite
 }
 
 func (e *env) closeOnCleanup(b backend.Backend) {
@@ -119,6 +122,13 @@ func (e *env) closeOnCleanup(b backend.Backend) {
 
 // at is the synthetic time d after t0.
 func (e *env) at(d time.Duration) time.Time { return e.t0.Add(d) }
+
+// fresh returns another new backend, closed when the test ends.
+func (e *env) fresh(t *testing.T) backend.Backend {
+	b := e.suite.newBackend(t)
+	e.closeOnCleanup(b)
+	return b
+}
 
 // reopen closes the store and opens it again, or skips the test for a
 // backend without Options.Reopen.

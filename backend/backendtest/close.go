@@ -37,7 +37,7 @@ func testMethodsAfterClose(t *testing.T, e *env) {
 		}},
 		{"ClaimOrchestrationStep", func() error { _, err := b.ClaimOrchestrationStep(ctx, e.claimParams(now)); return err }},
 		{"CompleteOrchestrationStep", func() error {
-			return b.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", Attempt: 1, Status: backend.StatusRunning, Now: now})
+			return b.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "e", Attempt: 1, Status: backend.StatusRunning, Now: now})
 		}},
 		{"RenewOrchestrationLease", func() error {
 			return b.RenewOrchestrationLease(ctx, &backend.RenewLeaseParams{ID: "a", Attempt: 1, LeaseDuration: lease, Now: now})

@@ -23,6 +23,7 @@ func fencingTests() []test {
 		{"StepRenewExtendsLease", testStepRenew},
 		{"StaleStepCannotCompleteLaterStep", testStaleStepLaterStep},
 		{"StaleStepCannotCompleteReplacement", testStaleStepReplacement},
+		{"StaleStepCannotCompleteRecreatedAfterPurge", testStaleStepAfterPurge},
 		{"ConcurrentClaimsOneWinner", testConcurrentClaimsOneWinner},
 		{"ConcurrentActivityCompletions", testConcurrentActivityCompletions},
 		{"ConcurrentStepCompletions", testConcurrentStepCompletions},
@@ -163,7 +164,10 @@ func testStepLapsedCompletes(t *testing.T, e *env) {
 func testStepRenew(t *testing.T, e *env) {
 	e.create("a", nil)
 	wi := e.claimStep("a", e.t0)
-	err := e.b.RenewOrchestrationLease(e.ctx, &backend.RenewLeaseParams{ID: "a", Attempt: wi.Attempt, LeaseDuration: lease, Now: e.at(50 * time.Second)})
+	// Details mean nothing to an orchestration lease and are ignored.
+	err := e.b.RenewOrchestrationLease(e.ctx, &backend.RenewLeaseParams{
+		ID: "a", Attempt: wi.Attempt, LeaseDuration: lease, Details: []byte("ignored"), Now: e.at(50 * time.Second),
+	})
 	e.noErr("RenewOrchestrationLease", err)
 	e.noStep(e.at(100*time.Second), "the renewed lease is live until t0+1m50s")
 	e.wantStepAttempt(e.claimStep("a", e.at(2*time.Minute)), 2)
@@ -245,6 +249,25 @@ func count(m *sync.Map) int {
 	n := 0
 	m.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// testStaleStepAfterPurge: as testStaleStepReplacement, with the finished
+// instance purged and an instance of the same ID created anew.
+func testStaleStepAfterPurge(t *testing.T, e *env) {
+	e.create("a", nil)
+	stale := e.claimStep("a", e.t0)
+	final := e.claimStep("a", e.at(2*time.Minute))
+	e.commit(final, e.at(2*time.Minute), func(p *backend.CompleteOrchestrationStepParams) { p.Status = backend.StatusCompleted })
+	e.noErr("PurgeInstance", e.b.PurgeInstance(e.ctx, "a"))
+	e.create("a", func(p *backend.CreateInstanceParams) { p.ExecutionID = "a-e2"; p.Now = e.at(3 * time.Minute) })
+	cur := e.claimStep("a", e.at(4*time.Minute))
+
+	p := stepParams(stale, cur.LeaseExpiresAt.Add(-time.Second))
+	p.Status = backend.StatusFailed
+	p.Failure = &backend.Failure{Message: "from the purged instance"}
+	e.wantErr(fmt.Sprintf("CompleteOrchestrationStep (attempt %d) of the purged instance's stale delivery, while the new instance's delivery %d holds the lease", stale.Attempt, cur.Attempt),
+		e.b.CompleteOrchestrationStep(e.ctx, p), backend.ErrLeaseLost)
+	e.wantStatus("a", backend.StatusPending)
 }
 
 // deliveries claims n deliveries of one work item in a row, each after the

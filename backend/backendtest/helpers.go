@@ -111,11 +111,12 @@ func (e *env) claimEach(now time.Time, ids ...string) map[string]*backend.Orches
 // OrchestratorStarted event.
 func stepParams(wi *backend.OrchestrationWorkItem, now time.Time) *backend.CompleteOrchestrationStepParams {
 	p := &backend.CompleteOrchestrationStepParams{
-		InstanceID: wi.Instance.ID,
-		Attempt:    wi.Attempt,
-		NewEvents:  []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: now}},
-		Status:     backend.StatusRunning,
-		Now:        now,
+		InstanceID:  wi.Instance.ID,
+		ExecutionID: wi.Instance.ExecutionID,
+		Attempt:     wi.Attempt,
+		NewEvents:   []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: now}},
+		Status:      backend.StatusRunning,
+		Now:         now,
 	}
 	for _, m := range wi.Messages {
 		p.ConsumedMessageIDs = append(p.ConsumedMessageIDs, m.ID)

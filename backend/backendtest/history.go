@@ -30,7 +30,9 @@ func everyEvent(now time.Time) []*backend.Event {
 	return []*backend.Event{
 		{Type: backend.EventOrchestratorStarted, Timestamp: ts},
 		{Type: backend.EventExecutionStarted, Timestamp: ts, Name: orchName, ExecutionID: "exec-9", Input: []byte(`{"a":[1,2]}`), Parent: parent},
-		{Type: backend.EventTaskScheduled, Timestamp: ts, TaskID: 1, Name: "Charge", Input: bin, Activity: &backend.ActivityOptions{LeaseDuration: 90 * time.Second}},
+		{Type: backend.EventTaskScheduled, Timestamp: ts, TaskID: 1, Name: "Charge", Input: bin, Activity: &backend.ActivityOptions{
+			LeaseDuration: 90 * time.Second, AtMostOnce: true, OnDuplicate: "Reconcile", MaxDeliveries: 5,
+		}},
 		{Type: backend.EventTaskCompleted, Timestamp: ts, TaskID: 1, Result: []byte(`"ok"`), Attempt: 3},
 		{Type: backend.EventTaskFailed, Timestamp: ts, TaskID: 2, Failure: fail, Attempt: 2},
 		{Type: backend.EventTimerCreated, Timestamp: ts, TaskID: 3, FireAt: ts.Add(36 * time.Hour)},
@@ -91,6 +93,7 @@ func persistenceTests() []test {
 		{"StateSurvivesReopen", testStateSurvivesReopen},
 		{"LeasesSurviveReopen", testLeasesSurviveReopen},
 		{"ConsumedIDsSurviveReopen", testConsumedIDsSurviveReopen},
+		{"HeartbeatDetailsSurviveReopen", testHeartbeatSurvivesReopen},
 	}
 }
 
@@ -156,4 +159,15 @@ func testConsumedIDsSurviveReopen(t *testing.T, e *env) {
 	e.reopen()
 	e.noErr("EnqueueMessage of a consumed ID after reopen", e.b.EnqueueMessage(e.ctx, raised("a", "once", "once")))
 	e.noStep(e.at(time.Hour), "a message consumed in this execution must not be delivered again")
+}
+
+func testHeartbeatSurvivesReopen(t *testing.T, e *env) {
+	e.needReopen()
+	_, tasks := e.startWithTasks("a", 1)
+	wi := e.claimActivity(tasks[0].ID, e.t0)
+	e.noErr("RenewActivityLease(Details)", e.b.RenewActivityLease(e.ctx, heartbeat(wi, e.at(time.Second), []byte("progress"))))
+	e.reopen()
+	next := e.claimActivity(tasks[0].ID, e.at(5*time.Minute))
+	e.wantActivityAttempt(next, 2, e.t0)
+	e.wantBytes("HeartbeatDetails after reopen", next.HeartbeatDetails, []byte("progress"))
 }

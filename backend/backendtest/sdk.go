@@ -26,11 +26,19 @@ type sdkEnv struct {
 
 func newSDKEnv(t *testing.T, be backend.Backend, register func(r *duro.Registry)) *sdkEnv {
 	t.Helper()
+	return newSDKEnvOpts(t, be, &duro.WorkerOptions{}, register)
+}
+
+// newSDKEnvOpts is newSDKEnv with worker options (the poll interval and the
+// logger are set for tests).
+func newSDKEnvOpts(t *testing.T, be backend.Backend, opts *duro.WorkerOptions, register func(r *duro.Registry)) *sdkEnv {
+	t.Helper()
 	reg := duro.NewRegistry()
 	register(reg)
-	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
-		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-	})
+	o := *opts
+	o.PollInterval = 10 * time.Millisecond
+	o.Logger = slog.New(slog.DiscardHandler)
+	w, err := duro.NewWorker(be, reg, &o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	taskID := backend.TaskMessageID("i1", "e1", 1)
 	err = b.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{
-		InstanceID: "i1", Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0,
+		InstanceID: "i1", ExecutionID: wi.Instance.ExecutionID, Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0,
 		ConsumedMessageIDs: []string{wi.Messages[0].ID},
 		NewEvents: []*backend.Event{wi.Messages[0].Event,
 			{Type: backend.EventTaskScheduled, TaskID: 1, Name: "act"}},

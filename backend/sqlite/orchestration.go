@@ -129,15 +129,19 @@ func (t *txn) visibleMessages(id string, limit int) ([]*backend.Message, error) 
 
 // fence checks that attempt is the newest delivery of the instance's step and
 // that the step is not completed yet; otherwise it returns ErrLeaseLost.
-func (t *txn) fence(id string, attempt int64) error {
+func (t *txn) fence(id, executionID string, attempt int64) error {
 	var current, completed int64
-	err := t.queryRow(`SELECT step_attempt, completed_attempt FROM instances WHERE id = ?`, id).
-		Scan(&current, &completed)
+	var exec string
+	err := t.queryRow(`SELECT step_attempt, completed_attempt, execution_id FROM instances WHERE id = ?`, id).
+		Scan(&current, &completed, &exec)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("instance %q is gone: %w", id, backend.ErrLeaseLost)
 	case err != nil:
 		return err
+	case executionID != "" && executionID != exec:
+		return fmt.Errorf("instance %q: delivery of execution %q, current execution is %q: %w",
+			id, executionID, exec, backend.ErrLeaseLost)
 	case attempt < 1 || attempt != current:
 		return fmt.Errorf("instance %q: attempt %d, newest delivery is %d: %w", id, attempt, current, backend.ErrLeaseLost)
 	case completed >= attempt:
@@ -152,6 +156,8 @@ func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
 		return errors.New("nil params")
 	case p.InstanceID == "":
 		return errors.New("empty instance ID")
+	case p.ExecutionID == "":
+		return fmt.Errorf("instance %q: empty execution ID", p.InstanceID)
 	case !p.Status.Valid():
 		return fmt.Errorf("instance %q: unknown status %q", p.InstanceID, p.Status)
 	case p.ContinueAsNew != nil && p.ContinueAsNew.NewExecutionID == "":
@@ -192,7 +198,7 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 	}
 	err := b.write(ctx, op, func(tx *sql.Tx) error {
 		t := newTxn(ctx, tx, now(p.Now))
-		if err := t.fence(p.InstanceID, p.Attempt); err != nil {
+		if err := t.fence(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
 		if err := t.consume(p.InstanceID, p.ConsumedMessageIDs); err != nil {
@@ -447,7 +453,7 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 	}
 	return b.write(ctx, op, func(tx *sql.Tx) error {
 		t := newTxn(ctx, tx, now(p.Now))
-		if err := t.fence(p.ID, p.Attempt); err != nil {
+		if err := t.fence(p.ID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
 		_, err := t.exec(`UPDATE instances SET lock_expires_at = ? WHERE id = ?`,
@@ -465,7 +471,7 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 	}
 	err := b.write(ctx, op, func(tx *sql.Tx) error {
 		t := newTxn(ctx, tx, time.Time{})
-		if err := t.fence(p.ID, p.Attempt); err != nil {
+		if err := t.fence(p.ID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
 		_, err := t.exec(`UPDATE instances SET lock_owner = '', lock_expires_at = ? WHERE id = ?`,

@@ -78,7 +78,7 @@ func scheduleTasks(t *testing.T, b *sqlite.Backend, id string, n int) {
 		t.Fatalf("claimed %+v, want instance %s", wi, id)
 	}
 	p := &backend.CompleteOrchestrationStepParams{
-		InstanceID: id, Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0,
+		InstanceID: id, ExecutionID: wi.Instance.ExecutionID, Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0,
 	}
 	for _, m := range wi.Messages { // the ExecutionStarted message
 		p.ConsumedMessageIDs = append(p.ConsumedMessageIDs, m.ID)
@@ -328,7 +328,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("history: %+v %+v", w.History[0], w.History[1])
 	}
 	done := &backend.CompleteOrchestrationStepParams{
-		InstanceID: "i1", Attempt: w.Attempt, Status: backend.StatusCompleted, Output: []byte("42"),
+		InstanceID: "i1", ExecutionID: w.Instance.ExecutionID, Attempt: w.Attempt, Status: backend.StatusCompleted, Output: []byte("42"),
 		ConsumedMessageIDs: []string{w.Messages[0].ID}, Now: t0.Add(3 * time.Second),
 		NewEvents: []*backend.Event{{Type: backend.EventExecutionCompleted, Status: backend.StatusCompleted, Result: []byte("42")}},
 	}

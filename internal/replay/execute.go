@@ -45,7 +45,7 @@ func Execute(p *Params) *backend.CompleteOrchestrationStepParams {
 	inst := wi.Instance
 	now := p.Now.UTC()
 	out := &backend.CompleteOrchestrationStepParams{
-		InstanceID: inst.ID, Attempt: wi.Attempt, Status: inst.Status,
+		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt, Status: inst.Status,
 		Output: inst.Output, Failure: inst.Failure, CustomStatus: inst.CustomStatus, Now: now,
 	}
 	logger := p.Logger

@@ -1,0 +1,276 @@
+package backendtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duro"
+	"duro/backend"
+)
+
+// interruptedCharge registers, for the first worker of a redelivery test, a
+// "Charge" activity that records a heartbeat, signals that it runs, and then
+// blocks until its worker stops: the delivery is abandoned with its attempt
+// recorded, as after a crash, and the next worker gets attempt 2.
+func interruptedCharge(running chan<- struct{}) func(r *duro.Registry) {
+	return func(r *duro.Registry) {
+		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+			if err := ctx.Heartbeat(map[string]int{"progress": 5}); err != nil {
+				return "", err
+			}
+			running <- struct{}{}
+			<-ctx.Done()
+			return "", ctx.Err()
+		})
+		registerPay(r)
+	}
+}
+
+// registerPay registers "Pay": one Charge call with the guarantee in its
+// input, reporting the outcome as a string.
+func registerPay(r *duro.Registry) {
+	duro.RegisterOrchestration(r, "Pay", func(ctx *duro.OrchestrationContext, opts duro.CallOptions) (string, error) {
+		var out string
+		err := ctx.CallActivity("Charge", 42, opts).Await(&out)
+		var dup *duro.PossibleDuplicateError
+		var te *duro.TaskError
+		switch {
+		case errors.As(err, &dup):
+			if dup.PreviousDeliveryAt.IsZero() || !errors.Is(err, duro.ErrPossibleDuplicate) {
+				return "", fmt.Errorf("duplicate error without its fields: %+v", dup)
+			}
+			return fmt.Sprintf("duplicate attempt=%d", dup.Attempt), nil
+		case errors.Is(err, duro.ErrPoisoned):
+			return "poisoned", nil
+		case errors.As(err, &te):
+			return "failed " + te.Type + ": " + te.Message, nil
+		}
+		return out, err
+	})
+}
+
+// redeliver runs Pay with opts on a first worker until Charge is running,
+// stops that worker, and finishes the instance on a second worker built by
+// second. It returns the instance and the second worker.
+func redeliver(t *testing.T, be backend.Backend, opts duro.CallOptions, second func(r *duro.Registry)) (*duro.Instance, *duro.Worker) {
+	t.Helper()
+	running := make(chan struct{}, 1)
+	first := newSDKEnv(t, be, interruptedCharge(running))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := first.client.Start(ctx, "Pay", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-running:
+	case <-ctx.Done():
+		t.Fatal("Charge never ran on the first worker")
+	}
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	_ = first.worker.Stop(stopped) // abandons the running delivery
+	next := newSDKEnv(t, be, second)
+	inst, err := next.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst, next.worker
+}
+
+// guaranteeTests check attempt numbers, at-most-once policies, poison,
+// heartbeats and fencing through the SDK.
+func guaranteeTests() []test {
+	amo := func(on duro.OnDuplicate) duro.CallOptions {
+		return duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: on}
+	}
+	return []test{
+		{"AtLeastOnceRunsAgainWithAttempt2AndHeartbeat", func(t *testing.T, e *env) {
+			inst, w := redeliver(t, e.b, duro.CallOptions{}, func(r *duro.Registry) {
+				duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+					var hb map[string]int
+					ok, err := ctx.HeartbeatDetails(&hb)
+					if err != nil || !ok || hb["progress"] != 5 {
+						return "", fmt.Errorf("heartbeat details %v %v %v", ok, hb, err)
+					}
+					if ctx.IsFirstAttempt() || ctx.PreviousDeliveryAt().IsZero() {
+						return "", fmt.Errorf("attempt %d previous %v", ctx.Attempt(), ctx.PreviousDeliveryAt())
+					}
+					return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
+				})
+				registerPay(r)
+			})
+			if got := mustOutput[string](t, inst); got != "charged on attempt 2" {
+				t.Fatalf("got %q", got)
+			}
+			if s := w.Stats(); s.Redeliveries != 1 {
+				t.Fatalf("stats %+v", s)
+			}
+		}},
+		{"AtMostOnceFailDoesNotRunAgain", func(t *testing.T, e *env) {
+			var calls atomic.Int32
+			inst, w := redeliver(t, e.b, amo(duro.OnDuplicateFail), func(r *duro.Registry) {
+				duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+					calls.Add(1)
+					return "charged twice", nil
+				})
+				registerPay(r)
+			})
+			if got := mustOutput[string](t, inst); got != "duplicate attempt=2" {
+				t.Fatalf("got %q", got)
+			}
+			if calls.Load() != 0 || w.Stats().DuplicatesFailed != 1 {
+				t.Fatalf("calls %d stats %+v", calls.Load(), w.Stats())
+			}
+			h, err := e.b.GetHistory(context.Background(), inst.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sched *backend.Event
+			for _, ev := range h {
+				if ev.Type == backend.EventTaskScheduled {
+					sched = ev
+				}
+			}
+			if sched == nil || sched.Activity == nil || !sched.Activity.AtMostOnce || sched.Activity.OnDuplicate != "Fail" {
+				t.Fatalf("policy not recorded in history: %+v", sched)
+			}
+		}},
+		{"AtMostOnceRegisteredPolicy", func(t *testing.T, e *env) {
+			var calls atomic.Int32
+			inst, _ := redeliver(t, e.b, duro.CallOptions{}, func(r *duro.Registry) {
+				duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+					calls.Add(1)
+					return "charged twice", nil
+				}, duro.ActivityOptions{Guarantee: duro.AtMostOnce})
+				registerPay(r)
+			})
+			// The first worker registered Charge without a policy, so the
+			// policy recorded at scheduling (at least once) applies.
+			if got := mustOutput[string](t, inst); got != "charged twice" || calls.Load() != 1 {
+				t.Fatalf("got %q after %d calls", got, calls.Load())
+			}
+		}},
+		{"ReconcileDecisions", func(t *testing.T, e *env) {
+			for _, tc := range []struct {
+				name     string
+				decide   func(n int32) (duro.ReconcileDecision, error)
+				want     string
+				runs     int32
+				attempts int32
+			}{
+				{"retry", func(int32) (duro.ReconcileDecision, error) { return duro.ReconcileRetry(), nil }, "charged on attempt 2", 1, 1},
+				{"result", func(int32) (duro.ReconcileDecision, error) { return duro.ReconcileResult("found PAY-1"), nil }, "found PAY-1", 0, 1},
+				{"fail", func(int32) (duro.ReconcileDecision, error) { return duro.ReconcileFail("charge state unknown"), nil },
+					"failed ReconciledFailure: charge state unknown", 0, 1},
+				{"error then result", func(n int32) (duro.ReconcileDecision, error) {
+					if n == 1 {
+						return duro.ReconcileDecision{}, errors.New("provider unreachable")
+					}
+					return duro.ReconcileResult("found PAY-1"), nil
+				}, "found PAY-1", 0, 2},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					be := e.b
+					if tc.name != "retry" {
+						be = e.fresh(t)
+					}
+					var runs, reconciles atomic.Int32
+					inst, w := redeliver(t, be, amo(duro.OnDuplicateReconcile), func(r *duro.Registry) {
+						duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+							runs.Add(1)
+							return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
+						}, duro.ActivityOptions{Reconcile: func(ctx duro.ActivityContext, in *duro.Payload) (duro.ReconcileDecision, error) {
+							var amount int
+							if err := in.Decode(&amount); err != nil || amount != 42 {
+								return duro.ReconcileDecision{}, fmt.Errorf("input %d %v", amount, err)
+							}
+							return tc.decide(reconciles.Add(1))
+						}})
+						registerPay(r)
+					})
+					if got := mustOutput[string](t, inst); got != tc.want {
+						t.Fatalf("got %q, want %q", got, tc.want)
+					}
+					if runs.Load() != tc.runs || reconciles.Load() != tc.attempts || w.Stats().DuplicatesReconciled != int64(tc.attempts) {
+						t.Fatalf("runs %d reconciles %d stats %+v", runs.Load(), reconciles.Load(), w.Stats())
+					}
+				})
+			}
+		}},
+		{"PoisonAfterMaxDeliveries", func(t *testing.T, e *env) {
+			var calls atomic.Int32
+			inst, w := redeliver(t, e.b, duro.CallOptions{MaxDeliveries: 1}, func(r *duro.Registry) {
+				duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+					calls.Add(1)
+					return "ran", nil
+				})
+				registerPay(r)
+			})
+			if got := mustOutput[string](t, inst); got != "poisoned" || calls.Load() != 0 || w.Stats().ActivitiesPoisoned != 1 {
+				t.Fatalf("got %q, calls %d, stats %+v", got, calls.Load(), w.Stats())
+			}
+		}},
+		{"LostLeaseCancelsCodeAndFencesResult", func(t *testing.T, e *env) {
+			running := make(chan struct{}, 1)
+			causes := make(chan error, 1)
+			env := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{ActivityLeaseDuration: 150 * time.Millisecond}, func(r *duro.Registry) {
+				duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+					running <- struct{}{}
+					<-ctx.Done()
+					causes <- context.Cause(ctx)
+					return "stale result", nil
+				})
+				registerPay(r)
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-running
+			// Another worker takes the task over, as if the lease had lapsed.
+			wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: time.Now().Add(time.Hour)})
+			if err != nil || wi == nil || wi.Attempt != 2 {
+				t.Fatalf("takeover claim: %+v %v", wi, err)
+			}
+			select {
+			case cause := <-causes:
+				if !errors.Is(cause, duro.ErrLeaseLost) {
+					t.Fatalf("activity context cause %v, want ErrLeaseLost", cause)
+				}
+			case <-ctx.Done():
+				t.Fatal("the running code was not cancelled after losing its lease")
+			}
+			err = e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: wi.Task.ID, Attempt: wi.Attempt,
+				Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: wi.Task.TaskID, Result: []byte(`"thief's result"`), Attempt: 2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inst, err := env.client.Wait(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := mustOutput[string](t, inst); got != "thief's result" {
+				t.Fatalf("got %q", got)
+			}
+			waitUntil(t, func() bool { return env.worker.Stats().StaleCompletionsRejected == 1 })
+		}},
+	}
+}
+
+// waitUntil polls cond for up to 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 10s")
+}
