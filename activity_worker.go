@@ -60,6 +60,11 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 		r.log.Warn("duro: activity lost its lease while running; its result is discarded", "err", cause)
 		return
 	}
+	if errors.Is(abandon, errSuspendForDecision) {
+		r.completeEvent(ctx, &backend.Event{Type: backend.EventTaskDuplicate, TaskID: task.TaskID, Name: task.Name,
+			Attempt: wi.Attempt, FireAt: wi.PreviousDeliveryAt, Timestamp: time.Now().UTC()})
+		return
+	}
 	if abandon != nil || (ctx.Err() != nil && failure != nil) {
 		// Hand the task back: the worker is stopping and the code gave up,
 		// or a reconciliation failed and should be tried again later.
@@ -132,15 +137,16 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 			&PoisonedError{Deliveries: wi.Attempt, MaxDeliveries: maxDeliveries}), nil
 	}
 	if r.ra == nil {
-		return nil, &backend.Failure{Message: fmt.Sprintf("activity %q is not registered with this worker", task.Name),
-			Type: "NotRegistered", TaskName: task.Name, NonRetryable: true}, nil
+		// Another worker (or a later deployment) may know it; after
+		// MaxDeliveries the task fails as poisoned.
+		return nil, nil, fmt.Errorf("activity %q is not registered with this worker: %w", task.Name, ErrNotRegistered)
 	}
 	actx := &activityContext{
 		Context: r.ctx, instanceID: task.InstanceID, taskID: task.TaskID, name: task.Name,
 		attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, logger: r.log, p: w.p,
 		details: wi.HeartbeatDetails, heartbeat: r.renew,
 	}
-	if !task.Options.AtMostOnce || wi.Attempt == 1 {
+	if !task.Options.AtMostOnce || wi.Attempt == 1 || wi.Attempt == task.Options.ApprovedAttempt {
 		result, failure = r.call(actx)
 		return result, failure, nil
 	}
@@ -153,6 +159,10 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		policy = OnDuplicateFail
 	}
 	switch policy {
+	case OnDuplicateSuspend:
+		w.stats.duplicatesSuspended.Add(1)
+		r.log.Warn("duro: at-most-once activity not run again: possible duplicate; suspending the instance for a decision")
+		return nil, nil, errSuspendForDecision
 	case OnDuplicateReconcile:
 		w.stats.duplicatesReconciled.Add(1)
 		d, err := r.reconcile(actx)
@@ -174,6 +184,9 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 			return b, nil, nil
 		case decideFail:
 			return nil, &backend.Failure{Message: d.message, Type: FailureTypeReconciled, TaskName: task.Name, NonRetryable: true}, nil
+		case decideSuspend:
+			w.stats.duplicatesSuspended.Add(1)
+			return nil, nil, errSuspendForDecision
 		}
 		return nil, nil, errors.New("reconciler returned a zero ReconcileDecision")
 	default:
@@ -221,13 +234,23 @@ func (r *activityRun) call(actx *activityContext) (result []byte, failure *backe
 	return nil, f
 }
 
+// errSuspendForDecision makes a delivery complete its task with a
+// TaskDuplicate event, which suspends the instance for an operator.
+var errSuspendForDecision = errors.New("suspend for a decision")
+
 // complete commits the delivery's outcome, fenced by its attempt number.
 func (r *activityRun) complete(ctx context.Context, result []byte, failure *backend.Failure) {
-	w, wi, task := r.w, r.wi, r.task
-	ev := &backend.Event{Type: backend.EventTaskCompleted, TaskID: task.TaskID, Result: result, Attempt: wi.Attempt, Timestamp: time.Now().UTC()}
+	ev := &backend.Event{Type: backend.EventTaskCompleted, TaskID: r.task.TaskID, Result: result, Attempt: r.wi.Attempt, Timestamp: time.Now().UTC()}
 	if failure != nil {
-		ev = &backend.Event{Type: backend.EventTaskFailed, TaskID: task.TaskID, Failure: failure, Attempt: wi.Attempt, Timestamp: ev.Timestamp}
+		ev = &backend.Event{Type: backend.EventTaskFailed, TaskID: r.task.TaskID, Failure: failure, Attempt: r.wi.Attempt, Timestamp: ev.Timestamp}
 	}
+	r.completeEvent(ctx, ev)
+}
+
+// completeEvent deletes the task and delivers ev to its instance, fenced by
+// the delivery's attempt number.
+func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
+	w, wi, task := r.w, r.wi, r.task
 	fault.Point(fault.ActivityBeforeComplete)
 	// A finished result is worth committing even while the worker stops.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

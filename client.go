@@ -148,6 +148,9 @@ type Instance struct {
 	Failure *Failure
 	// ParentInstanceID is set for sub-orchestrations.
 	ParentInstanceID string
+	// Suspension is set while the instance is Suspended: why, since when,
+	// and which tasks wait for a decision.
+	Suspension *Suspension
 	// RawInput, RawOutput and RawCustomStatus are the encoded payloads.
 	RawInput        []byte
 	RawOutput       []byte
@@ -161,6 +164,7 @@ func (c *Client) instance(bi *backend.Instance) *Instance {
 		ID: bi.ID, Name: bi.Name, ExecutionID: bi.ExecutionID, Status: bi.Status,
 		CreatedAt: bi.CreatedAt, UpdatedAt: bi.UpdatedAt, CompletedAt: bi.CompletedAt, Failure: bi.Failure,
 		RawInput: bi.Input, RawOutput: bi.Output, RawCustomStatus: bi.CustomStatus, p: c.p,
+		Suspension: bi.Suspension,
 	}
 	if bi.Parent != nil {
 		i.ParentInstanceID = bi.Parent.InstanceID

@@ -43,6 +43,11 @@ const (
 	// (errors.Is ErrPossibleDuplicate) that the orchestration can handle.
 	// It is the default.
 	OnDuplicateFail OnDuplicate = "Fail"
+	// OnDuplicateSuspend suspends the instance with a reason naming the task;
+	// the task is listed by Client.PendingDecisions until an operator resumes
+	// the instance with a Decision: retry the code, supply its result, or
+	// fail it.
+	OnDuplicateSuspend OnDuplicate = "Suspend"
 	// OnDuplicateReconcile calls the activity's ReconcileFunc, which finds out
 	// what happened (for example by asking the payment provider) and decides.
 	OnDuplicateReconcile OnDuplicate = "Reconcile"
@@ -106,7 +111,7 @@ const (
 // ReconcileFunc decides what to do with a delivery of an AtMostOnce activity
 // whose earlier delivery may have run. ctx carries the attempt number and
 // PreviousDeliveryAt; input is the activity's input, still encoded. It
-// returns ReconcileRetry, ReconcileResult or ReconcileFail. An error means the
+// returns ReconcileRetry, ReconcileResult, ReconcileFail or ReconcileSuspend. An error means the
 // reconciliation itself failed (say, the provider was unreachable): the
 // delivery is handed back and tried again later with the next attempt
 // number, up to MaxDeliveries.
@@ -130,6 +135,7 @@ const (
 	decideRetry decisionKind = iota + 1
 	decideResult
 	decideFail
+	decideSuspend
 )
 
 // ReconcileDecision is what a ReconcileFunc decided.
@@ -153,6 +159,10 @@ func ReconcileResult(result any) ReconcileDecision {
 func ReconcileFail(message string) ReconcileDecision {
 	return ReconcileDecision{kind: decideFail, message: message}
 }
+
+// ReconcileSuspend leaves the decision to a person: the instance is
+// suspended as with OnDuplicateSuspend.
+func ReconcileSuspend() ReconcileDecision { return ReconcileDecision{kind: decideSuspend} }
 
 // effectiveOptions merges the registered options of an activity with one
 // call's overrides into what is recorded with the scheduled task.
@@ -195,7 +205,7 @@ func (o *ActivityOptions) validate() error {
 		return fmt.Errorf("MaxDeliveries %d is negative", o.MaxDeliveries)
 	}
 	switch o.OnDuplicate {
-	case "", OnDuplicateFail, OnDuplicateReconcile:
+	case "", OnDuplicateFail, OnDuplicateSuspend, OnDuplicateReconcile:
 	default:
 		return fmt.Errorf("unknown OnDuplicate %q", o.OnDuplicate)
 	}

@@ -39,11 +39,14 @@ func ReplayHistory(reg *Registry, history []*HistoryEvent) error {
 	}
 	w := &Worker{reg: reg, p: payloads{codec: JSONCodec{}}}
 	inst := &backend.Instance{ID: "replay", Name: started.Name, ExecutionID: started.ExecutionID, Status: backend.StatusRunning, Parent: started.Parent}
-	params := replay.Execute(&replay.Params{
+	params, err := replay.Execute(&replay.Params{
 		WorkItem: &backend.OrchestrationWorkItem{Instance: inst, History: history},
 		Lookup:   w.lookup, Now: time.Now(),
 		FailureFromError: func(err error) *backend.Failure { return failureFromError(w.p.codec, err) },
 	})
+	if err != nil {
+		return fmt.Errorf("duro: replay: %w", err)
+	}
 	for _, ev := range params.NewEvents {
 		if ev.Type == backend.EventExecutionCompleted && ev.Failure != nil && ev.Failure.Type == replay.FailureTypeNonDeterminism {
 			return fmt.Errorf("duro: replay: %w: %s", ErrNonDeterminism, ev.Failure.Message)

@@ -21,12 +21,18 @@ type WorkerStats struct {
 	StaleCompletionsRejected int64
 	// ActivitiesPoisoned counts activities failed after too many deliveries.
 	ActivitiesPoisoned int64
+	// StepsPoisoned counts instances suspended because a step kept failing
+	// before it committed.
+	StepsPoisoned int64
+	// DuplicatesSuspended counts at-most-once deliveries not run that
+	// suspended their instance for an operator's decision.
+	DuplicatesSuspended int64
 }
 
 type workerStats struct {
-	stepsCompleted, activitiesCompleted, redeliveries     atomic.Int64
-	duplicatesFailed, duplicatesReconciled, staleRejected atomic.Int64
-	activitiesPoisoned                                    atomic.Int64
+	stepsCompleted, activitiesCompleted, redeliveries      atomic.Int64
+	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
+	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -36,6 +42,7 @@ func (w *Worker) Stats() WorkerStats {
 		StepsCompleted: s.stepsCompleted.Load(), ActivitiesCompleted: s.activitiesCompleted.Load(),
 		Redeliveries: s.redeliveries.Load(), DuplicatesFailed: s.duplicatesFailed.Load(),
 		DuplicatesReconciled: s.duplicatesReconciled.Load(), StaleCompletionsRejected: s.staleRejected.Load(),
-		ActivitiesPoisoned: s.activitiesPoisoned.Load(),
+		ActivitiesPoisoned: s.activitiesPoisoned.Load(), StepsPoisoned: s.stepsPoisoned.Load(),
+		DuplicatesSuspended: s.duplicatesSuspended.Load(),
 	}
 }

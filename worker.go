@@ -44,6 +44,11 @@ type WorkerOptions struct {
 	// orchestration outputs). Default: DefaultMaxPayloadBytes; negative means
 	// no limit.
 	MaxPayloadBytes int
+	// MaxStepDeliveries is how many times one orchestration step may be
+	// delivered without committing (the worker crashed during it, the engine
+	// panicked, the orchestration is not registered) before the instance is
+	// suspended as poisoned, its messages kept. Default: DefaultMaxDeliveries.
+	MaxStepDeliveries int
 	// MaxDeliveries is the default delivery limit of activities: the
 	// delivery after the last one fails the task as poisoned (ErrPoisoned)
 	// instead of running it again. Default: DefaultMaxDeliveries.
@@ -82,6 +87,9 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.MaxDeliveries == 0 {
 		o.MaxDeliveries = DefaultMaxDeliveries
 	}
+	if o.MaxStepDeliveries == 0 {
+		o.MaxStepDeliveries = DefaultMaxDeliveries
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -102,6 +110,8 @@ func (o WorkerOptions) validate() error {
 		return fmt.Errorf("duro: WorkerOptions.PollInterval is %v; want > 0", o.PollInterval)
 	case o.MaxDeliveries < 0:
 		return fmt.Errorf("duro: WorkerOptions.MaxDeliveries is %d; want > 0", o.MaxDeliveries)
+	case o.MaxStepDeliveries < 0:
+		return fmt.Errorf("duro: WorkerOptions.MaxStepDeliveries is %d; want > 0", o.MaxStepDeliveries)
 	}
 	return nil
 }
@@ -241,21 +251,20 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	inst := wi.Instance
 	log := w.log.With("instance", inst.ID, "orchestration", inst.Name, "step_attempt", wi.Attempt)
 	var params *backend.CompleteOrchestrationStepParams
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("duro: orchestration step panicked in the engine; abandoning it", "panic", r, "stack", string(debug.Stack()))
-				params = nil
-			}
-		}()
-		params = replay.Execute(&replay.Params{
-			WorkItem: wi, Lookup: w.lookup, Now: time.Now(), Logger: w.log,
-			FailureFromError: func(err error) *backend.Failure { return failureFromError(w.p.codec, err) },
-		})
-	}()
-	if params == nil {
-		w.abandonStep(wi, time.Now().Add(time.Second))
-		return
+	if wi.Deliveries > w.opts.MaxStepDeliveries {
+		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
+		log.Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
+		w.stats.stepsPoisoned.Add(1)
+		params = replay.PoisonStep(wi, reason, time.Now())
+	} else {
+		var err error
+		params, err = w.execute(wi, log)
+		if err != nil {
+			// Hand the step back; after MaxStepDeliveries it is poisoned.
+			log.Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
+			w.abandonStep(wi, time.Now().Add(10*w.opts.PollInterval))
+			return
+		}
 	}
 	fault.Point(fault.StepBeforeCommit)
 	// A computed step is worth committing even while the worker stops.
@@ -266,8 +275,8 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	case err == nil:
 		w.stats.stepsCompleted.Add(1)
 		fault.Point(fault.StepAfterCommit)
-		if params.Status.IsTerminal() {
-			log.Debug("duro: orchestration finished", "status", params.Status)
+		if params.Status.IsTerminal() || params.Status == backend.StatusSuspended {
+			log.Debug("duro: orchestration step committed", "status", params.Status)
 		}
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
@@ -276,6 +285,20 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		log.Error("duro: orchestration step not committed; it will be delivered again", "err", err)
 		w.abandonStep(wi, time.Time{})
 	}
+}
+
+// execute replays the step, turning a panic inside the engine into an error.
+func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log *slog.Logger) (params *backend.CompleteOrchestrationStepParams, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("duro: orchestration step panicked in the engine", "panic", r, "stack", string(debug.Stack()))
+			params, err = nil, fmt.Errorf("engine panic: %v", r)
+		}
+	}()
+	return replay.Execute(&replay.Params{
+		WorkItem: wi, Lookup: w.lookup, Now: time.Now(), Logger: w.log,
+		FailureFromError: func(err error) *backend.Failure { return failureFromError(w.p.codec, err) },
+	})
 }
 
 func (w *Worker) abandonStep(wi *backend.OrchestrationWorkItem, retryAt time.Time) {

@@ -75,6 +75,8 @@ type Instance struct {
 	CompletedAt time.Time
 	// Parent is set for sub-orchestrations.
 	Parent *ParentRef
+	// Suspension is set while the instance is Suspended.
+	Suspension *Suspension
 }
 
 // Message is an entry of an instance's inbox: an event waiting to be processed
@@ -104,6 +106,10 @@ type ActivityTask struct {
 	Name        string
 	Input       []byte
 	Options     ActivityOptions
+	// PriorAttempts is the number of deliveries the same call already had
+	// under earlier task IDs (a task enqueued again by an operator's retry
+	// decision or by a rewind); the first claim returns PriorAttempts+1.
+	PriorAttempts int
 }
 
 // CreateInstanceParams are the arguments of Backend.CreateInstance.
@@ -212,9 +218,11 @@ type CompleteOrchestrationStepParams struct {
 	ConsumedMessageIDs []string
 	// NewEvents are appended to the current execution's history.
 	NewEvents []*Event
-	// Status is the instance's new status; Output, Failure and CustomStatus
-	// replace the stored ones.
+	// Status is the instance's new status; Output, Failure, CustomStatus and
+	// Suspension replace the stored ones (Suspension is stored only with
+	// StatusSuspended).
 	Status       Status
+	Suspension   *Suspension
 	Output       []byte
 	Failure      *Failure
 	CustomStatus []byte
@@ -229,6 +237,12 @@ type CompleteOrchestrationStepParams struct {
 	// SubOrchestrationFailed message ("instance already exists") is sent to
 	// the parent task instead.
 	StartInstances []*CreateInstanceParams
+	// RewindInstances rewinds failed sub-orchestrations (a parent's rewind
+	// reaches its failed children). Each child that is Failed is rewound as
+	// by RewindInstance; for any other child (gone, or not Failed) the
+	// parent's task gets, instead, a SubOrchestrationFailed message with ID
+	// RewindChild.FailMessageID saying the child could not be rewound.
+	RewindInstances []*RewindChild
 	// ContinueAsNew, if set, starts a new execution in the same transaction:
 	// the history is cleared, the instance gets NewExecutionID and Input, and
 	// an ExecutionStarted message is enqueued. Messages addressed to the old
@@ -236,6 +250,29 @@ type CompleteOrchestrationStepParams struct {
 	ContinueAsNew *ContinueAsNew
 	// Now is the commit time; zero means the backend's clock.
 	Now time.Time
+}
+
+// RewindChild is a sub-orchestration a parent's rewind reaches.
+type RewindChild struct {
+	// InstanceID is the child.
+	InstanceID string
+	// Parent is the parent's task that waits for the child.
+	Parent *ParentRef
+	// MessageID is the ID of the child's rewind message.
+	MessageID string
+	// FailMessageID is the ID of the failure sent to the parent when the
+	// child cannot be rewound.
+	FailMessageID string
+	Reason        string
+}
+
+// RewindParams are the arguments of Backend.RewindInstance.
+type RewindParams struct {
+	InstanceID string
+	// MessageID is the ID of the ExecutionRewound message enqueued.
+	MessageID string
+	Reason    string
+	Now       time.Time
 }
 
 // ContinueAsNew restarts an instance with a fresh history.
@@ -316,9 +353,15 @@ type Backend interface {
 	// ErrInstanceNotFound.
 	GetHistory(ctx context.Context, id string) ([]*Event, error)
 	// EnqueueMessage delivers a message from outside an orchestration step
-	// (external events, terminate requests). It returns ErrInstanceNotFound for
-	// an unknown instance and ErrInstanceFinished for a terminal one.
+	// (external events, terminate, suspend and resume requests). It returns
+	// ErrInstanceNotFound for an unknown instance and ErrInstanceFinished for
+	// a terminal one. Messages to a Suspended instance are kept, in order.
 	EnqueueMessage(ctx context.Context, m *Message) error
+	// RewindInstance turns a Failed instance back to Running (clearing its
+	// failure and completion time) and enqueues an ExecutionRewound message
+	// (Reason) with ID p.MessageID, in one transaction. It returns
+	// ErrInstanceNotFound, or ErrInstanceNotFailed for any other status.
+	RewindInstance(ctx context.Context, p *RewindParams) error
 	// PurgeInstance deletes a terminal instance with its history, inbox and
 	// tasks. It returns ErrInstanceNotFound or ErrInstanceNotFinished.
 	PurgeInstance(ctx context.Context, id string) error
@@ -327,8 +370,9 @@ type Backend interface {
 	PurgeInstances(ctx context.Context, p *PurgeInstancesParams) (int, error)
 
 	// ClaimOrchestrationStep leases one instance that has visible inbox
-	// messages and no live lease, oldest message first. It returns nil, nil
-	// when there is none.
+	// messages and no live lease, oldest message first. A Suspended instance
+	// counts only its control messages (EventType.IsControl) and its work
+	// item carries only those. It returns nil, nil when there is none.
 	ClaimOrchestrationStep(ctx context.Context, p *ClaimParams) (*OrchestrationWorkItem, error)
 	// CompleteOrchestrationStep commits a step atomically (O1) and releases the
 	// lease; ErrLeaseLost if p.Attempt is not the newest delivery.

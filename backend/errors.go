@@ -16,6 +16,8 @@ var (
 	// ErrInstanceNotFinished: the operation needs a terminal instance (purge)
 	// but the instance is still pending, running or suspended.
 	ErrInstanceNotFinished = errors.New("instance has not finished")
+	// ErrInstanceNotFailed: RewindInstance needs a Failed instance.
+	ErrInstanceNotFailed = errors.New("instance has not failed")
 	// ErrLeaseLost: a completion, renewal or abandonment came from a delivery
 	// that no longer holds the work item — a newer delivery exists or the work
 	// item is gone (A2 fencing). Its result must be discarded.

@@ -46,7 +46,36 @@ const (
 	// EventExecutionCompleted ends an execution: Status (Completed, Failed or
 	// ContinuedAsNew), Result (the output, or the next execution's input), Failure.
 	EventExecutionCompleted EventType = "ExecutionCompleted"
+	// EventExecutionSuspended asks for (as a message) and records (in
+	// history) a suspension: Reason; Suspension describes it in history.
+	EventExecutionSuspended EventType = "ExecutionSuspended"
+	// EventExecutionResumed asks for and records a resume: Reason, and the
+	// operator's Decisions for pending at-most-once tasks.
+	EventExecutionResumed EventType = "ExecutionResumed"
+	// EventTaskDuplicate is sent by the delivery of an at-most-once activity
+	// that found a possible duplicate under the Suspend policy, and recorded
+	// in history: TaskID, Name, Attempt, FireAt (the previous delivery's
+	// time). The instance suspends until an operator decides.
+	EventTaskDuplicate EventType = "TaskDuplicate"
+	// EventExecutionRewound asks for (as a message, from RewindInstance) and
+	// records a rewind of a Failed instance: Reason; in history also Rewind,
+	// what the rewind re-runs.
+	EventExecutionRewound EventType = "ExecutionRewound"
 )
+
+// IsControl reports whether messages of this type act on the instance
+// itself rather than feed its code: terminate, suspend, resume, rewind and
+// at-most-once duplicates. A Suspended instance is claimable only for control
+// messages, and only its control messages are handed to its steps; the
+// others wait, in order, until it resumes.
+func (t EventType) IsControl() bool {
+	switch t {
+	case EventExecutionTerminated, EventExecutionSuspended, EventExecutionResumed,
+		EventTaskDuplicate, EventExecutionRewound:
+		return true
+	}
+	return false
+}
 
 var knownEventTypes = map[EventType]bool{
 	EventExecutionStarted: true, EventOrchestratorStarted: true, EventTaskScheduled: true,
@@ -54,7 +83,8 @@ var knownEventTypes = map[EventType]bool{
 	EventTimerFired: true, EventSubOrchestrationCreated: true,
 	EventSubOrchestrationCompleted: true, EventSubOrchestrationFailed: true,
 	EventEventRaised: true, EventEventSent: true, EventExecutionTerminated: true,
-	EventExecutionCompleted: true,
+	EventExecutionCompleted: true, EventExecutionSuspended: true, EventExecutionResumed: true,
+	EventTaskDuplicate: true, EventExecutionRewound: true,
 }
 
 // Event is one entry of an orchestration's history, and the payload of a
@@ -93,6 +123,75 @@ type Event struct {
 	Parent *ParentRef `json:"parent,omitempty"`
 	// Activity holds the execution options of a scheduled activity.
 	Activity *ActivityOptions `json:"activity,omitempty"`
+	// Suspension describes the suspension an ExecutionSuspended event
+	// records.
+	Suspension *Suspension `json:"suspension,omitempty"`
+	// Decisions are the operator's decisions carried by ExecutionResumed.
+	Decisions []*Decision `json:"decisions,omitempty"`
+	// Rewind lists what an ExecutionRewound event re-runs.
+	Rewind *Rewind `json:"rewind,omitempty"`
+}
+
+// Suspension says why an instance is suspended.
+type Suspension struct {
+	// Reason is the operator's reason, or the engine's ("possible duplicate
+	// of activity …", "poisoned: …").
+	Reason string `json:"reason"`
+	// Since is when the instance was suspended.
+	Since time.Time `json:"since"`
+	// Poisoned is true when the engine suspended the instance because its
+	// step kept failing before commit; resuming retries the step.
+	Poisoned bool `json:"poisoned,omitempty"`
+	// Pending are the at-most-once tasks waiting for an operator's decision.
+	Pending []*PendingDecision `json:"pending,omitempty"`
+}
+
+// PendingDecision is an at-most-once activity whose earlier delivery may have
+// run, waiting for an operator to decide its outcome.
+type PendingDecision struct {
+	TaskID int    `json:"taskId"`
+	Name   string `json:"name"`
+	Input  []byte `json:"input,omitempty"`
+	// Attempt is the delivery that found the possible duplicate.
+	Attempt int `json:"attempt"`
+	// PreviousDeliveryAt is when the delivery before it started.
+	PreviousDeliveryAt time.Time `json:"previousDeliveryAt"`
+	// Options are the task's recorded execution options.
+	Options ActivityOptions `json:"options"`
+}
+
+// DecisionAction is an operator's verdict on a pending task.
+type DecisionAction string
+
+// Decision actions.
+const (
+	// DecisionRetry runs the activity's code once more.
+	DecisionRetry DecisionAction = "Retry"
+	// DecisionResult completes the task with Decision.Result.
+	DecisionResult DecisionAction = "Result"
+	// DecisionFail fails the task with Decision.Message.
+	DecisionFail DecisionAction = "Fail"
+)
+
+// Decision is an operator's decision for one pending task.
+type Decision struct {
+	TaskID  int            `json:"taskId"`
+	Action  DecisionAction `json:"action"`
+	Result  []byte         `json:"result,omitempty"`
+	Message string         `json:"message,omitempty"`
+}
+
+// Rewind records what a rewind of a failed execution re-runs.
+type Rewind struct {
+	// Tasks are the task IDs whose failure (or loss, for tasks that were still
+	// running when the instance failed) is undone: they run again.
+	Tasks []int `json:"tasks"`
+	// From is the history index (0-based) of the first failure undone; the
+	// events between it and the rewind are the abandoned branch.
+	From int `json:"from"`
+	// NextTaskID is the first task ID the code gets after the rewind, past
+	// every ID the abandoned branch used.
+	NextTaskID int `json:"nextTaskId"`
 }
 
 // ParentRef points from a sub-orchestration to the task in its parent that
@@ -119,6 +218,10 @@ type ActivityOptions struct {
 	// MaxDeliveries bounds the deliveries of the task; the delivery after the
 	// last one fails the task as poisoned. Zero means the worker's default.
 	MaxDeliveries int `json:"maxDeliveries,omitempty"`
+	// ApprovedAttempt is a delivery an operator approved to run the code of
+	// an AtMostOnce task although it is not attempt 1 (a retry decision, or
+	// a rewind of a task that failed).
+	ApprovedAttempt int `json:"approvedAttempt,omitempty"`
 }
 
 // Failure describes an error recorded in history: a failed activity, a failed

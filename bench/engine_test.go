@@ -26,6 +26,13 @@ var stores = []struct {
 		}
 		return be
 	}},
+	{"sqlite-normal", func(b *testing.B) backend.Backend {
+		be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), &sqlite.Options{Synchronous: "NORMAL"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return be
+	}},
 	{"memory", func(b *testing.B) backend.Backend {
 		be, err := memory.Open(nil)
 		if err != nil {
@@ -40,11 +47,11 @@ func registry() *duro.Registry {
 	duro.RegisterActivity(r, "Hello", func(ctx duro.ActivityContext, name string) (string, error) {
 		return "Hello, " + name, nil
 	})
-	duro.RegisterOrchestration(r, "Sequence", func(ctx *duro.OrchestrationContext, _ any) ([]string, error) {
+	duro.RegisterOrchestration(r, "Sequence", func(ctx *duro.OrchestrationContext, g duro.Guarantee) ([]string, error) {
 		out := make([]string, 0, 3)
 		for _, city := range []string{"Tokyo", "Seattle", "London"} {
 			var s string
-			if err := ctx.CallActivity("Hello", city).Await(&s); err != nil {
+			if err := ctx.CallActivity("Hello", city, duro.CallOptions{Guarantee: g}).Await(&s); err != nil {
 				return nil, err
 			}
 			out = append(out, s)
@@ -79,8 +86,19 @@ func startWorker(b *testing.B, be backend.Backend) *duro.Client {
 	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond})
 }
 
-// BenchmarkSequence runs 500 instances of a 3-activity sequence per op.
+// BenchmarkSequence runs 500 instances of a 3-activity sequence per op, with
+// at-least-once activities and, as "atmostonce", with at-most-once ones.
 func BenchmarkSequence(b *testing.B) {
+	for _, g := range []duro.Guarantee{duro.AtLeastOnce, duro.AtMostOnce} {
+		name := "atleastonce"
+		if g == duro.AtMostOnce {
+			name = "atmostonce"
+		}
+		b.Run(name, func(b *testing.B) { benchSequence(b, g) })
+	}
+}
+
+func benchSequence(b *testing.B, g duro.Guarantee) {
 	const instances = 500
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
@@ -91,7 +109,7 @@ func BenchmarkSequence(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				ids := make([]string, instances)
 				for j := range ids {
-					id, err := c.Start(ctx, "Sequence", nil)
+					id, err := c.Start(ctx, "Sequence", g)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -55,11 +55,14 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"History", historyTests()},
 		{"Purge", purgeTests()},
 		{"List", listTests()},
+		{"Suspend", suspendTests()},
+		{"Rewind", rewindTests()},
 		{"Persistence", persistenceTests()},
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},
 		{"SDK", sdkTests()},
 		{"Guarantees", guaranteeTests()},
+		{"Control", controlTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

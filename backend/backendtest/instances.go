@@ -293,9 +293,10 @@ func testLifecycleSuspended(t *testing.T, e *env) {
 	if !inst.CompletedAt.IsZero() {
 		t.Fatalf("suspended instance has CompletedAt %s", e.rel(inst.CompletedAt))
 	}
-	// A suspended instance is live: it takes messages, and the backend (which
-	// knows nothing of suspension) hands them to the engine.
-	e.enqueue(raised("a", "resume", "resume"))
+	// A suspended instance is live: it takes messages, and a control message
+	// (here a resume request) is handed to the engine. Suspend/ covers the
+	// rest of the rules of suspended instances.
+	e.enqueue(&backend.Message{ID: "resume", InstanceID: "a", Event: &backend.Event{Type: backend.EventExecutionResumed}})
 	now := e.at(time.Minute)
 	e.wantMessages(e.claimStep("a", now), "resume")
 }

@@ -306,7 +306,7 @@ func sdkTests() []test {
 			}
 		}},
 		{"PanicsAndNotRegistered", func(t *testing.T, be *env) {
-			e := newSDKEnv(t, be.b, func(r *duro.Registry) {
+			e := newSDKEnvOpts(t, be.b, &duro.WorkerOptions{MaxStepDeliveries: 2}, func(r *duro.Registry) {
 				duro.RegisterActivity(r, "Boom", func(ctx duro.ActivityContext, _ any) (any, error) { panic("kaboom") })
 				duro.RegisterOrchestration(r, "CallBoom", func(ctx *duro.OrchestrationContext, _ any) (any, error) {
 					err := ctx.CallActivity("Boom", nil).Await(nil)
@@ -314,9 +314,10 @@ func sdkTests() []test {
 					if !errors.As(err, &te) || te.Type != "Panic" {
 						return nil, fmt.Errorf("want panic TaskError, got %v", err)
 					}
-					err = ctx.CallActivity("Missing", nil).Await(nil)
-					if !errors.As(err, &te) || te.Type != "NotRegistered" {
-						return nil, fmt.Errorf("want NotRegistered TaskError, got %v", err)
+					// Unknown to every worker: handed back until poisoned.
+					err = ctx.CallActivity("Missing", nil, duro.CallOptions{MaxDeliveries: 2}).Await(nil)
+					if !errors.Is(err, duro.ErrPoisoned) {
+						return nil, fmt.Errorf("want ErrPoisoned for an unregistered activity, got %v", err)
 					}
 					panic("orchestration panic")
 				})
@@ -325,9 +326,23 @@ func sdkTests() []test {
 			if inst.Status != duro.StatusFailed || inst.Failure.Type != "Panic" || !strings.Contains(inst.Failure.Message, "orchestration panic") {
 				t.Fatalf("got %s %+v", inst.Status, inst.Failure)
 			}
-			inst = e.run(t, "NoSuchOrchestration", nil)
-			if inst.Status != duro.StatusFailed || inst.Failure.Type != "NotRegistered" {
-				t.Fatalf("got %s %+v", inst.Status, inst.Failure)
+			// An orchestration no worker knows is not failed: its step is handed
+			// back until it is poisoned, then the instance is suspended with its
+			// messages kept.
+			id, err := e.client.Start(context.Background(), "NoSuchOrchestration", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, e.client, id, duro.StatusSuspended)
+			got, err := e.client.Get(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Suspension == nil || !got.Suspension.Poisoned || !strings.Contains(got.Suspension.Reason, "poisoned") {
+				t.Fatalf("suspension %+v", got.Suspension)
+			}
+			if e.worker.Stats().StepsPoisoned != 1 {
+				t.Fatalf("stats %+v", e.worker.Stats())
 			}
 		}},
 		{"PayloadErrors", func(t *testing.T, be *env) {

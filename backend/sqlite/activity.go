@@ -91,14 +91,18 @@ const claimActivityQuery = `SELECT r FROM (
 // taskFence checks that attempt is the newest delivery of an existing task
 // and returns the task's instance and execution; otherwise ErrLeaseLost.
 func (t *txn) taskFence(id string, attempt int64) (instanceID, executionID string, err error) {
-	var current int64
-	err = t.queryRow(`SELECT attempt, instance_id, execution_id FROM activity_tasks WHERE id = ?`, id).
-		Scan(&current, &instanceID, &executionID)
+	var current, claimedAt int64
+	err = t.queryRow(`SELECT attempt, claimed_at, instance_id, execution_id FROM activity_tasks WHERE id = ?`, id).
+		Scan(&current, &claimedAt, &instanceID, &executionID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", "", fmt.Errorf("activity task %q is gone: %w", id, backend.ErrLeaseLost)
 	case err != nil:
 		return "", "", err
+	case claimedAt == 0:
+		// Not delivered yet: its attempt number is PriorAttempts, which
+		// belongs to deliveries of an earlier task.
+		return "", "", fmt.Errorf("activity task %q has not been delivered: %w", id, backend.ErrLeaseLost)
 	case attempt < 1 || attempt != current:
 		return "", "", fmt.Errorf("activity task %q: attempt %d, newest delivery is %d: %w",
 			id, attempt, current, backend.ErrLeaseLost)

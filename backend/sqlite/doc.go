@@ -67,6 +67,53 @@
 //     its parent.
 //   - PurgeInstances requires at least one filter field; non-terminal
 //     statuses in the filter match nothing.
+//   - A Suspended instance keeps every message it is sent (EnqueueMessage,
+//     activity results, due timers, step messages), in inbox order. Only a
+//     visible control message (EventType.IsControl) makes it claimable, and
+//     its work item carries only its visible control messages, in inbox
+//     order; the others are handed out, in their order, from the first
+//     claim after a step commits any other status. The claim reads this
+//     from the ready summary (below), so suspended instances cost nothing.
+//   - Instance.Suspension is stored from CompleteOrchestrationStepParams.
+//     Suspension only when the step commits StatusSuspended, and cleared by
+//     any other status (and by RewindInstance). A Suspended instance whose
+//     step passed no Suspension reports &Suspension{Since: UpdatedAt}, so
+//     Suspension is never nil while the status is Suspended. Times in it
+//     are returned in UTC.
+//   - ActivityTask.PriorAttempts is the task's stored attempt number until
+//     its first claim, which returns PriorAttempts+1. Until that claim the
+//     task has had no delivery of its own, so Complete/Renew/Abandon of it
+//     fail with ErrLeaseLost whatever attempt they name, and that first
+//     claim has a zero PreviousDeliveryAt (the earlier deliveries belong to
+//     another task ID, whose times this store does not link).
+//   - RewindInstance and CompleteOrchestrationStepParams.RewindInstances
+//     rewind the same way: status Running, failure and completion time
+//     cleared, Output and history kept, updated at the call's (or the
+//     step's) Now, and an ExecutionRewound message {Reason, Timestamp: now}
+//     addressed to the instance's current execution. The message ID is
+//     subject to the usual rule: an ID already in an inbox, or consumed by
+//     the current execution, is ignored, so callers must use a fresh one.
+//     ErrInstanceNotFailed names the status the instance has.
+//   - A child of RewindInstances that cannot be rewound gets its parent (at
+//     Parent.InstanceID and Parent.ExecutionID) a SubOrchestrationFailed
+//     message with ID FailMessageID, TaskID Parent.TaskID and Failure
+//     {Message: "cannot rewind sub-orchestration <id>: it does not exist"
+//     or "...: status <status>", Type: "RewindFailed", NonRetryable: true}.
+//     The step's own instance row is written before any message is sent,
+//     so that message reaches a parent that is the step's instance unless
+//     the step finishes it; like any step message it is dropped if the
+//     parent does not exist or has finished.
+//
+// # Ready summary
+//
+// Claims never scan inboxes: instances.ready_at and ready_key hold
+// MIN(visible_at) and MIN(sort_at) over the instance's inbox, NULL when it
+// is empty, and the claim reads them through one index. For a Suspended
+// instance they range over its control messages only (inbox.control = 1, a
+// column set on insert from the event type). Every transaction records the
+// instances whose inbox or status it changes and recomputes their summary
+// once before it commits; a step always recomputes its own instance, since
+// its status may have entered or left Suspended.
 //
 // # Schema
 //
@@ -74,4 +121,10 @@
 // binary, are applied in order on Open, each in its own transaction, and
 // recorded in table duro_migration. Migrate and MigrationStatus serve a
 // CLI. Times are stored as Unix nanoseconds UTC and returned in UTC.
+//
+// Migration 003_suspend_rewind adds instances.suspension and inbox.control.
+// It computes control for the messages already stored in SQL, from the type
+// of the stored event (json_extract on the event's JSON text), and
+// recomputes the ready summary of any instance already Suspended, so no Go
+// step is needed and a database migrated by the CLI alone is complete.
 package sqlite

@@ -112,6 +112,33 @@ func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error 
 	return err
 }
 
+// RewindInstance implements backend.Backend. The ExecutionRewound message
+// is addressed to the instance's current execution and visible at once; like
+// any message, it is ignored if its ID is in an inbox or was consumed by
+// the current execution.
+func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) error {
+	const op = "rewind instance"
+	switch {
+	case p == nil:
+		return b.fail(op, errors.New("nil params"))
+	case p.InstanceID == "":
+		return b.fail(op, errors.New("empty instance ID"))
+	case p.MessageID == "":
+		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
+	}
+	err := b.write(ctx, op, func(tx *sql.Tx) error {
+		t := newTxn(ctx, tx, now(p.Now))
+		if err := t.rewind(p.InstanceID, p.MessageID, p.Reason); err != nil {
+			return err
+		}
+		return t.flush()
+	})
+	if err == nil {
+		b.work.notify()
+	}
+	return err
+}
+
 // PurgeInstance implements backend.Backend.
 func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
 	return b.write(ctx, "purge instance", func(tx *sql.Tx) error {

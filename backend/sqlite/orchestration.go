@@ -27,7 +27,9 @@ func validateClaim(p *backend.ClaimParams) error {
 // instance's step attempt number and takes the lease in one transaction,
 // committed before it returns. The work item carries the instance's whole
 // history and at most Options.MaxStepMessages visible messages, oldest
-// first; the rest wait for the next step.
+// first; the rest wait for the next step. For a Suspended instance both the
+// choice and the messages consider only control messages (the ready
+// summary of a Suspended instance counts only those).
 func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
 	const op = "claim orchestration step"
 	if err := validateClaim(p); err != nil {
@@ -48,7 +50,11 @@ func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimPa
 			if err != nil {
 				return err
 			}
-			msgs, err := t.visibleMessages(id, b.maxStepMessages)
+			var status backend.Status
+			if err := t.queryRow(`SELECT status FROM instances WHERE id = ?`, id).Scan(&status); err != nil {
+				return err
+			}
+			msgs, err := t.visibleMessages(id, b.maxStepMessages, status == backend.StatusSuspended)
 			if err != nil {
 				return err
 			}
@@ -101,10 +107,13 @@ const claimStepQuery = `SELECT id FROM (
 ) ORDER BY ready_key LIMIT 1`
 
 // visibleMessages returns up to limit visible messages of an instance in
-// inbox order.
-func (t *txn) visibleMessages(id string, limit int) ([]*backend.Message, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT id, execution_id, event, visible_at FROM inbox
-		WHERE instance_id = ? AND visible_at <= ? ORDER BY seq LIMIT ?`, id, t.now.UnixNano(), limit)
+// inbox order; only its control messages if controlOnly.
+func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, error) {
+	q := visibleMessagesQuery
+	if controlOnly {
+		q = visibleControlMessagesQuery
+	}
+	rows, err := t.tx.QueryContext(t.ctx, q, id, t.now.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +135,13 @@ func (t *txn) visibleMessages(id string, limit int) ([]*backend.Message, error) 
 	}
 	return msgs, closeRows(rows)
 }
+
+const (
+	visibleMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
+		WHERE instance_id = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
+	visibleControlMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
+		WHERE instance_id = ?1 AND control = 1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
+)
 
 // fence checks that attempt is the newest delivery of the instance's step and
 // that the step is not completed yet; otherwise it returns ErrLeaseLost.
@@ -169,6 +185,8 @@ func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
 			return fmt.Errorf("instance %q: nil activity task", p.InstanceID)
 		case a.ID == "" || a.InstanceID == "" || a.Name == "":
 			return fmt.Errorf("instance %q: activity task %q: empty ID, instance ID or name", p.InstanceID, a.ID)
+		case a.PriorAttempts < 0:
+			return fmt.Errorf("instance %q: activity task %q: negative PriorAttempts %d", p.InstanceID, a.ID, a.PriorAttempts)
 		}
 	}
 	for _, m := range p.Messages {
@@ -181,16 +199,40 @@ func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
 			return fmt.Errorf("instance %q: start instance: %w", p.InstanceID, err)
 		}
 	}
+	for _, c := range p.RewindInstances {
+		if err := validateRewindChild(c); err != nil {
+			return fmt.Errorf("instance %q: rewind instance: %w", p.InstanceID, err)
+		}
+	}
+	return nil
+}
+
+func validateRewindChild(c *backend.RewindChild) error {
+	switch {
+	case c == nil:
+		return errors.New("nil rewind child")
+	case c.InstanceID == "":
+		return errors.New("empty child instance ID")
+	case c.MessageID == "":
+		return fmt.Errorf("child %q: empty message ID", c.InstanceID)
+	case c.FailMessageID == "":
+		return fmt.Errorf("child %q: empty fail message ID", c.InstanceID)
+	case c.Parent == nil || c.Parent.InstanceID == "":
+		return fmt.Errorf("child %q: missing parent", c.InstanceID)
+	}
 	return nil
 }
 
 // CompleteOrchestrationStep implements backend.Backend: all effects commit in
 // one transaction (O1), in this order: fencing check, consumed messages,
 // history, instance row and lease release, activity tasks, messages, child
-// instances, continue-as-new, and the clean-up of a terminal instance's inbox
-// and tasks. Messages to instances that do not exist or have finished are
-// dropped. With ContinueAsNew the status is ContinuedAsNew whatever p.Status
-// says.
+// instances, rewound children, continue-as-new, and the clean-up of a
+// terminal instance's inbox and tasks. Messages to instances that do not
+// exist or have finished are dropped; since the instance row is written
+// before any message, a message the step sends to its own instance (a
+// timer, a failed rewind of a child) is dropped only if the step itself
+// finishes the instance. With ContinueAsNew the status is ContinuedAsNew
+// whatever p.Status says.
 func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
 	const op = "complete orchestration step"
 	if err := validateComplete(p); err != nil {
@@ -220,6 +262,11 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		}
 		for _, c := range p.StartInstances {
 			if err := t.startChild(c); err != nil {
+				return err
+			}
+		}
+		for _, c := range p.RewindInstances {
+			if err := t.rewindChild(c); err != nil {
 				return err
 			}
 		}
@@ -308,8 +355,10 @@ func (t *txn) appendHistory(id string, events []*backend.Event) error {
 	return nil
 }
 
-// updateInstance writes the step's status and payloads and releases the
-// lease, marking the delivery's step completed.
+// updateInstance writes the step's status, payloads and suspension (kept
+// only with StatusSuspended) and releases the lease, marking the delivery's
+// step completed. The instance is touched: its ready summary depends on
+// whether it is Suspended.
 func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams) error {
 	failure, err := encodeFailure(p.Failure)
 	if err != nil {
@@ -323,21 +372,30 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams) error {
 	if status.IsTerminal() {
 		completed = t.now.UnixNano()
 	}
-	_, err = t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?,
+	var susp sql.NullString
+	if status == backend.StatusSuspended {
+		if susp, err = encodeSuspension(p.Suspension); err != nil {
+			return err
+		}
+	}
+	_, err = t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?, suspension = ?,
 		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0,
 		completed_attempt = step_attempt WHERE id = ?`,
-		status, p.Output, failure, p.CustomStatus, t.now.UnixNano(), completed, p.InstanceID)
+		status, p.Output, failure, p.CustomStatus, susp, t.now.UnixNano(), completed, p.InstanceID)
+	t.touched[p.InstanceID] = struct{}{}
 	return err
 }
 
-// insertTasks enqueues activity tasks; IDs that exist are ignored.
+// insertTasks enqueues activity tasks; IDs that exist are ignored. A task's
+// attempt number starts at PriorAttempts, so its first claim returns
+// PriorAttempts+1.
 func (t *txn) insertTasks(tasks []*backend.ActivityTask) error {
 	if len(tasks) == 0 {
 		return nil
 	}
 	ins, err := t.tx.PrepareContext(t.ctx, `INSERT INTO activity_tasks
-		(id, instance_id, execution_id, task_id, name, input, options, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 	if err != nil {
 		return err
 	}
@@ -348,7 +406,7 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask) error {
 			return fmt.Errorf("activity task %q: %w", a.ID, err)
 		}
 		if _, err := ins.ExecContext(t.ctx, a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input,
-			opts, t.now.UnixNano()); err != nil {
+			opts, t.now.UnixNano(), a.PriorAttempts); err != nil {
 			return fmt.Errorf("activity task %q: %w", a.ID, err)
 		}
 	}
@@ -377,6 +435,48 @@ func (t *txn) startChild(c *backend.CreateInstanceParams) error {
 			Timestamp: t.now,
 			TaskID:    par.TaskID,
 			Failure:   &backend.Failure{Message: "instance " + c.ID + " already exists"},
+		},
+	})
+	if err != nil && !isUndeliverable(err) {
+		return err
+	}
+	return nil
+}
+
+// rewindChild rewinds a failed sub-orchestration. A child that does not
+// exist or is not Failed is left alone, and its parent's task gets a
+// SubOrchestrationFailed message (ID c.FailMessageID) instead; it is dropped
+// if the parent cannot take messages.
+func (t *txn) rewindChild(c *backend.RewindChild) error {
+	err := t.rewind(c.InstanceID, c.MessageID, c.Reason)
+	var why string
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, backend.ErrInstanceNotFound):
+		why = "it does not exist"
+	case errors.Is(err, backend.ErrInstanceNotFailed):
+		s, serr := t.instanceStatus(c.InstanceID)
+		if serr != nil {
+			return serr
+		}
+		why = "status " + string(s)
+	default:
+		return err
+	}
+	err = t.deliver(&backend.Message{
+		ID:          c.FailMessageID,
+		InstanceID:  c.Parent.InstanceID,
+		ExecutionID: c.Parent.ExecutionID,
+		Event: &backend.Event{
+			Type:      backend.EventSubOrchestrationFailed,
+			Timestamp: t.now,
+			TaskID:    c.Parent.TaskID,
+			Failure: &backend.Failure{
+				Message:      "cannot rewind sub-orchestration " + c.InstanceID + ": " + why,
+				Type:         "RewindFailed",
+				NonRetryable: true,
+			},
 		},
 	})
 	if err != nil && !isUndeliverable(err) {

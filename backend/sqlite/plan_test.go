@@ -20,6 +20,9 @@ func TestClaimQueriesUseIndexes(t *testing.T) {
 		"step":     claimStepQuery,
 		"activity": `SELECT id FROM activity_tasks WHERE rowid = (` + claimActivityQuery + `)`,
 		"messages": `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
+		"control messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").
+			Replace(visibleControlMessagesQuery),
+		"ready summary": strings.NewReplacer("?1", "'x'", "?2", "?1").Replace(flushQuery),
 	}
 	for name, q := range queries {
 		rows, err := b.wdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, 5)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -463,3 +464,66 @@ func openMemory(t *testing.T) *sqlite.Backend {
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
+
+// TestSuspendedSummaryExact checks that the ready summary of a Suspended
+// instance counts only its control messages, so that claims never meet a
+// stale summary (which the claim repairs, with a warning, at a cost).
+func TestSuspendedSummaryExact(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b, err := sqlite.OpenMemory(t.Context(), &sqlite.Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	ctx := t.Context()
+	create(t, b, "s")
+	wi := claimStep(t, b, t0)
+	if err := b.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{
+		InstanceID: "s", ExecutionID: "e1", Attempt: wi.Attempt, Status: backend.StatusSuspended,
+		ConsumedMessageIDs: []string{wi.Messages[0].ID}, Suspension: &backend.Suspension{Reason: "r", Since: t0}, Now: t0,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := b.EnqueueMessage(ctx, &backend.Message{ID: id, InstanceID: "s",
+			Event: &backend.Event{Type: backend.EventEventRaised, Name: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := claimStep(t, b, t0.Add(time.Hour)); w != nil {
+		t.Fatalf("claimed a Suspended instance without control messages: %+v", w)
+	}
+	if err := b.EnqueueMessage(ctx, &backend.Message{ID: "resume", InstanceID: "s",
+		Event: &backend.Event{Type: backend.EventExecutionResumed}}); err != nil {
+		t.Fatal(err)
+	}
+	wi = claimStep(t, b, t0.Add(time.Hour))
+	if wi == nil || len(wi.Messages) != 1 || wi.Messages[0].ID != "resume" {
+		t.Fatalf("claim after resume: %+v", wi)
+	}
+	if err := b.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{
+		InstanceID: "s", ExecutionID: "e1", Attempt: wi.Attempt, Status: backend.StatusRunning,
+		ConsumedMessageIDs: []string{"resume"}, Now: t0.Add(time.Hour),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if wi = claimStep(t, b, t0.Add(time.Hour)); wi == nil || len(wi.Messages) != 2 {
+		t.Fatalf("claim after the resumed step: %+v", wi)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logs.Len() > 0 {
+		t.Fatalf("warnings logged:\n%s", logs.String())
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -35,19 +35,27 @@ func (t *txn) queryRow(query string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(t.ctx, query, args...)
 }
 
-// flush recomputes the ready columns of the touched instances.
+// flush recomputes the ready columns of the touched instances: over all
+// their messages, or over only their control messages while they are
+// Suspended. Every change of an instance's inbox or status must touch it.
 func (t *txn) flush() error {
 	for id := range t.touched {
-		if _, err := t.exec(`UPDATE instances SET
-			ready_at  = (SELECT MIN(visible_at) FROM inbox WHERE instance_id = ?1),
-			ready_key = (SELECT MIN(sort_at) FROM inbox WHERE instance_id = ?1)
-			WHERE id = ?1`, id); err != nil {
+		if _, err := t.exec(flushQuery, id, backend.StatusSuspended); err != nil {
 			return err
 		}
 		delete(t.touched, id)
 	}
 	return nil
 }
+
+const flushQuery = `UPDATE instances SET
+	ready_at = CASE WHEN status = ?2
+		THEN (SELECT MIN(visible_at) FROM inbox WHERE instance_id = ?1 AND control = 1)
+		ELSE (SELECT MIN(visible_at) FROM inbox WHERE instance_id = ?1) END,
+	ready_key = CASE WHEN status = ?2
+		THEN (SELECT MIN(sort_at) FROM inbox WHERE instance_id = ?1 AND control = 1)
+		ELSE (SELECT MIN(sort_at) FROM inbox WHERE instance_id = ?1) END
+	WHERE id = ?1`
 
 // instanceStatus returns the status of an instance, or ErrInstanceNotFound.
 func (t *txn) instanceStatus(id string) (backend.Status, error) {
@@ -88,11 +96,11 @@ func (t *txn) insertMessage(m *backend.Message) error {
 	if sortAt == 0 {
 		sortAt = t.now.UnixNano()
 	}
-	res, err := t.exec(`INSERT INTO inbox (id, instance_id, execution_id, event, visible_at, sort_at, created_at)
-		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+	res, err := t.exec(`INSERT INTO inbox (id, instance_id, execution_id, event, visible_at, sort_at, created_at, control)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
 		WHERE NOT EXISTS (SELECT 1 FROM inbox_consumed WHERE instance_id = ?2 AND id = ?1)
 		ON CONFLICT (id) DO NOTHING`,
-		m.ID, m.InstanceID, m.ExecutionID, data, visible, sortAt, t.now.UnixNano())
+		m.ID, m.InstanceID, m.ExecutionID, data, visible, sortAt, t.now.UnixNano(), boolInt(m.Event.Type.IsControl()))
 	if err != nil {
 		return fmt.Errorf("message %q: %w", m.ID, err)
 	}
@@ -172,7 +180,7 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) erro
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, execution_id = excluded.execution_id,
 			status = excluded.status, input = excluded.input, output = NULL, failure = NULL,
 			custom_status = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at,
-			completed_at = 0, parent_instance_id = excluded.parent_instance_id,
+			completed_at = 0, suspension = NULL, parent_instance_id = excluded.parent_instance_id,
 			parent_execution_id = excluded.parent_execution_id, parent_task_id = excluded.parent_task_id,
 			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL`,
 		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now.UnixNano(), pid, pexec, ptask); err != nil {
@@ -194,6 +202,36 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) erro
 			Input:       p.Input,
 			Parent:      p.Parent,
 		},
+	})
+}
+
+// rewind turns Failed instance id back to Running (failure and completion
+// time cleared) and enqueues its ExecutionRewound message msgID, addressed
+// to the instance's current execution. It returns ErrInstanceNotFound, or
+// ErrInstanceNotFailed naming the status the instance has.
+func (t *txn) rewind(id, msgID, reason string) error {
+	var s backend.Status
+	var exec string
+	err := t.queryRow(`SELECT status, execution_id FROM instances WHERE id = ?`, id).Scan(&s, &exec)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+	case err != nil:
+		return err
+	case s != backend.StatusFailed:
+		return fmt.Errorf("instance %q is %s: %w", id, s, backend.ErrInstanceNotFailed)
+	}
+	if _, err := t.exec(`UPDATE instances SET status = ?, failure = NULL, completed_at = 0, suspension = NULL,
+		updated_at = ? WHERE id = ?`, backend.StatusRunning, t.now.UnixNano(), id); err != nil {
+		return err
+	}
+	t.touched[id] = struct{}{}
+	t.work = true
+	return t.insertMessage(&backend.Message{
+		ID:          msgID,
+		InstanceID:  id,
+		ExecutionID: exec,
+		Event:       &backend.Event{Type: backend.EventExecutionRewound, Timestamp: t.now, Reason: reason},
 	})
 }
 
@@ -233,17 +271,14 @@ func decodeEvent(data []byte) (*backend.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !e.Timestamp.IsZero() {
-		e.Timestamp = e.Timestamp.UTC()
-	}
-	if !e.FireAt.IsZero() {
-		e.FireAt = e.FireAt.UTC()
-	}
+	e.Timestamp = utc(e.Timestamp)
+	e.FireAt = utc(e.FireAt)
+	utcSuspension(e.Suspension)
 	return e, nil
 }
 
 const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
-	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id`
+	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
 
 type scanner interface {
 	Scan(dest ...any) error
@@ -251,13 +286,13 @@ type scanner interface {
 
 func scanInstance(s scanner) (*backend.Instance, error) {
 	var (
-		in                       backend.Instance
-		failure, pid, pexec      sql.NullString
-		ptask                    sql.NullInt64
-		created, updated, compAt int64
+		in                        backend.Instance
+		failure, pid, pexec, susp sql.NullString
+		ptask                     sql.NullInt64
+		created, updated, compAt  int64
 	)
 	if err := s.Scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask); err != nil {
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp); err != nil {
 		return nil, err
 	}
 	in.CreatedAt, in.UpdatedAt, in.CompletedAt = fromNanos(created), fromNanos(updated), fromNanos(compAt)
@@ -270,7 +305,60 @@ func scanInstance(s scanner) (*backend.Instance, error) {
 	if pid.Valid {
 		in.Parent = &backend.ParentRef{InstanceID: pid.String, ExecutionID: pexec.String, TaskID: int(ptask.Int64)}
 	}
+	if in.Status == backend.StatusSuspended {
+		if susp.Valid {
+			in.Suspension = new(backend.Suspension)
+			if err := json.Unmarshal([]byte(susp.String), in.Suspension); err != nil {
+				return nil, fmt.Errorf("instance %q: suspension: %w", in.ID, err)
+			}
+			utcSuspension(in.Suspension)
+		} else {
+			// Suspended without a stored suspension (a step that passed
+			// none): report one, since the instance is suspended.
+			in.Suspension = &backend.Suspension{Since: in.UpdatedAt}
+		}
+	}
 	return &in, nil
+}
+
+// utc returns t in UTC; the zero time stays zero.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+// utcSuspension turns the times of s, which may be nil, to UTC.
+func utcSuspension(s *backend.Suspension) {
+	if s == nil {
+		return
+	}
+	s.Since = utc(s.Since)
+	for _, pd := range s.Pending {
+		if pd != nil {
+			pd.PreviousDeliveryAt = utc(pd.PreviousDeliveryAt)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// encodeSuspension stores a suspension as JSON; nil is NULL.
+func encodeSuspension(s *backend.Suspension) (sql.NullString, error) {
+	if s == nil {
+		return sql.NullString{}, nil
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return sql.NullString{}, err
+	}
+	return sql.NullString{String: string(data), Valid: true}, nil
 }
 
 // encodeFailure stores a failure as JSON; nil is NULL.

@@ -77,6 +77,8 @@ type Context struct {
 	continueAsNewArg []byte
 
 	co *coroutine
+	// rewinds counts the rewinds replayed so far.
+	rewinds int
 	// nondeterminism is set when replay diverges from history.
 	nondeterminism error
 }

@@ -6,8 +6,11 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"time"
 
 	"duro/backend"
@@ -34,53 +37,54 @@ type Params struct {
 const (
 	FailureTypeNonDeterminism = "NonDeterminism"
 	FailureTypePanic          = "Panic"
-	FailureTypeNotRegistered  = "NotRegistered"
 	FailureTypeTerminated     = "Terminated"
 )
 
+// ErrNotRegistered is returned by Execute when the step needs the code of an
+// orchestration that Lookup does not know. The worker hands the step back so
+// that another worker (or a later deployment) can run it.
+var ErrNotRegistered = errors.New("orchestration not registered")
+
 // Execute runs one orchestration step and returns its effects. It never
 // panics on bad histories or user code: such problems become a Failed status.
-func Execute(p *Params) *backend.CompleteOrchestrationStepParams {
+// It returns an error wrapping ErrNotRegistered, and no effects, when the
+// step needs code that Lookup does not have.
+func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	wi := p.WorkItem
 	inst := wi.Instance
 	now := p.Now.UTC()
 	out := &backend.CompleteOrchestrationStepParams{
 		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt, Status: inst.Status,
 		Output: inst.Output, Failure: inst.Failure, CustomStatus: inst.CustomStatus, Now: now,
+		Suspension: inst.Suspension,
 	}
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	for _, m := range wi.Messages {
-		out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
-	}
 	if inst.Status.IsTerminal() {
-		return out
+		for _, m := range wi.Messages {
+			out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
+		}
+		return out, nil
 	}
-
-	var fresh []*backend.Event
-	var terminate *backend.Event
 	for _, m := range wi.Messages {
-		switch {
-		case m.Event == nil:
-			continue
-		case m.ExecutionID != "" && m.ExecutionID != inst.ExecutionID:
-			logger.Debug("duro: dropping message for another execution",
-				"instance", inst.ID, "message", m.ID, "execution", m.ExecutionID)
-		case m.Event.Type == backend.EventExecutionTerminated:
-			if terminate == nil {
-				terminate = m.Event
+		if m.Event != nil && m.Event.Type == backend.EventExecutionTerminated &&
+			(m.ExecutionID == "" || m.ExecutionID == inst.ExecutionID) {
+			for _, m := range wi.Messages {
+				out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
 			}
-		default:
-			fresh = append(fresh, m.Event)
+			terminateStep(out, inst, wi.History, m.Event, now)
+			return out, nil
 		}
 	}
-	if terminate != nil {
-		terminateStep(out, inst, wi.History, terminate, now)
-		return out
-	}
+	pl := planStep(wi, now, logger.Warn)
+	out.ConsumedMessageIDs = pl.consumed
 
+	fn, ok := p.Lookup(inst.Name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotRegistered, inst.Name)
+	}
 	c := &Context{
 		instanceID: inst.ID, executionID: inst.ExecutionID, name: inst.Name, parent: inst.Parent,
 		now: inst.CreatedAt, actions: map[int]*action{}, pending: map[int]*Future{},
@@ -91,9 +95,11 @@ func Execute(p *Params) *backend.CompleteOrchestrationStepParams {
 		"instance", inst.ID, "orchestration", inst.Name)
 	defer c.co.stop()
 
-	r := &run{c: c, p: p}
+	stepEvents := append([]*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: now}}, pl.events...)
+	r := &run{c: c, p: p, fn: fn, rules: scanRewinds(append(slices.Clip(wi.History), stepEvents...))}
 	c.replaying = true
-	for _, ev := range wi.History {
+	for i, ev := range wi.History {
+		r.pos = i
 		r.apply(ev, false)
 		if c.nondeterminism != nil {
 			break
@@ -101,11 +107,13 @@ func Execute(p *Params) *backend.CompleteOrchestrationStepParams {
 	}
 	c.replaying = false
 	if c.nondeterminism == nil {
-		for _, ev := range append([]*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: now}}, fresh...) {
-			if c.co.done {
-				break
+		for i, ev := range stepEvents {
+			r.pos = len(wi.History) + i
+			control := ev.Type.IsControl()
+			if c.co.done && !control {
+				continue
 			}
-			if r.apply(ev, true) {
+			if r.apply(ev, true) || control {
 				out.NewEvents = append(out.NewEvents, ev)
 			}
 			if c.nondeterminism != nil {
@@ -113,17 +121,24 @@ func Execute(p *Params) *backend.CompleteOrchestrationStepParams {
 			}
 		}
 	}
-	r.finish(out, inst)
-	return out
+	r.finish(out, inst, pl)
+	return out, nil
 }
 
 // run holds the per-step processing state.
 type run struct {
-	c        *Context
-	p        *Params
-	started  bool
-	notFound string
+	c       *Context
+	p       *Params
+	fn      Orchestrator
+	started bool
+	// pos is the position of the event being applied, in history followed
+	// by the step's events.
+	pos   int
+	rules *rewindRules
 }
+
+func (r *run) skipped() bool  { return r.rules != nil && r.rules.skip[r.pos] }
+func (r *run) tolerant() bool { return r.rules != nil && r.rules.tolerant[r.pos] }
 
 // apply processes one event. It reports whether a new event is accepted into
 // history (duplicates and stale results are not).
@@ -142,12 +157,7 @@ func (r *run) apply(ev *backend.Event, isNew bool) bool {
 		if ev.Parent != nil {
 			c.parent = ev.Parent
 		}
-		fn, ok := r.p.Lookup(c.name)
-		if !ok {
-			r.notFound = c.name
-			return true
-		}
-		input := ev.Input
+		input, fn := ev.Input, r.fn
 		c.co.start(func() ([]byte, error) { return fn(c, input) })
 		return true
 	case backend.EventTaskScheduled, backend.EventTimerCreated,
@@ -163,6 +173,12 @@ func (r *run) apply(ev *backend.Event, isNew bool) bool {
 	case backend.EventEventRaised:
 		c.deliverEvent(ev)
 		r.runCode()
+		return true
+	case backend.EventExecutionRewound:
+		if ev.Rewind != nil && ev.Rewind.NextTaskID > c.nextTaskID {
+			c.nextTaskID = ev.Rewind.NextTaskID
+		}
+		c.rewinds++
 		return true
 	default:
 		// ExecutionCompleted and ExecutionTerminated end a history; nothing
@@ -200,6 +216,8 @@ func (r *run) match(ev *backend.Event) {
 	want := scheduledKind[ev.Type]
 	a, ok := c.actions[ev.TaskID]
 	switch {
+	case r.tolerant() && (!ok || a.kind != want || a.name != historyName(ev)):
+		// The abandoned branch of a rewind: the code no longer goes there.
 	case !ok:
 		c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: history has %s %q (task %d) but the code did not schedule it",
 			c.name, want, historyName(ev), ev.TaskID)
@@ -213,10 +231,13 @@ func (r *run) match(ev *backend.Event) {
 
 func (r *run) complete(ev *backend.Event, isNew bool) bool {
 	c := r.c
+	if r.skipped() {
+		return !isNew
+	}
 	f, ok := c.pending[ev.TaskID]
 	a := c.actions[ev.TaskID]
 	if !ok || a == nil || a.kind != completionKind[ev.Type] {
-		if !isNew {
+		if !isNew && !r.tolerant() {
 			c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: history has %s for task %d which the code did not schedule as a %s",
 				c.name, ev.Type, ev.TaskID, completionKind[ev.Type])
 		}
@@ -241,18 +262,13 @@ func (r *run) runCode() {
 }
 
 // finish turns the outcome of the replay into the step's effects.
-func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend.Instance) {
+func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend.Instance, pl *plan) {
 	c := r.c
 	out.CustomStatus = c.customStatus
 	var final *backend.Event
 	switch {
 	case c.nondeterminism != nil:
 		final = failed(&backend.Failure{Message: c.nondeterminism.Error(), Type: FailureTypeNonDeterminism, NonRetryable: true})
-	case r.notFound != "":
-		final = failed(&backend.Failure{
-			Message: fmt.Sprintf("orchestration %q is not registered with this worker", r.notFound),
-			Type:    FailureTypeNotRegistered, NonRetryable: true,
-		})
 	case c.co.done && c.co.panicked != nil:
 		final = failed(&backend.Failure{Message: c.co.panicked.String(), Type: FailureTypePanic, Stack: c.co.panicked.stack, TaskName: c.name})
 	case c.co.done && c.continueAsNew:
@@ -287,7 +303,22 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 		}
 	}
 
+	if final == nil {
+		out.ActivityTasks = append(out.ActivityTasks, pl.tasks...)
+		out.Messages = append(out.Messages, pl.messages...)
+	} else {
+		for _, m := range pl.messages {
+			if m.InstanceID != inst.ID {
+				out.Messages = append(out.Messages, m)
+			}
+		}
+	}
+	out.RewindInstances = pl.rewinds
+	out.Suspension = nil
 	switch {
+	case final == nil && pl.suspended:
+		out.Status = backend.StatusSuspended
+		out.Suspension = pl.susp
 	case final == nil && r.started:
 		out.Status = backend.StatusRunning
 	case final == nil:
@@ -301,10 +332,10 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 			out.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: c.NewUUID().String(), Input: final.Result}
 		case backend.StatusCompleted:
 			out.Output, out.Failure = final.Result, nil
-			notifyParent(out, c.parent, final, c.now)
+			notifyParent(out, c.parent, final, c.now, c.rewinds)
 		case backend.StatusFailed:
 			out.Output, out.Failure = nil, final.Failure
-			notifyParent(out, c.parent, final, c.now)
+			notifyParent(out, c.parent, final, c.now, c.rewinds)
 		}
 	}
 }
@@ -313,18 +344,23 @@ func failed(f *backend.Failure) *backend.Event {
 	return &backend.Event{Type: backend.EventExecutionCompleted, Status: backend.StatusFailed, Failure: f}
 }
 
-// notifyParent sends a sub-orchestration's outcome to its parent task.
-func notifyParent(out *backend.CompleteOrchestrationStepParams, parent *backend.ParentRef, final *backend.Event, now time.Time) {
+// notifyParent sends a sub-orchestration's outcome to its parent task. A
+// child rewound n times sends its new outcome under a new message ID, since
+// the parent has consumed the earlier one.
+func notifyParent(out *backend.CompleteOrchestrationStepParams, parent *backend.ParentRef, final *backend.Event, now time.Time, rewinds int) {
 	if parent == nil {
 		return
+	}
+	id := backend.ResultMessageID(backend.TaskMessageID(parent.InstanceID, parent.ExecutionID, parent.TaskID))
+	if rewinds > 0 {
+		id += "/r" + strconv.Itoa(rewinds)
 	}
 	ev := &backend.Event{Type: backend.EventSubOrchestrationCompleted, TaskID: parent.TaskID, Result: final.Result, Timestamp: now}
 	if final.Status != backend.StatusCompleted {
 		ev = &backend.Event{Type: backend.EventSubOrchestrationFailed, TaskID: parent.TaskID, Failure: final.Failure, Timestamp: now}
 	}
 	out.Messages = append(out.Messages, &backend.Message{
-		ID:         backend.ResultMessageID(backend.TaskMessageID(parent.InstanceID, parent.ExecutionID, parent.TaskID)),
-		InstanceID: parent.InstanceID, ExecutionID: parent.ExecutionID, Event: ev,
+		ID: id, InstanceID: parent.InstanceID, ExecutionID: parent.ExecutionID, Event: ev,
 	})
 }
 
@@ -337,32 +373,24 @@ func terminateStep(out *backend.CompleteOrchestrationStepParams, inst *backend.I
 	out.Status = backend.StatusTerminated
 	out.Output = nil
 	out.Failure = nil
+	out.Suspension = nil
 
-	children := map[int]string{}
-	var order []int
-	for _, ev := range history {
-		switch ev.Type {
-		case backend.EventSubOrchestrationCreated:
-			children[ev.TaskID] = ev.InstanceID
-			order = append(order, ev.TaskID)
-		case backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed:
-			delete(children, ev.TaskID)
-		}
-	}
-	for _, id := range order {
-		child, ok := children[id]
-		if !ok {
-			continue
-		}
+	for _, c := range runningChildren(history) {
 		out.Messages = append(out.Messages, &backend.Message{
-			ID:         backend.ResultMessageID(backend.TaskMessageID(inst.ID, inst.ExecutionID, id)) + "/terminate",
-			InstanceID: child,
+			ID:         backend.ResultMessageID(backend.TaskMessageID(inst.ID, inst.ExecutionID, c.taskID)) + "/terminate",
+			InstanceID: c.instanceID,
 			Event:      &backend.Event{Type: backend.EventExecutionTerminated, Reason: "parent terminated: " + req.Reason, Timestamp: now},
 		})
 	}
+	rewinds := 0
+	for _, ev := range history {
+		if ev.Type == backend.EventExecutionRewound {
+			rewinds++
+		}
+	}
 	notifyParent(out, inst.Parent, failed(&backend.Failure{
 		Message: "terminated: " + req.Reason, Type: FailureTypeTerminated, TaskName: inst.Name, NonRetryable: true,
-	}), now)
+	}), now, rewinds)
 }
 
 // DefaultFailure converts an error into a recorded failure.

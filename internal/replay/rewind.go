@@ -1,0 +1,161 @@
+package replay
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"duro/backend"
+)
+
+// rewind plans the rewind of a failed execution: the first failure after
+// the last rewind, and every task scheduled before it that failed or never
+// got a result, run again; what the code did after that failure is the
+// abandoned branch, which replay tolerates and skips.
+func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now time.Time) {
+	inst, h := wi.Instance, wi.History
+	n := 1
+	last := -1
+	orphan := map[int]bool{}
+	for i, e := range h {
+		if e.Type == backend.EventExecutionRewound && e.Rewind != nil {
+			n++
+			last = i
+			for j := e.Rewind.From; j < i && j < len(h); j++ {
+				if isScheduling(h[j].Type) {
+					orphan[h[j].TaskID] = true
+				}
+			}
+		}
+	}
+	from := len(h)
+	for i := last + 1; i < len(h); i++ {
+		if t := h[i].Type; t == backend.EventTaskFailed || t == backend.EventSubOrchestrationFailed || t == backend.EventExecutionCompleted {
+			from = i
+			break
+		}
+	}
+	type state struct {
+		sched  *backend.Event
+		failed *backend.Event
+		done   bool
+	}
+	tasks := map[int]*state{}
+	maxID := -1
+	for i, e := range h {
+		switch {
+		case isScheduling(e.Type):
+			maxID = max(maxID, e.TaskID)
+			if i < from && !orphan[e.TaskID] {
+				tasks[e.TaskID] = &state{sched: e}
+			}
+		case e.Type == backend.EventExecutionRewound && e.Rewind != nil:
+			for _, id := range e.Rewind.Tasks {
+				if s := tasks[id]; s != nil {
+					s.failed, s.done = nil, false
+				}
+			}
+			maxID = max(maxID, e.Rewind.NextTaskID-1)
+		default:
+			if s := tasks[e.TaskID]; s != nil && completionKind[e.Type] != "" {
+				if e.Type == backend.EventTaskFailed || e.Type == backend.EventSubOrchestrationFailed {
+					s.failed = e
+				} else {
+					s.done = true
+				}
+			}
+		}
+	}
+	rw := &backend.Rewind{From: from, NextTaskID: maxID + 1}
+	suffix := "/rewind" + strconv.Itoa(n)
+	ids := make([]int, 0, len(tasks))
+	for id := range tasks {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		s := tasks[id]
+		if s.done || s.sched.Type == backend.EventEventSent {
+			continue
+		}
+		msgID := backend.TaskMessageID(inst.ID, inst.ExecutionID, id)
+		switch s.sched.Type {
+		case backend.EventTaskScheduled:
+			var opts backend.ActivityOptions
+			if s.sched.Activity != nil {
+				opts = *s.sched.Activity
+			}
+			prior := 1 // a task lost with the failure may have run
+			if s.failed != nil {
+				prior = s.failed.Attempt
+				opts.ApprovedAttempt = prior + 1 // it failed: running it again is the rewind's point
+			}
+			pl.tasks = append(pl.tasks, &backend.ActivityTask{ID: msgID + suffix, InstanceID: inst.ID,
+				ExecutionID: inst.ExecutionID, TaskID: id, Name: s.sched.Name, Input: s.sched.Input,
+				Options: opts, PriorAttempts: prior})
+		case backend.EventTimerCreated:
+			pl.messages = append(pl.messages, &backend.Message{
+				ID: backend.ResultMessageID(msgID) + suffix, InstanceID: inst.ID, ExecutionID: inst.ExecutionID,
+				Event:     &backend.Event{Type: backend.EventTimerFired, TaskID: id, FireAt: s.sched.FireAt, Timestamp: s.sched.FireAt},
+				VisibleAt: s.sched.FireAt,
+			})
+		case backend.EventSubOrchestrationCreated:
+			if s.failed == nil {
+				continue // still running: its result reaches the parent once it is Running again
+			}
+			pl.rewinds = append(pl.rewinds, &backend.RewindChild{
+				InstanceID: s.sched.InstanceID, Reason: "parent rewound: " + ev.Reason,
+				Parent:        &backend.ParentRef{InstanceID: inst.ID, ExecutionID: inst.ExecutionID, TaskID: id},
+				MessageID:     "rewind/" + s.sched.InstanceID + "/" + inst.ExecutionID + suffix,
+				FailMessageID: backend.ResultMessageID(msgID) + suffix,
+			})
+		}
+		rw.Tasks = append(rw.Tasks, id)
+	}
+	pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionRewound, Reason: ev.Reason, Rewind: rw, Timestamp: now})
+}
+
+func isScheduling(t backend.EventType) bool {
+	_, ok := scheduledKind[t]
+	return ok
+}
+
+// rewindRules are what replay must know about the rewinds in a history: which
+// failure events are undone and where divergence from history is tolerated.
+type rewindRules struct {
+	// skip marks positions of failure events undone by a later rewind.
+	skip map[int]bool
+	// tolerant marks positions in an abandoned branch.
+	tolerant map[int]bool
+}
+
+// scanRewinds reads the rewind markers of events (history followed by the
+// step's new events, in processing order).
+func scanRewinds(events []*backend.Event) *rewindRules {
+	var rules *rewindRules
+	for mp, e := range events {
+		if e.Type != backend.EventExecutionRewound || e.Rewind == nil {
+			continue
+		}
+		if rules == nil {
+			rules = &rewindRules{skip: map[int]bool{}, tolerant: map[int]bool{}}
+		}
+		undo := map[int]bool{}
+		for _, id := range e.Rewind.Tasks {
+			undo[id] = true
+		}
+		for p := max(e.Rewind.From, 0); p < mp; p++ {
+			rules.tolerant[p] = true
+			ev := events[p]
+			switch ev.Type {
+			case backend.EventTaskFailed, backend.EventSubOrchestrationFailed:
+				if undo[ev.TaskID] {
+					rules.skip[p] = true
+				}
+			case backend.EventExecutionCompleted:
+				rules.skip[p] = true
+			}
+		}
+	}
+	return rules
+}
