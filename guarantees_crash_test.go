@@ -50,6 +50,21 @@ func registerPay(reg *duro.Registry, ledger string) {
 			return duro.ReconcileRetry(), nil
 		},
 	})
+	duro.RegisterOrchestration(reg, "PayThenNotes", func(ctx *duro.OrchestrationContext, _ any) (string, error) {
+		var out string
+		err := ctx.CallActivity("Charge", "card-1", duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend}).Await(&out)
+		if err != nil {
+			out = "error: " + err.Error()
+		}
+		for range 3 {
+			var note string
+			if err := ctx.WaitForEvent("note", -1).Await(&note); err != nil {
+				return "", err
+			}
+			out += " " + note
+		}
+		return out, nil
+	})
 	duro.RegisterOrchestration(reg, "Pay", func(ctx *duro.OrchestrationContext, policy string) (string, error) {
 		opts := duro.CallOptions{Guarantee: duro.AtLeastOnce}
 		switch policy {
@@ -188,4 +203,90 @@ func runCrashCase(t *testing.T, point, policy string) crashResult {
 		t.Fatalf("%d task results in history, want 1", results)
 	}
 	return crashResult{ledger: strings.ReplaceAll(strings.TrimSpace(readFile(ledger)), "\n", "|"), output: out}
+}
+
+// TestCrashSuspendDecisions kills a worker process inside an at-most-once
+// activity with the Suspend policy: the restarted worker suspends the
+// instance instead of running the code again; events raised meanwhile wait;
+// each operator decision completes the instance as decided.
+func TestCrashSuspendDecisions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns worker processes")
+	}
+	for _, tc := range []struct {
+		name     string
+		decision duro.Decision
+		ledger   string
+		output   string
+	}{
+		{"retry", duro.RetryTask(0), "charge attempt=1|charge attempt=3", "charged a b c"},
+		{"result", duro.CompleteTask(0, "checked: charged once"), "charge attempt=1", "checked: charged once a b c"},
+		{"fail", duro.FailTask(0, "refunded"), "charge attempt=1", `error: activity "Charge" (task 0) failed: refunded a b c`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			be, err := sqlite.Open(ctx, store, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer be.Close()
+			client := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 20 * time.Millisecond})
+			id, err := client.Start(ctx, "PayThenNotes", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
+				"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
+			first := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			first.Env = append(env, "DURO_CRASH_IN_CODE=1")
+			first.Stderr = &prefixWriter{t: t}
+			if err := first.Run(); err == nil {
+				t.Fatal("first worker should have been killed")
+			}
+			second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			second.Env = env
+			second.Stderr = &prefixWriter{t: t}
+			if err := second.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, func() bool {
+				inst, err := client.Get(ctx, id)
+				return err == nil && inst.Status == duro.StatusSuspended
+			})
+			for _, note := range []string{"a", "b", "c"} {
+				if err := client.RaiseEvent(ctx, id, "note", note); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pending, err := client.PendingDecisions(ctx)
+			if err != nil || len(pending) != 1 || pending[0].Attempt != 2 || pending[0].Name != "Charge" {
+				t.Fatalf("pending %+v %v", pending, err)
+			}
+			if got := strings.TrimSpace(readFile(ledger)); got != "charge attempt=1" {
+				t.Fatalf("the code ran again before a decision: %q", got)
+			}
+			if err := client.Resume(ctx, id, "operator decided", tc.decision); err != nil {
+				t.Fatal(err)
+			}
+			if err := second.Wait(); err != nil {
+				t.Fatalf("second worker: %v", err)
+			}
+			inst, err := client.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out string
+			if err := inst.Output(&out); err != nil || inst.Status != duro.StatusCompleted {
+				t.Fatalf("instance %s %+v: %v", inst.Status, inst.Failure, err)
+			}
+			got := strings.ReplaceAll(strings.TrimSpace(readFile(ledger)), "\n", "|")
+			if got != tc.ledger || out != tc.output {
+				t.Fatalf("ledger %q output %q, want %q and %q", got, out, tc.ledger, tc.output)
+			}
+		})
+	}
 }
