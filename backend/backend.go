@@ -408,3 +408,15 @@ type WorkNotifier interface {
 	// available. Call it again after each wake-up for the next one.
 	WorkAvailable() <-chan struct{}
 }
+
+// BatchClaimer is an optional capability: a backend that can claim several
+// work items in one round trip (and one commit) lets a worker with free
+// slots fill them at once. Each returned work item obeys the same rules as
+// one returned by the single-item Claim methods.
+type BatchClaimer interface {
+	// ClaimActivities claims up to max activity tasks.
+	ClaimActivities(ctx context.Context, p *ClaimParams, max int) ([]*ActivityWorkItem, error)
+	// ClaimOrchestrationSteps claims up to max orchestration steps, each of
+	// a different instance.
+	ClaimOrchestrationSteps(ctx context.Context, p *ClaimParams, max int) ([]*OrchestrationWorkItem, error)
+}
