@@ -232,10 +232,12 @@ type CompleteOrchestrationStepParams struct {
 	// other instances, completions to the parent (IDs already present are
 	// ignored; messages to instances that do not exist are dropped).
 	Messages []*Message
-	// StartInstances creates sub-orchestrations. A child whose ID exists and
-	// is terminal is replaced; one that is live is left alone and a
-	// SubOrchestrationFailed message ("instance already exists") is sent to
-	// the parent task instead.
+	// StartInstances creates sub-orchestrations (and entities). A child whose
+	// ID exists and is terminal is replaced; one that is live is left alone
+	// and, if it has a Parent, a SubOrchestrationFailed message ("instance
+	// already exists") is sent to the parent task instead. Instances are
+	// started before Messages are delivered, so a message of the same step
+	// may address an instance the step starts.
 	StartInstances []*CreateInstanceParams
 	// RewindInstances rewinds failed sub-orchestrations (a parent's rewind
 	// reaches its failed children). Each child that is Failed is rewound as

@@ -255,13 +255,15 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		if err := t.insertTasks(p.ActivityTasks); err != nil {
 			return err
 		}
-		for _, m := range p.Messages {
-			if err := t.deliver(m); err != nil && !isUndeliverable(err) {
+		// Children first: a message of this step may address an instance
+		// the step starts (an entity created by its first signal).
+		for _, c := range p.StartInstances {
+			if err := t.startChild(c); err != nil {
 				return err
 			}
 		}
-		for _, c := range p.StartInstances {
-			if err := t.startChild(c); err != nil {
+		for _, m := range p.Messages {
+			if err := t.deliver(m); err != nil && !isUndeliverable(err) {
 				return err
 			}
 		}
