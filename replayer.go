@@ -3,6 +3,7 @@ package duro
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"duro/backend"
@@ -47,12 +48,19 @@ func ReplayHistory(reg *Registry, history []*HistoryEvent) error {
 	if err != nil {
 		return fmt.Errorf("duro: replay: %w", err)
 	}
+	last := history[len(history)-1]
 	for _, ev := range params.NewEvents {
 		if ev.Type == backend.EventExecutionCompleted && ev.Failure != nil && ev.Failure.Type == replay.FailureTypeNonDeterminism {
-			return fmt.Errorf("duro: replay: %w: %s", ErrNonDeterminism, ev.Failure.Message)
+			return fmt.Errorf("duro: replay: %w: %s", ErrNonDeterminism,
+				strings.TrimPrefix(ev.Failure.Message, "non-deterministic orchestration "))
 		}
 	}
-	last := history[len(history)-1]
+	for _, ev := range params.NewEvents {
+		if last.Type == backend.EventExecutionCompleted && replay.IsScheduling(ev.Type) {
+			return fmt.Errorf("duro: replay: %w: history ends with %s but the code also schedules %s %q (task %d)",
+				ErrNonDeterminism, last.Status, ev.Type, ev.Name, ev.TaskID)
+		}
+	}
 	if last.Type == backend.EventExecutionCompleted && params.Status != last.Status {
 		return fmt.Errorf("duro: replay: %w: history ends with %s but the code ended %s",
 			ErrNonDeterminism, last.Status, params.Status)

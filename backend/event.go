@@ -61,6 +61,28 @@ const (
 	// records a rewind of a Failed instance: Reason; in history also Rewind,
 	// what the rewind re-runs.
 	EventExecutionRewound EventType = "ExecutionRewound"
+
+	// EventEntityRequest is a message to an entity: an operation (Name,
+	// Input) signalled or called, or a lock request or release (Entity). The
+	// message's ID is the request ID the entity deduplicates on.
+	EventEntityRequest EventType = "EntityRequest"
+	// EventEntitySignaled records, in an orchestration's history, a signal
+	// sent to the entity InstanceID: TaskID, Name (operation), Input.
+	EventEntitySignaled EventType = "EntitySignaled"
+	// EventEntityCalled records a call to an entity: TaskID, InstanceID,
+	// Name, Input; its outcome arrives as EventEntityResponse.
+	EventEntityCalled EventType = "EntityCalled"
+	// EventEntityResponse carries an entity operation's outcome to the
+	// calling orchestration: TaskID, Result or Failure.
+	EventEntityResponse EventType = "EntityResponse"
+	// EventEntityLockRequested records a critical section's lock request:
+	// TaskID, Entity.Lock; EventEntityLockGranted answers it.
+	EventEntityLockRequested EventType = "EntityLockRequested"
+	// EventEntityLockGranted says every entity of a lock request is locked.
+	EventEntityLockGranted EventType = "EntityLockGranted"
+	// EventEntityUnlocked records the release of a critical section's locks:
+	// TaskID, Entity.Lock.
+	EventEntityUnlocked EventType = "EntityUnlocked"
 )
 
 // IsControl reports whether messages of this type act on the instance
@@ -85,6 +107,8 @@ var knownEventTypes = map[EventType]bool{
 	EventEventRaised: true, EventEventSent: true, EventExecutionTerminated: true,
 	EventExecutionCompleted: true, EventExecutionSuspended: true, EventExecutionResumed: true,
 	EventTaskDuplicate: true, EventExecutionRewound: true,
+	EventEntityRequest: true, EventEntitySignaled: true, EventEntityCalled: true, EventEntityResponse: true,
+	EventEntityLockRequested: true, EventEntityLockGranted: true, EventEntityUnlocked: true,
 }
 
 // Event is one entry of an orchestration's history, and the payload of a
@@ -130,6 +154,25 @@ type Event struct {
 	Decisions []*Decision `json:"decisions,omitempty"`
 	// Rewind lists what an ExecutionRewound event re-runs.
 	Rewind *Rewind `json:"rewind,omitempty"`
+	// Entity details an entity request or lock event.
+	Entity *EntityRequest `json:"entity,omitempty"`
+}
+
+// EntityRequest details a message to an entity, or an orchestration's lock
+// events.
+type EntityRequest struct {
+	// Caller is the orchestration task that waits for the response (calls
+	// and lock requests); nil for signals.
+	Caller *ParentRef `json:"caller,omitempty"`
+	// Owner is the orchestration instance that sent the request; while it
+	// holds an entity's lock, only its requests reach that entity.
+	Owner string `json:"owner,omitempty"`
+	// Lock lists, in lock order, the entities a critical section locks. A
+	// lock request travels through them one by one; each entity grants it
+	// when it is free and passes it on; the last one answers the caller.
+	Lock []string `json:"lock,omitempty"`
+	// Release ends Owner's critical section (the request with Caller's task).
+	Release bool `json:"release,omitempty"`
 }
 
 // Suspension says why an instance is suspended.
@@ -255,6 +298,42 @@ func (f *Failure) Error() string {
 	return f.Message
 }
 
+// validateNested checks the numbers inside nested fields.
+func (e *Event) validateNested() error {
+	if e.Parent != nil && e.Parent.TaskID < 0 {
+		return fmt.Errorf("negative parent task ID %d", e.Parent.TaskID)
+	}
+	if a := e.Activity; a != nil && (a.LeaseDuration < 0 || a.MaxDeliveries < 0 || a.ApprovedAttempt < 0) {
+		return fmt.Errorf("negative activity option in %+v", *a)
+	}
+	for _, d := range e.Decisions {
+		if d == nil || d.TaskID < 0 {
+			return fmt.Errorf("bad decision %+v", d)
+		}
+	}
+	if s := e.Suspension; s != nil {
+		for _, p := range s.Pending {
+			if p == nil || p.TaskID < 0 || p.Attempt < 0 {
+				return fmt.Errorf("bad pending decision %+v", p)
+			}
+		}
+	}
+	if r := e.Rewind; r != nil {
+		if r.From < 0 || r.NextTaskID < 0 {
+			return fmt.Errorf("bad rewind %+v", *r)
+		}
+		for _, id := range r.Tasks {
+			if id < 0 {
+				return fmt.Errorf("negative rewound task ID %d", id)
+			}
+		}
+	}
+	if en := e.Entity; en != nil && en.Caller != nil && en.Caller.TaskID < 0 {
+		return fmt.Errorf("negative caller task ID %d", en.Caller.TaskID)
+	}
+	return nil
+}
+
 // ErrMalformedEvent is returned (wrapped) by DecodeEvent for bytes that are not
 // a valid encoded event.
 var ErrMalformedEvent = errors.New("malformed history event")
@@ -294,22 +373,41 @@ func (e *Event) validate() error {
 	if e.Attempt < 0 {
 		return fmt.Errorf("%s: negative attempt %d", e.Type, e.Attempt)
 	}
+	if err := e.validateNested(); err != nil {
+		return fmt.Errorf("%s: %v", e.Type, err)
+	}
 	switch e.Type {
 	case EventExecutionStarted:
 		if e.Name == "" {
 			return fmt.Errorf("%s: missing name", e.Type)
 		}
-	case EventTaskScheduled, EventSubOrchestrationCreated:
+	case EventTaskScheduled, EventTaskDuplicate:
 		if e.Name == "" {
 			return fmt.Errorf("%s: missing name", e.Type)
+		}
+	case EventSubOrchestrationCreated:
+		if e.Name == "" || e.InstanceID == "" {
+			return fmt.Errorf("%s: missing name or instance ID", e.Type)
+		}
+	case EventTimerCreated:
+		if e.FireAt.IsZero() {
+			return fmt.Errorf("%s: missing fire time", e.Type)
+		}
+	case EventEntitySignaled, EventEntityCalled:
+		if e.Name == "" || e.InstanceID == "" {
+			return fmt.Errorf("%s: missing operation or entity", e.Type)
 		}
 	case EventTaskFailed, EventSubOrchestrationFailed:
 		if e.Failure == nil {
 			return fmt.Errorf("%s: missing failure", e.Type)
 		}
-	case EventEventRaised, EventEventSent:
+	case EventEventRaised:
 		if e.Name == "" {
 			return fmt.Errorf("%s: missing name", e.Type)
+		}
+	case EventEventSent:
+		if e.Name == "" || e.InstanceID == "" {
+			return fmt.Errorf("%s: missing name or instance ID", e.Type)
 		}
 	case EventExecutionCompleted:
 		switch e.Status {

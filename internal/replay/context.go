@@ -39,6 +39,12 @@ type action struct {
 	activity *backend.ActivityTask
 	message  *backend.Message
 	start    *backend.CreateInstanceParams
+	// starts create entities an entity action addresses.
+	starts []*backend.CreateInstanceParams
+	// extra are further messages (lock releases).
+	extra []*backend.Message
+	// released marks a lock action whose locks were given back.
+	released bool
 }
 
 func (a *action) describe() string {
@@ -79,6 +85,8 @@ type Context struct {
 	co *coroutine
 	// rewinds counts the rewinds replayed so far.
 	rewinds int
+	// locks are the entity lock actions, in order.
+	locks []*action
 	// nondeterminism is set when replay diverges from history.
 	nondeterminism error
 }

@@ -161,14 +161,17 @@ func (r *run) apply(ev *backend.Event, isNew bool) bool {
 		c.co.start(func() ([]byte, error) { return fn(c, input) })
 		return true
 	case backend.EventTaskScheduled, backend.EventTimerCreated,
-		backend.EventSubOrchestrationCreated, backend.EventEventSent:
+		backend.EventSubOrchestrationCreated, backend.EventEventSent,
+		backend.EventEntitySignaled, backend.EventEntityCalled,
+		backend.EventEntityLockRequested, backend.EventEntityUnlocked:
 		if isNew {
 			return false
 		}
 		r.match(ev)
 		return true
 	case backend.EventTaskCompleted, backend.EventTaskFailed, backend.EventTimerFired,
-		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed:
+		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed,
+		backend.EventEntityResponse, backend.EventEntityLockGranted:
 		return r.complete(ev, isNew)
 	case backend.EventEventRaised:
 		c.deliverEvent(ev)
@@ -192,6 +195,10 @@ var scheduledKind = map[backend.EventType]actionKind{
 	backend.EventTimerCreated:            kindTimer,
 	backend.EventSubOrchestrationCreated: kindSubOrch,
 	backend.EventEventSent:               kindSend,
+	backend.EventEntitySignaled:          kindEntitySignal,
+	backend.EventEntityCalled:            kindEntityCall,
+	backend.EventEntityLockRequested:     kindEntityLock,
+	backend.EventEntityUnlocked:          kindEntityUnlock,
 }
 
 var completionKind = map[backend.EventType]actionKind{
@@ -200,11 +207,20 @@ var completionKind = map[backend.EventType]actionKind{
 	backend.EventTimerFired:                kindTimer,
 	backend.EventSubOrchestrationCompleted: kindSubOrch,
 	backend.EventSubOrchestrationFailed:    kindSubOrch,
+	backend.EventEntityResponse:            kindEntityCall,
+	backend.EventEntityLockGranted:         kindEntityLock,
 }
 
 func historyName(ev *backend.Event) string {
-	if ev.Type == backend.EventTimerCreated {
+	switch ev.Type {
+	case backend.EventTimerCreated:
 		return "timer"
+	case backend.EventEntitySignaled, backend.EventEntityCalled:
+		return entityActionName(ev.InstanceID, ev.Name)
+	case backend.EventEntityLockRequested, backend.EventEntityUnlocked:
+		if ev.Entity != nil {
+			return lockName(ev.Entity.Lock)
+		}
 	}
 	return ev.Name
 }
@@ -236,6 +252,12 @@ func (r *run) complete(ev *backend.Event, isNew bool) bool {
 	}
 	f, ok := c.pending[ev.TaskID]
 	a := c.actions[ev.TaskID]
+	if !isNew && ok && a != nil && !a.recorded && !r.tolerant() {
+		// A recorded result for an action whose scheduling history lacks.
+		c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: history has %s for task %d but no record of scheduling it; the code scheduled %s",
+			c.name, ev.Type, ev.TaskID, a.describe())
+		return false
+	}
 	if !ok || a == nil || a.kind != completionKind[ev.Type] {
 		if !isNew && !r.tolerant() {
 			c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: history has %s for task %d which the code did not schedule as a %s",
@@ -245,8 +267,9 @@ func (r *run) complete(ev *backend.Event, isNew bool) bool {
 	}
 	delete(c.pending, ev.TaskID)
 	c.completed[ev.TaskID] = true
-	switch ev.Type {
-	case backend.EventTaskFailed, backend.EventSubOrchestrationFailed:
+	switch {
+	case ev.Type == backend.EventTaskFailed, ev.Type == backend.EventSubOrchestrationFailed,
+		ev.Type == backend.EventEntityResponse && ev.Failure != nil:
 		f.Fail(ev.Failure)
 	default:
 		f.Resolve(ev.Result)
@@ -292,15 +315,25 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 			continue
 		}
 		out.NewEvents = append(out.NewEvents, a.event)
-		switch {
-		case a.activity != nil && final == nil:
+		if a.activity != nil && final == nil {
 			out.ActivityTasks = append(out.ActivityTasks, a.activity)
-		case a.message != nil && (final == nil || a.kind == kindSend):
+		}
+		if a.message != nil && (final == nil || a.kind != kindTimer) {
 			out.Messages = append(out.Messages, a.message)
-		case a.start != nil:
+		}
+		out.Messages = append(out.Messages, a.extra...)
+		if a.start != nil {
 			a.start.Now = c.now
 			out.StartInstances = append(out.StartInstances, a.start)
 		}
+		for _, st := range a.starts {
+			st.Now = c.now
+			out.StartInstances = append(out.StartInstances, st)
+		}
+	}
+	if final != nil {
+		// An ending execution gives back every entity lock it holds.
+		out.Messages = append(out.Messages, c.releaseAll()...)
 	}
 
 	if final == nil {
@@ -375,6 +408,7 @@ func terminateStep(out *backend.CompleteOrchestrationStepParams, inst *backend.I
 	out.Failure = nil
 	out.Suspension = nil
 
+	out.Messages = append(out.Messages, heldLocks(inst, history)...)
 	for _, c := range runningChildren(history) {
 		out.Messages = append(out.Messages, &backend.Message{
 			ID:         backend.ResultMessageID(backend.TaskMessageID(inst.ID, inst.ExecutionID, c.taskID)) + "/terminate",

@@ -21,7 +21,7 @@ func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now
 		if e.Type == backend.EventExecutionRewound && e.Rewind != nil {
 			n++
 			last = i
-			for j := e.Rewind.From; j < i && j < len(h); j++ {
+			for j := max(e.Rewind.From, 0); j < i && j < len(h); j++ {
 				if isScheduling(h[j].Type) {
 					orphan[h[j].TaskID] = true
 				}
@@ -119,6 +119,10 @@ func isScheduling(t backend.EventType) bool {
 	_, ok := scheduledKind[t]
 	return ok
 }
+
+// IsScheduling reports whether events of type t record an action the code
+// took (an activity, timer, child, event or entity request).
+func IsScheduling(t backend.EventType) bool { return isScheduling(t) }
 
 // rewindRules are what replay must know about the rewinds in a history: which
 // failure events are undone and where divergence from history is tolerated.
