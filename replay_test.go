@@ -485,7 +485,7 @@ var changedCodeCases = []changedCode{
 			ctx.CallActivity("Weather", "Tokyo") // not awaited
 			return out, err
 		},
-		want:     []string{`Weather`},
+		want: []string{`Weather`},
 	},
 }
 

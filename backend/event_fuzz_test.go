@@ -33,6 +33,20 @@ func sampleEvents() []*Event {
 		EventEventSent:                 {TaskID: 4, Name: "Approval", InstanceID: "other", Input: []byte(`"bob"`)},
 		EventExecutionTerminated:       {Reason: "operator"},
 		EventExecutionCompleted:        {Status: StatusCompleted, Result: []byte(`"done"`)},
+		EventExecutionSuspended: {Reason: "audit", Suspension: &Suspension{Reason: "audit", Since: ts,
+			Pending: []*PendingDecision{{TaskID: 1, Name: "Charge", Attempt: 2, PreviousDeliveryAt: ts}}}},
+		EventExecutionResumed: {Reason: "ok", Decisions: []*Decision{{TaskID: 1, Action: DecisionResult, Result: []byte(`"ch_1"`)}}},
+		EventTaskDuplicate:    {TaskID: 1, Name: "Charge", Attempt: 2, FireAt: ts},
+		EventExecutionRewound: {Reason: "fixed", Rewind: &Rewind{Tasks: []int{1}, From: 4, NextTaskID: 5}},
+		EventEntityRequest: {Name: "add", Input: []byte(`1`),
+			Entity: &EntityRequest{Owner: "o", Caller: &ParentRef{InstanceID: "o", ExecutionID: "e", TaskID: 2}}},
+		EventEntitySignaled:      {TaskID: 5, InstanceID: "@counter@a", Name: "add", Input: []byte(`1`)},
+		EventEntityCalled:        {TaskID: 6, InstanceID: "@counter@a", Name: "get"},
+		EventEntityResponse:      {TaskID: 6, Result: []byte(`3`)},
+		EventEntityLockRequested: {TaskID: 7, Entity: &EntityRequest{Lock: []string{"@a@1", "@b@2"}}},
+		EventEntityLockGranted:   {TaskID: 7},
+		EventEntityUnlocked: {TaskID: 8, Entity: &EntityRequest{Lock: []string{"@a@1", "@b@2"},
+			Caller: &ParentRef{InstanceID: "o", ExecutionID: "e", TaskID: 7}}},
 	}
 	var out []*Event
 	for typ := range knownEventTypes {

@@ -469,7 +469,7 @@ func TestExecuteNonDeterminism(t *testing.T) {
 				{Type: backend.EventOrchestratorStarted, Timestamp: t0},
 				{Type: backend.EventTaskCompleted, TaskID: 0, Result: []byte(`1`)},
 			},
-			want:     `task 0`,
+			want: `task 0`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
