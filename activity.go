@@ -2,6 +2,8 @@ package duro
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -39,6 +41,11 @@ type ActivityContext interface {
 	// HeartbeatDetails decodes into ptr the details of the last heartbeat an
 	// earlier delivery recorded, and reports whether there were any.
 	HeartbeatDetails(ptr any) (bool, error)
+	// SignalEntity sends an operation to an entity now. The signal's ID is
+	// derived from (instance, execution, task, the signal's ordinal within
+	// this delivery), so a re-executed activity that sends the same signals
+	// in the same order sends the same IDs, and the entity applies each once.
+	SignalEntity(id EntityID, op string, input any) error
 }
 
 type activityContext struct {
@@ -52,6 +59,18 @@ type activityContext struct {
 	p          payloads
 	details    []byte
 	heartbeat  func(details []byte) error
+	// signal sends an entity signal; nil outside activities.
+	signal  func(id EntityID, op string, input any, msgID string) error
+	execID  string
+	signals int
+}
+
+func (a *activityContext) SignalEntity(id EntityID, op string, input any) error {
+	if a.signal == nil {
+		return errors.New("duro: SignalEntity is not available here")
+	}
+	a.signals++
+	return a.signal(id, op, input, fmt.Sprintf("sig/%s/%s/%d/%d", a.instanceID, a.execID, a.taskID, a.signals))
 }
 
 func (a *activityContext) InstanceID() string            { return a.instanceID }

@@ -144,7 +144,17 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 	actx := &activityContext{
 		Context: r.ctx, instanceID: task.InstanceID, taskID: task.TaskID, name: task.Name,
 		attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, logger: r.log, p: w.p,
-		details: wi.HeartbeatDetails, heartbeat: r.renew,
+		details: wi.HeartbeatDetails, heartbeat: r.renew, execID: task.ExecutionID,
+		signal: func(id EntityID, op string, input any, msgID string) error {
+			if err := id.validate(); err != nil {
+				return err
+			}
+			b, err := w.p.encode(fmt.Sprintf("input of operation %q of entity %s", op, id), input)
+			if err != nil {
+				return err
+			}
+			return sendToEntity(r.ctx, w.be, entityRequest(id, op, b, msgID))
+		},
 	}
 	if !task.Options.AtMostOnce || wi.Attempt == 1 || wi.Attempt == task.Options.ApprovedAttempt {
 		result, failure = r.call(actx)

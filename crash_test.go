@@ -53,6 +53,7 @@ func crashWorkerMain() {
 		return n * 10, nil
 	})
 	registerPay(reg, ledger)
+	registerCountFan(reg, ledger)
 	duro.RegisterOrchestration(reg, "Crashy", func(ctx *duro.OrchestrationContext, _ any) (int, error) {
 		sum := 0
 		for i := 1; i <= crashActivities; i++ {
@@ -67,7 +68,8 @@ func crashWorkerMain() {
 	fault.EnableFromEnv()
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		ActivityLeaseDuration: time.Second, OrchestrationLeaseDuration: time.Second, PollInterval: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		ActivityConcurrency: 128,
+		Logger:              slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
@@ -76,7 +78,7 @@ func crashWorkerMain() {
 	if err := w.Start(ctx); err != nil {
 		os.Exit(2)
 	}
-	c := duro.NewClient(be, nil)
+	c := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 20 * time.Millisecond})
 	inst, err := c.Wait(ctx, os.Getenv("DURO_CRASH_INSTANCE"))
 	if err != nil || inst.Status != duro.StatusCompleted {
 		fmt.Fprintln(os.Stderr, "wait:", inst, err)

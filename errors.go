@@ -51,6 +51,7 @@ const (
 	KindSubOrchestration TaskKind = "sub-orchestration"
 	KindTimer            TaskKind = "timer"
 	KindEvent            TaskKind = "event"
+	KindEntity           TaskKind = "entity"
 )
 
 // TaskError is returned by Task.Await when an activity or a sub-orchestration

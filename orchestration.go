@@ -252,3 +252,79 @@ func failedFuture(err error) *replay.Future {
 	f.FailErr(err)
 	return f
 }
+
+// SignalEntity sends the operation op with input to an entity, one way. The
+// signal is sent when this step commits, with a deterministic ID, and the
+// entity processes it exactly once (see docs/guarantees.md). The entity is
+// created if it does not exist.
+func (ctx *OrchestrationContext) SignalEntity(id EntityID, op string, input any) error {
+	if err := id.validate(); err != nil {
+		return err
+	}
+	b, err := ctx.p.encode(fmt.Sprintf("input of operation %q of entity %s", op, id), input)
+	if err != nil {
+		return err
+	}
+	ctx.c.SignalEntity(id.String(), op, b)
+	return nil
+}
+
+// CallEntity calls the operation op of an entity and returns a Task that
+// completes with the operation's result (a failed operation is a *TaskError
+// of kind KindEntity).
+func (ctx *OrchestrationContext) CallEntity(id EntityID, op string, input any) *Task {
+	t := &Task{ctx: ctx, kind: KindEntity, name: id.String() + ":" + op}
+	if err := id.validate(); err != nil {
+		t.f = failedFuture(err)
+		return t
+	}
+	b, err := ctx.p.encode(fmt.Sprintf("input of operation %q of entity %s", op, id), input)
+	if err != nil {
+		t.f = failedFuture(err)
+		return t
+	}
+	t.f = ctx.c.CallEntity(id.String(), op, b)
+	return t
+}
+
+// CriticalSection is a set of entities locked by one orchestration; while it
+// is held, only that orchestration's requests reach them. Release it with
+// Unlock; it is released anyway when the orchestration completes, fails, is
+// terminated or continues as new.
+type CriticalSection struct {
+	ctx      *OrchestrationContext
+	taskID   int
+	Entities []EntityID
+}
+
+// LockEntities locks the entities for a critical section and waits until
+// every lock is held. Locks are taken one entity at a time in a fixed (sorted)
+// order, so two orchestrations that lock overlapping sets in any order cannot
+// deadlock.
+func (ctx *OrchestrationContext) LockEntities(ids ...EntityID) (*CriticalSection, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("duro: LockEntities needs at least one entity")
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		if err := id.validate(); err != nil {
+			return nil, err
+		}
+		strs[i] = id.String()
+	}
+	f, sorted := ctx.c.LockEntities(strs)
+	cs := &CriticalSection{ctx: ctx, taskID: f.TaskID}
+	for _, s := range sorted {
+		e, _ := ParseEntityID(s)
+		cs.Entities = append(cs.Entities, e)
+	}
+	t := &Task{ctx: ctx, kind: KindEntity, name: "lock", f: f}
+	if err := t.Await(nil); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
+
+// Unlock releases the critical section's locks (once; later calls do
+// nothing).
+func (cs *CriticalSection) Unlock() { cs.ctx.c.UnlockEntities(cs.taskID) }

@@ -14,11 +14,13 @@ type Registry struct {
 	mu             sync.RWMutex
 	orchestrations map[string]orchestrationFunc
 	activities     map[string]*registeredActivity
+	entities       map[string]*registeredEntity
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{orchestrations: map[string]orchestrationFunc{}, activities: map[string]*registeredActivity{}}
+	return &Registry{orchestrations: map[string]orchestrationFunc{}, activities: map[string]*registeredActivity{},
+		entities: map[string]*registeredEntity{}}
 }
 
 // orchestrationFunc is an orchestration with its payloads still encoded.

@@ -53,9 +53,22 @@ type WorkerOptions struct {
 	// delivery after the last one fails the task as poisoned (ErrPoisoned)
 	// instead of running it again. Default: DefaultMaxDeliveries.
 	MaxDeliveries int
+	// EntityDedupWindow is how many processed request IDs each entity keeps
+	// to drop duplicates. Default: DefaultEntityDedupWindow.
+	EntityDedupWindow int
+	// EntityDedupAge is how long each entity keeps a processed request ID.
+	// Default: DefaultEntityDedupAge, longer than the default retry horizon
+	// of an activity (MaxDeliveries leases plus backoffs).
+	EntityDedupAge time.Duration
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
+
+// Defaults of an entity's window of processed request IDs.
+const (
+	DefaultEntityDedupWindow = 10000
+	DefaultEntityDedupAge    = 7 * 24 * time.Hour
+)
 
 // WithDefaults returns a copy of o with zero fields set to their defaults.
 func (o WorkerOptions) WithDefaults() WorkerOptions {
@@ -90,6 +103,12 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.MaxStepDeliveries == 0 {
 		o.MaxStepDeliveries = DefaultMaxDeliveries
 	}
+	if o.EntityDedupWindow == 0 {
+		o.EntityDedupWindow = DefaultEntityDedupWindow
+	}
+	if o.EntityDedupAge == 0 {
+		o.EntityDedupAge = DefaultEntityDedupAge
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -110,6 +129,8 @@ func (o WorkerOptions) validate() error {
 		return fmt.Errorf("duro: WorkerOptions.PollInterval is %v; want > 0", o.PollInterval)
 	case o.MaxDeliveries < 0:
 		return fmt.Errorf("duro: WorkerOptions.MaxDeliveries is %d; want > 0", o.MaxDeliveries)
+	case o.EntityDedupWindow < 0 || o.EntityDedupAge < 0:
+		return fmt.Errorf("duro: WorkerOptions.EntityDedupWindow (%d) and EntityDedupAge (%v) must not be negative", o.EntityDedupWindow, o.EntityDedupAge)
 	case o.MaxStepDeliveries < 0:
 		return fmt.Errorf("duro: WorkerOptions.MaxStepDeliveries is %d; want > 0", o.MaxStepDeliveries)
 	}
@@ -258,7 +279,11 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		params = replay.PoisonStep(wi, reason, time.Now())
 	} else {
 		var err error
-		params, err = w.execute(wi, log)
+		if replay.EntityName(inst.ID) != "" {
+			params, err = w.executeEntity(ctx, wi, log)
+		} else {
+			params, err = w.execute(wi, log)
+		}
 		if err != nil {
 			// Hand the step back; after MaxStepDeliveries it is poisoned.
 			log.Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
@@ -285,6 +310,17 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		log.Error("duro: orchestration step not committed; it will be delivered again", "err", err)
 		w.abandonStep(wi, time.Time{})
 	}
+}
+
+// executeEntity runs an entity's batch, turning a panic into an error.
+func (w *Worker) executeEntity(ctx context.Context, wi *backend.OrchestrationWorkItem, log *slog.Logger) (params *backend.CompleteOrchestrationStepParams, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("duro: entity batch panicked in the engine", "panic", r, "stack", string(debug.Stack()))
+			params, err = nil, fmt.Errorf("engine panic: %v", r)
+		}
+	}()
+	return w.runEntityBatch(ctx, wi, log)
 }
 
 // execute replays the step, turning a panic inside the engine into an error.

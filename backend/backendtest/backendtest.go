@@ -60,9 +60,11 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Persistence", persistenceTests()},
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},
+		{"Ordering", orderingTests()},
 		{"SDK", sdkTests()},
 		{"Guarantees", guaranteeTests()},
 		{"Control", controlTests()},
+		{"Entities", entityTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -31,109 +32,146 @@ func validateClaim(p *backend.ClaimParams) error {
 // choice and the messages consider only control messages (the ready
 // summary of a Suspended instance counts only those).
 func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	const op = "claim orchestration step"
+	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
+	if err != nil || len(wis) == 0 {
+		return nil, err
+	}
+	return wis[0], nil
+}
+
+// ClaimOrchestrationSteps implements backend.BatchClaimer:
+// ClaimOrchestrationStep up to max times in one transaction, each of a
+// different instance, in claim order. All claims commit before it returns.
+func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	return b.claimSteps(ctx, "claim orchestration steps", p, max)
+}
+
+// claimedStep is a claimed step whose events are still encoded: they are
+// decoded after the commit, outside the writer.
+type claimedStep struct {
+	wi      *backend.OrchestrationWorkItem
+	history [][]byte
+	msgs    [][]byte
+}
+
+func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
 	if err := validateClaim(p); err != nil {
 		return nil, b.fail(op, err)
 	}
-	var wi *backend.OrchestrationWorkItem
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
+	if max <= 0 {
+		return nil, nil
+	}
+	var claimed []claimedStep
+	err := b.write(ctx, op, p.Now, 0, func(t *txn) error {
+		claimed = claimed[:0]
 		n := t.now.UnixNano()
-		// The ready columns are kept exact, so the first candidate always has
-		// a visible message; the loop only guards against a stale summary.
-		for range 3 {
+		expires := t.now.Add(p.LeaseDuration)
+		// The ready columns are kept exact, so a candidate always has a
+		// visible message; stale only guards against a stale summary.
+		for stale := 0; len(claimed) < max && stale < 3; {
 			var id string
-			err := t.queryRow(claimStepQuery, n).Scan(&id)
+			var status backend.Status
+			err := t.queryRow(claimStepQuery, n).Scan(&id, &status)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			var status backend.Status
-			if err := t.queryRow(`SELECT status FROM instances WHERE id = ?`, id).Scan(&status); err != nil {
-				return err
-			}
-			msgs, err := t.visibleMessages(id, b.maxStepMessages, status == backend.StatusSuspended)
+			ids, msgs, err := t.visibleMessages(id, b.maxStepMessages, status == backend.StatusSuspended)
 			if err != nil {
 				return err
 			}
 			if len(msgs) == 0 {
 				b.log.Warn("sqlite: instance had a stale ready summary", "instance", id)
+				stale++
 				t.touched[id] = struct{}{}
 				if err := t.flush(); err != nil {
 					return err
 				}
 				continue
 			}
-			expires := t.now.Add(p.LeaseDuration)
 			var attempt, completed int64
-			if err := t.queryRow(`UPDATE instances SET step_attempt = step_attempt + 1,
-				lock_owner = ?, lock_expires_at = ? WHERE id = ? RETURNING step_attempt, completed_attempt`,
-				p.Owner, expires.UnixNano(), id).Scan(&attempt, &completed); err != nil {
-				return err
-			}
-			in, err := getInstance(ctx, tx, id)
+			in, err := scanInstance(t.queryRow(`UPDATE instances SET step_attempt = step_attempt + 1,
+				lock_owner = ?, lock_expires_at = ? WHERE id = ? RETURNING `+instanceColumns+`,
+				step_attempt, completed_attempt`, p.Owner, expires.UnixNano(), id), &attempt, &completed)
 			if err != nil {
 				return err
 			}
-			h, err := loadHistory(ctx, tx, id)
+			h, err := t.loadHistory(id)
 			if err != nil {
 				return err
 			}
-			wi = &backend.OrchestrationWorkItem{Instance: in, History: h, Messages: msgs,
-				Attempt: attempt, Deliveries: int(attempt - completed), LeaseExpiresAt: expires}
-			return nil
+			claimed = append(claimed, claimedStep{
+				wi: &backend.OrchestrationWorkItem{Instance: in, Messages: ids, Attempt: attempt,
+					Deliveries: int(attempt - completed), LeaseExpiresAt: expires},
+				history: h, msgs: msgs,
+			})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return wi, nil
+	wis := make([]*backend.OrchestrationWorkItem, len(claimed))
+	for i, c := range claimed {
+		// Stored events were checked when they were written, so this does
+		// not fail; if it did, the instance would stay leased until the
+		// lease lapses and be retried then.
+		if c.wi.History, err = decodeHistory(c.wi.Instance.ID, c.history); err != nil {
+			return nil, b.fail(op, err)
+		}
+		for j, m := range c.wi.Messages {
+			if m.Event, err = decodeEvent(c.msgs[j]); err != nil {
+				return nil, b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
+			}
+		}
+		wis[i] = c.wi
+	}
+	return wis, nil
 }
 
-// claimStepQuery picks the instance to claim at ?1: the better of the first
-// free instance with a message visible at once (ready_at = 0, in ready_key
-// order) and the first free one whose earliest timer is due (in ready_at
-// order, which equals ready_key for instances with only timers). Both halves
-// are index range scans that skip only live leases.
-const claimStepQuery = `SELECT id FROM (
-	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
+// claimStepQuery picks the instance to claim at ?1, with its status: the
+// better of the first free instance with a message visible at once
+// (ready_at = 0, in ready_key order) and the first free one whose earliest
+// timer is due (in ready_at order, which equals ready_key for instances with
+// only timers). Both halves are index range scans that skip only live
+// leases.
+const claimStepQuery = `SELECT id, status FROM (
+	SELECT * FROM (SELECT id, status, ready_key FROM instances INDEXED BY instances_claim
 		WHERE ready_at = 0 AND lock_expires_at <= ?1 ORDER BY ready_key LIMIT 1)
 	UNION ALL
-	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
+	SELECT * FROM (SELECT id, status, ready_key FROM instances INDEXED BY instances_claim
 		WHERE ready_at > 0 AND ready_at <= ?1 AND lock_expires_at <= ?1 ORDER BY ready_at LIMIT 1)
 ) ORDER BY ready_key LIMIT 1`
 
 // visibleMessages returns up to limit visible messages of an instance in
-// inbox order; only its control messages if controlOnly.
-func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, error) {
+// inbox order, their events still encoded; only its control messages if
+// controlOnly.
+func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, [][]byte, error) {
 	q := visibleMessagesQuery
 	if controlOnly {
 		q = visibleControlMessagesQuery
 	}
-	rows, err := t.tx.QueryContext(t.ctx, q, id, t.now.UnixNano(), limit)
+	rows, err := t.query(q, id, t.now.UnixNano(), limit)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var msgs []*backend.Message
+	var data [][]byte
 	for rows.Next() {
 		m := &backend.Message{InstanceID: id}
-		var data []byte
+		var d []byte
 		var visible int64
-		if err := rows.Scan(&m.ID, &m.ExecutionID, &data, &visible); err != nil {
+		if err := rows.Scan(&m.ID, &m.ExecutionID, &d, &visible); err != nil {
 			_ = rows.Close()
-			return nil, err
-		}
-		if m.Event, err = decodeEvent(data); err != nil {
-			_ = rows.Close()
-			return nil, fmt.Errorf("message %q: %w", m.ID, err)
+			return nil, nil, err
 		}
 		m.VisibleAt = fromNanos(visible)
 		msgs = append(msgs, m)
+		data = append(data, d)
 	}
-	return msgs, closeRows(rows)
+	return msgs, data, closeRows(rows)
 }
 
 const (
@@ -224,9 +262,9 @@ func validateRewindChild(c *backend.RewindChild) error {
 }
 
 // CompleteOrchestrationStep implements backend.Backend: all effects commit in
-// one transaction (O1), in this order: fencing check, consumed messages,
-// history, instance row and lease release, activity tasks, messages, child
-// instances, rewound children, continue-as-new, and the clean-up of a
+// one transaction (O1), in this order: fencing check with the instance row
+// and lease release, consumed messages, history, activity tasks, messages,
+// child instances, rewound children, continue-as-new, and the clean-up of a
 // terminal instance's inbox and tasks. Messages to instances that do not
 // exist or have finished are dropped; since the instance row is written
 // before any message, a message the step sends to its own instance (a
@@ -238,21 +276,23 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 	if err := validateComplete(p); err != nil {
 		return b.fail(op, err)
 	}
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
-		if err := t.fence(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
+	// Encoding (and checking) every payload happens here, in the caller's
+	// goroutine, not in the writer's.
+	enc, err := encodeStep(p)
+	if err != nil {
+		return b.fail(op, err)
+	}
+	return b.write(ctx, op, p.Now, enc.size, func(t *txn) error {
+		if err := t.updateInstance(p, enc); err != nil {
 			return err
 		}
 		if err := t.consume(p.InstanceID, p.ConsumedMessageIDs); err != nil {
 			return err
 		}
-		if err := t.appendHistory(p.InstanceID, p.NewEvents); err != nil {
+		if err := t.appendHistory(p.InstanceID, enc.events); err != nil {
 			return err
 		}
-		if err := t.updateInstance(p); err != nil {
-			return err
-		}
-		if err := t.insertTasks(p.ActivityTasks); err != nil {
+		if err := t.insertTasks(p.ActivityTasks, enc.opts); err != nil {
 			return err
 		}
 		// Children first: a message of this step may address an instance
@@ -262,8 +302,8 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 				return err
 			}
 		}
-		for _, m := range p.Messages {
-			if err := t.deliver(m); err != nil && !isUndeliverable(err) {
+		for i, m := range p.Messages {
+			if err := t.deliver(m, enc.msgs[i]); err != nil && !isUndeliverable(err) {
 				return err
 			}
 		}
@@ -281,14 +321,57 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 				return err
 			}
 		}
-		return t.flush()
-	})
-	if err == nil {
 		// The lease is free again: messages that arrived during the step,
 		// and whatever the step sent, are claimable.
-		b.work.notify()
+		t.work = true
+		return nil
+	})
+}
+
+// encodedStep holds the encoded payloads of a step.
+type encodedStep struct {
+	events        [][]byte
+	msgs          [][]byte
+	opts          []string
+	failure, susp sql.NullString
+	size          int // bytes, roughly, for the batch bound
+}
+
+func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error) {
+	enc := &encodedStep{size: smallOp}
+	var err error
+	if enc.failure, err = encodeFailure(p.Failure); err != nil {
+		return nil, fmt.Errorf("instance %q: failure: %w", p.InstanceID, err)
 	}
-	return err
+	if p.Status == backend.StatusSuspended && p.ContinueAsNew == nil {
+		if enc.susp, err = encodeSuspension(p.Suspension); err != nil {
+			return nil, fmt.Errorf("instance %q: suspension: %w", p.InstanceID, err)
+		}
+	}
+	enc.size += len(p.Output) + len(p.CustomStatus) + len(enc.failure.String) + len(enc.susp.String)
+	enc.events = make([][]byte, len(p.NewEvents))
+	for i, e := range p.NewEvents {
+		if enc.events[i], err = encodeEvent(e); err != nil {
+			return nil, fmt.Errorf("instance %q: new event %d: %w", p.InstanceID, i, err)
+		}
+		enc.size += len(enc.events[i]) + 64
+	}
+	enc.msgs = make([][]byte, len(p.Messages))
+	for i, m := range p.Messages {
+		if enc.msgs[i], err = encodeEvent(m.Event); err != nil {
+			return nil, fmt.Errorf("instance %q: message %q: %w", p.InstanceID, m.ID, err)
+		}
+		enc.size += len(enc.msgs[i]) + 128
+	}
+	enc.opts = make([]string, len(p.ActivityTasks))
+	for i, a := range p.ActivityTasks {
+		if enc.opts[i], err = encodeActivityOptions(a.Options); err != nil {
+			return nil, fmt.Errorf("instance %q: activity task %q: %w", p.InstanceID, a.ID, err)
+		}
+		enc.size += len(a.Input) + len(enc.opts[i]) + 128
+	}
+	enc.size += 64 * len(p.ConsumedMessageIDs)
+	return enc, nil
 }
 
 func isUndeliverable(err error) bool {
@@ -296,42 +379,31 @@ func isUndeliverable(err error) bool {
 }
 
 // consume deletes the consumed messages from the instance's inbox and
-// remembers their IDs for the current execution.
+// remembers their IDs for the current execution; two statements, however
+// many messages (their IDs go in as one JSON array).
 func (t *txn) consume(id string, msgIDs []string) error {
 	if len(msgIDs) == 0 {
 		return nil
 	}
-	del, err := t.tx.PrepareContext(t.ctx, `DELETE FROM inbox WHERE id = ? AND instance_id = ?`)
+	ids, err := json.Marshal(msgIDs)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = del.Close() }()
-	mark, err := t.tx.PrepareContext(t.ctx, `INSERT INTO inbox_consumed (instance_id, id) VALUES (?, ?)
-		ON CONFLICT DO NOTHING`)
-	if err != nil {
+	if _, err := t.exec(`INSERT INTO inbox_consumed (instance_id, id)
+		SELECT instance_id, id FROM inbox WHERE id IN (SELECT value FROM json_each(?1)) AND +instance_id = ?2
+		ON CONFLICT DO NOTHING`, ids, id); err != nil {
 		return err
 	}
-	defer func() { _ = mark.Close() }()
-	for _, mid := range msgIDs {
-		res, err := del.ExecContext(t.ctx, mid, id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			continue
-		}
-		if _, err := mark.ExecContext(t.ctx, id, mid); err != nil {
-			return err
-		}
+	if _, err := t.exec(`DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?1)) AND +instance_id = ?2`,
+		ids, id); err != nil {
+		return err
 	}
 	t.touched[id] = struct{}{}
 	return nil
 }
 
-// appendHistory appends events after the last one.
-func (t *txn) appendHistory(id string, events []*backend.Event) error {
+// appendHistory appends encoded events after the last one.
+func (t *txn) appendHistory(id string, events [][]byte) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -339,33 +411,30 @@ func (t *txn) appendHistory(id string, events []*backend.Event) error {
 	if err := t.queryRow(`SELECT COALESCE(MAX(seq), 0) FROM history WHERE instance_id = ?`, id).Scan(&seq); err != nil {
 		return err
 	}
-	ins, err := t.tx.PrepareContext(t.ctx, `INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = ins.Close() }()
-	for i, e := range events {
-		data, err := encodeEvent(e)
-		if err != nil {
-			return fmt.Errorf("new event %d: %w", i, err)
-		}
+	ins := t.stmt(insertHistoryQuery)
+	for _, data := range events {
 		seq++
-		if _, err := ins.ExecContext(t.ctx, id, seq, data); err != nil {
+		var err error
+		if ins != nil {
+			_, err = ins.ExecContext(t.ctx, id, seq, data)
+		} else {
+			_, err = t.exec(insertHistoryQuery, id, seq, data)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// updateInstance writes the step's status, payloads and suspension (kept
-// only with StatusSuspended) and releases the lease, marking the delivery's
-// step completed. The instance is touched: its ready summary depends on
-// whether it is Suspended.
-func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams) error {
-	failure, err := encodeFailure(p.Failure)
-	if err != nil {
-		return err
-	}
+const insertHistoryQuery = `INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)`
+
+// updateInstance checks the step's fencing token and, in the same
+// statement, writes the step's status, payloads and suspension (kept only
+// with StatusSuspended) and releases the lease, marking the delivery's step
+// completed; ErrLeaseLost if the token is stale. The instance is touched:
+// its ready summary depends on whether it is Suspended.
+func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *encodedStep) error {
 	status := p.Status
 	if p.ContinueAsNew != nil {
 		status = backend.StatusContinuedAsNew
@@ -374,41 +443,43 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams) error {
 	if status.IsTerminal() {
 		completed = t.now.UnixNano()
 	}
-	var susp sql.NullString
-	if status == backend.StatusSuspended {
-		if susp, err = encodeSuspension(p.Suspension); err != nil {
-			return err
-		}
-	}
-	_, err = t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?, suspension = ?,
-		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0,
-		completed_attempt = step_attempt WHERE id = ?`,
-		status, p.Output, failure, p.CustomStatus, susp, t.now.UnixNano(), completed, p.InstanceID)
-	t.touched[p.InstanceID] = struct{}{}
-	return err
-}
-
-// insertTasks enqueues activity tasks; IDs that exist are ignored. A task's
-// attempt number starts at PriorAttempts, so its first claim returns
-// PriorAttempts+1.
-func (t *txn) insertTasks(tasks []*backend.ActivityTask) error {
-	if len(tasks) == 0 {
-		return nil
-	}
-	ins, err := t.tx.PrepareContext(t.ctx, `INSERT INTO activity_tasks
-		(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	res, err := t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?, suspension = ?,
+		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0, completed_attempt = step_attempt
+		WHERE id = ? AND execution_id = ? AND step_attempt = ? AND completed_attempt < step_attempt`,
+		status, p.Output, enc.failure, p.CustomStatus, enc.susp, t.now.UnixNano(), completed,
+		p.InstanceID, p.ExecutionID, p.Attempt)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = ins.Close() }()
-	for _, a := range tasks {
-		opts, err := encodeActivityOptions(a.Options)
-		if err != nil {
-			return fmt.Errorf("activity task %q: %w", a.ID, err)
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		if err := t.fence(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
+			return err
 		}
-		if _, err := ins.ExecContext(t.ctx, a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input,
-			opts, t.now.UnixNano(), a.PriorAttempts); err != nil {
+		return fmt.Errorf("instance %q: attempt %d: step not applied", p.InstanceID, p.Attempt)
+	}
+	t.touched[p.InstanceID] = struct{}{}
+	return nil
+}
+
+// insertTasks enqueues activity tasks with their encoded options; IDs that
+// exist are ignored. A task's attempt number starts at PriorAttempts, so
+// its first claim returns PriorAttempts+1.
+func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	ins := t.stmt(insertTaskQuery)
+	for i, a := range tasks {
+		args := []any{a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input, opts[i], t.now.UnixNano(), a.PriorAttempts}
+		var err error
+		if ins != nil {
+			_, err = ins.ExecContext(t.ctx, args...)
+		} else {
+			_, err = t.exec(insertTaskQuery, args...)
+		}
+		if err != nil {
 			return fmt.Errorf("activity task %q: %w", a.ID, err)
 		}
 	}
@@ -416,11 +487,15 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask) error {
 	return nil
 }
 
+const insertTaskQuery = `INSERT INTO activity_tasks
+	(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+
 // startChild creates a sub-orchestration, replacing a terminal instance of
 // the same ID. If a live one exists it is left alone and its parent task,
 // when there is one, gets a SubOrchestrationFailed message instead.
 func (t *txn) startChild(c *backend.CreateInstanceParams) error {
-	err := t.createInstance(c, true)
+	err := t.createInstance(c, true, nil)
 	if !errors.Is(err, backend.ErrInstanceExists) {
 		return err
 	}
@@ -438,7 +513,7 @@ func (t *txn) startChild(c *backend.CreateInstanceParams) error {
 			TaskID:    par.TaskID,
 			Failure:   &backend.Failure{Message: "instance " + c.ID + " already exists"},
 		},
-	})
+	}, nil)
 	if err != nil && !isUndeliverable(err) {
 		return err
 	}
@@ -480,7 +555,7 @@ func (t *txn) rewindChild(c *backend.RewindChild) error {
 				NonRetryable: true,
 			},
 		},
-	})
+	}, nil)
 	if err != nil && !isUndeliverable(err) {
 		return err
 	}
@@ -530,7 +605,7 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 			Input:       can.Input,
 			Parent:      parent,
 		},
-	})
+	}, nil)
 }
 
 // finish deletes a terminal instance's remaining inbox and activity tasks.
@@ -553,8 +628,7 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 	if err := validateRenew(p); err != nil {
 		return b.fail(op, err)
 	}
-	return b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
+	return b.write(ctx, op, p.Now, 0, func(t *txn) error {
 		if err := t.fence(p.ID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
@@ -571,19 +645,15 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 	if err := validateAbandon(p); err != nil {
 		return b.fail(op, err)
 	}
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, time.Time{})
+	return b.write(ctx, op, time.Time{}, 0, func(t *txn) error {
 		if err := t.fence(p.ID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
+		t.work = true
 		_, err := t.exec(`UPDATE instances SET lock_owner = '', lock_expires_at = ? WHERE id = ?`,
 			nanos(p.RetryAt), p.ID)
 		return err
 	})
-	if err == nil {
-		b.work.notify()
-	}
-	return err
 }
 
 func validateRenew(p *backend.RenewLeaseParams) error {

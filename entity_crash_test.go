@@ -1,0 +1,129 @@
+package duro_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"duro"
+	"duro/backend/sqlite"
+)
+
+const countFanCalls = 100
+
+var metrics = duro.EntityID{Name: "metrics", Key: "signals"}
+
+// registerCountFan registers the seed thread's scenario: an orchestration
+// fans out to activities that each signal a counter entity ("add 1") three
+// times. With DURO_CRASH_AFTER_SIGNALS set, every first attempt waits after
+// signalling until all have signalled, and then the process dies before any
+// completes.
+func registerCountFan(reg *duro.Registry, ledger string) {
+	duro.RegisterEntityOperation(reg, "metrics", "add", func(ctx duro.EntityContext, n *int, d int) (int, error) {
+		*n += d
+		return *n, nil
+	})
+	duro.RegisterActivity(reg, "CountSignal", func(ctx duro.ActivityContext, _ int) (any, error) {
+		for range 3 {
+			if err := ctx.SignalEntity(metrics, "add", 1); err != nil {
+				return nil, err
+			}
+		}
+		f, err := os.OpenFile(ledger, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(f, "signalled attempt=%d\n", ctx.Attempt())
+		f.Close()
+		if os.Getenv("DURO_CRASH_AFTER_SIGNALS") != "" && ctx.Attempt() == 1 {
+			for strings.Count(readFile(ledger), "\n") < countFanCalls {
+				time.Sleep(10 * time.Millisecond)
+			}
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil, nil
+	})
+	duro.RegisterOrchestration(reg, "CountFan", func(ctx *duro.OrchestrationContext, _ any) (any, error) {
+		var ts []*duro.Task
+		for i := range countFanCalls {
+			ts = append(ts, ctx.CallActivity("CountSignal", i))
+		}
+		return nil, ctx.AwaitAll(ts...)
+	})
+}
+
+// TestCrashActivitySignalsEntity is the seed thread's metrics counter: 100
+// activities each signal "add 1" three times; the worker process is killed
+// after every one has signalled and before any completes; the next process
+// runs them all again, they signal again, and the counter ends at exactly
+// 3 per activity call.
+func TestCrashActivitySignalsEntity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns worker processes")
+	}
+	dir := t.TempDir()
+	store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	be, err := sqlite.Open(ctx, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	client := duro.NewClient(be, nil)
+	id, err := client.Start(ctx, "CountFan", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
+		"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
+	first := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	first.Env = append(env, "DURO_CRASH_AFTER_SIGNALS=1")
+	first.Stderr = &prefixWriter{t: t}
+	if err := first.Run(); err == nil {
+		t.Fatal("the first worker should have been killed")
+	}
+	second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	second.Env = env
+	second.Stderr = &prefixWriter{t: t}
+	if err := second.Run(); err != nil {
+		t.Fatalf("second worker: %v", err)
+	}
+	l := readFile(ledger)
+	if a1, a2 := strings.Count(l, "attempt=1"), strings.Count(l, "attempt=2"); a1 != countFanCalls || a2 != countFanCalls {
+		t.Fatalf("ledger: %d first attempts, %d second attempts; want %d each", a1, a2, countFanCalls)
+	}
+	// The second process exits when the orchestration completes; signals
+	// may still wait in the entity's inbox. Finish them with a worker here.
+	reg := duro.NewRegistry()
+	registerCountFan(reg, ledger)
+	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(context.Background())
+	var n int
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := client.GetEntity(ctx, metrics)
+		if err == nil && st.State(&n) == nil && n >= 3*countFanCalls {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	st, err := client.GetEntity(ctx, metrics)
+	if err != nil || st.State(&n) != nil || n != 3*countFanCalls {
+		t.Fatalf("counter = %d (err %v), want exactly %d", n, err, 3*countFanCalls)
+	}
+}

@@ -1,0 +1,377 @@
+package duro
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+
+	"duro/backend"
+	"duro/internal/replay"
+)
+
+// entityEnvelope is an entity's persisted state, kept in its instance's
+// custom status and replaced, atomically, by every batch: the user's state,
+// the window of request IDs already processed, the lock of a critical
+// section and the requests waiting for it.
+type entityEnvelope struct {
+	State  []byte `json:"state,omitempty"`
+	Exists bool   `json:"exists"`
+	// Window holds the IDs of processed requests, oldest first, bounded by
+	// count and age.
+	Window []seenRequest `json:"window,omitempty"`
+	// Lock is the critical section holding the entity.
+	Lock *entityLock `json:"lock,omitempty"`
+	// Queue holds requests that arrived while another owner held the lock.
+	Queue []*backend.Message `json:"queue,omitempty"`
+	// Released holds lock requests released before they reached the entity,
+	// so that they are ignored when they arrive.
+	Released []seenRequest `json:"released,omitempty"`
+	// Consumed counts messages consumed since the entity's execution began;
+	// past a bound the entity continues as new to bound the backend's record
+	// of consumed message IDs (the window keeps deduplicating).
+	Consumed int       `json:"consumed,omitempty"`
+	Modified time.Time `json:"modified,omitzero"`
+}
+
+type seenRequest struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+type entityLock struct {
+	Owner  string             `json:"owner"`
+	Caller *backend.ParentRef `json:"caller"`
+	Since  time.Time          `json:"since"`
+}
+
+func lockKey(ref *backend.ParentRef) string {
+	if ref == nil {
+		return ""
+	}
+	return backend.TaskMessageID(ref.InstanceID, ref.ExecutionID, ref.TaskID)
+}
+
+func decodeEnvelope(b []byte) (*entityEnvelope, error) {
+	env := &entityEnvelope{}
+	if len(b) == 0 {
+		return env, nil
+	}
+	if err := json.Unmarshal(b, env); err != nil {
+		return nil, fmt.Errorf("entity envelope: %w", err)
+	}
+	return env, nil
+}
+
+// continueAsNewAfter bounds the consumed-message record of an entity's
+// execution.
+const continueAsNewAfter = 5000
+
+// entityStep runs one batch of an entity's requests.
+type entityStep struct {
+	w    *Worker
+	ctx  context.Context
+	wi   *backend.OrchestrationWorkItem
+	id   EntityID
+	reg  *registeredEntity
+	env  *entityEnvelope
+	now  time.Time
+	out  *backend.CompleteOrchestrationStepParams
+	log  *slog.Logger
+	seen map[string]bool
+	// remove is set by a clean request to an empty entity.
+	remove bool
+}
+
+// runEntityBatch computes the effects of one batch of an entity.
+func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWorkItem, log *slog.Logger) (*backend.CompleteOrchestrationStepParams, error) {
+	inst := wi.Instance
+	id, err := ParseEntityID(inst.ID)
+	if err != nil {
+		return nil, err
+	}
+	reg, ok := w.reg.entity(id.Name)
+	if !ok {
+		return nil, fmt.Errorf("entity %q: %w", id.Name, ErrNotRegistered)
+	}
+	env, err := decodeEnvelope(inst.CustomStatus)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	s := &entityStep{w: w, ctx: ctx, wi: wi, id: id, reg: reg, env: env, now: now, log: log, seen: map[string]bool{}}
+	s.out = &backend.CompleteOrchestrationStepParams{
+		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt,
+		Status: backend.StatusRunning, Now: now,
+	}
+	s.pruneWindow()
+	for _, r := range env.Window {
+		s.seen[r.ID] = true
+	}
+	for _, m := range wi.Messages {
+		s.out.ConsumedMessageIDs = append(s.out.ConsumedMessageIDs, m.ID)
+		env.Consumed++
+		if m.Event != nil && m.Event.Type == backend.EventEntityRequest {
+			s.handle(m)
+		}
+	}
+	env.Modified = now
+	if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && len(env.Window) <= 1 {
+		s.out.Status = backend.StatusCompleted
+	} else if env.Consumed > continueAsNewAfter {
+		env.Consumed = 0
+		s.out.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: uuid.NewString()}
+	}
+	s.out.CustomStatus, err = json.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	return s.out, nil
+}
+
+// pruneWindow forgets processed IDs beyond the window's count and age.
+func (s *entityStep) pruneWindow() {
+	maxN, maxAge := s.w.opts.EntityDedupWindow, s.w.opts.EntityDedupAge
+	prune := func(list []seenRequest) []seenRequest {
+		i := 0
+		for i < len(list) && (len(list)-i > maxN || s.now.Sub(list[i].At) > maxAge) {
+			i++
+		}
+		return list[i:]
+	}
+	s.env.Window = prune(s.env.Window)
+	s.env.Released = prune(s.env.Released)
+}
+
+func (s *entityStep) remember(id string) {
+	s.seen[id] = true
+	s.env.Window = append(s.env.Window, seenRequest{ID: id, At: s.now})
+	if over := len(s.env.Window) - s.w.opts.EntityDedupWindow; over > 0 {
+		s.env.Window = s.env.Window[over:]
+	}
+}
+
+// handle applies one request: deduplicated, deferred while another owner
+// holds the lock, or processed.
+func (s *entityStep) handle(m *backend.Message) {
+	ev := m.Event
+	req := ev.Entity
+	if req == nil {
+		req = &backend.EntityRequest{}
+	}
+	if s.seen[m.ID] {
+		s.log.Debug("duro: entity request already processed; dropped", "request", m.ID)
+		return
+	}
+	switch {
+	case req.Release:
+		s.release(m, req)
+		return
+	case s.env.Lock != nil && req.Owner != s.env.Lock.Owner:
+		s.env.Queue = append(s.env.Queue, m)
+		return
+	case len(req.Lock) > 0:
+		s.lock(m, req)
+		return
+	}
+	s.remember(m.ID)
+	s.operate(m, ev, req)
+}
+
+func (s *entityStep) lock(m *backend.Message, req *backend.EntityRequest) {
+	for _, r := range s.env.Released {
+		if r.ID == lockKey(req.Caller) {
+			s.remember(m.ID)
+			return // released before it got here
+		}
+	}
+	s.remember(m.ID)
+	s.env.Lock = &entityLock{Owner: req.Owner, Caller: req.Caller, Since: s.now}
+	self := s.id.String()
+	next := ""
+	for i, e := range req.Lock {
+		if e == self && i+1 < len(req.Lock) {
+			next = req.Lock[i+1]
+		}
+	}
+	if next != "" {
+		s.out.StartInstances = append(s.out.StartInstances, replay.EntityCreation(next))
+		s.out.Messages = append(s.out.Messages, &backend.Message{
+			ID: lockKey(req.Caller) + "/lock/" + next, InstanceID: next,
+			Event: &backend.Event{Type: backend.EventEntityRequest, Entity: req, Timestamp: s.now},
+		})
+		return
+	}
+	s.respond(req.Caller, &backend.Event{Type: backend.EventEntityLockGranted, TaskID: req.Caller.TaskID, Timestamp: s.now})
+}
+
+func (s *entityStep) release(m *backend.Message, req *backend.EntityRequest) {
+	s.remember(m.ID)
+	if l := s.env.Lock; l != nil && l.Owner == req.Owner && lockKey(l.Caller) == lockKey(req.Caller) {
+		s.env.Lock = nil
+		queue := s.env.Queue
+		s.env.Queue = nil
+		for _, q := range queue {
+			s.handle(q)
+		}
+		return
+	}
+	// Not held (yet): drop a queued request of that section and remember
+	// the release for a request still on its way.
+	kept := s.env.Queue[:0]
+	for _, q := range s.env.Queue {
+		if q.Event.Entity != nil && len(q.Event.Entity.Lock) > 0 && lockKey(q.Event.Entity.Caller) == lockKey(req.Caller) {
+			continue
+		}
+		kept = append(kept, q)
+	}
+	s.env.Queue = kept
+	s.env.Released = append(s.env.Released, seenRequest{ID: lockKey(req.Caller), At: s.now})
+}
+
+// respond sends an event to the orchestration task that waits for it.
+func (s *entityStep) respond(caller *backend.ParentRef, ev *backend.Event) {
+	if caller == nil {
+		return
+	}
+	s.out.Messages = append(s.out.Messages, &backend.Message{
+		ID:         backend.ResultMessageID(backend.TaskMessageID(caller.InstanceID, caller.ExecutionID, caller.TaskID)),
+		InstanceID: caller.InstanceID, ExecutionID: caller.ExecutionID, Event: ev,
+	})
+}
+
+// operate runs one operation and records its outcome.
+func (s *entityStep) operate(m *backend.Message, ev *backend.Event, req *backend.EntityRequest) {
+	fail := func(f *backend.Failure) {
+		if req.Caller == nil {
+			s.log.Warn("duro: entity operation failed; the signal is dropped", "operation", ev.Name, "request", m.ID, "err", f.Message)
+			return
+		}
+		s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: req.Caller.TaskID, Failure: f, Timestamp: s.now})
+	}
+	if ev.Name == cleanOperation {
+		if !s.env.Exists && s.env.Lock == nil && len(s.env.Queue) == 0 && len(s.env.Window) <= 1 {
+			s.remove = true
+		}
+		return
+	}
+	op := s.reg.ops[ev.Name]
+	if op == nil {
+		fail(&backend.Failure{Message: fmt.Sprintf("entity %q has no operation %q", s.id.Name, ev.Name),
+			Type: "UnknownOperation", TaskName: ev.Name, NonRetryable: true})
+		return
+	}
+	ctx := &entityContext{Context: s.ctx, id: s.id, op: ev.Name, attempt: s.wi.Deliveries, p: s.w.p, reqID: m.ID, now: s.now,
+		logger: s.log.With("operation", ev.Name)}
+	if op.opts.Guarantee == AtMostOnce && ctx.attempt > 1 {
+		dup := &PossibleDuplicateError{Attempt: ctx.attempt, PreviousDeliveryAt: s.wi.Instance.UpdatedAt}
+		switch op.opts.OnDuplicate {
+		case OnDuplicateReconcile:
+			if op.opts.Reconcile != nil {
+				s.w.stats.duplicatesReconciled.Add(1)
+				s.reconcile(m, ev, req, op, ctx, fail)
+				return
+			}
+		}
+		s.w.stats.duplicatesFailed.Add(1)
+		fail(engineFailure(FailureTypePossibleDuplicate, ev.Name, dup))
+		return
+	}
+	s.run(m, ev, req, op, ctx, fail)
+}
+
+func (s *entityStep) reconcile(m *backend.Message, ev *backend.Event, req *backend.EntityRequest, op *entityOp, ctx *entityContext, fail func(*backend.Failure)) {
+	actx := &activityContext{Context: s.ctx, instanceID: s.id.String(), taskID: -1, name: ev.Name, attempt: ctx.attempt,
+		previous: s.wi.Instance.UpdatedAt, logger: ctx.logger, p: s.w.p, heartbeat: func([]byte) error { return nil }}
+	d, err := func() (d ReconcileDecision, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("reconciler panicked: %v", r)
+			}
+		}()
+		return op.opts.Reconcile(actx, &Payload{raw: ev.Input, p: s.w.p})
+	}()
+	switch {
+	case err != nil:
+		fail(&backend.Failure{Message: "reconcile: " + err.Error(), Type: FailureTypeReconciled, TaskName: ev.Name, NonRetryable: true})
+	case d.kind == decideRetry:
+		s.run(m, ev, req, op, ctx, fail)
+	case d.kind == decideResult:
+		b, err := s.w.p.encode("reconciled result", d.result)
+		if err != nil {
+			fail(failureFromError(s.w.p.codec, err))
+			return
+		}
+		s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: taskIDOf(req.Caller), Result: b, Timestamp: s.now})
+	default:
+		fail(&backend.Failure{Message: d.message, Type: FailureTypeReconciled, TaskName: ev.Name, NonRetryable: true})
+	}
+}
+
+func taskIDOf(ref *backend.ParentRef) int {
+	if ref == nil {
+		return 0
+	}
+	return ref.TaskID
+}
+
+// run calls the operation; on success its state and messages are kept, on
+// failure discarded.
+func (s *entityStep) run(m *backend.Message, ev *backend.Event, req *backend.EntityRequest, op *entityOp, ctx *entityContext, fail func(*backend.Failure)) {
+	state, exists, result, err := func() (state []byte, exists bool, result any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = &panicError{value: r, stack: string(debug.Stack())}
+			}
+		}()
+		var in []byte
+		if s.env.Exists {
+			in = s.env.State
+		}
+		return op.fn(ctx, s.w.p, in, ev.Input)
+	}()
+	if err != nil {
+		f := failureFromError(s.w.p.codec, err)
+		if pe, ok := err.(*panicError); ok {
+			f = &backend.Failure{Message: fmt.Sprintf("panic: %v", pe.value), Type: "Panic", Stack: pe.stack}
+		}
+		f.TaskName = ev.Name
+		fail(f)
+		return
+	}
+	var res []byte
+	if result != nil && !isNil(result) {
+		if res, err = s.w.p.encode(fmt.Sprintf("result of operation %q", ev.Name), result); err != nil {
+			fail(failureFromError(s.w.p.codec, err))
+			return
+		}
+	}
+	s.env.State, s.env.Exists = state, exists
+	for i, sig := range ctx.signals {
+		target := sig.id.String()
+		s.out.StartInstances = append(s.out.StartInstances, replay.EntityCreation(target))
+		s.out.Messages = append(s.out.Messages, &backend.Message{
+			ID: fmt.Sprintf("sig/%s/%s/%d", s.id, m.ID, i), InstanceID: target,
+			Event: &backend.Event{Type: backend.EventEntityRequest, Name: sig.op, Input: sig.input,
+				Entity: &backend.EntityRequest{}, Timestamp: s.now},
+		})
+	}
+	for _, st := range ctx.starts {
+		s.out.StartInstances = append(s.out.StartInstances, &backend.CreateInstanceParams{
+			ID: st.id, Name: st.name, Input: st.input, Now: s.now,
+			ExecutionID: uuid.NewSHA1(uuid.NameSpaceOID, []byte("start/"+st.id+"/"+m.ID)).String(),
+		})
+	}
+	s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: taskIDOf(req.Caller), Result: res, Timestamp: s.now})
+}
+
+type panicError struct {
+	value any
+	stack string
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
