@@ -18,8 +18,12 @@ import (
 	"duro/backend"
 )
 
-// demoInstanceID is the ID of the demo's order instance.
-const demoInstanceID = "order-1001"
+// demoInstanceID is the ID of the demo's order instance; demoPayInstanceID
+// that of the second part's payment.
+const (
+	demoInstanceID    = "order-1001"
+	demoPayInstanceID = "order-1002"
+)
 
 // Client-side timings of the demo.
 const (
@@ -41,7 +45,16 @@ the middle of the charge, as a crash or a deploy would, and worker-2 gets
 the task again as attempt 2), sends three notifications in parallel, waits
 for a "shipped" event that the client raises, sleeps on a durable timer and
 issues the invoice in a sub-orchestration. Then it prints the output and the
-history, and the commands to look at the store yourself.
+history.
+
+A second, short part pays order-1002 with ChargeCard, an AtMostOnce activity
+with the OnDuplicateSuspend policy. The demo stops worker-2 in the middle of
+that charge too; worker-3 gets the task again but does not run the code, as
+the card may have been charged: it suspends the instance. The demo prints
+the decision the instance waits for (as 'duro decisions' does), checks "with
+the provider" and resumes it with the charge's result (as 'duro resume
+--result' does), and the instance completes without a second charge.
+Finally it prints the commands to look at the store yourself.
 
 The store is a fresh file in a temporary directory, removed afterwards unless
 --keep is given, or the file named by --store / DURO_STORE, which is kept.`,
@@ -134,7 +147,7 @@ func (a *app) runDemo(cmd *cobra.Command, keep bool) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	workers := &demoWorkers{be: be, reg: reg, log: logger, out: out}
 	defer workers.stop()
-	if err := workers.start(ctx, "worker-1"); err != nil {
+	if err := workers.start(ctx); err != nil {
 		return err
 	}
 
@@ -150,7 +163,23 @@ func (a *app) runDemo(cmd *cobra.Command, keep bool) error {
 	if err != nil {
 		return err
 	}
-	return a.demoSummary(ctx, c, inst, out, path, temp, keep)
+	child, err := a.demoOutcome(ctx, c, inst, out)
+	if err != nil {
+		return err
+	}
+	store := ""
+	if !temp || keep {
+		store = " --store " + quoteArg(path)
+	}
+	pay, err := demoAtMostOnce(ctx, c, acts, workers, out, store)
+	if err != nil {
+		return err
+	}
+	if err := demoPayOutcome(ctx, c, pay, out); err != nil {
+		return err
+	}
+	demoLookAround(out, path, temp, keep, child)
+	return nil
 }
 
 // watchDemo follows the instance from the client side until it finishes:
@@ -198,7 +227,7 @@ func watchDemo(ctx context.Context, c *duro.Client, id string, out *demoPrinter,
 			return nil, fmt.Errorf("demo: waiting for %s: %w", id, ctx.Err())
 		case <-charging:
 			charging = nil
-			if err := workers.crash(ctx); err != nil {
+			if err := workers.crash(ctx, "charge"); err != nil {
 				return nil, err
 			}
 		case <-tick.C:
@@ -212,11 +241,17 @@ type demoWorkers struct {
 	reg     *duro.Registry
 	log     *slog.Logger
 	out     *demoPrinter
+	n       int // workers started
+	name    string
 	current *duro.Worker
 }
 
-func (d *demoWorkers) start(ctx context.Context, name string) error {
-	w, err := duro.NewWorker(d.be, d.reg, &duro.WorkerOptions{Name: name, PollInterval: 20 * time.Millisecond, Logger: d.log})
+// start starts the next worker: worker-1, worker-2, ...
+func (d *demoWorkers) start(ctx context.Context) error {
+	d.n++
+	name := fmt.Sprintf("worker-%d", d.n)
+	log := slog.New(&demoLogHandler{next: d.log.Handler(), out: d.out, worker: name})
+	w, err := duro.NewWorker(d.be, d.reg, &duro.WorkerOptions{Name: name, PollInterval: 20 * time.Millisecond, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -225,22 +260,22 @@ func (d *demoWorkers) start(ctx context.Context, name string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	d.current = w
+	d.current, d.name = w, name
 	return nil
 }
 
-// crash stops worker-1 without waiting for its activities, which abandons
-// the running charge, and starts worker-2, which gets it again.
-func (d *demoWorkers) crash(ctx context.Context) error {
-	d.out.line("demo", "stopping worker-1 in the middle of the charge, as a crash or a deploy would")
+// crash stops the worker without waiting for its activities, which abandons
+// the running one (what), and starts the next worker, which gets it again.
+func (d *demoWorkers) crash(ctx context.Context, what string) error {
+	d.out.line("demo", "stopping %s in the middle of the %s, as a crash or a deploy would", d.name, what)
 	now, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := d.current.Stop(now); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	d.current = nil
-	d.out.line("worker", "worker-1 stopped; the charge's outcome is unknown")
-	return d.start(ctx, "worker-2")
+	d.out.line("worker", "%s stopped; the %s's outcome is unknown", d.name, what)
+	return d.start(ctx)
 }
 
 func (d *demoWorkers) stop() {
@@ -251,6 +286,162 @@ func (d *demoWorkers) stop() {
 	defer cancel()
 	_ = d.current.Stop(ctx)
 	d.current = nil
+}
+
+// demoLogHandler narrates the worker's expected warning about an
+// at-most-once duplicate as a demo line; other records go to next (stderr).
+type demoLogHandler struct {
+	next   slog.Handler
+	out    *demoPrinter
+	worker string
+}
+
+func (h *demoLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
+
+func (h *demoLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && strings.Contains(r.Message, "possible duplicate") {
+		h.out.line("worker", "%s: %s", h.worker, strings.TrimPrefix(r.Message, "duro: "))
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *demoLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &demoLogHandler{next: h.next.WithAttrs(as), out: h.out, worker: h.worker}
+}
+
+func (h *demoLogHandler) WithGroup(name string) slog.Handler {
+	return &demoLogHandler{next: h.next.WithGroup(name), out: h.out, worker: h.worker}
+}
+
+// demoAtMostOnce runs the demo's second part: a payment by an at-most-once
+// activity whose worker is stopped mid-charge. The next worker suspends the
+// instance instead of charging again; an operator checks with the provider
+// and resumes it with the charge's result. store is the --store argument of
+// the printed commands.
+func demoAtMostOnce(ctx context.Context, c *duro.Client, acts *demoActivities, workers *demoWorkers, out *demoPrinter, store string) (*duro.Instance, error) {
+	out.printf("\nPart 2: a payment that must not be made twice. %s is AtMostOnce, with the\n", demoChargeCard)
+	out.printf("OnDuplicateSuspend policy: its code runs on the first delivery only.\n\n")
+	order := demoOrder{ID: demoPayInstanceID, Customer: "Grace", Email: "grace@example.com", Phone: "+1 202 555 0100",
+		Item: "duro tote", Quantity: 1, AmountCents: 1490}
+	id, err := c.Start(ctx, demoPayOrch, order, duro.StartOptions{InstanceID: demoPayInstanceID, ReplaceFinished: true})
+	if err != nil {
+		return nil, explain(ctx, c, demoPayInstanceID, err)
+	}
+	out.line("client", "started %s instance %s", demoPayOrch, id)
+	var status duro.Status
+	if _, err := followDemo(ctx, c, id, out, &status, func(*duro.Instance) bool { return true }); err != nil {
+		return nil, err
+	}
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("demo: waiting for %s to charge: %w", id, ctx.Err())
+	case <-acts.cardCharging:
+	}
+	if err := workers.crash(ctx, "card charge"); err != nil {
+		return nil, err
+	}
+	inst, err := followDemo(ctx, c, id, out, &status, func(i *duro.Instance) bool {
+		return i.Status.IsTerminal() || i.Status == duro.StatusSuspended && i.Suspension != nil && len(i.Suspension.Pending) > 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	if inst.Status != duro.StatusSuspended {
+		return nil, fmt.Errorf("demo instance %s %s, want Suspended for a decision", id, inst.Status)
+	}
+
+	all, err := c.PendingDecisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var mine []*duro.PendingTask
+	for _, t := range all {
+		if t.InstanceID == id {
+			mine = append(mine, t)
+		}
+	}
+	out.printf("\nWhat waits for a decision (duro decisions%s):\n", store)
+	var b strings.Builder
+	if err := renderDecisions(&b, mine, store); err != nil {
+		return nil, err
+	}
+	out.printf("%s\n", indentText(b.String(), "  "))
+
+	pd := mine[0]
+	payment := "PAY-" + order.ID
+	reason := "the provider has the charge"
+	out.line("operator", "asks the payment provider about %s: it has charge %s for %s, from attempt %d",
+		id, payment, money(order.AmountCents), pd.Attempt-1)
+	result := `"` + payment + `"`
+	out.line("operator", "duro resume %s --task %d --result %s --reason %s%s",
+		id, pd.TaskID, quoteArg(result), quoteArg(reason), store)
+	if err := c.Resume(ctx, id, reason, duro.CompleteTask(pd.TaskID, payment)); err != nil {
+		return nil, explain(ctx, c, id, err)
+	}
+	return followDemo(ctx, c, id, out, &status, func(i *duro.Instance) bool { return i.Status.IsTerminal() })
+}
+
+// indentText prefixes the non-empty lines of s with pad.
+func indentText(s, pad string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = pad + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// followDemo prints the instance's status changes, from the last status
+// printed (*status), until done says so.
+func followDemo(ctx context.Context, c *duro.Client, id string, out *demoPrinter, status *duro.Status, done func(*duro.Instance) bool) (*duro.Instance, error) {
+	tick := time.NewTicker(demoPoll)
+	defer tick.Stop()
+	for {
+		inst, err := c.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if inst.Status != *status {
+			*status = inst.Status
+			out.line("client", "status %s", inst.Status)
+		}
+		if done(inst) {
+			return inst, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("demo: waiting for %s: %w", id, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// demoPayOutcome prints the second part's outcome and history.
+func demoPayOutcome(ctx context.Context, c *duro.Client, inst *duro.Instance, out *demoPrinter) error {
+	took := inst.CompletedAt.Sub(inst.CreatedAt)
+	if inst.Status != duro.StatusCompleted {
+		return fmt.Errorf("demo instance %s %s: %s", inst.ID, inst.Status, failureText(inst.Failure))
+	}
+	out.printf("\n%s %s in %s, charged once: output %s.\n", inst.ID, inst.Status, shortDuration(took), payloadText(inst.RawOutput))
+	return printDemoHistory(ctx, c, inst.ID, out)
+}
+
+func printDemoHistory(ctx context.Context, c *duro.Client, id string, out *demoPrinter) error {
+	events, err := c.History(ctx, id)
+	if err != nil {
+		return err
+	}
+	out.printf("\nHistory of %s (duro history %s):\n", id, id)
+	var b strings.Builder
+	if err := renderTimeline(&b, events, false); err != nil {
+		return err
+	}
+	out.printf("%s", b.String())
+	return nil
 }
 
 // checkDemoStore refuses a store with unfinished instances of other
@@ -264,8 +455,8 @@ func checkDemoStore(ctx context.Context, c *duro.Client, path string) error {
 		}
 		for _, i := range page.Instances {
 			switch i.Name {
-			case demoOrchestration, demoSubOrch:
-				if i.ID == demoInstanceID {
+			case demoOrchestration, demoSubOrch, demoPayOrch:
+				if i.ID == demoInstanceID || i.ID == demoPayInstanceID {
 					return fmt.Errorf("an earlier demo left its instance %s unfinished (%s) in %s: use another --store", i.ID, i.Status, path)
 				}
 			default:
@@ -280,13 +471,13 @@ func checkDemoStore(ctx context.Context, c *duro.Client, path string) error {
 	}
 }
 
-// demoSummary prints the outcome, the history and how to look further.
-func (a *app) demoSummary(ctx context.Context, c *duro.Client, inst *duro.Instance, out *demoPrinter, path string, temp, keep bool) error {
+// demoOutcome prints the first part's outcome, output and history, and
+// returns the ID of its sub-orchestration.
+func (a *app) demoOutcome(ctx context.Context, c *duro.Client, inst *duro.Instance, out *demoPrinter) (child string, err error) {
 	events, err := c.History(ctx, inst.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
-	var child string
 	for _, e := range events {
 		if e.InstanceID != "" && e.Name == demoSubOrch {
 			child = e.InstanceID
@@ -295,19 +486,20 @@ func (a *app) demoSummary(ctx context.Context, c *duro.Client, inst *duro.Instan
 	took := inst.CompletedAt.Sub(inst.CreatedAt)
 	out.printf("\n%s %s in %s.\n", inst.ID, inst.Status, shortDuration(took))
 	if inst.Status != duro.StatusCompleted {
-		return fmt.Errorf("demo instance %s %s: %s", inst.ID, inst.Status, failureText(inst.Failure))
+		return "", fmt.Errorf("demo instance %s %s: %s", inst.ID, inst.Status, failureText(inst.Failure))
 	}
 	out.printf("\nOutput:\n")
-	if err := writeJSON(a.stdout, rawJSON(inst.RawOutput)); err != nil {
-		return err
+	out.mu.Lock()
+	err = writeJSON(a.stdout, rawJSON(inst.RawOutput))
+	out.mu.Unlock()
+	if err != nil {
+		return "", err
 	}
-	out.printf("\nHistory of %s (duro history %s):\n", inst.ID, inst.ID)
-	var b strings.Builder
-	if err := renderTimeline(&b, events, false); err != nil {
-		return err
-	}
-	out.printf("%s", b.String())
+	return child, printDemoHistory(ctx, c, inst.ID, out)
+}
 
+// demoLookAround prints the commands to look at the store afterwards.
+func demoLookAround(out *demoPrinter, path string, temp, keep bool, child string) {
 	store := "--store " + quoteArg(path)
 	if temp && !keep {
 		out.printf("\nThe store was temporary and is removed now. To look around afterwards, keep one:\n")
@@ -317,10 +509,10 @@ func (a *app) demoSummary(ctx context.Context, c *duro.Client, inst *duro.Instan
 		out.printf("\nLook around the store:\n")
 	}
 	out.printf("  duro list %s\n", store)
-	out.printf("  duro status %s %s\n", inst.ID, store)
-	out.printf("  duro history %s %s\n", inst.ID, store)
+	out.printf("  duro status %s %s\n", demoInstanceID, store)
+	out.printf("  duro history %s %s\n", demoInstanceID, store)
 	if child != "" {
 		out.printf("  duro history %s %s   # the %s sub-orchestration\n", quoteArg(child), store, demoSubOrch)
 	}
-	return nil
+	out.printf("  duro history %s %s   # the at-most-once payment and its decision\n", demoPayInstanceID, store)
 }

@@ -19,7 +19,6 @@ import (
 // demoLines must appear in the demo's output, in this order.
 var demoLines = []string{
 	"[worker]   worker-1 started",
-	"[client]   started ProcessOrder instance order-1001",
 	"[activity] ReserveStock (attempt 1): reserving 2 × duro mug",
 	"[activity] ChargePayment (attempt 1): charging $59.80 to Ada's card",
 	"[demo]     stopping worker-1 in the middle of the charge",
@@ -35,10 +34,34 @@ var demoLines = []string{
 	`"tracking": "DHL JD014600006281"`,
 	`"invoice": "INV-1001"`,
 	"History of order-1001",
+	"Part 2: a payment that must not be made twice.",
+	"[activity] ChargeCard (attempt 1): charging $14.90 to Grace's card",
+	"[demo]     stopping worker-2 in the middle of the card charge",
+	"[activity] ChargeCard (attempt 1): interrupted",
+	"[worker]   worker-3 started",
+	"[worker]   worker-3: at-most-once activity not run again: possible duplicate",
+	"[client]   status Suspended",
+	"What waits for a decision (duro decisions",
+	"  1 task waits for a decision:",
+	"  order-1002 (PayOrder), suspended since ",
+	`    reason:   possible duplicate: activity "ChargeCard" (task 0) attempt 2`,
+	"    task #0:  ChargeCard, attempt 2, previous delivery ",
+	"    resume:   duro resume order-1002 --task 0 --retry",
+	"[operator] asks the payment provider",
+	`[operator] duro resume order-1002 --task 0 --result '"PAY-order-1002"' --reason 'the provider has the charge'`,
+	"[client]   status Completed",
+	`order-1002 Completed in `,
+	`, charged once: output "PAY-order-1002".`,
+	"History of order-1002",
+	"duro history order-1002 ",
 }
 
 // demoPatterns must match somewhere in the demo's output.
+// The client's "started" lines race with the worker's first activity line, so
+// they are checked without order.
 var demoPatterns = []string{
+	`\[client\]   started ProcessOrder instance order-1001`,
+	`\[client\]   started PayOrder instance order-1002`,
 	`(?m)^ *\d+\.\d{3}s  \[activity\] SendNotification \(attempt 1\): email `,
 	`(?m)^ *\d+\.\d{3}s  \[activity\] SendNotification \(attempt 1\): sms `,
 	`(?m)^ *\d+\.\d{3}s  \[activity\] SendNotification \(attempt 1\): push `,
@@ -48,6 +71,16 @@ var demoPatterns = []string{
 	`EventRaised +"shipped" +data=\{"carrier":"DHL"`,
 	`SubOrchestrationCompleted +#7  IssueInvoice .*result="INV-1001"`,
 	`ExecutionCompleted +Completed +after`,
+	`TaskScheduled +#0  ChargeCard +at-most-once/Suspend  input=`,
+	`TaskDuplicate +#0  ChargeCard +attempt 2  previous delivery at \+\d\.\d{3}s`,
+	`ExecutionSuspended +reason: possible duplicate: .* awaits a decision on task #0 \(ChargeCard, attempt 2\)`,
+	`ExecutionResumed +reason: the provider has the charge  decisions: #0 result="PAY-order-1002"`,
+	`TaskCompleted +#0  ChargeCard +decided by an operator .*result="PAY-order-1002"`,
+}
+
+// demoAbsent must not match the demo's output.
+var demoAbsent = []string{
+	`ChargeCard \(attempt [2-9]\)`, // the at-most-once charge never runs again
 }
 
 func checkDemo(t *testing.T, r result) {
@@ -69,6 +102,11 @@ func checkDemo(t *testing.T, r result) {
 			t.Errorf("demo output does not match %s:\n%s", p, r.stdout)
 		}
 	}
+	for _, p := range demoAbsent {
+		if regexp.MustCompile(p).MatchString(r.stdout) {
+			t.Errorf("demo output matches %s:\n%s", p, r.stdout)
+		}
+	}
 }
 
 func TestDemoOnGivenStore(t *testing.T) {
@@ -76,14 +114,15 @@ func TestDemoOnGivenStore(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "demo store.db")
 	r := cli(t, "demo", "--store", store)
 	checkDemo(t, r)
-	for _, w := range []string{"store: " + store + "\n", "duro list --store '" + store + "'", "duro history order-1001 --store '"} {
+	for _, w := range []string{"store: " + store + "\n", "duro list --store '" + store + "'", "duro history order-1001 --store '",
+		"(duro decisions --store '" + store + "')", "--reason 'the provider has the charge' --store '" + store + "'"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("demo output lacks %q", w)
 		}
 	}
 	// The store is kept and holds the demo's instances.
 	l := cli(t, "list", "--store", store, "--status", "Completed").ok(t)
-	if !strings.Contains(l.stdout, "order-1001") || !strings.Contains(l.stdout, "IssueInvoice") {
+	if !strings.Contains(l.stdout, "order-1001") || !strings.Contains(l.stdout, "IssueInvoice") || !strings.Contains(l.stdout, "order-1002") {
 		t.Fatalf("list after the demo:\n%s", l.stdout)
 	}
 	// A second run replaces the finished demo instance.

@@ -19,6 +19,8 @@ const (
 	demoOrchestration = "ProcessOrder"
 	demoSubOrch       = "IssueInvoice"
 	demoShippedEvent  = "shipped"
+	demoPayOrch       = "PayOrder"   // the second part's orchestration
+	demoChargeCard    = "ChargeCard" // its at-most-once activity
 )
 
 // Demo timings: short, so the demo takes a couple of seconds.
@@ -137,6 +139,14 @@ func issueInvoice(ctx *duro.OrchestrationContext, o demoOrder) (string, error) {
 	return number, err
 }
 
+// payOrder is the second part's orchestration: one payment, made by an
+// activity that must never run twice.
+func payOrder(ctx *duro.OrchestrationContext, o demoOrder) (string, error) {
+	var payment string
+	err := ctx.CallActivity(demoChargeCard, o).Await(&payment)
+	return payment, err
+}
+
 // demoActivities are the demo's activities. They print what they do.
 type demoActivities struct {
 	out *demoPrinter
@@ -144,19 +154,27 @@ type demoActivities struct {
 	// the demo can stop the worker under it.
 	charging    chan struct{}
 	interrupted atomic.Bool
+	// cardCharging is charging for ChargeCard.
+	cardCharging    chan struct{}
+	cardInterrupted atomic.Bool
 }
 
 func newDemoActivities(out *demoPrinter) *demoActivities {
-	return &demoActivities{out: out, charging: make(chan struct{})}
+	return &demoActivities{out: out, charging: make(chan struct{}), cardCharging: make(chan struct{})}
 }
 
 func (d *demoActivities) register(r *duro.Registry) {
 	duro.RegisterOrchestration(r, demoOrchestration, processOrder)
 	duro.RegisterOrchestration(r, demoSubOrch, issueInvoice)
+	duro.RegisterOrchestration(r, demoPayOrch, payOrder)
 	duro.RegisterActivity(r, "ReserveStock", d.reserveStock)
 	duro.RegisterActivity(r, "ChargePayment", d.chargePayment)
 	duro.RegisterActivity(r, "SendNotification", d.sendNotification)
 	duro.RegisterActivity(r, "RenderInvoice", d.renderInvoice)
+	// ChargeCard's code runs on the first delivery only: a later delivery
+	// suspends the instance until an operator decides.
+	duro.RegisterActivity(r, demoChargeCard, d.chargeCard,
+		duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
 }
 
 func (d *demoActivities) reserveStock(ctx duro.ActivityContext, o demoOrder) (string, error) {
@@ -190,6 +208,29 @@ func (d *demoActivities) chargePayment(ctx duro.ActivityContext, o demoOrder) (s
 			return "", ctx.Err()
 		case <-t.C:
 		}
+	}
+	payment := "PAY-" + o.ID
+	d.out.activity(ctx, "charged: %s", payment)
+	return payment, nil
+}
+
+// chargeCard charges a card. Registered AtMostOnce, it runs on the first
+// delivery only; the demo stops the worker under that delivery.
+func (d *demoActivities) chargeCard(ctx duro.ActivityContext, o demoOrder) (string, error) {
+	d.out.activity(ctx, "charging %s to %s's card", money(o.AmountCents), o.Customer)
+	if d.cardInterrupted.CompareAndSwap(false, true) {
+		close(d.cardCharging) // the demo now stops this worker
+		t := time.NewTimer(demoHangLimit)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			d.out.activity(ctx, "interrupted before the payment provider answered")
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+	if err := work(ctx); err != nil {
+		return "", err
 	}
 	payment := "PAY-" + o.ID
 	d.out.activity(ctx, "charged: %s", payment)

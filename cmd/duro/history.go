@@ -25,7 +25,10 @@ func (a *app) historyCmd() *cobra.Command {
 line per event: the time since the first event, the event type, the task ID
 that pairs a scheduled task with its result, the task's name, a preview of
 its payload, the delivery attempt that produced a task's result, how long
-the task took, and failure messages. -o json prints the events as JSON.`,
+the task took, and failure messages. An at-most-once activity shows its
+policy when scheduled (at-most-once/Suspend); suspensions show their reason
+and the tasks awaiting a decision, resumes the operator's decisions, and
+rewinds the tasks they re-run. -o json prints the events as JSON.`,
 		Example: `  duro history order-1
   duro history order-1 --full
   duro history order-1 -o json`,
@@ -82,6 +85,19 @@ type eventJSON struct {
 	Status      duro.Status        `json:"status,omitempty"`
 	Reason      string             `json:"reason,omitempty"`
 	Parent      *backend.ParentRef `json:"parent,omitempty"`
+	// Activity holds a scheduled activity's options (at-most-once policy).
+	Activity   *backend.ActivityOptions `json:"activity,omitempty"`
+	Suspension *suspensionJSON          `json:"suspension,omitempty"`
+	Decisions  []decisionJSON           `json:"decisions,omitempty"`
+	Rewind     *backend.Rewind          `json:"rewind,omitempty"`
+}
+
+// decisionJSON is the JSON form of an operator's decision on a task.
+type decisionJSON struct {
+	TaskID  int                 `json:"taskId"`
+	Action  duro.DecisionAction `json:"action"`
+	Result  json.RawMessage     `json:"result,omitempty"`
+	Message string              `json:"message,omitempty"`
 }
 
 func toEventJSON(e *duro.HistoryEvent) eventJSON {
@@ -90,6 +106,10 @@ func toEventJSON(e *duro.HistoryEvent) eventJSON {
 		ExecutionID: e.ExecutionID, Input: rawJSON(e.Input), Result: rawJSON(e.Result),
 		Failure: toFailureJSON(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
 		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
+		Activity: e.Activity, Suspension: toSuspensionJSON(e.Suspension), Rewind: e.Rewind,
+	}
+	for _, d := range e.Decisions {
+		j.Decisions = append(j.Decisions, decisionJSON{TaskID: d.TaskID, Action: d.Action, Result: rawJSON(d.Result), Message: d.Message})
 	}
 	if hasTaskID(e.Type) {
 		id := e.TaskID
@@ -103,7 +123,8 @@ func hasTaskID(t backend.EventType) bool {
 	switch t {
 	case backend.EventTaskScheduled, backend.EventTaskCompleted, backend.EventTaskFailed,
 		backend.EventTimerCreated, backend.EventTimerFired, backend.EventSubOrchestrationCreated,
-		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent:
+		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent,
+		backend.EventTaskDuplicate:
 		return true
 	}
 	return false
@@ -133,9 +154,9 @@ func renderTimeline(w io.Writer, events []*duro.HistoryEvent, full bool) error {
 	type row struct{ offset, typ, task, name, rest string }
 	rows := make([]row, 0, len(events))
 	nameWidth := 0
-	scheduled := map[int]*duro.HistoryEvent{}
+	tl := &timeline{start: start, limit: limit, scheduled: map[int]*duro.HistoryEvent{}, decided: map[int]bool{}}
 	for _, e := range events {
-		name, rest := describeEvent(e, scheduled, start, limit)
+		name, rest := tl.describe(e)
 		task := ""
 		if hasTaskID(e.Type) {
 			task = "#" + strconv.Itoa(e.TaskID)
@@ -157,9 +178,19 @@ func renderTimeline(w io.Writer, events []*duro.HistoryEvent, full bool) error {
 // maxNameWidth caps the name column; longer names push their line's details.
 const maxNameWidth = 24
 
-// describeEvent returns the name column and the details of one event.
-// scheduled collects the events that scheduled tasks, by task ID.
-func describeEvent(e *duro.HistoryEvent, scheduled map[int]*duro.HistoryEvent, start time.Time, limit int) (name, details string) {
+// timeline is what rendering an event needs to know of the events before it.
+type timeline struct {
+	start time.Time // the first event's time
+	limit int       // payload previews' length (0: no cut)
+	// scheduled holds the events that scheduled tasks, by task ID.
+	scheduled map[int]*duro.HistoryEvent
+	// decided marks the tasks whose result an operator's decision supplies.
+	decided map[int]bool
+}
+
+// describe returns the name column and the details of one event.
+func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
+	scheduled, start, limit := tl.scheduled, tl.start, tl.limit
 	var parts []string
 	add := func(s ...string) { parts = append(parts, s...) }
 	payload := func(label string, p []byte) {
@@ -185,10 +216,80 @@ func describeEvent(e *duro.HistoryEvent, scheduled map[int]*duro.HistoryEvent, s
 		payload("input", e.Input)
 	case backend.EventTaskScheduled:
 		scheduled[e.TaskID] = e
+		if o := e.Activity; o != nil {
+			if o.AtMostOnce {
+				policy := o.OnDuplicate
+				if policy == "" {
+					policy = string(duro.OnDuplicateFail)
+				}
+				add("at-most-once/" + policy)
+			}
+			if o.MaxDeliveries > 0 {
+				add("max " + strconv.Itoa(o.MaxDeliveries) + " deliveries")
+			}
+			if o.ApprovedAttempt > 0 {
+				add("approved attempt " + strconv.Itoa(o.ApprovedAttempt))
+			}
+		}
 		payload("input", e.Input)
 	case backend.EventTaskCompleted, backend.EventTaskFailed:
-		add("attempt "+strconv.Itoa(e.Attempt), since())
+		if e.Attempt == 0 && tl.decided[e.TaskID] {
+			delete(tl.decided, e.TaskID)
+			add("decided by an operator", since())
+		} else {
+			add("attempt "+strconv.Itoa(e.Attempt), since())
+		}
 		payload("result", e.Result)
+	case backend.EventTaskDuplicate:
+		if s, ok := scheduled[e.TaskID]; ok && name == "" {
+			name = s.Name
+		}
+		add("attempt " + strconv.Itoa(e.Attempt))
+		if !e.FireAt.IsZero() {
+			add("previous delivery at " + offset(e.FireAt.Sub(start)))
+		}
+		add("possible duplicate: not run again")
+	case backend.EventExecutionSuspended:
+		if e.Reason != "" {
+			add("reason: " + e.Reason)
+		}
+		if s := e.Suspension; s != nil {
+			if s.Poisoned && !strings.HasPrefix(e.Reason, "poisoned") {
+				add("poisoned")
+			}
+			if len(s.Pending) > 0 {
+				add("awaits a decision on " + pendingList(s.Pending))
+			}
+		}
+	case backend.EventExecutionResumed:
+		if e.Reason != "" {
+			add("reason: " + e.Reason)
+		}
+		if len(e.Decisions) > 0 {
+			ds := make([]string, len(e.Decisions))
+			for i, d := range e.Decisions {
+				ds[i] = tl.decision(d)
+			}
+			add("decisions: " + strings.Join(ds, ", "))
+		}
+	case backend.EventExecutionRewound:
+		if e.Reason != "" {
+			add("reason: " + e.Reason)
+		}
+		if e.Rewind != nil {
+			if len(e.Rewind.Tasks) == 0 {
+				add("re-runs no task")
+			} else {
+				ids := make([]string, len(e.Rewind.Tasks))
+				for i, id := range e.Rewind.Tasks {
+					ids[i] = "#" + strconv.Itoa(id)
+					if s, ok := scheduled[id]; ok {
+						ids[i] += " " + taskName(s)
+					}
+				}
+				add("re-runs " + strings.Join(ids, ", "))
+			}
+		}
 	case backend.EventTimerCreated:
 		scheduled[e.TaskID] = e
 		name = "timer"
@@ -227,6 +328,33 @@ func describeEvent(e *duro.HistoryEvent, scheduled map[int]*duro.HistoryEvent, s
 		add("failed: " + failureText(e.Failure))
 	}
 	return name, joinNonEmpty(parts)
+}
+
+// decision renders an operator's decision and notes the tasks it completes.
+func (tl *timeline) decision(d *backend.Decision) string {
+	s := "#" + strconv.Itoa(d.TaskID) + " "
+	switch d.Action {
+	case backend.DecisionRetry:
+		return s + "retry"
+	case backend.DecisionResult:
+		tl.decided[d.TaskID] = true
+		return s + "result=" + preview(d.Result, tl.limit)
+	case backend.DecisionFail:
+		tl.decided[d.TaskID] = true
+		return s + "fail: " + strconv.Quote(d.Message)
+	}
+	return s + string(d.Action)
+}
+
+// taskName names what a scheduling event scheduled.
+func taskName(s *duro.HistoryEvent) string {
+	switch s.Type {
+	case backend.EventTimerCreated:
+		return "timer"
+	case backend.EventEventSent:
+		return strconv.Quote(s.Name)
+	}
+	return s.Name
 }
 
 // isTaskResult reports the event types that complete a scheduled task.

@@ -1,6 +1,8 @@
 // Command duro manages the orchestration instances of a duro store from the
 // command line: start instances, inspect their status and history, raise
-// events, terminate and purge them, and run a self-contained demo.
+// events, suspend and resume them (deciding at-most-once tasks that wait for
+// an operator), rewind failed ones, terminate and purge them, and run a
+// self-contained demo.
 //
 // Every command works on one store, named by --store (or DURO_STORE); the
 // default is the SQLite file duro.db in the current directory.
@@ -92,7 +94,9 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "duro",
 		Short: "Manage duro orchestration instances",
 		Long: `duro manages the orchestration instances of a duro store: start them, look at
-their status and history, raise events to them, terminate and purge them.
+their status and history, raise events to them, suspend and resume them,
+decide the tasks that wait for an operator, rewind failed instances,
+terminate and purge them.
 
 The store is a SQLite file, named by --store or the DURO_STORE environment
 variable (default: duro.db in the current directory). Instances run only
@@ -132,6 +136,10 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 		a.listCmd(),
 		a.historyCmd(),
 		a.raiseCmd(),
+		a.suspendCmd(),
+		a.resumeCmd(),
+		a.decisionsCmd(),
+		a.rewindCmd(),
 		a.terminateCmd(),
 		a.purgeCmd(),
 		a.versionCmd(),

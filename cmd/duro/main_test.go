@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"duro"
+	"duro/backend"
 	"duro/backend/sqlite"
 )
 
@@ -72,6 +76,9 @@ func newStore(t *testing.T) string {
 //	Echo      returns its input
 //	WaitForGo waits for the event "go" and returns its data
 //	Boom      fails with a duro.Error of type "Boom"
+//	FailOnce  calls the activity Step for "a", "b" (which fails on its first
+//	          run) and "c", and returns their results joined; a rewind
+//	          completes it
 type testEnv struct {
 	store string
 	c     *duro.Client
@@ -96,6 +103,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	duro.RegisterOrchestration(reg, "Boom", func(*duro.OrchestrationContext, any) (any, error) {
 		return nil, duro.NewError("Boom", "it broke")
 	})
+	registerFailOnce(reg)
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -205,4 +213,157 @@ func compact(t *testing.T, b []byte) string {
 		t.Fatalf("not JSON (%v): %s", err, b)
 	}
 	return buf.String()
+}
+
+// registerFailOnce registers the FailOnce orchestration and its Step
+// activity, which fails the first time it runs for "b" in each instance.
+func registerFailOnce(reg *duro.Registry) {
+	var failed sync.Map // instance ID → struct{}
+	duro.RegisterActivity(reg, "Step", func(ctx duro.ActivityContext, name string) (string, error) {
+		if name == "b" {
+			if _, done := failed.LoadOrStore(ctx.InstanceID(), struct{}{}); !done {
+				return "", duro.NewError("Down", "step b is down")
+			}
+		}
+		return fmt.Sprintf("%s@%d", name, ctx.Attempt()), nil
+	})
+	duro.RegisterOrchestration(reg, "FailOnce", func(ctx *duro.OrchestrationContext, _ any) (string, error) {
+		var out []string
+		for _, name := range []string{"a", "b", "c"} {
+			var s string
+			if err := ctx.CallActivity("Step", name).Await(&s); err != nil {
+				return "", err
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, ","), nil
+	})
+}
+
+// decisionEnv is a store with an instance of Pay that waits for operator
+// decisions, and a worker that runs it once resumed. Pay calls the activity
+// Charge (AtMostOnce, OnDuplicateSuspend) once per charge, in parallel, and
+// returns the results; a failed charge fails it.
+type decisionEnv struct {
+	*testEnv
+	id string
+	// runs counts the runs of Charge's code on the second worker.
+	runs *atomic.Int32
+}
+
+// newDecisionEnv starts instance id of Pay with the given number of charges
+// on a first worker, stops that worker while every charge runs (its
+// deliveries are abandoned, as in a crash), and starts a second one: it gets
+// each charge again as attempt 2 and, instead of running it, suspends the
+// instance for a decision. It returns once every charge waits for one.
+func newDecisionEnv(t *testing.T, id string, charges int) *decisionEnv {
+	t.Helper()
+	path := newStore(t)
+	be, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close() })
+	pay := func(reg *duro.Registry, charge func(duro.ActivityContext, int) (string, error)) {
+		duro.RegisterActivity(reg, "Charge", charge, duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
+		duro.RegisterOrchestration(reg, "Pay", func(ctx *duro.OrchestrationContext, n int) ([]string, error) {
+			tasks := make([]*duro.Task, n)
+			for i := range tasks {
+				tasks[i] = ctx.CallActivity("Charge", i)
+			}
+			if err := ctx.AwaitAll(tasks...); err != nil {
+				return nil, err
+			}
+			out := make([]string, n)
+			for i, task := range tasks {
+				if err := task.Await(&out[i]); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
+		})
+	}
+	running := make(chan struct{}, charges)
+	first := duro.NewRegistry()
+	pay(first, func(ctx duro.ActivityContext, _ int) (string, error) {
+		running <- struct{}{}
+		<-ctx.Done() // the provider never answers
+		return "", ctx.Err()
+	})
+	w1 := startWorker(t, be, first)
+	c := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Start(ctx, "Pay", charges, duro.StartOptions{InstanceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	for range charges {
+		select {
+		case <-running:
+		case <-ctx.Done():
+			t.Fatal("the charges never ran on the first worker")
+		}
+	}
+	dead, kill := context.WithCancel(ctx)
+	kill()
+	_ = w1.Stop(dead) // abandons the charges, as a crash would
+
+	runs := new(atomic.Int32)
+	second := duro.NewRegistry()
+	pay(second, func(ctx duro.ActivityContext, n int) (string, error) {
+		runs.Add(1)
+		return fmt.Sprintf("charge %d on attempt %d", n, ctx.Attempt()), nil
+	})
+	registerFailOnce(second)
+	startWorker(t, be, second)
+	env := &decisionEnv{testEnv: &testEnv{store: path, c: c}, id: id, runs: runs}
+	env.waitFor(t, id, func(i *duro.Instance) bool {
+		return i.Status == duro.StatusSuspended && i.Suspension != nil && len(i.Suspension.Pending) == charges
+	})
+	return env
+}
+
+// startWorker starts a worker for reg on be, stopped when the test ends.
+func startWorker(t *testing.T, be backend.Backend, reg *duro.Registry) *duro.Worker {
+	t.Helper()
+	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
+		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+	})
+	return w
+}
+
+// waitFor waits until the instance satisfies ok.
+func (e *testEnv) waitFor(t *testing.T, id string, ok func(*duro.Instance) bool) *duro.Instance {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inst, err := e.c.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(inst) {
+			return inst
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s: gave up waiting; it is %s, suspension %+v", id, inst.Status, inst.Suspension)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitStatus waits until the instance has the status.
+func (e *testEnv) waitStatus(t *testing.T, id string, status duro.Status) *duro.Instance {
+	t.Helper()
+	return e.waitFor(t, id, func(i *duro.Instance) bool { return i.Status == status })
 }

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"duro"
+	"duro/backend"
 )
 
 // instanceJSON is the JSON form of an instance (status -o json, list -o json).
@@ -28,6 +29,7 @@ type instanceJSON struct {
 	Output           json.RawMessage `json:"output,omitempty"`
 	CustomStatus     json.RawMessage `json:"customStatus,omitempty"`
 	Failure          *failureJSON    `json:"failure,omitempty"`
+	Suspension       *suspensionJSON `json:"suspension,omitempty"`
 }
 
 func toInstanceJSON(i *duro.Instance) instanceJSON {
@@ -35,8 +37,42 @@ func toInstanceJSON(i *duro.Instance) instanceJSON {
 		ID: i.ID, Name: i.Name, Status: i.Status, ExecutionID: i.ExecutionID, ParentInstanceID: i.ParentInstanceID,
 		CreatedAt: utc(i.CreatedAt), UpdatedAt: utc(i.UpdatedAt), CompletedAt: utc(i.CompletedAt),
 		Input: rawJSON(i.RawInput), Output: rawJSON(i.RawOutput), CustomStatus: rawJSON(i.RawCustomStatus),
-		Failure: toFailureJSON(i.Failure),
+		Failure: toFailureJSON(i.Failure), Suspension: toSuspensionJSON(i.Suspension),
 	}
+}
+
+// suspensionJSON is the JSON form of an instance's suspension.
+type suspensionJSON struct {
+	Reason   string        `json:"reason"`
+	Since    time.Time     `json:"since"`
+	Poisoned bool          `json:"poisoned,omitempty"`
+	Pending  []pendingJSON `json:"pending,omitempty"`
+}
+
+func toSuspensionJSON(s *duro.Suspension) *suspensionJSON {
+	if s == nil {
+		return nil
+	}
+	j := &suspensionJSON{Reason: s.Reason, Since: utc(s.Since), Poisoned: s.Poisoned}
+	for _, pd := range s.Pending {
+		j.Pending = append(j.Pending, toPendingJSON(pd))
+	}
+	return j
+}
+
+// pendingJSON is the JSON form of a task that waits for a decision.
+type pendingJSON struct {
+	TaskID             int                     `json:"taskId"`
+	Activity           string                  `json:"activity"`
+	Attempt            int                     `json:"attempt"`
+	PreviousDeliveryAt time.Time               `json:"previousDeliveryAt,omitzero"`
+	Input              json.RawMessage         `json:"input,omitempty"`
+	Options            backend.ActivityOptions `json:"options"`
+}
+
+func toPendingJSON(pd *duro.PendingDecision) pendingJSON {
+	return pendingJSON{TaskID: pd.TaskID, Activity: pd.Name, Attempt: pd.Attempt,
+		PreviousDeliveryAt: utc(pd.PreviousDeliveryAt), Input: rawJSON(pd.Input), Options: pd.Options}
 }
 
 // failureJSON is the JSON form of a recorded failure.
@@ -135,12 +171,25 @@ func failureText(f *duro.Failure) string {
 }
 
 // renderInstance writes the readable summary of status and start --wait.
-func renderInstance(w io.Writer, i *duro.Instance) error {
+// store is the --store argument that printed commands need ("" for none).
+func renderInstance(w io.Writer, i *duro.Instance, store string) error {
 	type row struct{ k, v string }
 	rows := []row{
 		{"ID", i.ID},
 		{"Name", i.Name},
 		{"Status", string(i.Status)},
+	}
+	if s := i.Suspension; s != nil {
+		rows = append(rows, row{"Suspended", "since " + formatTime(s.Since)})
+		if s.Reason != "" {
+			rows = append(rows, row{"Reason", s.Reason})
+		}
+		if s.Poisoned {
+			rows = append(rows, row{"Poisoned", "yes: a step kept failing before it committed; resuming retries it"})
+		}
+		for _, pd := range s.Pending {
+			rows = append(rows, row{"Awaiting", "a decision on " + pendingText(pd, 60)})
+		}
 	}
 	if i.ParentInstanceID != "" {
 		rows = append(rows, row{"Parent", i.ParentInstanceID})
@@ -163,6 +212,13 @@ func renderInstance(w io.Writer, i *duro.Instance) error {
 	if i.Status == duro.StatusPending {
 		rows = append(rows, row{"Note", "Pending until a worker with " + strconv.Quote(i.Name) + " registered runs it"})
 	}
+	if i.Status == duro.StatusSuspended {
+		var pending []*duro.PendingDecision
+		if i.Suspension != nil {
+			pending = i.Suspension.Pending
+		}
+		rows = append(rows, row{"Resume with", indentLines(strings.Join(resumeCommands(i.ID, pending, store), "\n"), 15)})
+	}
 	var b strings.Builder
 	for _, r := range rows {
 		fmt.Fprintf(&b, "%-14s %s\n", r.k+":", r.v)
@@ -174,4 +230,70 @@ func renderInstance(w io.Writer, i *duro.Instance) error {
 func indentLines(s string, n int) string {
 	pad := strings.Repeat(" ", n)
 	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+}
+
+// pendingText describes a task that waits for a decision on one line, its
+// input cut to limit runes (0: no cut).
+func pendingText(pd *duro.PendingDecision, limit int) string {
+	s := fmt.Sprintf("task #%d %s (attempt %d", pd.TaskID, pd.Name, pd.Attempt)
+	if !pd.PreviousDeliveryAt.IsZero() {
+		s += ", previous delivery " + formatTime(pd.PreviousDeliveryAt)
+	}
+	if len(pd.Input) > 0 {
+		s += ", input " + preview(pd.Input, limit)
+	}
+	return s + ")"
+}
+
+// pendingList names the tasks that wait for a decision: "task #0 (Charge,
+// attempt 2)", "tasks #0 (Charge, attempt 2) and #3 (Ship, attempt 2)".
+func pendingList(pending []*duro.PendingDecision) string {
+	names := make([]string, len(pending))
+	for i, pd := range pending {
+		names[i] = fmt.Sprintf("#%d (%s, attempt %d)", pd.TaskID, pd.Name, pd.Attempt)
+	}
+	switch len(names) {
+	case 0:
+		return "no task"
+	case 1:
+		return "task " + names[0]
+	}
+	return "tasks " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// decisionSyntax is what --decide takes, for messages and help.
+const decisionSyntax = "retry, result:JSON or fail:MESSAGE"
+
+// resumeCommands returns the commands that resume instance id with a
+// decision for each of its pending tasks, each with a comment saying what it
+// does. store is the --store argument the commands need ("" for none).
+func resumeCommands(id string, pending []*duro.PendingDecision, store string) []string {
+	base := "duro resume " + quoteArg(id)
+	switch len(pending) {
+	case 0:
+		return []string{base + store}
+	case 1:
+		pd := pending[0]
+		task := fmt.Sprintf("%s --task %d", base, pd.TaskID)
+		cmds := []string{task + " --retry" + store, task + " --result JSON" + store, task + " --fail MESSAGE" + store}
+		width := 0
+		for _, c := range cmds {
+			width = max(width, utf8.RuneCountInString(c))
+		}
+		notes := []string{
+			fmt.Sprintf("run %s again (attempt %d)", pd.Name, pd.Attempt+1),
+			"complete it with this result; the code does not run",
+			"fail it (OperatorFailed, not retried)",
+		}
+		for i := range cmds {
+			cmds[i] = fmt.Sprintf("%-*s  # %s", width, cmds[i], notes[i])
+		}
+		return cmds
+	}
+	var b strings.Builder
+	b.WriteString(base)
+	for _, pd := range pending {
+		fmt.Fprintf(&b, " --decide %d=DECISION", pd.TaskID)
+	}
+	return []string{b.String() + store, "# DECISION for each task: " + decisionSyntax}
 }

@@ -11,7 +11,10 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show an instance's status, input, output and failure",
 		Long: `Status shows a summary of the instance ID: its status, orchestration name,
 times, input, output and custom status (as JSON) and, for a failed instance,
-the failure's type and message. -o json prints the same as a JSON object.`,
+the failure's type and message. For a suspended instance it shows why and
+since when, whether its step was poisoned, the tasks that await an
+operator's decision, and the command that resumes it. -o json prints the
+same as a JSON object.`,
 		Example: `  duro status order-1
   duro status order-1 -o json | jq .output`,
 		Args: exactArgs("ID"),
@@ -33,7 +36,7 @@ the failure's type and message. -o json prints the same as a JSON object.`,
 			if asJSON {
 				return writeJSON(a.stdout, toInstanceJSON(inst))
 			}
-			return renderInstance(a.stdout, inst)
+			return renderInstance(a.stdout, inst, a.storeArg(cmd))
 		},
 	}
 	addOutputFlag(cmd, &output)

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"duro"
+	"duro/backend/sqlite"
 )
 
 func TestStatus(t *testing.T) {
@@ -81,4 +85,109 @@ func TestStatusErrors(t *testing.T) {
 			cli(t, append(tt.args, "--store", store)...).fails(t, tt.code, tt.err)
 		})
 	}
+}
+
+func TestStatusSuspension(t *testing.T) {
+	t.Parallel()
+	one := newDecisionEnv(t, "one", 1)
+	two := newDecisionEnv(t, "two", 2)
+	poisoned := newPoisonedEnv(t, "sick")
+	tests := []struct {
+		name   string
+		store  string
+		id     string
+		want   []string
+		absent []string
+	}{
+		{"one decision", one.store, "one", []string{
+			"Status:        Suspended\n",
+			"Suspended:     since 2",
+			`Reason:        possible duplicate: activity "Charge" (task 0) attempt 2; an earlier delivery may have run` + "\n",
+			"Awaiting:      a decision on task #0 Charge (attempt 2, previous delivery 2",
+			", input 0)\n",
+			"Resume with:   duro resume one --task 0 --retry --store ",
+			"               duro resume one --task 0 --result JSON --store ",
+			"               duro resume one --task 0 --fail MESSAGE --store ",
+		}, []string{"Poisoned"}},
+		{"two decisions", two.store, "two", []string{
+			"Awaiting:      a decision on task #0 Charge (attempt 2",
+			"Awaiting:      a decision on task #1 Charge (attempt 2",
+			"Resume with:   duro resume two --decide 0=DECISION --decide 1=DECISION --store ",
+			"               # DECISION for each task: retry, result:JSON or fail:MESSAGE\n",
+		}, nil},
+		{"poisoned", poisoned.store, "sick", []string{
+			"Status:        Suspended\n",
+			"Reason:        poisoned: ",
+			"Poisoned:      yes: a step kept failing before it committed; resuming retries it\n",
+			"Resume with:   duro resume sick --store ",
+		}, []string{"Awaiting"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := cli(t, "status", tt.id, "--store", tt.store).ok(t)
+			for _, w := range tt.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+				}
+			}
+			for _, w := range tt.absent {
+				if strings.Contains(r.stdout, w) {
+					t.Errorf("stdout has %q:\n%s", w, r.stdout)
+				}
+			}
+		})
+	}
+
+	t.Run("json", func(t *testing.T) {
+		t.Parallel()
+		r := cli(t, "status", "two", "--store", two.store, "-o", "json").ok(t)
+		var got instanceJSON
+		decodeJSON(t, r.stdout, &got)
+		s := got.Suspension
+		if got.Status != duro.StatusSuspended || s == nil || s.Since.IsZero() || s.Poisoned || !strings.Contains(s.Reason, "possible duplicate") ||
+			len(s.Pending) != 2 || s.Pending[1].TaskID != 1 || s.Pending[1].Activity != "Charge" || s.Pending[1].Attempt != 2 ||
+			compact(t, s.Pending[1].Input) != "1" || s.Pending[1].PreviousDeliveryAt.IsZero() || s.Pending[1].Options.OnDuplicate != "Suspend" {
+			t.Fatalf("suspension %+v\n%s", s, r.stdout)
+		}
+		r = cli(t, "status", "sick", "--store", poisoned.store, "-o", "json").ok(t)
+		var sick instanceJSON
+		decodeJSON(t, r.stdout, &sick)
+		if sick.Suspension == nil || !sick.Suspension.Poisoned || len(sick.Suspension.Pending) != 0 {
+			t.Fatalf("poisoned suspension %+v", sick.Suspension)
+		}
+	})
+}
+
+// newPoisonedEnv starts instance id of an orchestration no worker knows on
+// a worker that gives up on a step after two deliveries: the engine
+// suspends the instance as poisoned.
+func newPoisonedEnv(t *testing.T, id string) *testEnv {
+	t.Helper()
+	path := newStore(t)
+	be, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close() })
+	w, err := duro.NewWorker(be, duro.NewRegistry(), &duro.WorkerOptions{
+		PollInterval: 10 * time.Millisecond, MaxStepDeliveries: 2, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+	})
+	env := &testEnv{store: path, c: duro.NewClient(be, nil)}
+	if _, err := env.c.Start(context.Background(), "Unknown", nil, duro.StartOptions{InstanceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	env.waitFor(t, id, func(i *duro.Instance) bool { return i.Suspension != nil && i.Suspension.Poisoned })
+	return env
 }

@@ -74,6 +74,15 @@ func (a *app) client(cmd *cobra.Command, create bool) (*duro.Client, func(), err
 	return duro.NewClient(be, nil), func() { _ = be.Close() }, nil
 }
 
+// storeArg is the --store argument of the commands the CLI prints: empty
+// unless --store was given (DURO_STORE carries over to a printed command).
+func (a *app) storeArg(cmd *cobra.Command) string {
+	if !cmd.Flags().Changed("store") {
+		return ""
+	}
+	return " --store " + quoteArg(a.store)
+}
+
 // explain turns the SDK's sentinel errors about instance id into messages
 // that say what to do; other errors are returned as they are.
 func explain(ctx context.Context, c *duro.Client, id string, err error) error {
@@ -84,6 +93,16 @@ func explain(ctx context.Context, c *duro.Client, id string, err error) error {
 		}
 		return " (" + string(inst.Status) + ")"
 	}
+	pending := func() (*duro.Instance, []*duro.PendingDecision) {
+		inst, gerr := c.Get(ctx, id)
+		if gerr != nil {
+			return nil, nil
+		}
+		if inst.Suspension == nil {
+			return inst, nil
+		}
+		return inst, inst.Suspension.Pending
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -93,6 +112,16 @@ func explain(ctx context.Context, c *duro.Client, id string, err error) error {
 		return fmt.Errorf("instance %q has already finished%s", id, status())
 	case errors.Is(err, duro.ErrInstanceNotFinished):
 		return fmt.Errorf("instance %q has not finished%s; only finished instances can be purged (terminate it first)", id, status())
+	case errors.Is(err, duro.ErrInstanceNotFailed):
+		if inst, gerr := c.Get(ctx, id); gerr == nil {
+			return fmt.Errorf("instance %q is %s, not Failed: only Failed instances can be rewound", id, inst.Status)
+		}
+		return fmt.Errorf("instance %q has not failed: only Failed instances can be rewound", id)
+	case errors.Is(err, duro.ErrDecisionRequired):
+		_, p := pending()
+		return decisionRequired(id, p, nil)
+	case errors.Is(err, duro.ErrNoPendingDecision):
+		return noPendingDecision(id, nil)(pending())
 	case errors.Is(err, duro.ErrInstanceExists):
 		inst, gerr := c.Get(ctx, id)
 		switch {
@@ -105,4 +134,59 @@ func explain(ctx context.Context, c *duro.Client, id string, err error) error {
 		}
 	}
 	return err
+}
+
+// decisionRequired explains that a resume of instance id lacks decisions:
+// pending are the tasks that wait for one, decided those the resume decides.
+func decisionRequired(id string, pending []*duro.PendingDecision, decided map[int]bool) error {
+	var missing []*duro.PendingDecision
+	for _, pd := range pending {
+		if !decided[pd.TaskID] {
+			missing = append(missing, pd)
+		}
+	}
+	switch {
+	case len(pending) == 0:
+		return fmt.Errorf("instance %q waits for decisions on tasks that changed meanwhile: run 'duro decisions' and try again", id)
+	case len(pending) == 1:
+		return fmt.Errorf("instance %q waits for a decision on %s: resume it with one of --retry, --result JSON or --fail MESSAGE (see 'duro decisions')",
+			id, pendingList(pending))
+	case len(decided) > 0:
+		return fmt.Errorf("instance %q also waits for a decision on %s: a resume decides every waiting task; add --decide N=DECISION for each (DECISION: %s)",
+			id, pendingList(missing), decisionSyntax)
+	}
+	var flags []string
+	for _, pd := range pending {
+		flags = append(flags, fmt.Sprintf("--decide %d=DECISION", pd.TaskID))
+	}
+	return fmt.Errorf("instance %q waits for decisions on %s: a resume decides each one, with %s (DECISION: %s; see 'duro decisions')",
+		id, pendingList(pending), strings.Join(flags, " "), decisionSyntax)
+}
+
+// noPendingDecision explains that a resume of instance inst (nil if it
+// could not be read) decided tasks that do not wait for a decision: tasks,
+// if known.
+func noPendingDecision(id string, tasks []int) func(*duro.Instance, []*duro.PendingDecision) error {
+	return func(inst *duro.Instance, pending []*duro.PendingDecision) error {
+		switch {
+		case inst == nil:
+			return fmt.Errorf("no task of instance %q waits for a decision", id)
+		case inst.Status != duro.StatusSuspended:
+			return fmt.Errorf("instance %q is %s, not Suspended: no task waits for a decision", id, inst.Status)
+		case len(pending) == 0:
+			return fmt.Errorf("no task of instance %q waits for a decision: resume it without --retry, --result, --fail or --decide", id)
+		}
+		which := "a decision names a task that does not wait for one"
+		if len(tasks) > 0 {
+			names := make([]string, len(tasks))
+			for i, t := range tasks {
+				names[i] = fmt.Sprintf("#%d", t)
+			}
+			which = "task " + names[0] + " does not wait for a decision"
+			if len(tasks) > 1 {
+				which = "tasks " + strings.Join(names, ", ") + " do not wait for a decision"
+			}
+		}
+		return fmt.Errorf("%s: instance %q waits on %s (see 'duro decisions')", which, id, pendingList(pending))
+	}
 }

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -57,6 +58,7 @@ func planStep(wi *backend.OrchestrationWorkItem, now time.Time, logger logFunc) 
 					ev.Name, ev.TaskID, ev.Attempt), now, true)
 			}
 			pl.susp.Pending = append(pl.susp.Pending, pd)
+			sort.Slice(pl.susp.Pending, func(i, j int) bool { return pl.susp.Pending[i].TaskID < pl.susp.Pending[j].TaskID })
 			pl.events = append(pl.events, &backend.Event{Type: backend.EventTaskDuplicate, TaskID: ev.TaskID, Name: ev.Name,
 				Attempt: ev.Attempt, FireAt: ev.FireAt, Timestamp: now})
 			pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionSuspended, Reason: pl.susp.Reason,

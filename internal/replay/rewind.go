@@ -42,7 +42,13 @@ func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now
 	}
 	tasks := map[int]*state{}
 	maxID := -1
+	// attempts is the highest delivery attempt history mentions per task
+	// (results, failures, duplicates), so re-runs continue the numbering.
+	attempts := map[int]int{}
 	for i, e := range h {
+		if e.Attempt > attempts[e.TaskID] && (completionKind[e.Type] != "" || e.Type == backend.EventTaskDuplicate) {
+			attempts[e.TaskID] = e.Attempt
+		}
 		switch {
 		case isScheduling(e.Type):
 			maxID = max(maxID, e.TaskID)
@@ -85,9 +91,8 @@ func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now
 			if s.sched.Activity != nil {
 				opts = *s.sched.Activity
 			}
-			prior := 1 // a task lost with the failure may have run
+			prior := max(attempts[id], 1) // a task lost with the failure may have run
 			if s.failed != nil {
-				prior = s.failed.Attempt
 				opts.ApprovedAttempt = prior + 1 // it failed: running it again is the rewind's point
 			}
 			pl.tasks = append(pl.tasks, &backend.ActivityTask{ID: msgID + suffix, InstanceID: inst.ID,

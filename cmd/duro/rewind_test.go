@@ -1,0 +1,101 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"duro"
+)
+
+func TestRewind(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) (*testEnv, string)
+		output  string
+		history []string
+	}{
+		{
+			name: "failed activity",
+			setup: func(t *testing.T) (*testEnv, string) {
+				env := newTestEnv(t)
+				cli(t, "start", "FailOnce", "--store", env.store, "--id", "r").ok(t)
+				return env, "r"
+			},
+			output: `"a@1,b@2,c@1"`,
+			history: []string{"TaskFailed                  #1  Step       attempt 1", "failed: Down: step b is down",
+				"ExecutionRewound                           reason: the cause is fixed  re-runs #1 Step",
+				"TaskCompleted               #1  Step       attempt 2"},
+		},
+		{
+			name: "operator-failed decision",
+			setup: func(t *testing.T) (*testEnv, string) {
+				env := newDecisionEnv(t, "pay", 1)
+				cli(t, "resume", "pay", "--fail", "refunded", "--store", env.store).ok(t)
+				return env.testEnv, "pay"
+			},
+			history: []string{`decisions: #0 fail: "refunded"`, "re-runs #0 Charge"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env, id := tt.setup(t)
+			if inst := env.wait(t, id); inst.Status != duro.StatusFailed {
+				t.Fatalf("%s is %s before the rewind", id, inst.Status)
+			}
+			r := cli(t, "rewind", id, "--reason", "the cause is fixed", "--store", env.store).ok(t)
+			if want := id + " rewound: it is Running again, and a worker re-runs its failed tasks at its next step\n"; r.stdout != want {
+				t.Errorf("stdout %q, want %q", r.stdout, want)
+			}
+			inst := env.wait(t, id)
+			if inst.Status != duro.StatusCompleted || tt.output != "" && string(inst.RawOutput) != tt.output {
+				t.Fatalf("after the rewind: %s %s %v", inst.Status, inst.RawOutput, inst.Failure)
+			}
+			h := cli(t, "history", id, "--store", env.store).ok(t)
+			for _, w := range append(tt.history, "ExecutionRewound", "reason: the cause is fixed") {
+				if !strings.Contains(h.stdout, w) {
+					t.Errorf("history lacks %q:\n%s", w, h.stdout)
+				}
+			}
+			cli(t, "rewind", id, "--store", env.store).fails(t, exitFailure,
+				`instance "`+id+`" is Completed, not Failed: only Failed instances can be rewound`)
+			cli(t, "purge", id, "--store", env.store).ok(t)
+			cli(t, "rewind", id, "--store", env.store).fails(t, exitFailure, `no instance with ID "`+id+`"`)
+		})
+	}
+}
+
+func TestRewindErrors(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	cli(t, "start", "WaitForGo", "--store", env.store, "--id", "running").ok(t)
+	env.waitRunning(t, "running")
+	cli(t, "start", "WaitForGo", "--store", env.store, "--id", "stopped").ok(t)
+	env.waitRunning(t, "stopped")
+	cli(t, "terminate", "stopped", "--store", env.store).ok(t)
+	env.wait(t, "stopped")
+	store := newStore(t)
+	cli(t, "start", "Nobody", "--store", store, "--id", "pending").ok(t)
+	tests := []struct {
+		name  string
+		store string
+		args  []string
+		code  int
+		err   string
+	}{
+		{"unknown ID", env.store, []string{"rewind", "ghost"}, exitFailure, `no instance with ID "ghost"`},
+		{"running", env.store, []string{"rewind", "running"}, exitFailure,
+			`instance "running" is Running, not Failed: only Failed instances can be rewound`},
+		{"terminated", env.store, []string{"rewind", "stopped"}, exitFailure, `instance "stopped" is Terminated, not Failed`},
+		{"pending", store, []string{"rewind", "pending"}, exitFailure, `instance "pending" is Pending, not Failed`},
+		{"no ID", store, []string{"rewind"}, exitUsage, "(ID)"},
+		{"two IDs", store, []string{"rewind", "a", "b"}, exitUsage, "want 1 argument(s) (ID), got 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cli(t, append([]string{"--store", tt.store}, tt.args...)...).fails(t, tt.code, tt.err)
+		})
+	}
+}
