@@ -142,6 +142,7 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 		a.rewindCmd(),
 		a.terminateCmd(),
 		a.purgeCmd(),
+		a.entityCmd(),
 		a.versionCmd(),
 	)
 	return root
