@@ -12,6 +12,7 @@ import (
 	"duro/backend"
 	"duro/internal/dispatch"
 	"duro/internal/fault"
+	"duro/internal/telemetry"
 )
 
 // activityRun is one delivery of an activity task being executed.
@@ -24,6 +25,9 @@ type activityRun struct {
 	lease  time.Duration
 	ctx    context.Context // cancelled when the worker aborts or the lease is lost
 	cancel context.CancelCauseFunc
+	// outcome and outcomeErr end the delivery's span.
+	outcome    string
+	outcomeErr error
 }
 
 // runActivity executes one delivery of an activity task: it keeps the lease
@@ -48,7 +52,10 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 		w.stats.redeliveries.Add(1)
 		r.log.Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
 	}
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	// The code's context carries the delivery's span, for its own spans.
+	spanCtx, span := telemetry.StartActivity(ctx, w.tr, wi)
+	defer func() { telemetry.End(span, r.outcome, r.outcomeErr) }()
+	r.ctx, r.cancel = context.WithCancelCause(spanCtx)
 	defer r.cancel(nil)
 	stopRenew := r.keepLease()
 
@@ -57,10 +64,12 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 
 	if cause := context.Cause(r.ctx); errors.Is(cause, backend.ErrLeaseLost) {
 		w.stats.staleRejected.Add(1)
+		r.outcome, r.outcomeErr = telemetry.OutcomeLeaseLost, cause
 		r.log.Warn("duro: activity lost its lease while running; its result is discarded", "err", cause)
 		return
 	}
 	if errors.Is(abandon, errSuspendForDecision) {
+		r.outcome = telemetry.OutcomeDuplicate
 		r.completeEvent(ctx, &backend.Event{Type: backend.EventTaskDuplicate, TaskID: task.TaskID, Name: task.Name,
 			Attempt: wi.Attempt, FireAt: wi.PreviousDeliveryAt, Timestamp: time.Now().UTC()})
 		return
@@ -69,6 +78,7 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 		// Hand the task back: the worker is stopping and the code gave up,
 		// or a reconciliation failed and should be tried again later.
 		var retryAt time.Time
+		r.outcome, r.outcomeErr = telemetry.OutcomeHandedBack, abandon
 		if abandon != nil {
 			retryAt = time.Now().Add(w.opts.PollInterval * 10)
 			r.log.Warn("duro: activity delivery handed back", "err", abandon)
@@ -79,6 +89,14 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 			r.log.Warn("duro: abandon activity", "err", err)
 		}
 		return
+	}
+	switch {
+	case failure != nil && failure.Type == FailureTypePoisoned:
+		r.outcome = telemetry.OutcomePoisoned
+	case failure != nil:
+		r.outcome = telemetry.OutcomeFailed
+	default:
+		r.outcome = telemetry.OutcomeCompleted
 	}
 	r.complete(ctx, result, failure)
 }
@@ -156,7 +174,7 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 			return sendToEntity(r.ctx, w.be, entityRequest(id, op, b, msgID))
 		},
 	}
-	if !task.Options.AtMostOnce || wi.Attempt == 1 || wi.Attempt == task.Options.ApprovedAttempt {
+	if !task.Options.AtMostOnce || wi.Attempt == 1 || wi.Attempt == task.Options.ApprovedAttempt || fault.Broken(fault.BreakAtMostOnce) {
 		result, failure = r.call(actx)
 		return result, failure, nil
 	}
@@ -274,8 +292,10 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 		fault.Point(fault.ActivityAfterComplete)
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
+		r.outcome, r.outcomeErr = telemetry.OutcomeLeaseLost, err
 		r.log.Warn("duro: stale activity completion rejected; a newer delivery holds the task", "err", err)
 	default:
 		r.log.Error("duro: activity completion not committed; the task will be delivered again", "err", err)
+		r.outcome, r.outcomeErr = telemetry.OutcomeError, err
 	}
 }

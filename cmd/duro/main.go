@@ -143,6 +143,7 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 		a.terminateCmd(),
 		a.purgeCmd(),
 		a.entityCmd(),
+		a.chaosCmd(),
 		a.versionCmd(),
 	)
 	return root

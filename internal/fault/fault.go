@@ -39,7 +39,9 @@ const (
 
 var (
 	enabled atomic.Bool
-	mu      sync.Mutex
+	// broken is the deliberate bug armed by DURO_TEST_BREAK.
+	broken string
+	mu     sync.Mutex
 	// remaining maps a point to the passes left before it fires.
 	remaining = map[string]int{}
 )
@@ -48,12 +50,17 @@ var (
 // processes call it.
 func EnableFromEnv() {
 	spec := os.Getenv("DURO_TEST_FAULT")
-	if spec == "" {
+	mu.Lock()
+	broken = os.Getenv("DURO_TEST_BREAK")
+	if spec == "" && broken == "" {
+		mu.Unlock()
 		return
 	}
-	mu.Lock()
 	defer mu.Unlock()
 	for _, part := range strings.Split(spec, ",") {
+		if part == "" {
+			continue
+		}
 		name, nth, _ := strings.Cut(strings.TrimSpace(part), "@")
 		n := 1
 		if nth != "" {
@@ -65,6 +72,17 @@ func EnableFromEnv() {
 	}
 	enabled.Store(true)
 }
+
+// Break names the deliberate bugs a harness can arm to prove it catches
+// them.
+const (
+	// BreakAtMostOnce runs an at-most-once activity's code on every attempt.
+	BreakAtMostOnce = "at-most-once"
+)
+
+// Broken reports whether the deliberate bug name is armed (by
+// DURO_TEST_BREAK, read by EnableFromEnv). Only harness tests arm one.
+func Broken(name string) bool { return enabled.Load() && broken == name }
 
 // Point kills the process if name is armed and this is the pass it waits
 // for. It costs one atomic load when nothing is armed.

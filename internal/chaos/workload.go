@@ -1,0 +1,134 @@
+// Package chaos is duro's chaos harness: it runs a mixed workload on worker
+// processes that it kills, pauses and cuts off while they work, and then
+// checks — against a ledger kept outside the engine — that no instance was
+// lost, no at-most-once activity ran twice, no at-least-once call was skipped,
+// and every task delivered exactly one result. `duro chaos` runs it.
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"duro"
+)
+
+// The workload's orchestrations, one per shape.
+const (
+	WorkSequence     = "ChaosSequence"
+	WorkFanOut       = "ChaosFanOut"
+	WorkParent       = "ChaosParent"
+	WorkEvent        = "ChaosEvent"
+	WorkPayFail      = "ChaosPayFail"
+	WorkPaySuspend   = "ChaosPaySuspend"
+	WorkPayReconcile = "ChaosPayReconcile"
+)
+
+// Shapes lists the workload's orchestrations in the order they are started.
+var Shapes = []string{WorkSequence, WorkFanOut, WorkParent, WorkEvent, WorkPayFail, WorkPaySuspend, WorkPayReconcile}
+
+// Ledger policies.
+const (
+	policyALO = "alo"
+	policyAMO = "amo"
+)
+
+// duplicateFailure is the designed failure of WorkPayFail.
+const duplicateFailure = "charge may have run twice; refusing to continue"
+
+// EventName is the event WorkEvent waits for; the coordinator raises it.
+const EventName = "go"
+
+// Register registers the workload's code, recording executions in l.
+func Register(reg *duro.Registry, l *Ledger) {
+	effect := func(ctx duro.ActivityContext, policy string, minMS, maxMS int) error {
+		if err := l.Record(ctx, ctx.InstanceID(), ctx.TaskID(), ctx.Name(), ctx.Attempt(), policy); err != nil {
+			return err
+		}
+		// The "effect": long enough to be killed in the middle of it.
+		t := time.NewTimer(time.Duration(minMS+rand.IntN(maxMS-minMS)) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	duro.RegisterActivity(reg, "ChaosStep", func(ctx duro.ActivityContext, n int) (int, error) {
+		return n + 1, effect(ctx, policyALO, 0, 40)
+	})
+	duro.RegisterActivity(reg, "ChaosCharge", func(ctx duro.ActivityContext, _ string) (string, error) {
+		return "charged", effect(ctx, policyAMO, 50, 300)
+	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, Reconcile: func(ctx duro.ActivityContext, _ *duro.Payload) (duro.ReconcileDecision, error) {
+		ran, err := l.Ran(ctx, ctx.InstanceID(), ctx.TaskID())
+		switch {
+		case err != nil:
+			return duro.ReconcileDecision{}, err
+		case ran:
+			return duro.ReconcileResult("reconciled"), nil
+		}
+		return duro.ReconcileRetry(), nil
+	}})
+
+	duro.RegisterOrchestration(reg, WorkSequence, func(ctx *duro.OrchestrationContext, _ any) (int, error) {
+		n := 0
+		for range 3 {
+			if err := ctx.CallActivity("ChaosStep", n).Await(&n); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
+	duro.RegisterOrchestration(reg, WorkFanOut, func(ctx *duro.OrchestrationContext, _ any) (int, error) {
+		ts := make([]*duro.Task, 5)
+		for i := range ts {
+			ts[i] = ctx.CallActivity("ChaosStep", i)
+		}
+		if err := ctx.AwaitAll(ts...); err != nil {
+			return 0, err
+		}
+		sum := 0
+		for _, t := range ts {
+			var v int
+			_ = t.Await(&v)
+			sum += v
+		}
+		return sum, nil
+	})
+	duro.RegisterOrchestration(reg, WorkParent, func(ctx *duro.OrchestrationContext, _ any) (int, error) {
+		var n int
+		if err := ctx.CallSubOrchestration(WorkSequence, nil).Await(&n); err != nil {
+			return 0, err
+		}
+		return n, ctx.Sleep(100 * time.Millisecond)
+	})
+	duro.RegisterOrchestration(reg, WorkEvent, func(ctx *duro.OrchestrationContext, _ any) (string, error) {
+		var s string
+		if err := ctx.WaitForEvent(EventName, 10*time.Minute).Await(&s); err != nil {
+			return "", err
+		}
+		var n int
+		return s, ctx.CallActivity("ChaosStep", 1).Await(&n)
+	})
+	pay := func(on duro.OnDuplicate) func(*duro.OrchestrationContext, any) (string, error) {
+		return func(ctx *duro.OrchestrationContext, _ any) (string, error) {
+			var s string
+			err := ctx.CallActivity("ChaosCharge", "card", duro.CallOptions{OnDuplicate: on}).Await(&s)
+			if errors.Is(err, duro.ErrPossibleDuplicate) {
+				return "", duro.NewNonRetryableError("Duplicate", duplicateFailure)
+			}
+			return s, err
+		}
+	}
+	duro.RegisterOrchestration(reg, WorkPayFail, pay(duro.OnDuplicateFail))
+	duro.RegisterOrchestration(reg, WorkPaySuspend, pay(duro.OnDuplicateSuspend))
+	duro.RegisterOrchestration(reg, WorkPayReconcile, pay(duro.OnDuplicateReconcile))
+}
+
+// startShape starts one instance of a shape.
+func startShape(ctx context.Context, c *duro.Client, shape string, n int) (string, error) {
+	return c.Start(ctx, shape, nil, duro.StartOptions{InstanceID: fmt.Sprintf("chaos-%06d-%s", n, shape)})
+}
