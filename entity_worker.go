@@ -67,9 +67,11 @@ func decodeEnvelope(b []byte) (*entityEnvelope, error) {
 	return env, nil
 }
 
-// continueAsNewAfter bounds the consumed-message record of an entity's
-// execution.
-const continueAsNewAfter = 5000
+// An entity continues as new (which clears the store's record of the
+// messages its execution consumed) once it has consumed as many messages as
+// its dedup window holds, so that the window, which keeps the latest IDs,
+// always covers what the cleared record covered: deduplication by count has
+// no gap.
 
 // entityStep runs one batch of an entity's requests.
 type entityStep struct {
@@ -122,7 +124,7 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	env.Modified = now
 	if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && len(env.Window) <= 1 {
 		s.out.Status = backend.StatusCompleted
-	} else if env.Consumed > continueAsNewAfter {
+	} else if env.Consumed > s.w.opts.EntityDedupWindow {
 		env.Consumed = 0
 		s.out.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: uuid.NewString()}
 	}

@@ -11,10 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"duro/backend"
 	"duro/internal/dispatch"
 	"duro/internal/fault"
 	"duro/internal/replay"
+	"duro/internal/telemetry"
 )
 
 // WorkerOptions configure a Worker. The zero value is usable: every field has
@@ -62,11 +66,15 @@ type WorkerOptions struct {
 	EntityDedupAge time.Duration
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Tracer receives a span for each orchestration step and each activity
+	// delivery, all of an execution's spans in one trace (see
+	// docs/server.md). Default: a no-op provider.
+	Tracer trace.TracerProvider
 }
 
 // Defaults of an entity's window of processed request IDs.
 const (
-	DefaultEntityDedupWindow = 10000
+	DefaultEntityDedupWindow = 5000
 	DefaultEntityDedupAge    = 7 * 24 * time.Hour
 )
 
@@ -112,6 +120,9 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Tracer == nil {
+		o.Tracer = noop.NewTracerProvider()
+	}
 	return o
 }
 
@@ -146,6 +157,7 @@ type Worker struct {
 	opts WorkerOptions
 	p    payloads
 	log  *slog.Logger
+	tr   trace.Tracer
 
 	stats workerStats
 
@@ -175,7 +187,7 @@ func NewWorker(be backend.Backend, reg *Registry, opts *WorkerOptions) (*Worker,
 		limit = 0
 	}
 	return &Worker{be: be, reg: reg, opts: o, p: payloads{codec: o.Codec, limit: limit},
-		log: o.Logger.With("worker", o.Name)}, nil
+		log: o.Logger.With("worker", o.Name), tr: o.Tracer.Tracer(telemetry.ScopeName)}, nil
 }
 
 // Start launches the worker's loops and returns. They run until Stop.
@@ -194,27 +206,53 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.cancelClaim, w.cancelWork = cancelClaim, cancelWork
 	w.done = make(chan struct{})
 
-	var wake func() <-chan struct{}
+	var orchWake, actWake func() <-chan struct{}
 	if n, ok := w.be.(backend.WorkNotifier); ok {
-		wake = n.WorkAvailable
+		orchWake, actWake = n.WorkAvailable, n.WorkAvailable
 	}
+	// A backend that tells the kinds of work apart wakes each loop only for
+	// its own (the SQLite backend does): an activity result does not send
+	// the activity loop to claim in vain, nor a scheduled activity the
+	// orchestration loop.
+	if n, ok := w.be.(interface {
+		OrchestrationWorkAvailable() <-chan struct{}
+		ActivityWorkAvailable() <-chan struct{}
+	}); ok {
+		orchWake, actWake = n.OrchestrationWorkAvailable, n.ActivityWorkAvailable
+	}
+	orchClaim := &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.OrchestrationLeaseDuration}
+	actClaim := &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.ActivityLeaseDuration}
 	orch := &dispatch.Loop[*backend.OrchestrationWorkItem]{
 		Name: "orchestration", Concurrency: w.opts.OrchestrationConcurrency, PollInterval: w.opts.PollInterval,
-		Wake: wake, Logger: w.log,
+		Wake: orchWake, Logger: w.log,
 		Claim: func(ctx context.Context) (*backend.OrchestrationWorkItem, bool, error) {
-			wi, err := w.be.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.OrchestrationLeaseDuration})
+			p := *orchClaim
+			wi, err := w.be.ClaimOrchestrationStep(ctx, &p)
 			return wi, wi != nil, err
 		},
 		Handle: w.runStep,
 	}
 	act := &dispatch.Loop[*backend.ActivityWorkItem]{
 		Name: "activity", Concurrency: w.opts.ActivityConcurrency, PollInterval: w.opts.PollInterval,
-		Wake: wake, Logger: w.log,
+		Wake: actWake, Logger: w.log,
 		Claim: func(ctx context.Context) (*backend.ActivityWorkItem, bool, error) {
-			wi, err := w.be.ClaimActivity(ctx, &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.ActivityLeaseDuration})
+			p := *actClaim
+			wi, err := w.be.ClaimActivity(ctx, &p)
 			return wi, wi != nil, err
 		},
 		Handle: w.runActivity,
+	}
+	// A backend that claims several work items in one commit fills every
+	// free slot at once.
+	if bc, ok := w.be.(backend.BatchClaimer); ok {
+		orch.ClaimBatch = func(ctx context.Context, max int) ([]*backend.OrchestrationWorkItem, error) {
+			p := *orchClaim
+			return bc.ClaimOrchestrationSteps(ctx, &p, max)
+		}
+		act.ClaimBatch = func(ctx context.Context, max int) ([]*backend.ActivityWorkItem, error) {
+			p := *actClaim
+			return bc.ClaimActivities(ctx, &p, max)
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -271,11 +309,15 @@ func (w *Worker) lookup(name string) (replay.Orchestrator, bool) {
 func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem) {
 	inst := wi.Instance
 	log := w.log.With("instance", inst.ID, "orchestration", inst.Name, "step_attempt", wi.Attempt)
+	ctx, span := telemetry.StartStep(ctx, w.tr, wi)
+	outcome, spanErr := telemetry.OutcomeCommitted, error(nil)
+	defer func() { telemetry.End(span, outcome, spanErr) }()
 	var params *backend.CompleteOrchestrationStepParams
 	if wi.Deliveries > w.opts.MaxStepDeliveries {
 		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
 		log.Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
 		w.stats.stepsPoisoned.Add(1)
+		outcome = telemetry.OutcomePoisoned
 		params = replay.PoisonStep(wi, reason, time.Now())
 	} else {
 		var err error
@@ -287,6 +329,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		if err != nil {
 			// Hand the step back; after MaxStepDeliveries it is poisoned.
 			log.Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
+			outcome, spanErr = telemetry.OutcomeHandedBack, err
 			w.abandonStep(wi, time.Now().Add(10*w.opts.PollInterval))
 			return
 		}
@@ -299,15 +342,18 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	switch {
 	case err == nil:
 		w.stats.stepsCompleted.Add(1)
+		span.SetAttributes(telemetry.AttrStatus.String(string(params.Status)))
 		fault.Point(fault.StepAfterCommit)
 		if params.Status.IsTerminal() || params.Status == backend.StatusSuspended {
 			log.Debug("duro: orchestration step committed", "status", params.Status)
 		}
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
+		outcome, spanErr = telemetry.OutcomeLeaseLost, err
 		log.Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
 	default:
 		log.Error("duro: orchestration step not committed; it will be delivered again", "err", err)
+		outcome, spanErr = telemetry.OutcomeError, err
 		w.abandonStep(wi, time.Time{})
 	}
 }
