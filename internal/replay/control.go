@@ -69,7 +69,11 @@ func planStep(wi *backend.OrchestrationWorkItem, now time.Time, logger logFunc) 
 				continue // idempotent
 			}
 			if err := checkDecisions(pl.susp, ev.Decisions); err != nil {
+				// The pending tasks changed since the client checked: record
+				// the refusal so that operators see it, and stay suspended.
 				logger("duro: resume refused; the instance stays suspended", "instance", inst.ID, "err", err)
+				pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionSuspended,
+					Reason: "resume refused (" + err.Error() + "): " + pl.susp.Reason, Suspension: cloneSuspension(pl.susp), Timestamp: now})
 				continue
 			}
 			pl.resume(wi, ev, now)
