@@ -112,6 +112,9 @@ func (a *app) demoStore(cmd *cobra.Command, keep bool) (path string, temp bool, 
 }
 
 func (a *app) runDemo(cmd *cobra.Command, keep bool) error {
+	if a.server != "" {
+		return a.runRemoteDemo(cmd)
+	}
 	ctx := cmd.Context()
 	out := &demoPrinter{w: a.stdout, start: time.Now()}
 	path, temp, cleanup, err := a.demoStore(cmd, keep)

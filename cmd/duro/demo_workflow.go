@@ -218,7 +218,7 @@ func (d *demoActivities) chargePayment(ctx duro.ActivityContext, o demoOrder) (s
 // delivery only; the demo stops the worker under that delivery.
 func (d *demoActivities) chargeCard(ctx duro.ActivityContext, o demoOrder) (string, error) {
 	d.out.activity(ctx, "charging %s to %s's card", money(o.AmountCents), o.Customer)
-	if d.cardInterrupted.CompareAndSwap(false, true) {
+	if ctx.IsFirstAttempt() && d.cardInterrupted.CompareAndSwap(false, true) {
 		close(d.cardCharging) // the demo now stops this worker
 		t := time.NewTimer(demoHangLimit)
 		defer t.Stop()

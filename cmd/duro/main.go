@@ -82,6 +82,10 @@ type app struct {
 
 	store   string
 	timeout time.Duration
+	// server, token and tokenFile are --server, --token and --token-file:
+	// the API the instance commands act through, and its bearer token
+	// (which 'duro server' requires of its clients).
+	server, token, tokenFile string
 
 	// running is set once cobra has parsed and validated the command line,
 	// so errors after it are the command's own, not usage errors.
@@ -101,6 +105,8 @@ terminate and purge them.
 The store is a SQLite file, named by --store or the DURO_STORE environment
 variable (default: duro.db in the current directory). Instances run only
 where a duro.Worker with their orchestrations registered polls the same store.
+With --server URL (or DURO_SERVER) the commands act through the API of a
+'duro server' instead; 'duro server' also serves a web dashboard.
 
 New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 		SilenceErrors: true,
@@ -109,7 +115,7 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 			if a.timeout < 0 {
 				return usageErrorf("--timeout must not be negative")
 			}
-			if a.timeout > 0 {
+			if a.timeout > 0 && cmd.Annotations[annotationTimeout] != "none" {
 				ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
 				a.cancel = cancel
 				cmd.SetContext(ctx)
@@ -128,6 +134,9 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.store, "store", store, "the store: a SQLite file path (env DURO_STORE)")
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "give up after this long, waiting included (0: no limit)")
+	pf.StringVar(&a.server, "server", a.getenv("DURO_SERVER"), "act through the API of the duro server at this `URL` instead of opening --store (env DURO_SERVER)")
+	pf.StringVar(&a.token, "token", "", "the bearer token of the server's API (env DURO_TOKEN)")
+	pf.StringVar(&a.tokenFile, "token-file", "", "read the bearer token from this `FILE`")
 
 	root.AddCommand(
 		a.demoCmd(),
@@ -144,6 +153,8 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 		a.purgeCmd(),
 		a.entityCmd(),
 		a.chaosCmd(),
+		a.benchCmd(), a.benchWorkerCmd(),
+		a.serverCmd(),
 		a.versionCmd(),
 	)
 	return root

@@ -81,7 +81,7 @@ its status; the exit status is then non-zero unless it Completed.`,
 }
 
 // waitError explains why waiting for an instance ended early.
-func waitError(ctx context.Context, c *duro.Client, id, name string, timeout time.Duration, err error) error {
+func waitError(ctx context.Context, c instanceAPI, id, name string, timeout time.Duration, err error) error {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

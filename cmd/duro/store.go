@@ -57,7 +57,15 @@ func storeExists(spec string) (bool, error) {
 
 // client opens the store and returns a client for it, with the function that
 // closes it. Unless create is set, a store that does not exist is an error.
-func (a *app) client(cmd *cobra.Command, create bool) (*duro.Client, func(), error) {
+// With --server it returns a client of that server's API instead.
+func (a *app) client(cmd *cobra.Command, create bool) (instanceAPI, func(), error) {
+	if a.server != "" {
+		c, err := a.remote(cmd)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() {}, nil
+	}
 	if !create {
 		ok, err := storeExists(a.store)
 		if err != nil {
@@ -85,7 +93,7 @@ func (a *app) storeArg(cmd *cobra.Command) string {
 
 // explain turns the SDK's sentinel errors about instance id into messages
 // that say what to do; other errors are returned as they are.
-func explain(ctx context.Context, c *duro.Client, id string, err error) error {
+func explain(ctx context.Context, c instanceAPI, id string, err error) error {
 	status := func() string {
 		inst, gerr := c.Get(ctx, id)
 		if gerr != nil {

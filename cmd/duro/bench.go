@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"duro"
+	"duro/bench/workload"
+)
+
+// benchOptions are the flags of duro bench.
+type benchOptions struct {
+	workloads   string
+	n           int
+	workers     int
+	concurrency string
+	repeat      int
+	output      string
+	fsync       bool
+	cpuprofile  string
+}
+
+// benchReport is what duro bench prints.
+type benchReport struct {
+	Machine string `json:"machine"`
+	Backend string `json:"backend"`
+	// FsyncPerSec is the disk's rate of 4 KiB appends with fsync, measured
+	// in the store's directory (--fsync).
+	FsyncPerSec float64            `json:"fsync_per_s,omitempty"`
+	FsyncDir    string             `json:"fsync_dir,omitempty"`
+	Results     []*workload.Result `json:"results"`
+}
+
+func (a *app) benchCmd() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput, latency, memory and store size of named workloads",
+		Long: `Bench runs named workloads on a fresh store and reports, for each,
+instances/s, activities/s, orchestration steps committed/s, the p50 and p99
+latency of an instance (from its start to the completion time the store
+records), the peak RSS of the bench process and of each worker process, and
+the store's size afterwards.
+
+Workloads (--workload, a comma-separated list or all):
+  sequence    N instances of a 3-activity chain ("hello cities")
+  fanout      one instance fanning out to N activities and back in
+  mixed       N instances of an activity, a 100ms durable timer, a wait for an
+              external event (raised right after the start) and two more
+              activities
+  atmostonce  sequence with every activity at-most-once
+
+-n sets N (default: 500 for sequence and atmostonce, 1000 for fanout, 300
+for mixed). Instances are started by 8 goroutines at once.
+
+The store is a new SQLite file (with the default durability settings: WAL,
+synchronous=FULL), deleted afterwards: --store names it (it must not exist;
+default: a temporary directory), or a PostgreSQL URL, in whose database
+every run gets a new schema, dropped afterwards.
+
+With --workers 1 (the default) the worker runs in the bench process; with
+more, bench starts that many 'duro bench-worker' processes on the store and
+only starts and measures instances itself. --concurrency sets each worker's
+orchestration and activity concurrency (0: the worker defaults); a
+comma-separated list runs each value. --repeat runs each configuration
+several times and reports the median of each figure.
+
+--fsync first measures the disk's fsync rate in the store's directory: the
+reference for steps/s, as a commit under synchronous=FULL costs an fsync.
+--cpuprofile writes a CPU profile of the bench process (read it with 'go
+tool pprof -top').
+
+The machine is shared by whatever else runs on it: compare figures from the
+same run, and repeat.`,
+		Example: `  duro bench
+  duro bench --workload sequence -n 2000 --repeat 3 --fsync
+  duro bench --workload fanout -n 10000 -o json
+  duro bench --store postgres://localhost/bench --workers 2 --concurrency 8,32
+  duro bench --workload sequence --cpuprofile cpu.out && go tool pprof -top cpu.out`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runBench(cmd, &o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.workloads, "workload", "all", "workloads to run: sequence, fanout, mixed, atmostonce (comma-separated) or all")
+	f.IntVarP(&o.n, "n", "n", 0, "instances per run (fan-out width for fanout); 0: the workload's default")
+	f.IntVar(&o.workers, "workers", 1, "worker processes (1: a worker in the bench process)")
+	f.StringVar(&o.concurrency, "concurrency", "0", "per-worker orchestration and activity concurrency, comma-separated to compare (0: defaults)")
+	f.IntVar(&o.repeat, "repeat", 1, "runs of each configuration; figures are the medians")
+	f.BoolVar(&o.fsync, "fsync", false, "measure the disk's fsync rate in the store's directory first")
+	f.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the bench process to this file")
+	addOutputFlag(cmd, &o.output)
+	return cmd
+}
+
+func (a *app) runBench(cmd *cobra.Command, o *benchOptions) error {
+	asJSON, err := parseOutput(o.output)
+	if err != nil {
+		return err
+	}
+	names, err := workload.Parse(o.workloads)
+	if err != nil {
+		return usageErrorf("--workload: %v", err)
+	}
+	concs, err := parseConcurrency(o.concurrency)
+	if err != nil {
+		return err
+	}
+	if o.n < 0 || o.workers < 1 || o.repeat < 1 {
+		return usageErrorf("-n must not be negative; --workers and --repeat must be at least 1")
+	}
+	// A benchmark takes as long as it takes: the default --timeout does not
+	// apply, one given explicitly does.
+	ctx := cmd.Context()
+	if !cmd.Flags().Changed("timeout") {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(context.WithoutCancel(ctx), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+
+	spec := a.store
+	if !a.storeGiven(cmd) {
+		dir, err := os.MkdirTemp("", "duro-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		spec = filepath.Join(dir, "bench.db")
+	}
+	if !workload.IsPostgresURL(spec) {
+		if _, err := workload.NewStore(spec, ""); err != nil {
+			return err
+		}
+	}
+	rep := &benchReport{Backend: storeKind(spec)}
+	fsDir := os.TempDir()
+	if !workload.IsPostgresURL(spec) {
+		fsDir = filepath.Dir(spec)
+	}
+	rep.Machine = workload.Machine(fsDir)
+	if o.fsync {
+		rate, err := workload.FsyncRate(fsDir, 2*time.Second)
+		if err != nil {
+			return fmt.Errorf("measure fsync rate: %w", err)
+		}
+		rep.FsyncPerSec, rep.FsyncDir = rate, fsDir
+		fmt.Fprintf(a.stderr, "bench: fsync rate in %s: %.0f/s\n", fsDir, rate)
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	failed := 0
+	for _, name := range names {
+		for _, conc := range concs {
+			var runs []*workload.Result
+			for i := range o.repeat {
+				r, err := a.benchRun(ctx, spec, workload.Spec{Workload: name, N: o.n}, o.workers, conc)
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				fmt.Fprintf(a.stderr, "bench: %s n=%d workers=%d concurrency=%d run %d/%d: %s\n",
+					name, r.N, o.workers, conc, i+1, o.repeat, summary(r))
+				runs = append(runs, r)
+				if ctx.Err() != nil {
+					break
+				}
+			}
+			med, err := workload.Median(runs)
+			if err != nil {
+				return err
+			}
+			if !med.OK() {
+				failed++
+			}
+			rep.Results = append(rep.Results, med)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if asJSON {
+		err = writeJSON(a.stdout, rep)
+	} else {
+		err = writeBenchText(a.stdout, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bench interrupted: %w", err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d benchmark configurations did not complete", failed, len(rep.Results))
+	}
+	return nil
+}
+
+// summary is the one-line progress report of a run.
+func summary(r *workload.Result) string {
+	if !r.OK() {
+		return "FAILED: " + r.Error
+	}
+	return fmt.Sprintf("%.1f instances/s, %.1f activities/s, p50 %.1f ms, p99 %.1f ms", r.InstancesPerSec, r.ActivitiesPerSec, r.P50Ms, r.P99Ms)
+}
+
+func writeBenchText(w io.Writer, rep *benchReport) error {
+	fmt.Fprintf(w, "machine: %s\n", rep.Machine)
+	if rep.FsyncPerSec > 0 {
+		fmt.Fprintf(w, "fsync:   %.0f/s (4 KiB append + fsync in %s)\n", rep.FsyncPerSec, rep.FsyncDir)
+	}
+	fmt.Fprintln(w)
+	return workload.WriteTable(w, rep.Results)
+}
+
+// parseConcurrency parses --concurrency: comma-separated non-negative
+// integers.
+func parseConcurrency(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 0 {
+			return nil, usageErrorf("--concurrency: %q is not a non-negative integer", strings.TrimSpace(f))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// benchRun runs one workload on a fresh store made from spec and measures
+// it.
+func (a *app) benchRun(ctx context.Context, spec string, s workload.Spec, workers, conc int) (res *workload.Result, err error) {
+	st, err := workload.NewStore(spec, "duro_bench_")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if rerr := st.Remove(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+			err = fmt.Errorf("remove the store %s: %w", st, rerr)
+		}
+	}()
+	be, err := st.OpenDuro(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", st, err)
+	}
+	defer be.Close()
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	var (
+		steps   func() int64
+		rss     func() []int64
+		stopAll func() (int64, error)
+	)
+	if workers <= 1 {
+		reg := duro.NewRegistry()
+		workload.Register(reg)
+		w, err := duro.NewWorker(be, reg, benchWorkerOptions(conc, logger))
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Start(ctx); err != nil {
+			return nil, err
+		}
+		defer func() { _ = w.Stop(context.WithoutCancel(ctx)) }()
+		steps = func() int64 { return w.Stats().StepsCompleted }
+		rss = func() []int64 { return nil }
+		stopAll = func() (int64, error) { return 0, nil }
+	} else {
+		ws, err := startBenchWorkers(ctx, st, workers, conc, a.stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer ws.kill()
+		rss = ws.peakRSS
+		stopAll = ws.stop
+	}
+
+	_ = workload.ResetPeakRSS()
+	res, err = workload.Run(ctx, &workload.Duro{Client: duro.NewClient(be, nil)}, s)
+	if err != nil {
+		return nil, err
+	}
+	res.Engine, res.Backend, res.Workers, res.Concurrency = "duro", st.Kind, workers, conc
+	res.PeakRSSBytes, _ = workload.PeakRSS(0)
+	res.WorkerPeakRSSBytes = rss()
+	if size, err := st.Size(ctx); err == nil {
+		res.StoreBytes = size
+	} else if res.Error == "" {
+		res.Error = fmt.Sprintf("store size: %v", err)
+	}
+	n, err := stopAll()
+	if err != nil && res.Error == "" {
+		res.Error = err.Error()
+	}
+	if steps != nil {
+		n = steps()
+	}
+	res.SetSteps(n)
+	return res, nil
+}
+
+// benchWorkerOptions are the options of a bench worker: conc (0: the
+// defaults) for both orchestrations and activities.
+func benchWorkerOptions(conc int, logger *slog.Logger) *duro.WorkerOptions {
+	return &duro.WorkerOptions{OrchestrationConcurrency: conc, ActivityConcurrency: conc, Logger: logger}
+}
+
+// errNoReady is returned when a worker process exits before it is ready.
+var errNoReady = errors.New("bench worker exited before it was ready")
+
+// benchWorkerStats is what a bench-worker process prints when it stops.
+type benchWorkerStats struct {
+	Steps      int64 `json:"steps"`
+	Activities int64 `json:"activities"`
+}
+
+// encodeStats writes the worker's stats as one JSON line.
+func encodeStats(w io.Writer, s duro.WorkerStats) error {
+	return json.NewEncoder(w).Encode(benchWorkerStats{Steps: s.StepsCompleted, Activities: s.ActivitiesCompleted})
+}

@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"duro/backend"
+)
+
+// Backend returns be wrapped so that the claims made through it are
+// counted (duro_work_items_claimed_total, duro_step_redeliveries_total) and
+// their latency observed (duro_claim_latency_seconds). Give the wrapped
+// backend to the workers, and the plain one to clients. The wrapper keeps
+// be's WorkNotifier and BatchClaimer capabilities.
+func (m *Metrics) Backend(be backend.Backend) backend.Backend {
+	mb := &meteredBackend{Backend: be, m: m}
+	n, notifies := be.(backend.WorkNotifier)
+	bc, batches := be.(backend.BatchClaimer)
+	switch {
+	case notifies && batches:
+		return &meteredBoth{meteredBatch: &meteredBatch{meteredBackend: mb, bc: bc}, WorkNotifier: n}
+	case notifies:
+		return &meteredNotify{meteredBackend: mb, WorkNotifier: n}
+	case batches:
+		return &meteredBatch{meteredBackend: mb, bc: bc}
+	}
+	return mb
+}
+
+type meteredBackend struct {
+	backend.Backend
+	m *Metrics
+}
+
+type meteredNotify struct {
+	*meteredBackend
+	backend.WorkNotifier
+}
+
+type meteredBatch struct {
+	*meteredBackend
+	bc backend.BatchClaimer
+}
+
+type meteredBoth struct {
+	*meteredBatch
+	backend.WorkNotifier
+}
+
+var (
+	_ backend.WorkNotifier = (*meteredBoth)(nil)
+	_ backend.BatchClaimer = (*meteredBoth)(nil)
+	_ backend.WorkNotifier = (*meteredNotify)(nil)
+	_ backend.BatchClaimer = (*meteredBatch)(nil)
+)
+
+func (b *meteredBackend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	wi, err := b.Backend.ClaimOrchestrationStep(ctx, p)
+	if wi != nil {
+		b.m.observeStep(wi, claimTime(p))
+	}
+	return wi, err
+}
+
+func (b *meteredBackend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
+	wi, err := b.Backend.ClaimActivity(ctx, p)
+	if wi != nil {
+		b.m.observeActivity(wi, claimTime(p))
+	}
+	return wi, err
+}
+
+func (b *meteredBatch) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	wis, err := b.bc.ClaimOrchestrationSteps(ctx, p, max)
+	now := claimTime(p)
+	for _, wi := range wis {
+		b.m.observeStep(wi, now)
+	}
+	return wis, err
+}
+
+func (b *meteredBatch) ClaimActivities(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	wis, err := b.bc.ClaimActivities(ctx, p, max)
+	now := claimTime(p)
+	for _, wi := range wis {
+		b.m.observeActivity(wi, now)
+	}
+	return wis, err
+}
+
+func claimTime(p *backend.ClaimParams) time.Time {
+	if p != nil && !p.Now.IsZero() {
+		return p.Now
+	}
+	return time.Now()
+}
+
+// observeStep counts a claimed step and, on its first delivery, the time
+// its oldest message waited.
+func (m *Metrics) observeStep(wi *backend.OrchestrationWorkItem, now time.Time) {
+	m.claimed.WithLabelValues(KindOrchestration).Inc()
+	if wi.Deliveries > 1 {
+		m.stepRedeliv.Inc()
+		return
+	}
+	var oldest time.Time
+	for _, msg := range wi.Messages {
+		at := msg.VisibleAt
+		if at.IsZero() && msg.Event != nil {
+			at = msg.Event.Timestamp
+			if msg.Event.Type == backend.EventTimerFired && !msg.Event.FireAt.IsZero() {
+				at = msg.Event.FireAt
+			}
+		}
+		if !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	if !oldest.IsZero() && !oldest.After(now) {
+		m.claimLatency.WithLabelValues(KindOrchestration).Observe(now.Sub(oldest).Seconds())
+	}
+}
+
+// observeActivity counts a claimed activity delivery and, on the first
+// delivery of its task, the time since it was scheduled.
+func (m *Metrics) observeActivity(wi *backend.ActivityWorkItem, now time.Time) {
+	m.claimed.WithLabelValues(KindActivity).Inc()
+	first := wi.PreviousDeliveryAt.IsZero() || wi.ScheduledAt.After(wi.PreviousDeliveryAt)
+	if first && !wi.ScheduledAt.IsZero() && !wi.ScheduledAt.After(now) {
+		m.claimLatency.WithLabelValues(KindActivity).Observe(now.Sub(wi.ScheduledAt).Seconds())
+	}
+}
