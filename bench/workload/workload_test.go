@@ -1,0 +1,108 @@
+package workload
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duro"
+)
+
+func TestPercentile(t *testing.T) {
+	v := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, tc := range []struct{ p, want float64 }{{50, 5}, {99, 10}, {100, 10}, {1, 1}, {0, 1}} {
+		if got := Percentile(v, tc.p); got != tc.want {
+			t.Errorf("Percentile(%v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if Percentile(nil, 50) != 0 {
+		t.Error("Percentile of nothing")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	runs := []*Result{
+		{Instances: 1, Completed: 1, InstancesPerSec: 10, P99Ms: 5, PeakRSSBytes: 300, WorkerPeakRSSBytes: []int64{1, 9}},
+		{Instances: 1, Completed: 1, InstancesPerSec: 30, P99Ms: 1, PeakRSSBytes: 100, WorkerPeakRSSBytes: []int64{3, 7}},
+		{Instances: 1, Completed: 1, InstancesPerSec: 20, P99Ms: 3, PeakRSSBytes: 200, WorkerPeakRSSBytes: []int64{2, 8}},
+	}
+	m, err := Median(runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Runs != 3 || m.InstancesPerSec != 20 || m.P99Ms != 3 || m.PeakRSSBytes != 200 || m.WorkerPeakRSSBytes[0] != 2 || m.WorkerPeakRSSBytes[1] != 8 {
+		t.Fatalf("median %+v", m)
+	}
+	runs[1].Error = "boom"
+	if m, _ := Median(runs); m.OK() || m.Error != "boom" {
+		t.Fatalf("a failed run must make the median fail: %+v", m)
+	}
+}
+
+func TestParse(t *testing.T) {
+	if w, err := Parse("all"); err != nil || len(w) != len(Names) {
+		t.Fatalf("all: %v %v", w, err)
+	}
+	if w, err := Parse("fanout, sequence"); err != nil || len(w) != 2 || w[0] != FanOut {
+		t.Fatalf("list: %v %v", w, err)
+	}
+	if _, err := Parse("nope"); err == nil {
+		t.Fatal("unknown workload accepted")
+	}
+}
+
+// TestRunDuro runs each workload tiny on a SQLite store with a worker in
+// the test process.
+func TestRunDuro(t *testing.T) {
+	for _, name := range Names {
+		t.Run(name, func(t *testing.T) {
+			st, err := NewStore(filepath.Join(t.TempDir(), "bench.db"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			be, err := st.OpenDuro(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer be.Close()
+			reg := duro.NewRegistry()
+			Register(reg)
+			w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler), PollInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = w.Stop(context.Background()) }()
+			res, err := Run(ctx, &Duro{Client: duro.NewClient(be, nil)}, Spec{Workload: name, N: 4, Poll: 5 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.OK() {
+				t.Fatalf("run failed: %+v", res)
+			}
+			wantInst, wantAct := 4, 12
+			if name == FanOut {
+				wantInst, wantAct = 1, 4
+			}
+			if res.Instances != wantInst || res.Completed != wantInst || res.Activities != wantAct {
+				t.Fatalf("counts %+v", res)
+			}
+			if res.P50Ms < 0 || res.P99Ms < res.P50Ms || res.MaxMs < res.P99Ms || res.ElapsedSeconds <= 0 || res.InstancesPerSec <= 0 {
+				t.Fatalf("figures %+v", res)
+			}
+			if name == Mixed && res.P50Ms < float64(TimerDelay.Milliseconds()) {
+				t.Fatalf("mixed finished before its timer: p50 %v ms", res.P50Ms)
+			}
+			size, err := st.Size(ctx)
+			if err != nil || size <= 0 {
+				t.Fatalf("store size %d, %v", size, err)
+			}
+		})
+	}
+}
