@@ -1,0 +1,338 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+
+	"duro/backend"
+)
+
+// ClaimActivity implements backend.Backend: ClaimActivities with max 1.
+func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
+	wis, err := b.claimActivities(ctx, "claim activity", p, 1)
+	if err != nil || len(wis) == 0 {
+		return nil, err
+	}
+	return wis[0], nil
+}
+
+// claimActivitiesQuery leases up to $2 activity tasks at time $1 (0: the
+// database clock) for owner $3 for $4 ns, in one statement (one
+// transaction, committed before it returns): the oldest tasks that are
+// visible and whose lease is free or lapsed, skipping the rows other
+// claimers hold (FOR UPDATE SKIP LOCKED). It increments their attempt
+// numbers and returns each with the time of its previous delivery.
+var claimActivitiesQuery = `WITH now_ready AS MATERIALIZED (
+	SELECT id AS cid, created_at AS cc, seq AS cs, claimed_at AS prev FROM {s}.activity_tasks
+	 WHERE visible_at = 0 AND lease_expires_at <= ` + clock("$1") + `
+	 ORDER BY created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+), later_ready AS MATERIALIZED (
+	SELECT id, created_at, seq, claimed_at FROM {s}.activity_tasks
+	 WHERE visible_at > 0 AND visible_at <= ` + clock("$1") + ` AND lease_expires_at <= ` + clock("$1") + `
+	 ORDER BY visible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+), cand AS (
+	SELECT * FROM now_ready UNION ALL SELECT * FROM later_ready
+), pick AS (
+	SELECT cid, prev FROM cand ORDER BY cc, cs LIMIT $2
+)
+UPDATE {s}.activity_tasks SET attempt = attempt + 1, lease_owner = $3,
+	lease_expires_at = ` + clock("$1") + ` + $4, claimed_at = ` + clock("$1") + `
+FROM pick WHERE id = pick.cid
+RETURNING id, instance_id, execution_id, task_id, name, input, options, attempt, pick.prev, created_at, seq,
+	lease_expires_at, heartbeat_details`
+
+// ClaimActivities leases up to max activity tasks in one round trip: it is
+// ClaimActivity for several tasks at once, with the same rules for each
+// (the claim commits, with every attempt number, before the work items
+// are returned). It returns an empty slice when there is nothing to claim.
+// The work items are oldest first. Concurrent claimers never get the same
+// delivery: each task is leased to one of them, with its own attempt.
+func (b *Backend) ClaimActivities(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	return b.claimActivities(ctx, "claim activities", p, max)
+}
+
+func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	if err := validateClaim(p); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if b.closed.Load() {
+		return nil, b.fail(op, errClosed)
+	}
+	if max < 1 {
+		return []*backend.ActivityWorkItem{}, nil
+	}
+	for try := 0; ; try++ {
+		rows, err := b.pool.Query(ctx, b.q(claimActivitiesQuery), nanos(p.Now), max, p.Owner, int64(p.LeaseDuration))
+		var wis []*backend.ActivityWorkItem
+		if err == nil {
+			wis, err = scanClaimedActivities(rows)
+		}
+		if err == nil {
+			return wis, nil
+		}
+		if try < 2 && ctx.Err() == nil && !b.closed.Load() && isSafeToRetry(err) {
+			continue
+		}
+		return nil, b.fail(op, err)
+	}
+}
+
+func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
+	defer rows.Close()
+	type claimed struct {
+		wi      *backend.ActivityWorkItem
+		created int64
+		seq     int64
+	}
+	var cs []claimed
+	for rows.Next() {
+		var (
+			task                             backend.ActivityTask
+			taskID                           int64
+			opts                             string
+			attempt, prev, created, seq, exp int64
+			details                          []byte
+		)
+		if err := rows.Scan(&task.ID, &task.InstanceID, &task.ExecutionID, &taskID, &task.Name, &task.Input, &opts,
+			&attempt, &prev, &created, &seq, &exp, &details); err != nil {
+			return nil, err
+		}
+		task.TaskID = int(taskID)
+		if err := json.Unmarshal([]byte(opts), &task.Options); err != nil {
+			return nil, fmt.Errorf("activity task %q: options: %w", task.ID, err)
+		}
+		cs = append(cs, claimed{wi: &backend.ActivityWorkItem{
+			Task:               &task,
+			Attempt:            int(attempt),
+			PreviousDeliveryAt: fromNanos(prev),
+			ScheduledAt:        fromNanos(created),
+			LeaseExpiresAt:     fromNanos(exp),
+			HeartbeatDetails:   details,
+		}, created: created, seq: seq})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].created != cs[j].created {
+			return cs[i].created < cs[j].created
+		}
+		return cs[i].seq < cs[j].seq
+	})
+	wis := make([]*backend.ActivityWorkItem, len(cs))
+	for i, c := range cs {
+		wis[i] = c.wi
+	}
+	return wis, nil
+}
+
+// taskFence checks the stored state of a task against a delivery's
+// attempt: ErrLeaseLost unless it is the newest delivery of an existing,
+// delivered task.
+func taskFence(id string, attempt int64, found bool, current, claimedAt int64) error {
+	switch {
+	case !found:
+		return fmt.Errorf("activity task %q is gone: %w", id, backend.ErrLeaseLost)
+	case claimedAt == 0:
+		// Not delivered yet: its attempt number is PriorAttempts, which
+		// belongs to deliveries of an earlier task.
+		return fmt.Errorf("activity task %q has not been delivered: %w", id, backend.ErrLeaseLost)
+	case attempt < 1 || attempt != current:
+		return fmt.Errorf("activity task %q: attempt %d, newest delivery is %d: %w",
+			id, attempt, current, backend.ErrLeaseLost)
+	}
+	return nil
+}
+
+// completeActivityQuery deletes task $1 if delivery $2 is its newest, and
+// delivers result $4 (message ID $3, control flag $5) to the task's
+// instance and execution, at time $6 (0: the database clock), unless the
+// instance has finished or the ID was used; it updates the instance's
+// ready summary if the new message changes it. The statement before it
+// holds the instance's row in KEY SHARE mode (see CompleteActivity).
+var completeActivityQuery = `WITH d AS (
+	DELETE FROM {s}.activity_tasks WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0
+	RETURNING instance_id, execution_id
+), st AS (
+	SELECT i.status FROM {s}.instances i JOIN d ON i.id = d.instance_id
+), ins AS (
+	INSERT INTO {s}.inbox (id, instance_id, execution_id, event, control, visible_at, sort_at, created_at)
+	SELECT $3, d.instance_id, d.execution_id, $4, $5, 0, ` + clock("$6") + `, ` + clock("$6") + `
+	FROM d, st
+	WHERE st.status NOT IN ('Completed', 'Failed', 'Terminated')
+		AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = d.instance_id AND c.id = $3)
+	ON CONFLICT (id) DO NOTHING
+	RETURNING instance_id, control, sort_at
+), upd AS (
+	UPDATE {s}.instances i SET ready_at = 0, ready_key = LEAST(i.ready_key, ins.sort_at)
+	FROM ins WHERE i.id = ins.instance_id AND (i.status <> 'Suspended' OR ins.control)
+		AND (i.ready_at IS DISTINCT FROM 0 OR i.ready_key IS NULL OR i.ready_key > ins.sort_at)
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`
+
+// CompleteActivity implements backend.Backend. The result goes to the
+// task's instance and execution as message ResultMessageID(TaskID); it is
+// dropped if the instance is gone or has finished. The whole completion is
+// one round trip: a pipeline of three statements that PostgreSQL runs as
+// one implicit transaction (lock the instance's row, lock and read the
+// task, delete it and deliver the result, fenced by the attempt).
+//
+// The instance's row is locked in KEY SHARE mode, which completions of
+// the same instance share: the results of a fan-out commit in parallel
+// instead of queueing for the row through each other's WAL flush. The
+// lock still excludes a step of the instance (which locks FOR UPDATE), so
+// a step's recomputed ready summary never misses a result committed
+// beside it; and a completion writes the summary only when its message
+// changes it (the first result after the inbox was drained).
+func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActivityParams) error {
+	const op = "complete activity"
+	switch {
+	case p == nil:
+		return b.fail(op, errors.New("nil params"))
+	case p.TaskID == "":
+		return b.fail(op, errors.New("empty task ID"))
+	case p.Result == nil:
+		return b.fail(op, fmt.Errorf("activity task %q: nil result", p.TaskID))
+	}
+	data, err := encodeEvent(p.Result)
+	if err != nil {
+		return b.fail(op, fmt.Errorf("activity task %q: result: %w", p.TaskID, err))
+	}
+	if b.closed.Load() {
+		return b.fail(op, errClosed)
+	}
+	for try := 0; ; try++ {
+		inserted, err := b.completeActivity(ctx, p, data)
+		if err == nil {
+			b.signal(inserted, nil)
+			return nil
+		}
+		if errors.Is(err, backend.ErrLeaseLost) {
+			return b.fail(op, err)
+		}
+		if try < maxRetries && ctx.Err() == nil && !b.closed.Load() && (isSafeToRetry(err) || retryable(err, true)) {
+			continue
+		}
+		return b.fail(op, err)
+	}
+}
+
+func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActivityParams, data []byte) (bool, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
+		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
+	batch.Queue(b.q(`SELECT attempt, claimed_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(completeActivityQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
+		data, p.Result.Type.IsControl(), nanos(p.Now))
+	br := b.pool.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return false, err
+	}
+	var current, claimedAt int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return false, err
+	}
+	var deleted, inserted int64
+	if err := br.QueryRow().Scan(&deleted, &inserted); err != nil {
+		return false, err
+	}
+	if err := br.Close(); err != nil {
+		return false, err
+	}
+	if deleted == 0 {
+		if err := taskFence(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
+			return false, err
+		}
+		return false, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
+			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+	}
+	return inserted > 0, nil
+}
+
+// fencedTaskUpdate runs a single-statement update of task id fenced by
+// attempt ($2), and if it changed nothing, reads the task to say why:
+// ErrLeaseLost.
+func (b *Backend) fencedTaskUpdate(ctx context.Context, op, id string, attempt int64, set string, args ...any) error {
+	if b.closed.Load() {
+		return b.fail(op, errClosed)
+	}
+	query := b.q(`UPDATE {s}.activity_tasks SET ` + set + ` WHERE id = $1 AND attempt = $2 AND attempt >= 1
+		AND claimed_at <> 0`)
+	args = append([]any{id, attempt}, args...)
+	var n int64
+	for try := 0; ; try++ {
+		tag, err := b.pool.Exec(ctx, query, args...)
+		if err == nil {
+			n = tag.RowsAffected()
+			break
+		}
+		if try < 2 && ctx.Err() == nil && !b.closed.Load() && isSafeToRetry(err) {
+			continue
+		}
+		return b.fail(op, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var current, claimedAt int64
+	found := true
+	err := b.read(ctx, op, func(q querier) error {
+		err := q.QueryRow(ctx, b.q(`SELECT attempt, claimed_at FROM {s}.activity_tasks WHERE id = $1`), id).
+			Scan(&current, &claimedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found = false
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := taskFence(id, attempt, found, current, claimedAt); err != nil {
+		return b.fail(op, err)
+	}
+	return b.fail(op, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w", id, attempt, backend.ErrLeaseLost))
+}
+
+// RenewActivityLease implements backend.Backend. A lapsed lease that nobody
+// claimed since may be renewed; non-nil Details replace the stored
+// heartbeat details.
+func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseParams) error {
+	const op = "renew activity lease"
+	if err := validateRenew(p); err != nil {
+		return b.fail(op, err)
+	}
+	return b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt,
+		`lease_expires_at = `+clock("$3")+` + $4, heartbeat_details = COALESCE($5, heartbeat_details)`,
+		nanos(p.Now), int64(p.LeaseDuration), p.Details)
+}
+
+// AbandonActivity implements backend.Backend. The task is claimable again
+// at p.RetryAt (at once when zero), with Attempt+1.
+func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
+	const op = "abandon activity"
+	if err := validateAbandon(p); err != nil {
+		return b.fail(op, err)
+	}
+	retry := nanos(p.RetryAt)
+	if err := b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt,
+		`lease_owner = '', lease_expires_at = 0, visible_at = $3::bigint`, retry); err != nil {
+		return err
+	}
+	if retry == 0 {
+		b.signal(true, nil)
+	} else {
+		b.signal(false, []int64{retry})
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+// Package postgres is duro's backend for many worker processes on many
+// machines sharing one PostgreSQL database: a backend.Backend (with the
+// optional backend.WorkNotifier and backend.BatchClaimer capabilities) on
+// github.com/jackc/pgx/v5 and its connection pool.
+//
+//	b, err := postgres.Open(ctx, "postgres://user@db:5432/app", &postgres.Options{Schema: "payments"})
+//
+// # Task hubs and the schema
+//
+// Every table of a hub lives in the PostgreSQL schema named by
+// Options.Schema (default "duro"), so several hubs share one database
+// without seeing each other's work, and a hub's data is dropped with DROP
+// SCHEMA ... CASCADE. The tables are those of the SQLite backend:
+// instances (with the orchestration lease: lock_owner, lock_expires_at,
+// step_attempt, completed_attempt, and the ready summary ready_at,
+// ready_key), history, inbox, inbox_consumed and activity_tasks (with
+// attempt, lease_expires_at, claimed_at). Times are bigint Unix nanoseconds
+// UTC (exact, as the contract needs nanosecond instants; 0 is "never" or
+// "at once"); IDs are text in the "C" collation, compared byte by byte.
+//
+// The schema is versioned: migration/NNN_name.sql files, embedded in the
+// binary, are applied in order by Open (unless Options.SkipMigrate), each
+// in its own transaction that first takes pg_advisory_xact_lock on the
+// schema, so processes that open a new hub at once apply each migration
+// exactly once; they are recorded in the schema's duro_migration table. An
+// up-to-date schema costs Open one query. Migrate and MigrationStatus serve
+// a duro migrate command for operators who apply schema changes
+// separately.
+//
+// # How the guarantees are kept
+//
+// A1, attempt numbers. A claim is one statement, hence one transaction: it
+// selects the first claimable rows FOR UPDATE SKIP LOCKED (concurrent
+// claimers skip each other's rows instead of waiting or colliding),
+// increments their attempt numbers and sets their leases, and it commits
+// before the work items are returned, so the attempt number is durable
+// before any code of the delivery runs. The commit is as durable as the
+// server's synchronous_commit makes it: with on (PostgreSQL's default) it
+// waits for the WAL flush, so an attempt survives a crash of the database
+// server too; with off, a server crash can forget the last commits and hand
+// an attempt number out again. Its cost is one round trip and one WAL flush
+// per claim, shared by everything the claim returns (ClaimActivities and
+// ClaimOrchestrationSteps claim up to max work items in that one
+// statement). A claim whose reply is lost (the connection dies after the
+// commit) leaves a lease nobody works on: it lapses, and the next claim
+// gets the next attempt number; an at-most-once task then sees a possible
+// duplicate, the conservative answer.
+//
+// A2, fencing. CompleteActivity, the Renew and Abandon methods and
+// CompleteOrchestrationStep check, in the statement or transaction that
+// writes, that the caller's attempt is the newest delivery (and, for
+// steps, that the execution ID is current and the step not completed yet);
+// otherwise they return backend.ErrLeaseLost. A lapsed lease nobody claimed
+// since may still complete.
+//
+// O1, atomic steps. CompleteOrchestrationStep is one transaction. It first
+// locks, in ID order, the rows of every instance the step may write (its
+// own, the targets of its messages, its children and their parents), so
+// steps never deadlock each other; then it checks the fence, consumes the
+// messages, appends the history, writes the instance, enqueues the activity
+// tasks, starts children, delivers messages, rewinds children, and handles
+// continue-as-new or the end of the instance. Messages and tasks are
+// inserted with ON CONFLICT DO NOTHING on their deterministic IDs, so
+// nothing is enqueued twice. A transaction that still meets a deadlock or
+// a serialization failure is rolled back and run again. A step that
+// starts, rewinds and ends nothing (most steps) costs four round trips:
+// BEGIN, the locks with the fence, one pipeline with all its writes, and
+// COMMIT (one WAL flush).
+//
+// CompleteActivity is one round trip: a pipeline of three statements that
+// the server runs as one implicit transaction (lock the instance, read the
+// task, delete it and deliver its result, fenced by the attempt). It holds
+// the instance's row in KEY SHARE mode, which completions of one instance
+// share, so the results of a fan-out commit side by side instead of
+// queueing for the row through each other's WAL flushes; a step of the
+// instance (FOR UPDATE) still excludes them, so its recomputed ready
+// summary never misses a result. Claims lock FOR NO KEY UPDATE, which
+// completions do not block.
+//
+// # Semantics
+//
+// The package implements the contract of backend.Backend with exactly the
+// interpretations of the SQLite backend (see its package documentation),
+// which the conformance suite pins down: step attempts grow across steps
+// and executions; a completed delivery no longer holds its instance; a
+// zero VisibleAt or StartAt is visible to every claim whatever Now it
+// passes; consumed message IDs are remembered for the execution; a
+// Suspended instance is claimable only for control messages and is handed
+// only those; Suspension is stored only with StatusSuspended and reported
+// as {Since: UpdatedAt} if a step passed none; a task's PriorAttempts is its
+// stored attempt until its first claim; rewinds and RewindInstances behave
+// as there, as do StartInstances (children before messages) and
+// PurgeInstances. Ties in claim order go to the row inserted first.
+//
+// A zero Now (and the methods that take none) means the database clock:
+// now(), the start of the transaction, so every machine of a deployment
+// shares one clock. A non-zero Now is used as given, as the conformance
+// suite's synthetic clock needs.
+//
+// Claims never scan inboxes: instances.ready_at and ready_key hold
+// MIN(visible_at) and MIN(sort_at) over the instance's inbox (its control
+// messages only while it is Suspended). Every insert into an inbox holds
+// the instance's row lock and updates the summary in the same statement;
+// a transaction that removes messages or changes a status recomputes it
+// before it commits. Two partial indexes serve claims: instances with a
+// message visible at once, and instances whose earliest timer is due; an
+// idle claim costs two index probes.
+//
+// # Wake-ups: LISTEN/NOTIFY
+//
+// Each Backend holds one dedicated connection that LISTENs on the hub's
+// channel, duro_work_<schema>. A commit that makes work claimable (a new
+// instance, message or task, a released lease with messages waiting)
+// wakes the waiters of its own process at once and asks a background
+// notifier to NOTIFY the channel; work that becomes visible later (a
+// timer, a retry delay) is announced with its time, and every process
+// schedules a local wake-up for it. The NOTIFY is sent after the commit,
+// not inside it: a NOTIFY in a transaction holds a database-wide lock
+// until its commit is flushed, which would serialize every committing
+// transaction of every worker. Requests that arrive while a NOTIFY is in
+// flight are coalesced, so a busy process sends about one per round trip.
+// WorkAvailable closes on a notification, and every Options.PollInterval
+// (default 1s) as a fallback for what no notification announces: the lease
+// of a crashed worker lapsing, a notification lost with a connection. An
+// idle worker therefore costs the database one idle connection and, per
+// PollInterval, the claims its engine makes when woken (two index probes
+// each); the engine's own poll interval should be long when it has a
+// WorkNotifier. Steps wait on the database rather than the CPU, so a
+// worker on this backend wants a higher OrchestrationConcurrency than the
+// CPU count: more steps in flight share the server's WAL flushes.
+//
+// # When the database goes away
+//
+// Every method returns a wrapped error and never panics. When its context
+// is done mid-statement, a pooled connection sends the server a cancel
+// request and waits up to 2s for the answer, so that the caller knows
+// whether the statement committed (a claim cancelled by a stopping worker
+// is either rolled back or returned, never left leased to nobody); past
+// that the connection is closed. Connections are opened with
+// Options.ConnectTimeout. A write
+// transaction that fails before its commit was sent is rolled back by the
+// server, and is retried a few times with backoff; a failure of the commit
+// itself is returned, since it may have committed (the engine retries, and
+// fencing turns a repeated completion into ErrLeaseLost). Nothing is lost:
+// work that was not committed is redelivered when its lease lapses, with
+// the next attempt number, and at-most-once code never runs twice, since
+// the attempt is committed before the code runs. The pool replaces broken
+// connections (it pings one that was idle more than a second before
+// handing it out). The listening connection reconnects with backoff (100ms
+// doubling to 5s); it logs one warning when it loses the connection and one
+// line when it is back, wakes every waiter when it is back, and meanwhile
+// WorkAvailable closes every PollInterval so workers keep polling. A
+// listening connection silent for 30s is pinged, so a connection lost
+// without a word is noticed.
+package postgres

@@ -1,0 +1,344 @@
+package postgres
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"duro/backend"
+)
+
+// CreateInstance implements backend.Backend.
+func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
+	const op = "create instance"
+	if err := validateCreate(p); err != nil {
+		return b.fail(op, err)
+	}
+	err := b.write(ctx, op, p.Now, func(t *txn) error {
+		return t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "instances" {
+		// A concurrent create of the same ID committed first.
+		return b.fail(op, fmt.Errorf("instance %q: %w", p.ID, backend.ErrInstanceExists))
+	}
+	return err
+}
+
+// GetInstance implements backend.Backend.
+func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance, error) {
+	var in *backend.Instance
+	err := b.read(ctx, "get instance", func(q querier) error {
+		var err error
+		in, err = b.getInstance(ctx, q, id)
+		return err
+	})
+	return in, err
+}
+
+func (b *Backend) getInstance(ctx context.Context, q querier, id string) (*backend.Instance, error) {
+	in, err := scanInstance(q.QueryRow(ctx, b.q(`SELECT `+instanceColumns+` FROM {s}.instances WHERE id = $1`), id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+	}
+	return in, err
+}
+
+// GetHistory implements backend.Backend.
+func (b *Backend) GetHistory(ctx context.Context, id string) ([]*backend.Event, error) {
+	var h []*backend.Event
+	err := b.read(ctx, "get history", func(q querier) error {
+		// One statement, one snapshot: the instance row and its history.
+		rows, err := q.Query(ctx, b.q(`SELECT h.seq, h.event FROM {s}.instances i
+			LEFT JOIN {s}.history h ON h.instance_id = i.id WHERE i.id = $1 ORDER BY h.seq`), id)
+		if err != nil {
+			return err
+		}
+		h = []*backend.Event{}
+		found := false
+		var seq *int32
+		var data []byte
+		_, err = pgx.ForEachRow(rows, []any{&seq, &data}, func() error {
+			found = true
+			if seq == nil {
+				return nil
+			}
+			e, err := decodeEvent(data)
+			if err != nil {
+				return fmt.Errorf("instance %q: history event %d: %w", id, *seq, err)
+			}
+			h = append(h, e)
+			return nil
+		})
+		if err == nil && !found {
+			err = fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+		}
+		return err
+	})
+	return h, err
+}
+
+// EnqueueMessage implements backend.Backend. A zero VisibleAt makes the
+// message visible to every claim, whatever clock the claim passes.
+func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
+	const op = "enqueue message"
+	if err := validateMessage(m); err != nil {
+		return b.fail(op, err)
+	}
+	return b.write(ctx, op, time.Time{}, func(t *txn) error {
+		return t.deliver(m)
+	})
+}
+
+// RewindInstance implements backend.Backend. The ExecutionRewound message
+// is addressed to the instance's current execution and visible at once; like
+// any message, it is ignored if its ID is in an inbox or was consumed by
+// the current execution.
+func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) error {
+	const op = "rewind instance"
+	switch {
+	case p == nil:
+		return b.fail(op, errors.New("nil params"))
+	case p.InstanceID == "":
+		return b.fail(op, errors.New("empty instance ID"))
+	case p.MessageID == "":
+		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
+	}
+	return b.write(ctx, op, p.Now, func(t *txn) error {
+		return t.rewind(p.InstanceID, p.MessageID, p.Reason)
+	})
+}
+
+// PurgeInstance implements backend.Backend.
+func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
+	return b.write(ctx, "purge instance", time.Time{}, func(t *txn) error {
+		st, err := t.lock(id)
+		if err != nil {
+			return err
+		}
+		r, ok := st[id]
+		switch {
+		case !ok:
+			return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+		case !r.status.IsTerminal():
+			return fmt.Errorf("instance %q is %s: %w", id, r.status, backend.ErrInstanceNotFinished)
+		}
+		if err := t.deleteInstanceData(id); err != nil {
+			return err
+		}
+		delete(t.touched, id)
+		_, err = t.exec(`DELETE FROM {s}.instances WHERE id = $1`, id)
+		return err
+	})
+}
+
+// PurgeInstances implements backend.Backend. At least one filter field must
+// be set; statuses that are not terminal match nothing.
+func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesParams) (int, error) {
+	const op = "purge instances"
+	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
+		return 0, b.fail(op, errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo"))
+	}
+	if err := validStatuses(p.Statuses); err != nil {
+		return 0, b.fail(op, err)
+	}
+	var terminal []string
+	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
+		if len(p.Statuses) == 0 || containsStatus(p.Statuses, s) {
+			terminal = append(terminal, string(s))
+		}
+	}
+	if len(terminal) == 0 {
+		return 0, nil
+	}
+	where, args := filterSQL(terminal, p.Name, p.CreatedFrom, p.CreatedTo)
+	var n int
+	err := b.write(ctx, op, time.Time{}, func(t *txn) error {
+		// Lock the matching rows in ID order (as every multi-instance
+		// transaction does), delete them, then their data.
+		rows, err := t.tx.Query(t.ctx, b.q(`SELECT id FROM {s}.instances WHERE `+where+` ORDER BY id FOR UPDATE`), args...)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		// The DELETE re-checks the filter on the locked rows.
+		rows, err = t.tx.Query(t.ctx, b.q(`DELETE FROM {s}.instances WHERE id = ANY($1) AND `+shiftParams(where, 1)+
+			` RETURNING id`), append([]any{ids}, args...)...)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		n = len(ids)
+		batch := &pgx.Batch{}
+		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks"} {
+			batch.Queue(b.q(`DELETE FROM {s}.`+table+` WHERE instance_id = ANY($1)`), ids)
+		}
+		return t.tx.SendBatch(t.ctx, batch).Close()
+	})
+	return n, err
+}
+
+// shiftParams renumbers the $n parameters of a filter by k.
+func shiftParams(where string, k int) string {
+	var sb strings.Builder
+	for i := 0; i < len(where); i++ {
+		if where[i] != '$' {
+			sb.WriteByte(where[i])
+			continue
+		}
+		j := i + 1
+		for j < len(where) && where[j] >= '0' && where[j] <= '9' {
+			j++
+		}
+		n, _ := strconv.Atoi(where[i+1 : j])
+		sb.WriteString("$" + strconv.Itoa(n+k))
+		i = j - 1
+	}
+	return sb.String()
+}
+
+func containsStatus(ss []backend.Status, s backend.Status) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func validStatuses(ss []backend.Status) error {
+	for _, s := range ss {
+		if !s.Valid() {
+			return fmt.Errorf("unknown status %q", s)
+		}
+	}
+	return nil
+}
+
+// filterSQL builds the WHERE clause of the instance filters, with
+// parameters $1...; it is never empty.
+func filterSQL(statuses []string, name string, from, to time.Time) (string, []any) {
+	conds := []string{"true"}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if len(statuses) > 0 {
+		conds = append(conds, "status = ANY("+arg(statuses)+"::text[])")
+	}
+	if name != "" {
+		conds = append(conds, "name = "+arg(name))
+	}
+	if !from.IsZero() {
+		conds = append(conds, "created_at >= "+arg(from.UnixNano()))
+	}
+	if !to.IsZero() {
+		conds = append(conds, "created_at < "+arg(to.UnixNano()))
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// DefaultPageSize is the page size of ListInstances when PageSize is 0.
+const DefaultPageSize = 100
+
+// ListInstances implements backend.Backend. Instances are ordered newest
+// first by creation time, then by descending ID (byte order). The page
+// token is opaque; a token this backend did not produce is an error.
+func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesParams) (*backend.InstancePage, error) {
+	const op = "list instances"
+	if p == nil {
+		p = &backend.ListInstancesParams{}
+	}
+	size := p.PageSize
+	switch {
+	case size < 0:
+		return nil, b.fail(op, fmt.Errorf("negative page size %d", size))
+	case size == 0:
+		size = DefaultPageSize
+	}
+	if err := validStatuses(p.Statuses); err != nil {
+		return nil, b.fail(op, err)
+	}
+	var statuses []string
+	for _, s := range p.Statuses {
+		statuses = append(statuses, string(s))
+	}
+	where, args := filterSQL(statuses, p.Name, p.CreatedFrom, p.CreatedTo)
+	if p.PageToken != "" {
+		at, id, err := decodePageToken(p.PageToken)
+		if err != nil {
+			return nil, b.fail(op, err)
+		}
+		args = append(args, at, id)
+		where += fmt.Sprintf(" AND (created_at, id) < ($%d, $%d)", len(args)-1, len(args))
+	}
+	args = append(args, size+1)
+	query := b.q(`SELECT ` + instanceColumns + ` FROM {s}.instances WHERE ` + where +
+		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)))
+	page := &backend.InstancePage{Instances: []*backend.Instance{}}
+	err := b.read(ctx, op, func(q querier) error {
+		page.Instances = page.Instances[:0]
+		rows, err := q.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			in, err := scanInstance(rows)
+			if err != nil {
+				return err
+			}
+			page.Instances = append(page.Instances, in)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Instances) > size {
+		page.Instances = page.Instances[:size]
+		last := page.Instances[size-1]
+		page.NextPageToken = encodePageToken(nanos(last.CreatedAt), last.ID)
+	}
+	return page, nil
+}
+
+const pageTokenPrefix = "v1:"
+
+func encodePageToken(at int64, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(at, 10) + ":" + id))
+}
+
+func decodePageToken(tok string) (int64, string, error) {
+	bad := fmt.Errorf("invalid page token %q", tok)
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, "", bad
+	}
+	rest, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
+	if !ok {
+		return 0, "", bad
+	}
+	num, id, ok := strings.Cut(rest, ":")
+	if !ok {
+		return 0, "", bad
+	}
+	at, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, "", bad
+	}
+	return at, id, nil
+}

@@ -1,0 +1,354 @@
+package postgres
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// WorkAvailable implements backend.WorkNotifier: the channel is closed when
+// work may have become claimable: after a commit in this process that made
+// some (a new instance, message or activity task, a completed step, an
+// abandoned lease), on a notification from another process sharing the hub,
+// when a timer or retry time announced by any process comes due, every
+// Options.PollInterval as a fallback, when the listening connection is
+// restored, and on Close. After Close it is always closed.
+func (b *Backend) WorkAvailable() <-chan struct{} {
+	return b.work.wait()
+}
+
+// signal wakes this process's waiters at once and asks the notifier to
+// tell the other processes. now is set if the commit made work claimable
+// at once; wakeAt lists the future times (Unix ns) at which it makes more
+// claimable (timers, retry delays).
+func (b *Backend) signal(now bool, wakeAt []int64) {
+	if !now && len(wakeAt) == 0 {
+		return
+	}
+	if now {
+		b.work.notify()
+	}
+	for _, at := range wakeAt {
+		b.work.wakeAt(at)
+	}
+	b.out.request(now, wakeAt)
+}
+
+// closedChan is what WorkAvailable returns after Close.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// maxTimers bounds the future wake-ups a process remembers; past it, the
+// latest are dropped and the fallback poll finds their work.
+const maxTimers = 4096
+
+// broadcaster wakes every waiter at once by closing a channel. The channel
+// is only made when someone waits, so notify costs a lock when nobody does.
+// It also keeps the future wake-ups (timers) and closes the channel when
+// the earliest comes due.
+type broadcaster struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	done   bool // after Close
+	timers int64Heap
+	timer  *time.Timer
+	next   int64 // the time timer is set for; 0 if none
+}
+
+func (w *broadcaster) wait() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return closedChan
+	}
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+func (w *broadcaster) notify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wakeLocked()
+}
+
+func (w *broadcaster) wakeLocked() {
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+}
+
+// wakeAt schedules a wake-up at Unix nanoseconds at (at once if past).
+func (w *broadcaster) wakeAt(at int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	if at <= time.Now().UnixNano() {
+		w.wakeLocked()
+		return
+	}
+	if len(w.timers) >= maxTimers {
+		return
+	}
+	heap.Push(&w.timers, at)
+	w.armLocked()
+}
+
+// armLocked sets the timer for the earliest pending wake-up.
+func (w *broadcaster) armLocked() {
+	if len(w.timers) == 0 || w.done {
+		return
+	}
+	first := w.timers[0]
+	if w.next != 0 && w.next <= first {
+		return
+	}
+	w.next = first
+	d := time.Until(time.Unix(0, first))
+	if w.timer == nil {
+		w.timer = time.AfterFunc(d, w.fire)
+	} else {
+		w.timer.Reset(d)
+	}
+}
+
+// fire runs when the timer expires: it wakes the waiters, drops the due
+// wake-ups and sets the timer for the next one.
+func (w *broadcaster) fire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next = 0
+	now := time.Now().UnixNano()
+	due := false
+	for len(w.timers) > 0 && w.timers[0] <= now {
+		heap.Pop(&w.timers)
+		due = true
+	}
+	if due {
+		w.wakeLocked()
+	}
+	w.armLocked()
+}
+
+// shutdown wakes every waiter, stops the timer and makes wait return a
+// closed channel.
+func (w *broadcaster) shutdown() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wakeLocked()
+	w.done = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.timers = nil
+}
+
+type int64Heap []int64
+
+func (h int64Heap) Len() int           { return len(h) }
+func (h int64Heap) Less(i, j int) bool { return h[i] < h[j] }
+func (h int64Heap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *int64Heap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *int64Heap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// notifier sends the NOTIFYs of this process's commits, outside those
+// commits: a NOTIFY inside a transaction takes a database-wide lock until
+// the commit is flushed, which would serialize every committing
+// transaction of every process. Requests that arrive while a NOTIFY is in
+// flight are coalesced into the next one, so under load a process sends
+// about one NOTIFY per round trip, however many commits it makes. A NOTIFY
+// that fails (the database is away) is dropped: the fallback poll and the
+// listeners' reconnection wake-up cover it.
+type notifier struct {
+	b      *Backend
+	mu     sync.Mutex
+	now    bool
+	wakeAt []int64
+	kick   chan struct{}
+}
+
+func newNotifier(b *Backend) *notifier {
+	return &notifier{b: b, kick: make(chan struct{}, 1)}
+}
+
+func (n *notifier) request(now bool, wakeAt []int64) {
+	n.mu.Lock()
+	n.now = n.now || now
+	for _, at := range wakeAt {
+		if len(n.wakeAt) < 64 {
+			n.wakeAt = append(n.wakeAt, at)
+		}
+	}
+	n.mu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+		}
+		n.mu.Lock()
+		var payloads []string
+		if n.now {
+			payloads = append(payloads, "")
+		}
+		for _, at := range n.wakeAt {
+			payloads = append(payloads, strconv.FormatInt(at, 10))
+		}
+		n.now, n.wakeAt = false, nil
+		n.mu.Unlock()
+		if len(payloads) == 0 {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := n.b.pool.Exec(sctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, n.b.channel, payloads)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.b.log.Debug("postgres: NOTIFY failed; waiters in other processes will poll", "err", err)
+		}
+	}
+}
+
+// listen holds the listening connection: it LISTENs on the hub's channel,
+// wakes the waiters on every notification, and wakes them every
+// PollInterval anyway. When the connection is lost it logs one line,
+// reconnects with backoff (waking the waiters every PollInterval
+// meanwhile), and logs one line when it is back.
+func (b *Backend) listen(ctx context.Context, cfg *pgx.ConnConfig) {
+	var backoff time.Duration
+	down := false // the loss was logged
+	for ctx.Err() == nil {
+		conn, err := b.listenConnect(ctx, cfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !down {
+				b.log.Warn("postgres: cannot open the notification connection; workers fall back to polling; retrying",
+					"schema", b.schema, "err", err)
+				down = true
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			b.waitPolling(ctx, backoff)
+			continue
+		}
+		if down {
+			b.log.Info("postgres: notification connection restored", "schema", b.schema)
+			down = false
+		}
+		backoff = 0
+		b.listening.Store(true)
+		b.listenerPID.Store(conn.PgConn().PID())
+		// Work may have arrived while nobody listened.
+		b.work.notify()
+		err = b.receive(ctx, conn)
+		b.listening.Store(false)
+		closeConn(conn)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("postgres: lost the notification connection; workers fall back to polling; reconnecting",
+			"schema", b.schema, "err", err)
+		down = true
+	}
+}
+
+func (b *Backend) listenConnect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(cctx, "LISTEN "+b.channel); err != nil {
+		closeConn(conn)
+		return nil, err
+	}
+	return conn, nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// pingEvery is how long the listening connection may stay silent before it
+// is checked with a ping, so that a connection lost without a word (a
+// network partition) is noticed.
+const pingEvery = 30 * time.Second
+
+// receive waits for notifications until ctx is done or the connection
+// fails; it returns the failure.
+func (b *Backend) receive(ctx context.Context, conn *pgx.Conn) error {
+	lastHeard := time.Now()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, b.pollInterval)
+		n, err := conn.WaitForNotification(wctx)
+		timedOut := err != nil && errors.Is(wctx.Err(), context.DeadlineExceeded) && !conn.IsClosed()
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			lastHeard = time.Now()
+			if n.Payload == "" {
+				b.work.notify()
+			} else if at, perr := strconv.ParseInt(n.Payload, 10, 64); perr == nil {
+				b.work.wakeAt(at)
+			}
+		case timedOut:
+			// The fallback poll.
+			b.work.notify()
+			if time.Since(lastHeard) >= pingEvery {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := conn.Ping(pctx)
+				cancel()
+				if err != nil {
+					return err
+				}
+				lastHeard = time.Now()
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// waitPolling waits for d, waking the waiters every PollInterval.
+func (b *Backend) waitPolling(ctx context.Context, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		if !sleepCtx(ctx, min(left, b.pollInterval)) {
+			return
+		}
+		b.work.notify()
+	}
+}

@@ -1,0 +1,376 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"duro/backend"
+)
+
+func validateClaim(p *backend.ClaimParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.LeaseDuration <= 0:
+		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
+	}
+	return nil
+}
+
+// ClaimOrchestrationStep implements backend.Backend: ClaimOrchestrationSteps
+// with max 1.
+func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
+	if err != nil || len(wis) == 0 {
+		return nil, err
+	}
+	return wis[0], nil
+}
+
+// claimStepsQuery leases up to $2 instances at time $1 (0: the database
+// clock) for owner $3 for $4 ns, in one statement, so in one transaction
+// that commits before the statement returns: it takes the first free
+// instances (no live lease) with a visible message, in the order their
+// oldest message became visible, skipping the rows other claimers (and
+// steps) hold (FOR NO KEY UPDATE SKIP LOCKED: activity completions, which
+// hold instances in KEY SHARE mode, do not keep an instance from being
+// claimed), increments their step attempt numbers and sets their leases.
+// Each branch reads one partial index in claim order.
+var claimStepsQuery = `WITH now_ready AS MATERIALIZED (
+	SELECT id AS cid, ready_key AS ck, seq AS cs FROM {s}.instances
+	 WHERE ready_at = 0 AND lock_expires_at <= ` + clock("$1") + `
+	 ORDER BY ready_key, seq LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED
+), later_ready AS MATERIALIZED (
+	SELECT id, ready_key, seq FROM {s}.instances
+	 WHERE ready_at > 0 AND ready_at <= ` + clock("$1") + ` AND lock_expires_at <= ` + clock("$1") + `
+	 ORDER BY ready_at, seq LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED
+), cand AS (
+	SELECT * FROM now_ready UNION ALL SELECT * FROM later_ready
+), pick AS (
+	SELECT cid FROM cand ORDER BY ck, cs LIMIT $2
+)
+UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $3,
+	lock_expires_at = ` + clock("$1") + ` + $4
+FROM pick WHERE id = pick.cid
+RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, lock_expires_at, ` + instanceColumns
+
+// ClaimOrchestrationSteps leases up to max orchestration steps in one round
+// trip: it is ClaimOrchestrationStep for several instances at once, with
+// the same rules for each (the claim commits, with every attempt number,
+// before the work items are returned). It returns an empty slice when there
+// is nothing to claim. The work items are in claim order.
+func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	return b.claimSteps(ctx, "claim orchestration steps", p, max)
+}
+
+func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	if err := validateClaim(p); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if b.closed.Load() {
+		return nil, b.fail(op, errClosed)
+	}
+	if max < 1 {
+		return []*backend.OrchestrationWorkItem{}, nil
+	}
+	var (
+		wis []*backend.OrchestrationWorkItem
+		now int64
+	)
+	// The claim is one statement: nothing to retry but a failure before it
+	// was sent.
+	for try := 0; ; try++ {
+		rows, err := b.pool.Query(ctx, b.q(claimStepsQuery), nanos(p.Now), max, p.Owner, int64(p.LeaseDuration))
+		if err == nil {
+			wis, now, err = scanClaimedSteps(rows)
+		}
+		if err == nil {
+			break
+		}
+		if try < 2 && ctx.Err() == nil && !b.closed.Load() && isSafeToRetry(err) {
+			continue
+		}
+		return nil, b.fail(op, err)
+	}
+	if len(wis) == 0 {
+		return []*backend.OrchestrationWorkItem{}, nil
+	}
+	// The claims have committed: read their data even if ctx is done now,
+	// rather than leave them leased to nobody.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := b.loadStepData(lctx, wis, now); err != nil {
+		// The claims stand; their leases lapse and the steps are claimed
+		// again with the next attempt numbers.
+		return nil, b.fail(op, err)
+	}
+	out := wis[:0]
+	for _, wi := range wis {
+		if len(wi.Messages) == 0 {
+			b.releaseStale(lctx, wi)
+			continue
+		}
+		out = append(out, wi)
+	}
+	return out, nil
+}
+
+func scanClaimedSteps(rows pgx.Rows) ([]*backend.OrchestrationWorkItem, int64, error) {
+	defer rows.Close()
+	var wis []*backend.OrchestrationWorkItem
+	var now int64
+	for rows.Next() {
+		var completed, expires int64
+		wi := &backend.OrchestrationWorkItem{}
+		in, err := scanInstance(prefixRow{rows, []any{&now, &wi.Attempt, &completed, &expires}})
+		if err != nil {
+			return nil, 0, err
+		}
+		wi.Instance = in
+		wi.Deliveries = int(wi.Attempt - completed)
+		wi.LeaseExpiresAt = fromNanos(expires)
+		wi.History = []*backend.Event{}
+		wis = append(wis, wi)
+	}
+	return wis, now, rows.Err()
+}
+
+// prefixRow scans leading columns into prefix and the rest into the
+// destinations Scan is given.
+type prefixRow struct {
+	pgx.Row
+	prefix []any
+}
+
+func (r prefixRow) Scan(dest ...any) error {
+	return r.Row.Scan(append(append([]any{}, r.prefix...), dest...)...)
+}
+
+// stepMessagesQuery returns the visible messages at $3 of the instances
+// $1, only the control ones of those flagged in $2 (Suspended), at most $4
+// per instance, in inbox order.
+const stepMessagesQuery = `SELECT instance_id, id, execution_id, event, visible_at FROM (
+	SELECT m.instance_id, m.id, m.execution_id, m.event, m.visible_at, m.seq,
+		row_number() OVER (PARTITION BY m.instance_id ORDER BY m.seq) AS rn
+	FROM unnest($1::text[], $2::bool[]) AS c(id, ctl)
+	JOIN {s}.inbox m ON m.instance_id = c.id
+	WHERE m.visible_at <= $3 AND (NOT c.ctl OR m.control)
+) x WHERE rn <= $4 ORDER BY instance_id, seq`
+
+// loadStepData reads the messages and histories of claimed steps, in one
+// round trip. The leases keep every other step of these instances out, so
+// reading after the claim committed sees the state the claim leased.
+func (b *Backend) loadStepData(ctx context.Context, wis []*backend.OrchestrationWorkItem, now int64) error {
+	ids := make([]string, len(wis))
+	ctl := make([]bool, len(wis))
+	byID := map[string]*backend.OrchestrationWorkItem{}
+	for i, wi := range wis {
+		ids[i] = wi.Instance.ID
+		ctl[i] = wi.Instance.Status == backend.StatusSuspended
+		byID[ids[i]] = wi
+	}
+	return b.read(ctx, "load step", func(q querier) error {
+		for _, wi := range wis {
+			wi.Messages, wi.History = nil, []*backend.Event{}
+		}
+		batch := &pgx.Batch{}
+		batch.Queue(b.q(stepMessagesQuery), ids, ctl, now, b.maxStepMessages)
+		batch.Queue(b.q(`SELECT instance_id, seq, event FROM {s}.history WHERE instance_id = ANY($1)
+			ORDER BY instance_id, seq`), ids)
+		br := b.pool.SendBatch(ctx, batch)
+		defer func() { _ = br.Close() }()
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		var id, mid, exec string
+		var data []byte
+		var visible int64
+		if _, err := pgx.ForEachRow(rows, []any{&id, &mid, &exec, &data, &visible}, func() error {
+			ev, err := decodeEvent(data)
+			if err != nil {
+				return fmt.Errorf("message %q: %w", mid, err)
+			}
+			wi := byID[id]
+			wi.Messages = append(wi.Messages, &backend.Message{ID: mid, InstanceID: id, ExecutionID: exec,
+				Event: ev, VisibleAt: fromNanos(visible)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		if rows, err = br.Query(); err != nil {
+			return err
+		}
+		var seq int32
+		if _, err := pgx.ForEachRow(rows, []any{&id, &seq, &data}, func() error {
+			ev, err := decodeEvent(data)
+			if err != nil {
+				return fmt.Errorf("instance %q: history event %d: %w", id, seq, err)
+			}
+			byID[id].History = append(byID[id].History, ev)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return br.Close()
+	})
+}
+
+// releaseStale hands back a claimed instance that had no message to
+// process (its ready summary was stale, which the transactions keep from
+// happening) and recomputes its summary.
+func (b *Backend) releaseStale(ctx context.Context, wi *backend.OrchestrationWorkItem) {
+	b.log.Warn("postgres: instance had a stale ready summary", "instance", wi.Instance.ID)
+	err := b.write(ctx, "release stale claim", time.Time{}, func(t *txn) error {
+		t.touch(wi.Instance.ID)
+		_, err := t.exec(`UPDATE {s}.instances SET lock_owner = '', lock_expires_at = 0
+			WHERE id = $1 AND step_attempt = $2`, wi.Instance.ID, wi.Attempt)
+		return err
+	})
+	if err != nil {
+		b.log.Warn("postgres: release stale claim", "instance", wi.Instance.ID, "err", err)
+	}
+}
+
+// isSafeToRetry reports whether a single-statement operation that failed
+// with err certainly did not reach the server.
+func isSafeToRetry(err error) bool {
+	return pgconn.SafeToRetry(err)
+}
+
+// stepFence is the state of an instance that fencing checks.
+type stepFence struct {
+	attempt, completed int64
+	exec               string
+}
+
+// check returns ErrLeaseLost unless attempt is the newest delivery of the
+// instance's step, for execution exec ("" for any), and has not completed
+// its step.
+func (f *stepFence) check(id, exec string, attempt int64) error {
+	switch {
+	case f == nil:
+		return fmt.Errorf("instance %q is gone: %w", id, backend.ErrLeaseLost)
+	case exec != "" && exec != f.exec:
+		return fmt.Errorf("instance %q: delivery of execution %q, current execution is %q: %w",
+			id, exec, f.exec, backend.ErrLeaseLost)
+	case attempt < 1 || attempt != f.attempt:
+		return fmt.Errorf("instance %q: attempt %d, newest delivery is %d: %w", id, attempt, f.attempt, backend.ErrLeaseLost)
+	case f.completed >= attempt:
+		return fmt.Errorf("instance %q: attempt %d already completed its step: %w", id, attempt, backend.ErrLeaseLost)
+	}
+	return nil
+}
+
+// readFence reads the fencing state of an instance (nil if it is gone).
+func (b *Backend) readFence(ctx context.Context, q querier, id string, lock bool) (*stepFence, error) {
+	query := `SELECT step_attempt, completed_attempt, execution_id FROM {s}.instances WHERE id = $1`
+	if lock {
+		query += ` FOR UPDATE`
+	}
+	f := &stepFence{}
+	err := q.QueryRow(ctx, b.q(query), id).Scan(&f.attempt, &f.completed, &f.exec)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return f, err
+}
+
+// fencedUpdate runs a single-statement update of instance id that is
+// fenced in SQL ($2 attempt, $3 execution or empty), and if it changed
+// nothing, reads the instance to say why: ErrLeaseLost.
+func (b *Backend) fencedUpdate(ctx context.Context, op, id, exec string, attempt int64, set string, args ...any) error {
+	if b.closed.Load() {
+		return b.fail(op, errClosed)
+	}
+	query := b.q(`UPDATE {s}.instances SET ` + set + ` WHERE id = $1 AND step_attempt = $2 AND completed_attempt < $2
+		AND ($3 = '' OR execution_id = $3)`)
+	args = append([]any{id, attempt, exec}, args...)
+	var n int64
+	for try := 0; ; try++ {
+		tag, err := b.pool.Exec(ctx, query, args...)
+		if err == nil {
+			n = tag.RowsAffected()
+			break
+		}
+		if try < 2 && ctx.Err() == nil && !b.closed.Load() && isSafeToRetry(err) {
+			continue
+		}
+		return b.fail(op, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var f *stepFence
+	err := b.read(ctx, op, func(q querier) error {
+		var err error
+		f, err = b.readFence(ctx, q, id, false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := f.check(id, exec, attempt); err != nil {
+		return b.fail(op, err)
+	}
+	return b.fail(op, fmt.Errorf("instance %q: attempt %d lost its lease concurrently: %w", id, attempt, backend.ErrLeaseLost))
+}
+
+// RenewOrchestrationLease implements backend.Backend. A lapsed lease that
+// nobody claimed since may be renewed; a delivery that completed its step or
+// was superseded gets ErrLeaseLost.
+func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewLeaseParams) error {
+	const op = "renew orchestration lease"
+	if err := validateRenew(p); err != nil {
+		return b.fail(op, err)
+	}
+	return b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt,
+		`lock_expires_at = `+clock("$4")+` + $5`, nanos(p.Now), int64(p.LeaseDuration))
+}
+
+// AbandonOrchestrationStep implements backend.Backend. The instance is
+// claimable again at p.RetryAt (at once when zero), with Attempt+1.
+func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
+	const op = "abandon orchestration step"
+	if err := validateAbandon(p); err != nil {
+		return b.fail(op, err)
+	}
+	retry := nanos(p.RetryAt)
+	if err := b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt,
+		`lock_owner = '', lock_expires_at = $4::bigint`, retry); err != nil {
+		return err
+	}
+	if retry == 0 {
+		b.signal(true, nil)
+	} else {
+		b.signal(false, []int64{retry})
+	}
+	return nil
+}
+
+func validateRenew(p *backend.RenewLeaseParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.ID == "":
+		return errors.New("empty ID")
+	case p.LeaseDuration <= 0:
+		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
+	}
+	return nil
+}
+
+func validateAbandon(p *backend.AbandonParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.ID == "":
+		return errors.New("empty ID")
+	}
+	return nil
+}

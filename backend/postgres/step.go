@@ -1,0 +1,406 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"duro/backend"
+)
+
+func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.InstanceID == "":
+		return errors.New("empty instance ID")
+	case p.ExecutionID == "":
+		return fmt.Errorf("instance %q: empty execution ID", p.InstanceID)
+	case !p.Status.Valid():
+		return fmt.Errorf("instance %q: unknown status %q", p.InstanceID, p.Status)
+	case p.ContinueAsNew != nil && p.ContinueAsNew.NewExecutionID == "":
+		return fmt.Errorf("instance %q: continue-as-new with empty execution ID", p.InstanceID)
+	}
+	for _, a := range p.ActivityTasks {
+		switch {
+		case a == nil:
+			return fmt.Errorf("instance %q: nil activity task", p.InstanceID)
+		case a.ID == "" || a.InstanceID == "" || a.Name == "":
+			return fmt.Errorf("instance %q: activity task %q: empty ID, instance ID or name", p.InstanceID, a.ID)
+		case a.PriorAttempts < 0:
+			return fmt.Errorf("instance %q: activity task %q: negative PriorAttempts %d", p.InstanceID, a.ID, a.PriorAttempts)
+		}
+	}
+	for _, m := range p.Messages {
+		if err := validateMessage(m); err != nil {
+			return fmt.Errorf("instance %q: %w", p.InstanceID, err)
+		}
+	}
+	for _, c := range p.StartInstances {
+		if err := validateCreate(c); err != nil {
+			return fmt.Errorf("instance %q: start instance: %w", p.InstanceID, err)
+		}
+	}
+	for _, c := range p.RewindInstances {
+		if err := validateRewindChild(c); err != nil {
+			return fmt.Errorf("instance %q: rewind instance: %w", p.InstanceID, err)
+		}
+	}
+	return nil
+}
+
+func validateRewindChild(c *backend.RewindChild) error {
+	switch {
+	case c == nil:
+		return errors.New("nil rewind child")
+	case c.InstanceID == "":
+		return errors.New("empty child instance ID")
+	case c.MessageID == "":
+		return fmt.Errorf("child %q: empty message ID", c.InstanceID)
+	case c.FailMessageID == "":
+		return fmt.Errorf("child %q: empty fail message ID", c.InstanceID)
+	case c.Parent == nil || c.Parent.InstanceID == "":
+		return fmt.Errorf("child %q: missing parent", c.InstanceID)
+	}
+	return nil
+}
+
+// stepLockSet is every instance a step may write: its own, the targets of
+// its messages, its children and the parents they may report to. The
+// transaction locks them all first, in ID order.
+func stepLockSet(p *backend.CompleteOrchestrationStepParams) []string {
+	ids := []string{p.InstanceID}
+	for _, m := range p.Messages {
+		ids = append(ids, m.InstanceID)
+	}
+	for _, c := range p.StartInstances {
+		ids = append(ids, c.ID)
+		if c.Parent != nil {
+			ids = append(ids, c.Parent.InstanceID)
+		}
+	}
+	for _, c := range p.RewindInstances {
+		ids = append(ids, c.InstanceID, c.Parent.InstanceID)
+	}
+	return ids
+}
+
+// CompleteOrchestrationStep implements backend.Backend: all effects commit in
+// one transaction (O1), in this order: row locks on every instance the step
+// writes (in ID order) and the fencing check, consumed messages, history,
+// instance row and lease release, activity tasks, child instances (before
+// the messages, which may address them), messages, rewound children,
+// continue-as-new, and the clean-up of a terminal instance's inbox and
+// tasks. Messages to instances that do not
+// exist or have finished are dropped; since the instance row is written
+// before any message, a message the step sends to its own instance (a
+// timer, a failed rewind of a child) is dropped only if the step itself
+// finishes the instance. With ContinueAsNew the status is ContinuedAsNew
+// whatever p.Status says.
+func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
+	const op = "complete orchestration step"
+	if err := validateComplete(p); err != nil {
+		return b.fail(op, err)
+	}
+	return b.write(ctx, op, p.Now, func(t *txn) error {
+		st, err := t.lock(stepLockSet(p)...)
+		if err != nil {
+			return err
+		}
+		var f *stepFence
+		if r := st[p.InstanceID]; r != nil {
+			f = &r.fence
+		}
+		if err := f.check(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
+			return err
+		}
+		if _, err := t.mustNow(); err != nil {
+			return err
+		}
+		// A step that starts, rewinds and ends nothing (most steps) is
+		// written in one round trip: its own changes, its instance's
+		// ready summary, and its messages.
+		simple := len(p.StartInstances) == 0 && len(p.RewindInstances) == 0 && p.ContinueAsNew == nil &&
+			!p.Status.IsTerminal()
+		var msgs []*backend.Message
+		if simple {
+			msgs = p.Messages
+		}
+		if err := t.applyStep(p, simple, msgs); err != nil {
+			return err
+		}
+		if simple {
+			return nil
+		}
+		// Children first: a message of this step may address an instance
+		// the step starts (an entity created by its first signal).
+		for _, c := range p.StartInstances {
+			if err := t.startChild(c); err != nil {
+				return err
+			}
+		}
+		for _, m := range p.Messages {
+			if err := t.deliver(m); err != nil && !isUndeliverable(err) {
+				return err
+			}
+		}
+		for _, c := range p.RewindInstances {
+			if err := t.rewindChild(c); err != nil {
+				return err
+			}
+		}
+		if p.ContinueAsNew != nil {
+			return t.continueAsNew(p.InstanceID, p.ContinueAsNew)
+		}
+		if p.Status.IsTerminal() {
+			return t.finish(p.InstanceID)
+		}
+		return nil
+	})
+}
+
+// applyStep consumes the step's messages, appends its history, writes the
+// instance row (releasing the lease and marking the delivery's step
+// completed) and enqueues its activity tasks, in one round trip; with
+// flush it also recomputes the instance's ready summary and delivers msgs
+// (dropping those whose instance cannot take them) in the same round trip.
+func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, msgs []*backend.Message) error {
+	id := p.InstanceID
+	events := make([][]byte, len(p.NewEvents))
+	for i, e := range p.NewEvents {
+		data, err := encodeEvent(e)
+		if err != nil {
+			return fmt.Errorf("new event %d: %w", i, err)
+		}
+		events[i] = data
+	}
+	failure, err := encodeJSON(p.Failure)
+	if err != nil {
+		return err
+	}
+	status := p.Status
+	if p.ContinueAsNew != nil {
+		status = backend.StatusContinuedAsNew
+	}
+	var completed int64
+	if status.IsTerminal() {
+		completed = t.now
+	}
+	var susp *string
+	if status == backend.StatusSuspended {
+		if susp, err = encodeJSON(p.Suspension); err != nil {
+			return err
+		}
+	}
+	batch := &pgx.Batch{}
+	if len(p.ConsumedMessageIDs) > 0 {
+		batch.Queue(t.b.q(`WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id)
+			INSERT INTO {s}.inbox_consumed (instance_id, id) SELECT $1, id FROM d ON CONFLICT DO NOTHING`),
+			id, p.ConsumedMessageIDs)
+	}
+	if len(events) > 0 {
+		batch.Queue(t.b.q(`INSERT INTO {s}.history (instance_id, seq, event)
+			SELECT $1, base.n + e.ord, e.data
+			FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE instance_id = $1) base,
+				unnest($2::bytea[]) WITH ORDINALITY AS e(data, ord)`), id, events)
+	}
+	batch.Queue(t.b.q(`UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
+		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
+		completed_attempt = step_attempt WHERE id = $8`),
+		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id)
+	if len(p.ActivityTasks) > 0 {
+		n := len(p.ActivityTasks)
+		ids, insts, execs, names, opts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		taskIDs, prior := make([]int64, n), make([]int64, n)
+		inputs := make([][]byte, n)
+		for i, a := range p.ActivityTasks {
+			o, err := json.Marshal(a.Options)
+			if err != nil {
+				return fmt.Errorf("activity task %q: %w", a.ID, err)
+			}
+			ids[i], insts[i], execs[i], names[i], opts[i] = a.ID, a.InstanceID, a.ExecutionID, a.Name, string(o)
+			taskIDs[i], prior[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), a.Input
+		}
+		batch.Queue(t.b.q(`INSERT INTO {s}.activity_tasks
+			(id, instance_id, execution_id, task_id, name, input, options, attempt, created_at)
+			SELECT u.*, $9::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+				$6::bytea[], $7::text[], $8::bigint[]) AS u
+			ON CONFLICT (id) DO NOTHING`), ids, insts, execs, taskIDs, names, inputs, opts, prior, t.now)
+		t.work = true
+	}
+	margs := make([][]any, len(msgs))
+	for i, m := range msgs {
+		if margs[i], err = t.messageArgs(m, false); err != nil {
+			return err
+		}
+	}
+	if flush {
+		batch.Queue(t.b.q(flushQuery), []string{id})
+		for _, a := range margs {
+			batch.Queue(t.b.q(deliverQuery), a...)
+		}
+	} else {
+		t.touch(id)
+	}
+	br := t.tx.SendBatch(t.ctx, batch)
+	defer func() { _ = br.Close() }()
+	for range batch.Len() - len(margs) - boolInt(flush) {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	if flush {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		if err := t.scanFlush(rows); err != nil {
+			return err
+		}
+	}
+	for _, m := range msgs {
+		var status backend.Status
+		var inserted bool
+		if err := br.QueryRow().Scan(&status, &inserted); err != nil {
+			return fmt.Errorf("message %q: %w", m.ID, err)
+		}
+		if err := t.delivered(m, false, status, inserted); err != nil && !isUndeliverable(err) {
+			return err
+		}
+	}
+	return br.Close()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// startChild creates a sub-orchestration, replacing a terminal instance of
+// the same ID. If a live one exists it is left alone and its parent task,
+// when there is one, gets a SubOrchestrationFailed message instead.
+func (t *txn) startChild(c *backend.CreateInstanceParams) error {
+	err := t.createInstance(c, true)
+	if !errors.Is(err, backend.ErrInstanceExists) {
+		return err
+	}
+	par := c.Parent
+	if par == nil {
+		return nil
+	}
+	err = t.deliver(&backend.Message{
+		ID:          backend.ResultMessageID(backend.TaskMessageID(par.InstanceID, par.ExecutionID, par.TaskID)),
+		InstanceID:  par.InstanceID,
+		ExecutionID: par.ExecutionID,
+		Event: &backend.Event{
+			Type:      backend.EventSubOrchestrationFailed,
+			Timestamp: fromNanos(t.now),
+			TaskID:    par.TaskID,
+			Failure:   &backend.Failure{Message: "instance " + c.ID + " already exists"},
+		},
+	})
+	if err != nil && !isUndeliverable(err) {
+		return err
+	}
+	return nil
+}
+
+// rewindChild rewinds a failed sub-orchestration. A child that does not
+// exist or is not Failed is left alone, and its parent's task gets a
+// SubOrchestrationFailed message (ID c.FailMessageID) instead; it is dropped
+// if the parent cannot take messages.
+func (t *txn) rewindChild(c *backend.RewindChild) error {
+	err := t.rewind(c.InstanceID, c.MessageID, c.Reason)
+	var why string
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, backend.ErrInstanceNotFound):
+		why = "it does not exist"
+	case errors.Is(err, backend.ErrInstanceNotFailed):
+		var s backend.Status
+		if err := t.queryRow(`SELECT status FROM {s}.instances WHERE id = $1`, c.InstanceID).Scan(&s); err != nil {
+			return err
+		}
+		why = "status " + string(s)
+	default:
+		return err
+	}
+	err = t.deliver(&backend.Message{
+		ID:          c.FailMessageID,
+		InstanceID:  c.Parent.InstanceID,
+		ExecutionID: c.Parent.ExecutionID,
+		Event: &backend.Event{
+			Type:      backend.EventSubOrchestrationFailed,
+			Timestamp: fromNanos(t.now),
+			TaskID:    c.Parent.TaskID,
+			Failure: &backend.Failure{
+				Message:      "cannot rewind sub-orchestration " + c.InstanceID + ": " + why,
+				Type:         "RewindFailed",
+				NonRetryable: true,
+			},
+		},
+	})
+	if err != nil && !isUndeliverable(err) {
+		return err
+	}
+	return nil
+}
+
+// continueAsNew starts a new execution: clears the history and the consumed
+// IDs, switches execution and input, drops the messages and tasks of other
+// executions and enqueues the new ExecutionStarted message.
+func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
+	var name string
+	var pid, pexec *string
+	var ptask *int64
+	if err := t.queryRow(`SELECT name, parent_instance_id, parent_execution_id, parent_task_id
+		FROM {s}.instances WHERE id = $1`, id).Scan(&name, &pid, &pexec, &ptask); err != nil {
+		return err
+	}
+	var parent *backend.ParentRef
+	if pid != nil {
+		parent = &backend.ParentRef{InstanceID: *pid, ExecutionID: deref(pexec), TaskID: int(deref(ptask))}
+	}
+	exec := can.NewExecutionID
+	batch := &pgx.Batch{}
+	batch.Queue(t.b.q(`UPDATE {s}.instances SET execution_id = $1, input = $2 WHERE id = $3`), exec, can.Input, id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.history WHERE instance_id = $1`), id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.inbox_consumed WHERE instance_id = $1`), id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1 AND execution_id <> '' AND execution_id <> $2`), id, exec)
+	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND execution_id <> $2`), id, exec)
+	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
+		return err
+	}
+	t.touch(id)
+	return t.insertMessage(&backend.Message{
+		ID:          backend.StartMessageID(id, exec),
+		InstanceID:  id,
+		ExecutionID: exec,
+		Event: &backend.Event{
+			Type:        backend.EventExecutionStarted,
+			Timestamp:   fromNanos(t.now),
+			Name:        name,
+			ExecutionID: exec,
+			Input:       can.Input,
+			Parent:      parent,
+		},
+	}, true)
+}
+
+// finish deletes a terminal instance's remaining inbox and activity tasks.
+func (t *txn) finish(id string) error {
+	batch := &pgx.Batch{}
+	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1`), id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`), id)
+	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
+		return err
+	}
+	t.touch(id)
+	return nil
+}

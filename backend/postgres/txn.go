@@ -1,0 +1,487 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"duro/backend"
+)
+
+// txn is one write transaction with the bookkeeping its helpers share.
+type txn struct {
+	ctx context.Context
+	b   *Backend
+	tx  pgx.Tx
+	// now is the transaction's time in Unix ns; 0 until needed when the
+	// caller passed no time, then the database clock (see mustNow).
+	now int64
+	// touched holds the instances whose ready summary flush must recompute
+	// (their inbox lost messages or their status changed).
+	touched map[string]struct{}
+	// work is set when the transaction made work claimable at once; wakeAt
+	// lists the future times at which it makes more claimable.
+	work   bool
+	wakeAt []int64
+}
+
+func newTxn(ctx context.Context, b *Backend, tx pgx.Tx, now time.Time) *txn {
+	return &txn{ctx: ctx, b: b, tx: tx, now: nanos(now), touched: map[string]struct{}{}}
+}
+
+func (t *txn) exec(query string, args ...any) (int64, error) {
+	tag, err := t.tx.Exec(t.ctx, t.b.q(query), args...)
+	return tag.RowsAffected(), err
+}
+
+func (t *txn) queryRow(query string, args ...any) pgx.Row {
+	return t.tx.QueryRow(t.ctx, t.b.q(query), args...)
+}
+
+// mustNow returns the transaction's time, reading the database clock (the
+// transaction's start) if the caller passed none.
+func (t *txn) mustNow() (int64, error) {
+	if t.now == 0 {
+		if err := t.tx.QueryRow(t.ctx, `SELECT `+dbNow).Scan(&t.now); err != nil {
+			return 0, err
+		}
+	}
+	return t.now, nil
+}
+
+func (t *txn) touch(id string) { t.touched[id] = struct{}{} }
+
+// lockedRow is the state of an instance row that lock returns.
+type lockedRow struct {
+	status backend.Status
+	fence  stepFence
+}
+
+// lock takes the row locks of the given instances in ID order, so that
+// transactions that lock several instances cannot deadlock each other, and
+// returns the state of those that exist.
+func (t *txn) lock(ids ...string) (map[string]*lockedRow, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	rows, err := t.tx.Query(t.ctx, t.b.q(`SELECT id, status, step_attempt, completed_attempt, execution_id
+		FROM {s}.instances WHERE id = ANY($1) ORDER BY id FOR UPDATE`), ids)
+	if err != nil {
+		return nil, err
+	}
+	st := map[string]*lockedRow{}
+	var id string
+	var r lockedRow
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.status, &r.fence.attempt, &r.fence.completed, &r.fence.exec}, func() error {
+		c := r
+		st[id] = &c
+		return nil
+	})
+	return st, err
+}
+
+// flush recomputes the ready summary of the touched instances: over all
+// their messages, or over only their control messages while they are
+// Suspended.
+func (t *txn) flush() error {
+	if len(t.touched) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(t.touched))
+	for id := range t.touched {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	clear(t.touched)
+	rows, err := t.tx.Query(t.ctx, t.b.q(flushQuery), ids)
+	if err != nil {
+		return err
+	}
+	return t.scanFlush(rows)
+}
+
+const flushQuery = `UPDATE {s}.instances i SET (ready_at, ready_key) =
+	(SELECT MIN(m.visible_at), MIN(m.sort_at) FROM {s}.inbox m
+	 WHERE m.instance_id = i.id AND (i.status <> 'Suspended' OR m.control))
+	WHERE i.id = ANY($1) RETURNING ready_at, lock_expires_at`
+
+// scanFlush reads the result of flushQuery: an instance with messages and
+// a free lease is work; one whose messages become visible later is work
+// then.
+func (t *txn) scanFlush(rows pgx.Rows) error {
+	var ready *int64
+	var lease int64
+	_, err := pgx.ForEachRow(rows, []any{&ready, &lease}, func() error {
+		switch {
+		case ready == nil:
+		case *ready == 0 || (t.now != 0 && *ready <= t.now):
+			if lease == 0 || (t.now != 0 && lease <= t.now) {
+				t.work = true
+			}
+		default:
+			t.wakeAt = append(t.wakeAt, *ready)
+		}
+		return nil
+	})
+	return err
+}
+
+// deliverQuery inserts message $1 into the inbox of instance $2, after
+// locking the instance's row, unless the instance is missing, or has
+// finished ($8 false), or the ID is in an inbox or was consumed by the
+// instance's current execution. It updates the ready summary for the new
+// message and returns the instance's status (empty if it does not exist) and
+// whether the message was inserted.
+var deliverQuery = `WITH st AS (
+	SELECT status FROM {s}.instances WHERE id = $2 FOR UPDATE
+), ins AS (
+	INSERT INTO {s}.inbox (id, instance_id, execution_id, event, control, visible_at, sort_at, created_at)
+	SELECT $1, $2, $3, $4, $5, $6, CASE WHEN $6::bigint = 0 THEN ` + clock("$7") + ` ELSE $6 END, ` + clock("$7") + `
+	FROM st
+	WHERE ($8 OR st.status NOT IN ('Completed', 'Failed', 'Terminated'))
+		AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = $2 AND c.id = $1)
+	ON CONFLICT (id) DO NOTHING
+	RETURNING visible_at, sort_at, control
+), upd AS (
+	UPDATE {s}.instances i SET ready_at = LEAST(i.ready_at, ins.visible_at), ready_key = LEAST(i.ready_key, ins.sort_at)
+	FROM ins WHERE i.id = $2 AND (i.status <> 'Suspended' OR ins.control)
+	RETURNING 1
+)
+SELECT COALESCE((SELECT status FROM st), ''), (SELECT count(*) FROM ins) > 0`
+
+// deliver inserts a message into a live instance's inbox. It returns
+// ErrInstanceNotFound or ErrInstanceFinished when the instance cannot take
+// messages. A message whose ID is in an inbox, or was consumed by the
+// instance's current execution, is ignored.
+func (t *txn) deliver(m *backend.Message) error {
+	return t.insertMessage(m, false)
+}
+
+// insertMessage inserts a message; if force is set it does so even into a
+// finished instance (but never into one that does not exist).
+func (t *txn) insertMessage(m *backend.Message, force bool) error {
+	args, err := t.messageArgs(m, force)
+	if err != nil {
+		return err
+	}
+	var status backend.Status
+	var inserted bool
+	if err := t.queryRow(deliverQuery, args...).Scan(&status, &inserted); err != nil {
+		return fmt.Errorf("message %q: %w", m.ID, err)
+	}
+	return t.delivered(m, force, status, inserted)
+}
+
+// messageArgs are the arguments of deliverQuery for m.
+func (t *txn) messageArgs(m *backend.Message, force bool) ([]any, error) {
+	if err := validateMessage(m); err != nil {
+		return nil, err
+	}
+	data, err := encodeEvent(m.Event)
+	if err != nil {
+		return nil, fmt.Errorf("message %q: %w", m.ID, err)
+	}
+	return []any{m.ID, m.InstanceID, m.ExecutionID, data, m.Event.Type.IsControl(), nanos(m.VisibleAt), t.now, force}, nil
+}
+
+// delivered records the outcome of deliverQuery for m: the error for an
+// instance that cannot take it, or the work it made.
+func (t *txn) delivered(m *backend.Message, force bool, status backend.Status, inserted bool) error {
+	switch {
+	case status == "":
+		return fmt.Errorf("instance %q: %w", m.InstanceID, backend.ErrInstanceNotFound)
+	case !force && status.IsTerminal():
+		return fmt.Errorf("instance %q is %s: %w", m.InstanceID, status, backend.ErrInstanceFinished)
+	}
+	if inserted {
+		if visible := nanos(m.VisibleAt); visible == 0 || (t.now != 0 && visible <= t.now) {
+			t.work = true
+		} else {
+			t.wakeAt = append(t.wakeAt, visible)
+		}
+	}
+	return nil
+}
+
+func isUndeliverable(err error) bool {
+	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
+}
+
+func validateMessage(m *backend.Message) error {
+	switch {
+	case m == nil:
+		return errors.New("nil message")
+	case m.ID == "":
+		return errors.New("message: empty ID")
+	case m.InstanceID == "":
+		return fmt.Errorf("message %q: empty instance ID", m.ID)
+	case m.Event == nil:
+		return fmt.Errorf("message %q: nil event", m.ID)
+	}
+	return nil
+}
+
+func validateCreate(p *backend.CreateInstanceParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.ID == "":
+		return errors.New("empty instance ID")
+	case p.Name == "":
+		return fmt.Errorf("instance %q: empty name", p.ID)
+	case p.ExecutionID == "":
+		return fmt.Errorf("instance %q: empty execution ID", p.ID)
+	case p.IfExists != backend.IfExistsFail && p.IfExists != backend.IfExistsReplaceFinished:
+		return fmt.Errorf("instance %q: unknown IfExists policy %d", p.ID, p.IfExists)
+	case p.Parent != nil && p.Parent.InstanceID == "":
+		return fmt.Errorf("instance %q: parent with empty instance ID", p.ID)
+	}
+	return nil
+}
+
+// createInstance creates an instance in status Pending with its
+// ExecutionStarted message. An existing terminal instance is replaced if
+// replace is set (its step_attempt carries over, so attempt numbers of the
+// ID never repeat); otherwise, and for a live one, it returns
+// ErrInstanceExists. The caller holds the row lock if the row exists.
+func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) error {
+	saved := t.now
+	if !p.Now.IsZero() {
+		t.now = p.Now.UnixNano()
+	}
+	defer func() { t.now = saved }()
+	// One round trip: the time (the database clock if none was given) and
+	// the status of an instance of the same ID, locked.
+	var now int64
+	var s *backend.Status
+	if err := t.queryRow(`SELECT `+clock("$2")+`, (SELECT status FROM {s}.instances WHERE id = $1 FOR UPDATE)`,
+		p.ID, t.now).Scan(&now, &s); err != nil {
+		return err
+	}
+	t.now = now
+	switch {
+	case s == nil:
+	case !replace || !s.IsTerminal():
+		return fmt.Errorf("instance %q (%s): %w", p.ID, *s, backend.ErrInstanceExists)
+	default:
+		if err := t.deleteInstanceData(p.ID); err != nil {
+			return err
+		}
+		// The upsert below resets the ready summary; the start message
+		// sets it.
+		delete(t.touched, p.ID)
+	}
+	var pid, pexec *string
+	var ptask *int64
+	if p.Parent != nil {
+		id, exec, task := p.Parent.InstanceID, p.Parent.ExecutionID, int64(p.Parent.TaskID)
+		pid, pexec, ptask = &id, &exec, &task
+	}
+	start := &backend.Message{
+		ID:          backend.StartMessageID(p.ID, p.ExecutionID),
+		InstanceID:  p.ID,
+		ExecutionID: p.ExecutionID,
+		VisibleAt:   p.StartAt,
+		Event: &backend.Event{
+			Type:        backend.EventExecutionStarted,
+			Timestamp:   time.Unix(0, now).UTC(),
+			Name:        p.Name,
+			ExecutionID: p.ExecutionID,
+			Input:       p.Input,
+			Parent:      p.Parent,
+		},
+	}
+	margs, err := t.messageArgs(start, true)
+	if err != nil {
+		return err
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(t.b.q(`INSERT INTO {s}.instances (id, name, execution_id, status, input, created_at, updated_at,
+			parent_instance_id, parent_execution_id, parent_task_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, execution_id = excluded.execution_id,
+			status = excluded.status, input = excluded.input, output = NULL, failure = NULL,
+			custom_status = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at,
+			completed_at = 0, suspension = NULL, parent_instance_id = excluded.parent_instance_id,
+			parent_execution_id = excluded.parent_execution_id, parent_task_id = excluded.parent_task_id,
+			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL`),
+		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now, pid, pexec, ptask)
+	batch.Queue(t.b.q(deliverQuery), margs...)
+	br := t.tx.SendBatch(t.ctx, batch)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	var status backend.Status
+	var inserted bool
+	if err := br.QueryRow().Scan(&status, &inserted); err != nil {
+		return fmt.Errorf("message %q: %w", start.ID, err)
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	return t.delivered(start, true, status, inserted)
+}
+
+// rewind turns Failed instance id back to Running (failure and completion
+// time cleared) and enqueues its ExecutionRewound message msgID, addressed
+// to the instance's current execution. It returns ErrInstanceNotFound, or
+// ErrInstanceNotFailed naming the status the instance has.
+func (t *txn) rewind(id, msgID, reason string) error {
+	now, err := t.mustNow()
+	if err != nil {
+		return err
+	}
+	var s backend.Status
+	var exec string
+	err = t.queryRow(`SELECT status, execution_id FROM {s}.instances WHERE id = $1 FOR UPDATE`, id).Scan(&s, &exec)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
+	case err != nil:
+		return err
+	case s != backend.StatusFailed:
+		return fmt.Errorf("instance %q is %s: %w", id, s, backend.ErrInstanceNotFailed)
+	}
+	if _, err := t.exec(`UPDATE {s}.instances SET status = $1, failure = NULL, completed_at = 0, suspension = NULL,
+		updated_at = $2 WHERE id = $3`, backend.StatusRunning, now, id); err != nil {
+		return err
+	}
+	t.touch(id)
+	t.work = true
+	return t.insertMessage(&backend.Message{
+		ID:          msgID,
+		InstanceID:  id,
+		ExecutionID: exec,
+		Event:       &backend.Event{Type: backend.EventExecutionRewound, Timestamp: time.Unix(0, now).UTC(), Reason: reason},
+	}, false)
+}
+
+// deleteInstanceData deletes an instance's history, inbox, consumed message
+// IDs and activity tasks, keeping its row.
+func (t *txn) deleteInstanceData(id string) error {
+	b := &pgx.Batch{}
+	for _, q := range []string{
+		`DELETE FROM {s}.history WHERE instance_id = $1`,
+		`DELETE FROM {s}.inbox WHERE instance_id = $1`,
+		`DELETE FROM {s}.inbox_consumed WHERE instance_id = $1`,
+		`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`,
+	} {
+		b.Queue(t.b.q(q), id)
+	}
+	if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
+		return err
+	}
+	t.touch(id)
+	return nil
+}
+
+// encodeEvent encodes e and checks that it decodes, so that nothing stored
+// can later fail to decode and wedge an instance.
+func encodeEvent(e *backend.Event) ([]byte, error) {
+	data, err := backend.EncodeEvent(e)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := backend.DecodeEvent(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// decodeEvent decodes a stored event with its times in UTC.
+func decodeEvent(data []byte) (*backend.Event, error) {
+	e, err := backend.DecodeEvent(data)
+	if err != nil {
+		return nil, err
+	}
+	e.Timestamp = utc(e.Timestamp)
+	e.FireAt = utc(e.FireAt)
+	utcSuspension(e.Suspension)
+	return e, nil
+}
+
+const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
+	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
+
+func scanInstance(s pgx.Row) (*backend.Instance, error) {
+	var (
+		in                        backend.Instance
+		failure, pid, pexec, susp *string
+		ptask                     *int64
+		created, updated, compAt  int64
+	)
+	if err := s.Scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp); err != nil {
+		return nil, err
+	}
+	in.CreatedAt, in.UpdatedAt, in.CompletedAt = fromNanos(created), fromNanos(updated), fromNanos(compAt)
+	if failure != nil {
+		in.Failure = new(backend.Failure)
+		if err := json.Unmarshal([]byte(*failure), in.Failure); err != nil {
+			return nil, fmt.Errorf("instance %q: failure: %w", in.ID, err)
+		}
+	}
+	if pid != nil {
+		in.Parent = &backend.ParentRef{InstanceID: *pid, ExecutionID: deref(pexec), TaskID: int(deref(ptask))}
+	}
+	if in.Status == backend.StatusSuspended {
+		if susp != nil {
+			in.Suspension = new(backend.Suspension)
+			if err := json.Unmarshal([]byte(*susp), in.Suspension); err != nil {
+				return nil, fmt.Errorf("instance %q: suspension: %w", in.ID, err)
+			}
+			utcSuspension(in.Suspension)
+		} else {
+			// Suspended without a stored suspension (a step that passed
+			// none): report one, since the instance is suspended.
+			in.Suspension = &backend.Suspension{Since: in.UpdatedAt}
+		}
+	}
+	return &in, nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// utc returns t in UTC; the zero time stays zero.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+// utcSuspension turns the times of s, which may be nil, to UTC.
+func utcSuspension(s *backend.Suspension) {
+	if s == nil {
+		return
+	}
+	s.Since = utc(s.Since)
+	for _, pd := range s.Pending {
+		if pd != nil {
+			pd.PreviousDeliveryAt = utc(pd.PreviousDeliveryAt)
+		}
+	}
+}
+
+// encodeJSON stores v as JSON text; a nil pointer is NULL.
+func encodeJSON[T any](v *T) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	s := string(data)
+	return &s, nil
+}
