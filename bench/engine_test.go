@@ -102,9 +102,11 @@ func benchSequence(b *testing.B, g duro.Guarantee) {
 	const instances = 500
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
-			c := startWorker(b, st.open(b))
+			be := st.open(b)
+			c := startWorker(b, be)
 			ctx := context.Background()
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				ids := make([]string, instances)
@@ -125,6 +127,8 @@ func benchSequence(b *testing.B, g duro.Guarantee) {
 			secs := b.Elapsed().Seconds()
 			b.ReportMetric(float64(instances*b.N)/secs, "instances/s")
 			b.ReportMetric(float64(3*instances*b.N)/secs, "activities/s")
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(instances*b.N), "cpu-µs/instance")
+			reportWrites(b, be)
 		})
 	}
 }
@@ -135,9 +139,11 @@ func BenchmarkFanOut(b *testing.B) {
 	const fan = 1000
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
-			c := startWorker(b, st.open(b))
+			be := st.open(b)
+			c := startWorker(b, be)
 			ctx := context.Background()
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				id, err := c.Start(ctx, "FanOut", fan)
@@ -152,6 +158,25 @@ func BenchmarkFanOut(b *testing.B) {
 			secs := b.Elapsed().Seconds()
 			b.ReportMetric(float64(b.N)/secs, "instances/s")
 			b.ReportMetric(float64(fan*b.N)/secs, "activities/s")
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(fan*b.N), "cpu-µs/activity")
+			reportWrites(b, be)
 		})
 	}
+}
+
+// reportWrites reports, for a backend that counts them (the SQLite ones),
+// the mean number of write operations per commit (group commit), commits
+// per second, and SQL statements per write operation.
+func reportWrites(b *testing.B, be backend.Backend) {
+	ws, ok := be.(interface{ WriteStats() sqlite.WriteStats })
+	if !ok {
+		return
+	}
+	st := ws.WriteStats()
+	if st.Commits == 0 || st.Ops == 0 {
+		return
+	}
+	b.ReportMetric(float64(st.Ops)/float64(st.Commits), "ops/commit")
+	b.ReportMetric(float64(st.Commits)/b.Elapsed().Seconds(), "commits/s")
+	b.ReportMetric(float64(st.Statements)/float64(st.Ops), "stmts/op")
 }

@@ -13,80 +13,139 @@ import (
 )
 
 // ClaimActivity implements backend.Backend. It picks the oldest task (by
-// creation time) that is visible and whose lease is free or lapsed, increments its attempt number and takes the lease, and
-// commits that before returning.
+// creation time) that is visible and whose lease is free or lapsed,
+// increments its attempt number and takes the lease, and commits that
+// before returning.
 func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
-	const op = "claim activity"
+	wis, err := b.claimActivities(ctx, "claim activity", p, 1)
+	if err != nil || len(wis) == 0 {
+		return nil, err
+	}
+	return wis[0], nil
+}
+
+// ClaimActivities implements backend.BatchClaimer: ClaimActivity up to max
+// times in one transaction, oldest task first. Each task gets its own
+// attempt increment and lease; all commit together before it returns.
+func (b *Backend) ClaimActivities(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	return b.claimActivities(ctx, "claim activities", p, max)
+}
+
+func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
 	if err := validateClaim(p); err != nil {
 		return nil, b.fail(op, err)
 	}
-	var wi *backend.ActivityWorkItem
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
-		n := t.now.UnixNano()
-		var (
-			task              backend.ActivityTask
-			opts              string
-			prevClaim, schedd int64
-			details           []byte
-		)
-		err := t.queryRow(`SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at, created_at,
-			heartbeat_details FROM activity_tasks WHERE rowid = (`+claimActivityQuery+`)`, n).
-			Scan(&task.ID, &task.InstanceID, &task.ExecutionID, &task.TaskID, &task.Name, &task.Input, &opts,
-				&prevClaim, &schedd, &details)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal([]byte(opts), &task.Options); err != nil {
-			return fmt.Errorf("activity task %q: options: %w", task.ID, err)
-		}
-		expires := t.now.Add(p.LeaseDuration)
-		var attempt int
-		if err := t.queryRow(`UPDATE activity_tasks SET attempt = attempt + 1, lease_owner = ?,
-			lease_expires_at = ?, claimed_at = ? WHERE id = ? RETURNING attempt`,
-			p.Owner, expires.UnixNano(), n, task.ID).Scan(&attempt); err != nil {
-			return err
-		}
-		wi = &backend.ActivityWorkItem{
-			Task:               &task,
-			Attempt:            attempt,
-			PreviousDeliveryAt: fromNanos(prevClaim),
-			ScheduledAt:        fromNanos(schedd),
-			LeaseExpiresAt:     expires,
-			HeartbeatDetails:   details,
-		}
-		fault.Point(fault.ActivityClaimBeforeCommit)
-		return nil
+	if max <= 0 {
+		return nil, nil
+	}
+	var (
+		wis   []*backend.ActivityWorkItem
+		opts  []string
+		atMO  bool
+		claim = activityClaim{owner: p.Owner, lease: p.LeaseDuration}
+	)
+	seq, err := b.writeSeq(ctx, op, p.Now, 0, func(t *txn) error {
+		wis, opts = wis[:0], opts[:0]
+		return claim.run(t, max, func(wi *backend.ActivityWorkItem, o string) {
+			wis = append(wis, wi)
+			opts = append(opts, o)
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if wi != nil && wi.Task.Options.AtMostOnce && b.syncWAL != nil {
+	for i, wi := range wis {
+		if err := json.Unmarshal([]byte(opts[i]), &wi.Task.Options); err != nil {
+			// Stored options are always valid JSON; the task is leased, so
+			// it is retried after the lease.
+			return nil, b.fail(op, fmt.Errorf("activity task %q: options: %w", wi.Task.ID, err))
+		}
+		atMO = atMO || wi.Task.Options.AtMostOnce
+	}
+	if atMO && b.syncWAL != nil {
 		// With synchronous=NORMAL the commit above is not on disk yet: a
 		// power loss could forget the attempt and run the code again as
 		// attempt 1. An at-most-once claim must be durable before its code
-		// runs, so sync the WAL now (A1).
-		if err := b.syncWAL(); err != nil {
-			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", wi.Task.ID, err))
+		// runs, so sync the WAL now (A1), once for every claim committed
+		// by then.
+		if err := b.syncCommit(seq); err != nil {
+			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", wis[0].Task.ID, err))
 		}
 	}
-	return wi, nil
+	return wis, nil
 }
 
-// claimActivityQuery picks the rowid of the task to claim at ?1: the older of
-// the first free task visible at once (visible_at = 0, oldest first) and the
-// first free task whose retry time has come. Both halves are index range
-// scans that skip only live leases.
-const claimActivityQuery = `SELECT r FROM (
+// activityClaim claims activity tasks inside a write operation.
+type activityClaim struct {
+	owner string
+	lease time.Duration
+}
+
+// run claims up to max tasks, calling found for each with its options'
+// JSON (decoded by the caller, outside the writer).
+func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkItem, opts string)) error {
+	n := t.now.UnixNano()
+	expires := t.now.Add(c.lease)
+	rows, err := t.query(claimActivitiesQuery, n, max)
+	if err != nil {
+		return err
+	}
+	type cand struct {
+		task              backend.ActivityTask
+		opts              string
+		prevClaim, schedd int64
+		details           []byte
+	}
+	var cands []*cand
+	for rows.Next() {
+		c := &cand{}
+		if err := rows.Scan(&c.task.ID, &c.task.InstanceID, &c.task.ExecutionID, &c.task.TaskID, &c.task.Name,
+			&c.task.Input, &c.opts, &c.prevClaim, &c.schedd, &c.details); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		cands = append(cands, c)
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+	for _, cd := range cands {
+		var attempt int
+		if err := t.queryRow(`UPDATE activity_tasks SET attempt = attempt + 1, lease_owner = ?,
+			lease_expires_at = ?, claimed_at = ? WHERE id = ? RETURNING attempt`,
+			c.owner, expires.UnixNano(), n, cd.task.ID).Scan(&attempt); err != nil {
+			return err
+		}
+		found(&backend.ActivityWorkItem{
+			Task:               &cd.task,
+			Attempt:            attempt,
+			PreviousDeliveryAt: fromNanos(cd.prevClaim),
+			ScheduledAt:        fromNanos(cd.schedd),
+			LeaseExpiresAt:     expires,
+			HeartbeatDetails:   cd.details,
+		}, cd.opts)
+		fault.Point(fault.ActivityClaimBeforeCommit)
+	}
+	return nil
+}
+
+// claimActivitiesQuery picks up to ?2 tasks to claim at ?1, oldest first:
+// the first free tasks visible at once (visible_at = 0, oldest first) and
+// the first free tasks whose retry time has come. Both halves are index
+// range scans that skip only live leases. The limits read "?2+0": SQLite
+// plans with the value of a bare "LIMIT ?" and re-prepares the statement
+// whenever it changes, which costs more than the claim.
+const claimActivitiesQuery = `SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at,
+	created_at, heartbeat_details FROM activity_tasks WHERE rowid IN (` + claimActivityRowids + `)
+	ORDER BY created_at, rowid`
+
+const claimActivityRowids = `SELECT r FROM (
 	SELECT * FROM (SELECT rowid AS r, created_at FROM activity_tasks INDEXED BY activity_tasks_claim
-		WHERE visible_at = 0 AND lease_expires_at <= ?1 ORDER BY created_at LIMIT 1)
+		WHERE visible_at = 0 AND lease_expires_at <= ?1 ORDER BY created_at LIMIT ?2+0)
 	UNION ALL
 	SELECT * FROM (SELECT rowid AS r, created_at FROM activity_tasks INDEXED BY activity_tasks_claim
-		WHERE visible_at > 0 AND visible_at <= ?1 AND lease_expires_at <= ?1 ORDER BY visible_at LIMIT 1)
-) ORDER BY created_at LIMIT 1`
+		WHERE visible_at > 0 AND visible_at <= ?1 AND lease_expires_at <= ?1 ORDER BY visible_at LIMIT ?2+0)
+) ORDER BY created_at LIMIT ?2+0`
 
 // taskFence checks that attempt is the newest delivery of an existing task
 // and returns the task's instance and execution; otherwise ErrLeaseLost.
@@ -123,32 +182,32 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 	case p.Result == nil:
 		return b.fail(op, fmt.Errorf("activity task %q: nil result", p.TaskID))
 	}
-	work := false
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
-		inst, exec, err := t.taskFence(p.TaskID, int64(p.Attempt))
+	msgID := backend.ResultMessageID(p.TaskID)
+	data, err := encodeEvent(p.Result)
+	if err != nil {
+		return b.fail(op, fmt.Errorf("message %q: %w", msgID, err))
+	}
+	return b.write(ctx, op, p.Now, len(data)+smallOp, func(t *txn) error {
+		// The delete is the fence: it removes the task only if attempt is
+		// its newest delivery.
+		var inst, exec string
+		err := t.queryRow(`DELETE FROM activity_tasks WHERE id = ? AND attempt = ? AND claimed_at <> 0
+			RETURNING instance_id, execution_id`, p.TaskID, p.Attempt).Scan(&inst, &exec)
+		if errors.Is(err, sql.ErrNoRows) {
+			_, _, err = t.taskFence(p.TaskID, int64(p.Attempt))
+			if err == nil {
+				err = fmt.Errorf("activity task %q: attempt %d not deleted", p.TaskID, p.Attempt)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		if _, err := t.exec(`DELETE FROM activity_tasks WHERE id = ?`, p.TaskID); err != nil {
-			return err
-		}
-		err = t.deliver(&backend.Message{
-			ID:          backend.ResultMessageID(p.TaskID),
-			InstanceID:  inst,
-			ExecutionID: exec,
-			Event:       p.Result,
-		})
+		err = t.deliver(&backend.Message{ID: msgID, InstanceID: inst, ExecutionID: exec, Event: p.Result}, data)
 		if err != nil && !isUndeliverable(err) {
 			return err
 		}
-		work = t.work
-		return t.flush()
+		return nil
 	})
-	if err == nil && work {
-		b.work.notify()
-	}
-	return err
 }
 
 // RenewActivityLease implements backend.Backend. A lapsed lease that nobody
@@ -158,8 +217,7 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 	if err := validateRenew(p); err != nil {
 		return b.fail(op, err)
 	}
-	return b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
+	return b.write(ctx, op, p.Now, len(p.Details)+smallOp, func(t *txn) error {
 		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
 			return err
 		}
@@ -181,19 +239,15 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 	if err := validateAbandon(p); err != nil {
 		return b.fail(op, err)
 	}
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, time.Time{})
+	return b.write(ctx, op, time.Time{}, 0, func(t *txn) error {
 		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
 			return err
 		}
+		t.work |= workTasks
 		_, err := t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?
 			WHERE id = ?`, nanos(p.RetryAt), p.ID)
 		return err
 	})
-	if err == nil {
-		b.work.notify()
-	}
-	return err
 }
 
 func encodeActivityOptions(o backend.ActivityOptions) (string, error) {

@@ -5,33 +5,61 @@
 // # Connections and locking
 //
 // Open uses one writer connection and a pool of read connections
-// (Options.ReadConns). Every operation that writes, claims included, runs in
-// a BEGIN IMMEDIATE transaction on the writer, so writers of one process
-// queue for that connection and never fail with SQLITE_BUSY against each
-// other. The file is in WAL mode, so readers (GetInstance, ListInstances,
-// GetHistory) run beside the writer. Other processes may open the same file
-// at once (the CLI, a second worker after a crash); their write transactions
-// wait for each other for up to Options.BusyTimeout.
+// (Options.ReadConns). Every operation that writes, claims included, is
+// run by one writer goroutine, which owns the writer connection, in a
+// BEGIN IMMEDIATE transaction, so writers of one process queue for it and
+// never fail with SQLITE_BUSY against each other. The file is in WAL mode,
+// so readers (GetInstance, ListInstances, GetHistory) run beside the
+// writer. Other processes may open the same file at once (the CLI, a second
+// worker after a crash); their write transactions wait for each other for
+// up to Options.BusyTimeout.
+//
+// # Group commit
+//
+// Operations that arrive while the writer is busy queue, and the writer
+// runs everything queued (up to 128 operations or about 4 MiB of payload)
+// in its next transaction, each operation inside its own SAVEPOINT: an
+// operation that fails is rolled back alone and returns its error, the
+// others commit together. Every caller returns after that shared COMMIT, so
+// each operation is exactly as atomic (O1) and as durable as if it had
+// committed alone, and one fsync under synchronous=FULL covers the whole
+// batch. Nothing waits for a timer: batches grow with the load. A caller
+// whose context ends while its operation is still queued gets the context's
+// error and the operation never runs; once the writer has started it, it
+// runs to the end of its batch. Close lets the writer finish what is queued
+// and refuses what comes after. Encoding and decoding events happens in the
+// callers' goroutines, outside the writer; statements are prepared once.
+// ClaimActivities and ClaimOrchestrationSteps (backend.BatchClaimer) claim
+// several work items in one operation, each with its own attempt increment
+// and lease.
+//
+// A claim hands out the whole history; the backend keeps the decoded
+// histories it handed out (a bounded cache, see histcache.go) and reads and
+// decodes only the events appended since, so a long history is not decoded
+// again at every step.
 //
 // # Durability
 //
 // A claim increments the work item's attempt number and takes its lease in
-// one transaction, and ClaimOrchestrationStep and ClaimActivity return only
-// after that transaction has committed: the commit of the claim is what makes
-// an attempt number durable (guarantee A1). How durable a commit is depends
+// one transaction, and the Claim methods return only after that transaction
+// has committed: the commit of the claim is what makes an attempt number
+// durable (guarantee A1). How durable a commit is depends
 // on Options.Synchronous:
 //
 //   - FULL (the default) syncs the write-ahead log to stable storage at every
 //     commit. A returned attempt number survives process crashes and power
 //     loss, so no attempt number is ever handed out twice. The cost is one
 //     fsync per commit: a few hundred microseconds to a few milliseconds on
-//     an SSD, which bounds the rate of claims and completions of one store.
+//     an SSD, which bounds the rate of commits of one store (group commit
+//     puts many operations in one).
 //   - NORMAL syncs only at checkpoints. Commits are still atomic and survive
 //     a crash of the process (SIGKILL, panic), since the log is in the
 //     operating system's cache, but the last commits before a power loss or
 //     kernel crash may be rolled back: an attempt number could then be handed
 //     out again after the machine restarts, and a step or an activity
 //     completion could be lost (and redone). It is several times faster.
+//     The claim of an at-most-once task is the exception: it syncs the WAL
+//     before it returns (one sync covers every claim committed by then).
 //   - EXTRA is FULL plus a sync of the directory after deleting a journal;
 //     in WAL mode it costs little more than FULL.
 //

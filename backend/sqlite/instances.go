@@ -15,35 +15,35 @@ import (
 
 // CreateInstance implements backend.Backend.
 func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
+	const op = "create instance"
 	if err := validateCreate(p); err != nil {
-		return b.fail("create instance", err)
+		return b.fail(op, err)
 	}
-	err := b.write(ctx, "create instance", func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
-		if err := t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished); err != nil {
-			return err
-		}
-		return t.flush()
+	at := now(p.Now)
+	start, err := encodeEvent(startMessage(p, at).Event)
+	if err != nil {
+		return b.fail(op, fmt.Errorf("instance %q: start message: %w", p.ID, err))
+	}
+	return b.write(ctx, op, at, 2*len(start)+smallOp, func(t *txn) error {
+		return t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished, start)
 	})
-	if err == nil {
-		b.work.notify()
-	}
-	return err
 }
 
 // GetInstance implements backend.Backend.
 func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance, error) {
 	var in *backend.Instance
-	err := b.read(ctx, "get instance", func(tx *sql.Tx) error {
+	err := b.read(ctx, "get instance", func(d *dbtx) error {
 		var err error
-		in, err = getInstance(ctx, tx, id)
+		in, err = d.getInstance(id)
 		return err
 	})
 	return in, err
 }
 
-func getInstance(ctx context.Context, tx *sql.Tx, id string) (*backend.Instance, error) {
-	in, err := scanInstance(tx.QueryRowContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE id = ?`, id))
+const getInstanceQuery = `SELECT ` + instanceColumns + ` FROM instances WHERE id = ?`
+
+func (d *dbtx) getInstance(id string) (*backend.Instance, error) {
+	in, err := scanInstance(d.queryRow(getInstanceQuery, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
 	}
@@ -52,64 +52,80 @@ func getInstance(ctx context.Context, tx *sql.Tx, id string) (*backend.Instance,
 
 // GetHistory implements backend.Backend.
 func (b *Backend) GetHistory(ctx context.Context, id string) ([]*backend.Event, error) {
-	var h []*backend.Event
-	err := b.read(ctx, "get history", func(tx *sql.Tx) error {
+	var raw [][]byte
+	err := b.read(ctx, "get history", func(d *dbtx) error {
 		var n int
-		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM instances WHERE id = ?`, id).Scan(&n)
+		err := d.queryRow(`SELECT COUNT(*) FROM instances WHERE id = ?`, id).Scan(&n)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
 		}
-		h, err = loadHistory(ctx, tx, id)
+		raw, err = d.loadHistory(id)
 		return err
 	})
-	return h, err
-}
-
-func loadHistory(ctx context.Context, tx *sql.Tx, id string) ([]*backend.Event, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT seq, event FROM history WHERE instance_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return nil, err
 	}
-	h := []*backend.Event{}
+	h, err := decodeHistory(id, 0, raw)
+	if err != nil {
+		return nil, b.fail("get history", err)
+	}
+	return h, nil
+}
+
+// loadHistory reads the encoded events of an instance's history, in order;
+// decodeHistory decodes them, outside the transaction.
+func (d *dbtx) loadHistory(id string) ([][]byte, error) {
+	return d.loadHistorySince(id, 0)
+}
+
+// loadHistorySince reads the encoded events after the first n.
+func (d *dbtx) loadHistorySince(id string, n int) ([][]byte, error) {
+	rows, err := d.query(`SELECT event FROM history WHERE instance_id = ? AND seq > ? ORDER BY seq`, id, n)
+	if err != nil {
+		return nil, err
+	}
+	var h [][]byte
 	for rows.Next() {
-		var seq int64
 		var data []byte
-		if err := rows.Scan(&seq, &data); err != nil {
+		if err := rows.Scan(&data); err != nil {
 			_ = rows.Close()
 			return nil, err
 		}
-		e, err := decodeEvent(data)
-		if err != nil {
-			_ = rows.Close()
-			return nil, fmt.Errorf("instance %q: history event %d: %w", id, seq, err)
-		}
-		h = append(h, e)
+		h = append(h, data)
 	}
 	return h, closeRows(rows)
+}
+
+// decodeHistory decodes history events that follow the first skip.
+func decodeHistory(id string, skip int, raw [][]byte) ([]*backend.Event, error) {
+	h := make([]*backend.Event, len(raw))
+	for i, data := range raw {
+		e, err := decodeEvent(data)
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: history event %d: %w", id, skip+i+1, err)
+		}
+		h[i] = e
+	}
+	return h, nil
 }
 
 // EnqueueMessage implements backend.Backend. A zero VisibleAt makes the
 // message visible to every claim, whatever clock the claim passes.
 func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
+	const op = "enqueue message"
 	if err := validateMessage(m); err != nil {
-		return b.fail("enqueue message", err)
+		return b.fail(op, err)
 	}
-	work := false
-	err := b.write(ctx, "enqueue message", func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(time.Time{}))
-		if err := t.deliver(m); err != nil {
-			return err
-		}
-		work = t.work
-		return t.flush()
+	data, err := encodeEvent(m.Event)
+	if err != nil {
+		return b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
+	}
+	return b.write(ctx, op, time.Time{}, len(data)+smallOp, func(t *txn) error {
+		return t.deliver(m, data)
 	})
-	if err == nil && work {
-		b.work.notify()
-	}
-	return err
 }
 
 // RewindInstance implements backend.Backend. The ExecutionRewound message
@@ -126,23 +142,14 @@ func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) e
 	case p.MessageID == "":
 		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
 	}
-	err := b.write(ctx, op, func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, now(p.Now))
-		if err := t.rewind(p.InstanceID, p.MessageID, p.Reason); err != nil {
-			return err
-		}
-		return t.flush()
+	return b.write(ctx, op, p.Now, 0, func(t *txn) error {
+		return t.rewind(p.InstanceID, p.MessageID, p.Reason)
 	})
-	if err == nil {
-		b.work.notify()
-	}
-	return err
 }
 
 // PurgeInstance implements backend.Backend.
 func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
-	return b.write(ctx, "purge instance", func(tx *sql.Tx) error {
-		t := newTxn(ctx, tx, time.Time{})
+	return b.write(ctx, "purge instance", time.Time{}, 0, func(t *txn) error {
 		s, err := t.instanceStatus(id)
 		if err != nil {
 			return err
@@ -178,14 +185,15 @@ func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesP
 	}
 	where, args := filterSQL(terminal, p.Name, p.CreatedFrom, p.CreatedTo)
 	var n int64
-	err := b.write(ctx, "purge instances", func(tx *sql.Tx) error {
+	err := b.write(ctx, "purge instances", time.Time{}, 0, func(t *txn) error {
 		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+
+			if _, err := t.exec(`DELETE FROM `+table+
 				` WHERE instance_id IN (SELECT id FROM instances WHERE `+where+`)`, args...); err != nil {
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE `+where, args...)
+		t.hist.clear()
+		res, err := t.exec(`DELETE FROM instances WHERE `+where, args...)
 		if err != nil {
 			return err
 		}
@@ -301,8 +309,8 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 		args = append(args, size+1)
 	}
 	page := &backend.InstancePage{Instances: []*backend.Instance{}}
-	err := b.read(ctx, "list instances", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
+	err := b.read(ctx, "list instances", func(d *dbtx) error {
+		rows, err := d.query(query, args...)
 		if err != nil {
 			return err
 		}

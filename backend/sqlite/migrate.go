@@ -232,9 +232,9 @@ func closeRows(rows *sql.Rows) error {
 // database.
 func (b *Backend) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	var st []MigrationState
-	err := b.read(ctx, "migration status", func(tx *sql.Tx) error {
+	err := b.read(ctx, "migration status", func(d *dbtx) error {
 		var err error
-		st, err = migrationStatus(ctx, tx)
+		st, err = migrationStatus(ctx, d.tx)
 		return err
 	})
 	return st, err
@@ -244,8 +244,8 @@ func (b *Backend) MigrationStatus(ctx context.Context) ([]MigrationState, error)
 // applied (0 for none).
 func (b *Backend) MigrationVersion(ctx context.Context) (int, error) {
 	var v int
-	err := b.read(ctx, "migration version", func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM duro_migration`).Scan(&v)
+	err := b.read(ctx, "migration version", func(d *dbtx) error {
+		return d.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM duro_migration`).Scan(&v)
 	})
 	return v, err
 }

@@ -28,7 +28,19 @@ type Backend struct {
 	log             *slog.Logger
 	maxStepMessages int
 	closed          atomic.Bool
-	work            broadcaster
+	// work wakes WorkAvailable waiters, steps and tasks the waiters of one
+	// kind of work.
+	work, steps, tasks broadcaster
+	// w queues write operations for the writer goroutine (group commit);
+	// wstmts and rstmts are the prepared statements of wdb and rdb.
+	w      *writer
+	wstmts *stmtCache
+	rstmts *stmtCache
+	// hist caches decoded histories for claims (histcache.go).
+	hist *histCache
+	// synced is the number of the last commit a syncWAL call covered.
+	syncMu sync.Mutex
+	synced uint64
 	// syncWAL fsyncs the WAL file; set only when commits are not synced
 	// (synchronous=NORMAL) and claims of at-most-once tasks need it.
 	syncWAL func() error
@@ -64,7 +76,10 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	wdb, err := sql.Open("sqlite", uri+"?_txlock=immediate"+
 		"&_pragma=busy_timeout("+busy+")"+
 		"&_pragma=journal_mode(WAL)"+
-		"&_pragma=synchronous("+o.Synchronous+")")
+		"&_pragma=synchronous("+o.Synchronous+")"+
+		// The statement journals of the writer's per-operation savepoints
+		// (group commit) stay in memory instead of spilling to temp files.
+		"&_pragma=temp_store(MEMORY)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -108,6 +123,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	rdb.SetMaxOpenConns(o.ReadConns)
 	rdb.SetMaxIdleConns(o.ReadConns)
 	b.rdb = rdb
+	b.start()
 	return b, nil
 }
 
@@ -135,7 +151,23 @@ func OpenMemory(ctx context.Context, opts *Options) (*Backend, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite: open memory: %w", err)
 	}
+	b.start()
 	return b, nil
+}
+
+// start prepares the statement caches and starts the writer goroutine.
+func (b *Backend) start() {
+	b.wstmts = newStmtCache(b.wdb)
+	b.rstmts = b.wstmts
+	if b.rdb != b.wdb {
+		b.rstmts = newStmtCache(b.rdb)
+	}
+	b.hist = newHistCache()
+	if b.rdb != b.wdb { // another connection can change a file
+		_ = b.wdb.QueryRow(`PRAGMA data_version`).Scan(&b.hist.version)
+	}
+	b.w = newWriter()
+	go b.writeLoop()
 }
 
 // init connects the writer and applies the migrations.
@@ -157,16 +189,22 @@ func fileURI(abs string) string {
 	return "file:" + r.Replace(p)
 }
 
-// Close closes the connection pools. Calls after Close, Close included,
-// return an error wrapping backend.ErrClosed. Waiters on WorkAvailable are
-// woken.
+// Close stops accepting operations, lets the writer finish the operations
+// already queued (their callers get their outcome), and closes the
+// connection pools. Calls after Close, Close included, return an error
+// wrapping backend.ErrClosed. Waiters on WorkAvailable are woken.
 func (b *Backend) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("sqlite: close: %w", backend.ErrClosed)
 	}
+	b.w.close()
 	b.work.shutdown()
+	b.steps.shutdown()
+	b.tasks.shutdown()
+	b.wstmts.close()
 	var errs []error
 	if b.rdb != b.wdb {
+		b.rstmts.close()
 		errs = append(errs, b.rdb.Close())
 	}
 	errs = append(errs, b.wdb.Close())
@@ -183,6 +221,36 @@ func (b *Backend) Close() error {
 // processes is not signalled.
 func (b *Backend) WorkAvailable() <-chan struct{} {
 	return b.work.wait()
+}
+
+// OrchestrationWorkAvailable is WorkAvailable for orchestration steps only:
+// the channel is closed after a commit that may have made a step claimable
+// (a message, a completed or abandoned step), not after one that only added
+// activity tasks. A worker's orchestration loop waits on it, so that it does
+// not claim in vain after every activity scheduled.
+func (b *Backend) OrchestrationWorkAvailable() <-chan struct{} {
+	return b.steps.wait()
+}
+
+// ActivityWorkAvailable is WorkAvailable for activity tasks only: the
+// channel is closed after a commit that added or abandoned a task, not
+// after one that only delivered messages (activity results among them).
+func (b *Backend) ActivityWorkAvailable() <-chan struct{} {
+	return b.tasks.wait()
+}
+
+// notify wakes the waiters for the kinds of work in k.
+func (b *Backend) notify(k workKind) {
+	if k == 0 {
+		return
+	}
+	if k&workSteps != 0 {
+		b.steps.notify()
+	}
+	if k&workTasks != 0 {
+		b.tasks.notify()
+	}
+	b.work.notify()
 }
 
 // closedChan is what WorkAvailable returns after Close: waiting on it ends
@@ -243,27 +311,8 @@ func (b *Backend) fail(op string, err error) error {
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
 
-// write runs fn in an IMMEDIATE transaction on the writer connection.
-func (b *Backend) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	if b.closed.Load() {
-		return b.fail(op, backend.ErrClosed)
-	}
-	tx, err := b.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return b.fail(op, err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return b.fail(op, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return b.fail(op, err)
-	}
-	return nil
-}
-
 // read runs fn in a read-only transaction (one snapshot) on the read pool.
-func (b *Backend) read(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+func (b *Backend) read(ctx context.Context, op string, fn func(d *dbtx) error) error {
 	if b.closed.Load() {
 		return b.fail(op, backend.ErrClosed)
 	}
@@ -271,10 +320,29 @@ func (b *Backend) read(ctx context.Context, op string, fn func(tx *sql.Tx) error
 	if err != nil {
 		return b.fail(op, err)
 	}
-	defer func() { _ = tx.Rollback() }()
-	if err := fn(tx); err != nil {
+	err = fn(&dbtx{ctx: ctx, tx: tx, stmts: b.rstmts})
+	_ = tx.Rollback()
+	b.rstmts.prepareMisses(ctx)
+	if err != nil {
 		return b.fail(op, err)
 	}
+	return nil
+}
+
+// syncCommit makes commit seq durable with syncWAL (synchronous=NORMAL),
+// unless a sync that started after that commit has already done so:
+// concurrent callers share one fsync.
+func (b *Backend) syncCommit(seq uint64) error {
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	if b.synced >= seq {
+		return nil
+	}
+	covered := b.w.commits.Load()
+	if err := b.syncWAL(); err != nil {
+		return err
+	}
+	b.synced = covered
 	return nil
 }
 

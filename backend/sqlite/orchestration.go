@@ -11,176 +11,6 @@ import (
 	"duro/backend"
 )
 
-func validateClaim(p *backend.ClaimParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.LeaseDuration <= 0:
-		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
-	}
-	return nil
-}
-
-// ClaimOrchestrationStep implements backend.Backend. Among the instances
-// with a visible message and no live lease it picks the one whose oldest
-// message became visible first (a timer when it fired, any other message
-// when it was enqueued, by the enqueuing writer's clock). It increments the
-// instance's step attempt number and takes the lease in one transaction,
-// committed before it returns. The work item carries the instance's whole
-// history and at most Options.MaxStepMessages visible messages, oldest
-// first; the rest wait for the next step. For a Suspended instance both the
-// choice and the messages consider only control messages (the ready
-// summary of a Suspended instance counts only those).
-func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
-}
-
-// ClaimOrchestrationSteps implements backend.BatchClaimer:
-// ClaimOrchestrationStep up to max times in one transaction, each of a
-// different instance, in claim order. All claims commit before it returns.
-func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
-	return b.claimSteps(ctx, "claim orchestration steps", p, max)
-}
-
-// claimedStep is a claimed step whose events are still encoded: they are
-// decoded after the commit, outside the writer.
-type claimedStep struct {
-	wi      *backend.OrchestrationWorkItem
-	history [][]byte
-	msgs    [][]byte
-}
-
-func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
-	if err := validateClaim(p); err != nil {
-		return nil, b.fail(op, err)
-	}
-	if max <= 0 {
-		return nil, nil
-	}
-	var claimed []claimedStep
-	err := b.write(ctx, op, p.Now, 0, func(t *txn) error {
-		claimed = claimed[:0]
-		n := t.now.UnixNano()
-		expires := t.now.Add(p.LeaseDuration)
-		// The ready columns are kept exact, so a candidate always has a
-		// visible message; stale only guards against a stale summary.
-		for stale := 0; len(claimed) < max && stale < 3; {
-			var id string
-			var status backend.Status
-			err := t.queryRow(claimStepQuery, n).Scan(&id, &status)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			ids, msgs, err := t.visibleMessages(id, b.maxStepMessages, status == backend.StatusSuspended)
-			if err != nil {
-				return err
-			}
-			if len(msgs) == 0 {
-				b.log.Warn("sqlite: instance had a stale ready summary", "instance", id)
-				stale++
-				t.touched[id] = struct{}{}
-				if err := t.flush(); err != nil {
-					return err
-				}
-				continue
-			}
-			var attempt, completed int64
-			in, err := scanInstance(t.queryRow(`UPDATE instances SET step_attempt = step_attempt + 1,
-				lock_owner = ?, lock_expires_at = ? WHERE id = ? RETURNING `+instanceColumns+`,
-				step_attempt, completed_attempt`, p.Owner, expires.UnixNano(), id), &attempt, &completed)
-			if err != nil {
-				return err
-			}
-			h, err := t.loadHistory(id)
-			if err != nil {
-				return err
-			}
-			claimed = append(claimed, claimedStep{
-				wi: &backend.OrchestrationWorkItem{Instance: in, Messages: ids, Attempt: attempt,
-					Deliveries: int(attempt - completed), LeaseExpiresAt: expires},
-				history: h, msgs: msgs,
-			})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	wis := make([]*backend.OrchestrationWorkItem, len(claimed))
-	for i, c := range claimed {
-		// Stored events were checked when they were written, so this does
-		// not fail; if it did, the instance would stay leased until the
-		// lease lapses and be retried then.
-		if c.wi.History, err = decodeHistory(c.wi.Instance.ID, c.history); err != nil {
-			return nil, b.fail(op, err)
-		}
-		for j, m := range c.wi.Messages {
-			if m.Event, err = decodeEvent(c.msgs[j]); err != nil {
-				return nil, b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
-			}
-		}
-		wis[i] = c.wi
-	}
-	return wis, nil
-}
-
-// claimStepQuery picks the instance to claim at ?1, with its status: the
-// better of the first free instance with a message visible at once
-// (ready_at = 0, in ready_key order) and the first free one whose earliest
-// timer is due (in ready_at order, which equals ready_key for instances with
-// only timers). Both halves are index range scans that skip only live
-// leases.
-const claimStepQuery = `SELECT id, status FROM (
-	SELECT * FROM (SELECT id, status, ready_key FROM instances INDEXED BY instances_claim
-		WHERE ready_at = 0 AND lock_expires_at <= ?1 ORDER BY ready_key LIMIT 1)
-	UNION ALL
-	SELECT * FROM (SELECT id, status, ready_key FROM instances INDEXED BY instances_claim
-		WHERE ready_at > 0 AND ready_at <= ?1 AND lock_expires_at <= ?1 ORDER BY ready_at LIMIT 1)
-) ORDER BY ready_key LIMIT 1`
-
-// visibleMessages returns up to limit visible messages of an instance in
-// inbox order, their events still encoded; only its control messages if
-// controlOnly.
-func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, [][]byte, error) {
-	q := visibleMessagesQuery
-	if controlOnly {
-		q = visibleControlMessagesQuery
-	}
-	rows, err := t.query(q, id, t.now.UnixNano(), limit)
-	if err != nil {
-		return nil, nil, err
-	}
-	var msgs []*backend.Message
-	var data [][]byte
-	for rows.Next() {
-		m := &backend.Message{InstanceID: id}
-		var d []byte
-		var visible int64
-		if err := rows.Scan(&m.ID, &m.ExecutionID, &d, &visible); err != nil {
-			_ = rows.Close()
-			return nil, nil, err
-		}
-		m.VisibleAt = fromNanos(visible)
-		msgs = append(msgs, m)
-		data = append(data, d)
-	}
-	return msgs, data, closeRows(rows)
-}
-
-const (
-	visibleMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
-		WHERE instance_id = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
-	visibleControlMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
-		WHERE instance_id = ?1 AND control = 1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
-)
-
 // fence checks that attempt is the newest delivery of the instance's step and
 // that the step is not completed yet; otherwise it returns ErrLeaseLost.
 func (t *txn) fence(id, executionID string, attempt int64) error {
@@ -323,7 +153,7 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		}
 		// The lease is free again: messages that arrived during the step,
 		// and whatever the step sent, are claimable.
-		t.work = true
+		t.work |= workSteps
 		return nil
 	})
 }
@@ -379,10 +209,30 @@ func isUndeliverable(err error) bool {
 }
 
 // consume deletes the consumed messages from the instance's inbox and
-// remembers their IDs for the current execution; two statements, however
-// many messages (their IDs go in as one JSON array).
+// remembers their IDs for the current execution. A few messages (the usual
+// step) take two simple statements each; more go in as one JSON array, in
+// two statements in all.
 func (t *txn) consume(id string, msgIDs []string) error {
 	if len(msgIDs) == 0 {
+		return nil
+	}
+	t.touched[id] = struct{}{}
+	if len(msgIDs) <= 4 {
+		for _, mid := range msgIDs {
+			res, err := t.exec(`DELETE FROM inbox WHERE id = ? AND instance_id = ?`, mid, id)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				continue
+			}
+			if _, err := t.exec(`INSERT INTO inbox_consumed (instance_id, id) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+				id, mid); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	ids, err := json.Marshal(msgIDs)
@@ -394,31 +244,24 @@ func (t *txn) consume(id string, msgIDs []string) error {
 		ON CONFLICT DO NOTHING`, ids, id); err != nil {
 		return err
 	}
-	if _, err := t.exec(`DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?1)) AND +instance_id = ?2`,
-		ids, id); err != nil {
-		return err
-	}
-	t.touched[id] = struct{}{}
-	return nil
+	_, err = t.exec(`DELETE FROM inbox WHERE id IN (SELECT value FROM json_each(?1)) AND +instance_id = ?2`, ids, id)
+	return err
 }
 
-// appendHistory appends encoded events after the last one.
+// appendHistory appends encoded events after the last one, one statement
+// each.
 func (t *txn) appendHistory(id string, events [][]byte) error {
 	if len(events) == 0 {
 		return nil
 	}
-	var seq int64
-	if err := t.queryRow(`SELECT COALESCE(MAX(seq), 0) FROM history WHERE instance_id = ?`, id).Scan(&seq); err != nil {
-		return err
-	}
-	ins := t.stmt(insertHistoryQuery)
+	ins := t.stmt(appendHistoryQuery)
 	for _, data := range events {
-		seq++
 		var err error
 		if ins != nil {
-			_, err = ins.ExecContext(t.ctx, id, seq, data)
+			t.count()
+			_, err = ins.ExecContext(t.ctx, id, data)
 		} else {
-			_, err = t.exec(insertHistoryQuery, id, seq, data)
+			_, err = t.exec(appendHistoryQuery, id, data)
 		}
 		if err != nil {
 			return err
@@ -427,7 +270,8 @@ func (t *txn) appendHistory(id string, events [][]byte) error {
 	return nil
 }
 
-const insertHistoryQuery = `INSERT INTO history (instance_id, seq, event) VALUES (?, ?, ?)`
+const appendHistoryQuery = `INSERT INTO history (instance_id, seq, event)
+	VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE instance_id = ?1), ?2)`
 
 // updateInstance checks the step's fencing token and, in the same
 // statement, writes the step's status, payloads and suspension (kept only
@@ -475,6 +319,7 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) error {
 		args := []any{a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input, opts[i], t.now.UnixNano(), a.PriorAttempts}
 		var err error
 		if ins != nil {
+			t.count()
 			_, err = ins.ExecContext(t.ctx, args...)
 		} else {
 			_, err = t.exec(insertTaskQuery, args...)
@@ -483,7 +328,7 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) error {
 			return fmt.Errorf("activity task %q: %w", a.ID, err)
 		}
 	}
-	t.work = true
+	t.work |= workTasks
 	return nil
 }
 
@@ -566,6 +411,7 @@ func (t *txn) rewindChild(c *backend.RewindChild) error {
 // IDs, switches execution and input, drops the messages and tasks of other
 // executions and enqueues the new ExecutionStarted message.
 func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
+	t.hist.invalidate(id)
 	var name string
 	var pid, pexec sql.NullString
 	var ptask sql.NullInt64
@@ -610,6 +456,7 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 
 // finish deletes a terminal instance's remaining inbox and activity tasks.
 func (t *txn) finish(id string) error {
+	t.hist.drop(id)
 	if _, err := t.exec(`DELETE FROM inbox WHERE instance_id = ?`, id); err != nil {
 		return err
 	}
@@ -649,7 +496,7 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 		if err := t.fence(p.ID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
-		t.work = true
+		t.work |= workSteps
 		_, err := t.exec(`UPDATE instances SET lock_owner = '', lock_expires_at = ? WHERE id = ?`,
 			nanos(p.RetryAt), p.ID)
 		return err

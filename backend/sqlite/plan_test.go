@@ -17,15 +17,18 @@ func TestClaimQueriesUseIndexes(t *testing.T) {
 	}
 	defer func() { _ = b.Close() }()
 	queries := map[string]string{
-		"step":     claimStepQuery,
-		"activity": `SELECT id FROM activity_tasks WHERE rowid = (` + claimActivityQuery + `)`,
-		"messages": `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
+		"step":       claimStepQuery,
+		"step claim": strings.NewReplacer("?2", "'o'", "?3", "1").Replace(claimStepUpdate),
+		"activity":   strings.ReplaceAll(claimActivitiesQuery, "?2+0", "10"),
+		"messages":   `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
 		"control messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").
 			Replace(visibleControlMessagesQuery),
 		"ready summary": strings.NewReplacer("?1", "'x'", "?2", "?1").Replace(flushQuery),
+		"consume": `SELECT instance_id, id FROM inbox WHERE id IN (SELECT value FROM json_each(?1))
+			AND +instance_id = 'x'`,
 	}
 	for name, q := range queries {
-		rows, err := b.wdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, 5)
+		rows, err := b.wdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, `["a","b"]`)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -11,28 +11,32 @@ import (
 	"duro/backend"
 )
 
-// txn is one write transaction with the bookkeeping its helpers share.
+// txn is one write operation inside a batch transaction, with the
+// bookkeeping its helpers share.
 type txn struct {
-	ctx context.Context
-	tx  *sql.Tx
+	dbtx
 	now time.Time
 	// touched holds the instances whose inbox changed; flush recomputes
 	// their ready columns once, however many messages changed.
 	touched map[string]struct{}
-	// work is set when the transaction may have made work claimable.
-	work bool
+	// work says what the operation may have made claimable; the writer
+	// signals it after the commit.
+	work workKind
+	// hist is the backend's history cache, which operations that delete
+	// or replace a history invalidate.
+	hist *histCache
 }
 
-func newTxn(ctx context.Context, tx *sql.Tx, now time.Time) *txn {
-	return &txn{ctx: ctx, tx: tx, now: now, touched: map[string]struct{}{}}
-}
+// workKind is a set of kinds of work.
+type workKind uint8
 
-func (t *txn) exec(query string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(t.ctx, query, args...)
-}
+const (
+	workSteps workKind = 1 << iota // orchestration steps
+	workTasks                      // activity tasks
+)
 
-func (t *txn) queryRow(query string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(t.ctx, query, args...)
+func newTxn(ctx context.Context, tx *sql.Tx, stmts *stmtCache, now time.Time) *txn {
+	return &txn{dbtx: dbtx{ctx: ctx, tx: tx, stmts: stmts}, now: now, touched: map[string]struct{}{}}
 }
 
 // flush recomputes the ready columns of the touched instances: over all
@@ -70,9 +74,16 @@ func (t *txn) instanceStatus(id string) (backend.Status, error) {
 // deliver inserts a message into a live instance's inbox. It returns
 // ErrInstanceNotFound or ErrInstanceFinished when the instance cannot take
 // messages. A message whose ID is in an inbox, or was consumed by the
-// instance's current execution, is ignored.
-func (t *txn) deliver(m *backend.Message) error {
+// instance's current execution, is ignored. data is the encoded event, or
+// nil to encode it here.
+func (t *txn) deliver(m *backend.Message, data []byte) error {
 	if err := validateMessage(m); err != nil {
+		return err
+	}
+	// One statement inserts the message if the instance is live; only when
+	// nothing was inserted does the status say why.
+	n, err := t.insertMessageIf(m, data, true, true)
+	if err != nil || n > 0 {
 		return err
 	}
 	s, err := t.instanceStatus(m.InstanceID)
@@ -82,36 +93,66 @@ func (t *txn) deliver(m *backend.Message) error {
 	if s.IsTerminal() {
 		return fmt.Errorf("instance %q is %s: %w", m.InstanceID, s, backend.ErrInstanceFinished)
 	}
-	return t.insertMessage(m)
+	return nil // the ID is in an inbox or was consumed: ignored
 }
 
-// insertMessage inserts a message without checking its instance.
-func (t *txn) insertMessage(m *backend.Message) error {
-	data, err := encodeEvent(m.Event)
-	if err != nil {
-		return fmt.Errorf("message %q: %w", m.ID, err)
+// insertMessage inserts a message without checking its instance. data is
+// the encoded event, or nil to encode it here.
+func (t *txn) insertMessage(m *backend.Message, data []byte) error {
+	_, err := t.insertMessageIf(m, data, false, true)
+	return err
+}
+
+// insertMessageIf inserts a message, if live only while its instance
+// exists and is not terminal, and returns the number of rows inserted. An
+// inserted message touches its instance if touch is set.
+func (t *txn) insertMessageIf(m *backend.Message, data []byte, live, touch bool) (int64, error) {
+	if data == nil {
+		var err error
+		if data, err = encodeEvent(m.Event); err != nil {
+			return 0, fmt.Errorf("message %q: %w", m.ID, err)
+		}
 	}
 	visible := nanos(m.VisibleAt)
 	sortAt := visible
 	if sortAt == 0 {
 		sortAt = t.now.UnixNano()
 	}
-	res, err := t.exec(`INSERT INTO inbox (id, instance_id, execution_id, event, visible_at, sort_at, created_at, control)
-		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-		WHERE NOT EXISTS (SELECT 1 FROM inbox_consumed WHERE instance_id = ?2 AND id = ?1)
-		ON CONFLICT (id) DO NOTHING`,
+	q := insertMessageQuery
+	if live {
+		q = insertLiveMessageQuery
+	}
+	res, err := t.exec(q,
 		m.ID, m.InstanceID, m.ExecutionID, data, visible, sortAt, t.now.UnixNano(), boolInt(m.Event.Type.IsControl()))
 	if err != nil {
-		return fmt.Errorf("message %q: %w", m.ID, err)
+		return 0, fmt.Errorf("message %q: %w", m.ID, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n > 0 {
-		t.touched[m.InstanceID] = struct{}{}
-		t.work = true
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	if n > 0 {
+		if touch {
+			t.touched[m.InstanceID] = struct{}{}
+		}
+		t.work |= workSteps
+	}
+	return n, nil
 }
+
+const (
+	insertMessageQuery = `INSERT INTO inbox (id, instance_id, execution_id, event, visible_at, sort_at, created_at, control)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+		WHERE NOT EXISTS (SELECT 1 FROM inbox_consumed WHERE instance_id = ?2 AND id = ?1)
+		ON CONFLICT (id) DO NOTHING`
+	insertLiveMessageQuery = `INSERT INTO inbox (id, instance_id, execution_id, event, visible_at, sort_at, created_at, control)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+		WHERE EXISTS (SELECT 1 FROM instances WHERE id = ?2
+				AND status NOT IN ('` + string(backend.StatusCompleted) + `', '` + string(backend.StatusFailed) + `', '` +
+		string(backend.StatusTerminated) + `'))
+			AND NOT EXISTS (SELECT 1 FROM inbox_consumed WHERE instance_id = ?2 AND id = ?1)
+		ON CONFLICT (id) DO NOTHING`
+)
 
 func validateMessage(m *backend.Message) error {
 	switch {
@@ -150,22 +191,13 @@ func validateCreate(p *backend.CreateInstanceParams) error {
 // replace is set (its step_attempt carries over, so attempt numbers of the
 // ID never repeat); otherwise, and for a live one, it returns
 // ErrInstanceExists.
-func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) error {
+//
+// start is the encoded start message (startMessage(p, now), where now is
+// p.Now or else t.now), or nil to encode it here.
+func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool, start []byte) error {
 	now := t.now
 	if !p.Now.IsZero() {
 		now = p.Now.UTC()
-	}
-	s, err := t.instanceStatus(p.ID)
-	switch {
-	case errors.Is(err, backend.ErrInstanceNotFound):
-	case err != nil:
-		return err
-	case !replace || !s.IsTerminal():
-		return fmt.Errorf("instance %q (%s): %w", p.ID, s, backend.ErrInstanceExists)
-	default:
-		if err := t.deleteInstanceData(p.ID); err != nil {
-			return err
-		}
 	}
 	var pid, pexec sql.NullString
 	var ptask sql.NullInt64
@@ -174,22 +206,57 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) erro
 		pexec = sql.NullString{String: p.Parent.ExecutionID, Valid: true}
 		ptask = sql.NullInt64{Int64: int64(p.Parent.TaskID), Valid: true}
 	}
-	if _, err := t.exec(`INSERT INTO instances (id, name, execution_id, status, input, created_at, updated_at,
-			parent_instance_id, parent_execution_id, parent_task_id)
-		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, execution_id = excluded.execution_id,
-			status = excluded.status, input = excluded.input, output = NULL, failure = NULL,
-			custom_status = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at,
-			completed_at = 0, suspension = NULL, parent_instance_id = excluded.parent_instance_id,
-			parent_execution_id = excluded.parent_execution_id, parent_task_id = excluded.parent_task_id,
-			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL`,
-		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now.UnixNano(), pid, pexec, ptask); err != nil {
-		return err
-	}
 	saved := t.now
 	t.now = now
 	defer func() { t.now = saved }()
-	return t.insertMessage(&backend.Message{
+	msg := startMessage(p, now)
+	// The common case, a new ID, takes two statements: the instance row,
+	// with the ready summary its only message gives it, and the message.
+	visible := nanos(p.StartAt)
+	sortAt := visible
+	if sortAt == 0 {
+		sortAt = now.UnixNano()
+	}
+	res, err := t.exec(`INSERT INTO instances (id, name, execution_id, status, input, created_at, updated_at,
+			parent_instance_id, parent_execution_id, parent_task_id, ready_at, ready_key)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING`,
+		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now.UnixNano(), pid, pexec, ptask, visible, sortAt)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n > 0 {
+		n, err := t.insertMessageIf(msg, start, false, false)
+		if err == nil && n == 0 {
+			t.touched[p.ID] = struct{}{} // not inserted (an ID seen before): recompute
+		}
+		return err
+	}
+	s, err := t.instanceStatus(p.ID)
+	switch {
+	case err != nil:
+		return err
+	case !replace || !s.IsTerminal():
+		return fmt.Errorf("instance %q (%s): %w", p.ID, s, backend.ErrInstanceExists)
+	}
+	if err := t.deleteInstanceData(p.ID); err != nil {
+		return err
+	}
+	if _, err := t.exec(`UPDATE instances SET name = ?2, execution_id = ?3, status = ?4, input = ?5, output = NULL,
+			failure = NULL, custom_status = NULL, created_at = ?6, updated_at = ?6, completed_at = 0,
+			suspension = NULL, parent_instance_id = ?7, parent_execution_id = ?8, parent_task_id = ?9,
+			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL
+		WHERE id = ?1`,
+		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now.UnixNano(), pid, pexec, ptask); err != nil {
+		return err
+	}
+	return t.insertMessage(msg, start)
+}
+
+// startMessage is the ExecutionStarted message of a new instance.
+func startMessage(p *backend.CreateInstanceParams, now time.Time) *backend.Message {
+	return &backend.Message{
 		ID:          backend.StartMessageID(p.ID, p.ExecutionID),
 		InstanceID:  p.ID,
 		ExecutionID: p.ExecutionID,
@@ -202,7 +269,7 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) erro
 			Input:       p.Input,
 			Parent:      p.Parent,
 		},
-	})
+	}
 }
 
 // rewind turns Failed instance id back to Running (failure and completion
@@ -226,18 +293,19 @@ func (t *txn) rewind(id, msgID, reason string) error {
 		return err
 	}
 	t.touched[id] = struct{}{}
-	t.work = true
+	t.work |= workSteps
 	return t.insertMessage(&backend.Message{
 		ID:          msgID,
 		InstanceID:  id,
 		ExecutionID: exec,
 		Event:       &backend.Event{Type: backend.EventExecutionRewound, Timestamp: t.now, Reason: reason},
-	})
+	}, nil)
 }
 
 // deleteInstanceData deletes an instance's history, inbox, consumed message
 // IDs and activity tasks, keeping its row.
 func (t *txn) deleteInstanceData(id string) error {
+	t.hist.invalidate(id)
 	for _, q := range []string{
 		`DELETE FROM history WHERE instance_id = ?`,
 		`DELETE FROM inbox WHERE instance_id = ?`,
@@ -284,15 +352,17 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
-func scanInstance(s scanner) (*backend.Instance, error) {
+// scanInstance scans the instanceColumns of a row, then extra.
+func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
 	var (
 		in                        backend.Instance
 		failure, pid, pexec, susp sql.NullString
 		ptask                     sql.NullInt64
 		created, updated, compAt  int64
 	)
-	if err := s.Scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp); err != nil {
+	dest := append([]any{&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp}, extra...)
+	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
 	in.CreatedAt, in.UpdatedAt, in.CompletedAt = fromNanos(created), fromNanos(updated), fromNanos(compAt)

@@ -21,7 +21,12 @@ type Loop[T any] struct {
 	// PollInterval is the longest an idle loop waits before claiming again.
 	PollInterval time.Duration
 	// Claim returns the next work item, or ok == false when there is none.
+	// It is used when ClaimBatch is nil.
 	Claim func(ctx context.Context) (item T, ok bool, err error)
+	// ClaimBatch, if set, returns up to max work items in one call (none
+	// when there is no work); the loop asks for as many as it has free
+	// handler slots.
+	ClaimBatch func(ctx context.Context, max int) ([]T, error)
 	// Handle processes one item. Its context is cancelled when in-flight work
 	// must be abandoned (Stop's deadline passed).
 	Handle func(ctx context.Context, item T)
@@ -33,6 +38,11 @@ type Loop[T any] struct {
 // Run claims work until claimCtx is done, then waits for in-flight handlers.
 // Handlers run under workCtx, which the caller cancels to abort them. Run
 // returns when every handler has returned.
+//
+// The loop holds a free handler slot before it claims. With ClaimBatch it
+// takes every slot that is free at that moment and claims that many items
+// at once; when it gets fewer than it asked for, the backend had no more,
+// so it waits for a wake-up (or the poll interval) before claiming again.
 func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -44,13 +54,27 @@ func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 		case <-claimCtx.Done():
 			return
 		}
+		n := 1
+		if l.ClaimBatch != nil {
+		more:
+			for n < l.Concurrency {
+				select {
+				case slots <- struct{}{}:
+					n++
+				default:
+					break more
+				}
+			}
+		}
 		var wake <-chan struct{}
 		if l.Wake != nil {
 			wake = l.Wake()
 		}
-		item, ok, err := l.Claim(claimCtx)
-		if err != nil {
+		items, err := l.claim(claimCtx, n)
+		for range n - len(items) {
 			<-slots
+		}
+		if err != nil {
 			if claimCtx.Err() != nil {
 				return
 			}
@@ -62,20 +86,43 @@ func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 			continue
 		}
 		backoff = 0
-		if !ok {
-			<-slots
+		for _, item := range items {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				l.Handle(workCtx, item)
+			}()
+		}
+		if len(items) < n {
+			// Drained: wait for new work.
 			if !sleep(claimCtx, l.PollInterval, wake) {
 				return
 			}
-			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			l.Handle(workCtx, item)
-		}()
 	}
+}
+
+// claim claims up to n items (n is 1 without ClaimBatch).
+func (l *Loop[T]) claim(ctx context.Context, n int) ([]T, error) {
+	if l.ClaimBatch != nil {
+		items, err := l.ClaimBatch(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(items) > n {
+			// A backend that ignores max breaks its contract; the extra
+			// items are left to lapse and be delivered again.
+			l.Logger.Error("duro: batch claim returned more items than asked", "loop", l.Name, "max", n, "got", len(items))
+			items = items[:n]
+		}
+		return items, nil
+	}
+	item, ok, err := l.Claim(ctx)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []T{item}, nil
 }
 
 func nextBackoff(d time.Duration) time.Duration {

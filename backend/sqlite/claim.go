@@ -1,0 +1,197 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"duro/backend"
+)
+
+func validateClaim(p *backend.ClaimParams) error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.LeaseDuration <= 0:
+		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
+	}
+	return nil
+}
+
+// ClaimOrchestrationStep implements backend.Backend. Among the instances
+// with a visible message and no live lease it picks the one whose oldest
+// message became visible first (a timer when it fired, any other message
+// when it was enqueued, by the enqueuing writer's clock). It increments the
+// instance's step attempt number and takes the lease in one transaction,
+// committed before it returns. The work item carries the instance's whole
+// history and at most Options.MaxStepMessages visible messages, oldest
+// first; the rest wait for the next step. For a Suspended instance both the
+// choice and the messages consider only control messages (the ready
+// summary of a Suspended instance counts only those).
+func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
+	if err != nil || len(wis) == 0 {
+		return nil, err
+	}
+	return wis[0], nil
+}
+
+// ClaimOrchestrationSteps implements backend.BatchClaimer:
+// ClaimOrchestrationStep up to max times in one transaction, each of a
+// different instance, in claim order. All claims commit before it returns.
+func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	return b.claimSteps(ctx, "claim orchestration steps", p, max)
+}
+
+// claimedStep is a claimed step whose events are still encoded: they are
+// decoded after the commit, outside the writer.
+type claimedStep struct {
+	wi *backend.OrchestrationWorkItem
+	// prefix is the cached start of the history (epoch: the cache's epoch
+	// when read), history the encoded events after it.
+	prefix  []*backend.Event
+	epoch   uint64
+	history [][]byte
+	msgs    [][]byte
+}
+
+func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	if err := validateClaim(p); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	var claimed []claimedStep
+	err := b.write(ctx, op, p.Now, 0, func(t *txn) error {
+		claimed = claimed[:0]
+		n := t.now.UnixNano()
+		expires := t.now.Add(p.LeaseDuration)
+		// The ready columns are kept exact, so a candidate always has a
+		// visible message; stale only guards against a stale summary.
+		for stale := 0; len(claimed) < max && stale < 3; {
+			var attempt, completed int64
+			in, err := scanInstance(t.queryRow(claimStepUpdate, n, p.Owner, expires.UnixNano()), &attempt, &completed)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			id := in.ID
+			ids, msgs, err := t.visibleMessages(id, b.maxStepMessages, in.Status == backend.StatusSuspended)
+			if err != nil {
+				return err
+			}
+			if len(msgs) == 0 {
+				// Undo the claim, which nobody has seen (a lapsed lease
+				// and no lease are the same to every claim), and repair
+				// the summary.
+				b.log.Warn("sqlite: instance had a stale ready summary", "instance", id)
+				stale++
+				if _, err := t.exec(`UPDATE instances SET step_attempt = step_attempt - 1, lock_owner = '',
+					lock_expires_at = 0 WHERE id = ?`, id); err != nil {
+					return err
+				}
+				t.touched[id] = struct{}{}
+				if err := t.flush(); err != nil {
+					return err
+				}
+				continue
+			}
+			prefix, epoch := b.hist.get(id, in.ExecutionID)
+			h, err := t.loadHistorySince(id, len(prefix))
+			if err != nil {
+				return err
+			}
+			claimed = append(claimed, claimedStep{
+				wi: &backend.OrchestrationWorkItem{Instance: in, Messages: ids, Attempt: attempt,
+					Deliveries: int(attempt - completed), LeaseExpiresAt: expires},
+				prefix: prefix, epoch: epoch, history: h, msgs: msgs,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	wis := make([]*backend.OrchestrationWorkItem, len(claimed))
+	for i, c := range claimed {
+		// Stored events were checked when they were written, so this does
+		// not fail; if it did, the instance would stay leased until the
+		// lease lapses and be retried then.
+		in := c.wi.Instance
+		h, err := decodeHistory(in.ID, len(c.prefix), c.history)
+		if err != nil {
+			return nil, b.fail(op, err)
+		}
+		c.wi.History = append(append(make([]*backend.Event, 0, len(c.prefix)+len(h)), c.prefix...), h...)
+		if len(h) > 0 && !in.Status.IsTerminal() {
+			b.hist.fill(in.ID, in.ExecutionID, slices.Clone(c.wi.History), c.epoch)
+		}
+		for j, m := range c.wi.Messages {
+			if m.Event, err = decodeEvent(c.msgs[j]); err != nil {
+				return nil, b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
+			}
+		}
+		wis[i] = c.wi
+	}
+	return wis, nil
+}
+
+// claimStepUpdate claims the instance claimStepQuery picks at ?1 for owner
+// ?2 until ?3, in one statement that returns the instance, its step
+// attempt and its completed attempt.
+const claimStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, lock_owner = ?2, lock_expires_at = ?3
+	WHERE id = (` + claimStepQuery + `) RETURNING ` + instanceColumns + `, step_attempt, completed_attempt`
+
+// claimStepQuery picks the instance to claim at ?1: the better of the first
+// free instance with a message visible at once (ready_at = 0, in ready_key
+// order) and the first free one whose earliest timer is due (in ready_at
+// order, which equals ready_key for instances with only timers). Both
+// halves are index range scans that skip only live leases.
+const claimStepQuery = `SELECT id FROM (
+	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
+		WHERE ready_at = 0 AND lock_expires_at <= ?1 ORDER BY ready_key LIMIT 1)
+	UNION ALL
+	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
+		WHERE ready_at > 0 AND ready_at <= ?1 AND lock_expires_at <= ?1 ORDER BY ready_at LIMIT 1)
+) ORDER BY ready_key LIMIT 1`
+
+// visibleMessages returns up to limit visible messages of an instance in
+// inbox order, their events still encoded; only its control messages if
+// controlOnly.
+func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, [][]byte, error) {
+	q := visibleMessagesQuery
+	if controlOnly {
+		q = visibleControlMessagesQuery
+	}
+	rows, err := t.query(q, id, t.now.UnixNano(), limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	var msgs []*backend.Message
+	var data [][]byte
+	for rows.Next() {
+		m := &backend.Message{InstanceID: id}
+		var d []byte
+		var visible int64
+		if err := rows.Scan(&m.ID, &m.ExecutionID, &d, &visible); err != nil {
+			_ = rows.Close()
+			return nil, nil, err
+		}
+		m.VisibleAt = fromNanos(visible)
+		msgs = append(msgs, m)
+		data = append(data, d)
+	}
+	return msgs, data, closeRows(rows)
+}
+
+const (
+	visibleMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
+		WHERE instance_id = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
+	visibleControlMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
+		WHERE instance_id = ?1 AND control = 1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
+)
