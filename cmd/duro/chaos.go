@@ -80,7 +80,7 @@ faults is printed; --seed replays the same fault plan.`,
 				Duration: duration, Drain: drain, Rate: rate, Seed: seed, Break: breakName,
 				Log: a.stderr,
 				WorkerCommand: func(env []string) *exec.Cmd {
-					c := exec.Command(self, "chaos", "worker", "--store", store, "--ledger", ledger)
+					c := exec.Command(self, "chaos", "worker", "--store", workerStore(store), "--ledger", ledger)
 					c.Env = append(os.Environ(), env...)
 					c.Stderr = os.Stderr
 					return c

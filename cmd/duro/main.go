@@ -102,8 +102,10 @@ their status and history, raise events to them, suspend and resume them,
 decide the tasks that wait for an operator, rewind failed instances,
 terminate and purge them.
 
-The store is a SQLite file, named by --store or the DURO_STORE environment
-variable (default: duro.db in the current directory). Instances run only
+The store is a SQLite file or a PostgreSQL URL (postgres://…, with an
+optional duro_schema=HUB parameter naming the task hub), given by --store or
+the DURO_STORE environment variable (default: duro.db in the current
+directory). Instances run only
 where a duro.Worker with their orchestrations registered polls the same store.
 With --server URL (or DURO_SERVER) the commands act through the API of a
 'duro server' instead; 'duro server' also serves a web dashboard.
@@ -132,7 +134,7 @@ New to duro? Run 'duro demo' to watch an order workflow run end to end.`,
 		store = s
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.store, "store", store, "the store: a SQLite file path (env DURO_STORE)")
+	pf.StringVar(&a.store, "store", store, "the store: a SQLite file path or a postgres:// URL (env DURO_STORE)")
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "give up after this long, waiting included (0: no limit)")
 	pf.StringVar(&a.server, "server", a.getenv("DURO_SERVER"), "act through the API of the duro server at this `URL` instead of opening --store (env DURO_SERVER)")
 	pf.StringVar(&a.token, "token", "", "the bearer token of the server's API (env DURO_TOKEN)")

@@ -168,7 +168,7 @@ func TestRoot(t *testing.T) {
 		{name: "unknown flag", args: []string{"list", "--bogus"}, code: exitUsage, err: "unknown flag: --bogus"},
 		{name: "too many args", args: []string{"status", "a", "b"}, code: exitUsage, err: "want 1 argument(s) (ID), got 2"},
 		{name: "negative timeout", args: []string{"list", "--store", store, "--timeout", "-1s"}, code: exitUsage, err: "--timeout"},
-		{name: "postgres not yet", args: []string{"list", "--store", "postgres://u:secret@h/db"}, code: exitUsage, err: "PostgreSQL"},
+		{name: "postgres unreachable", args: []string{"list", "--store", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2"}, code: exitFailure, err: "PostgreSQL"},
 		{name: "missing store", args: []string{"list", "--store", filepath.Join(t.TempDir(), "nope.db")}, code: exitFailure, err: "does not exist"},
 		{name: "store from env", env: map[string]string{"DURO_STORE": store}, args: []string{"list"}, out: "no instances"},
 		{name: "flag beats env", env: map[string]string{"DURO_STORE": "/nonexistent/x.db"}, args: []string{"list", "--store", store}, out: "no instances"},

@@ -12,18 +12,23 @@ import (
 
 	"duro"
 	"duro/backend"
+	"duro/backend/postgres"
 	"duro/backend/sqlite"
 )
 
-// openStore opens the store named by spec: today a SQLite file path. Other
-// kinds of store (postgres:// URLs) get their own branch here.
+// openStore opens the store named by spec: a SQLite file path, or a
+// postgres:// URL (whose duro_schema parameter names the task hub).
 func openStore(ctx context.Context, spec string) (backend.Backend, error) {
 	switch {
 	case spec == "":
 		return nil, usageErrorf("no store: give --store PATH or set DURO_STORE")
 	case isPostgresURL(spec):
-		// Never echo the URL: it may hold a password.
-		return nil, usageErrorf("PostgreSQL stores are not supported by this version of duro yet")
+		be, err := postgres.Open(ctx, spec, nil) // the URL may carry ?duro_schema=HUB
+		if err != nil {
+			// Never echo the URL: it may hold a password.
+			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+		}
+		return be, nil
 	}
 	be, err := sqlite.Open(ctx, spec, nil)
 	if err != nil {

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -27,7 +28,9 @@ func OpenLedger(path string) (*Ledger, error) {
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS ledger (
 		instance TEXT NOT NULL, task INTEGER NOT NULL, activity TEXT NOT NULL,
-		attempt INTEGER NOT NULL, policy TEXT NOT NULL, pid INTEGER NOT NULL, at INTEGER NOT NULL)`); err != nil {
+		attempt INTEGER NOT NULL, policy TEXT NOT NULL, pid INTEGER NOT NULL, at INTEGER NOT NULL);
+		CREATE TABLE IF NOT EXISTS fences (
+		instance TEXT NOT NULL, task INTEGER NOT NULL, attempt INTEGER NOT NULL, PRIMARY KEY (instance, task))`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
@@ -37,11 +40,55 @@ func OpenLedger(path string) (*Ledger, error) {
 // Close closes the ledger.
 func (l *Ledger) Close() error { return l.db.Close() }
 
-// Record appends one execution, durably.
+// ErrFenced is returned by Record for a delivery older than the fence a
+// reconciliation raised: the "provider" refuses it.
+var ErrFenced = errors.New("fenced: a newer delivery reconciled this call")
+
+// Record appends one execution, durably, unless a reconciliation has fenced
+// the call off for this attempt (then ErrFenced and nothing is recorded).
+// That is what a real provider must do for OnDuplicateReconcile's retry to
+// be safe against an earlier delivery that was only paused (see
+// docs/guarantees.md): remember the highest attempt that asked, and refuse
+// older ones.
 func (l *Ledger) Record(ctx context.Context, instance string, task int, activity string, attempt int, policy string) error {
-	_, err := l.db.ExecContext(ctx, `INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		instance, task, activity, attempt, policy, os.Getpid(), time.Now().UnixNano())
-	return err
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var fence int
+	err = tx.QueryRowContext(ctx, `SELECT attempt FROM fences WHERE instance = ? AND task = ?`, instance, task).Scan(&fence)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if fence > attempt {
+		return ErrFenced
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		instance, task, activity, attempt, policy, os.Getpid(), time.Now().UnixNano()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// FenceAndCheck raises the call's fence to attempt — older deliveries can
+// no longer record — and reports, in the same transaction, whether an
+// earlier delivery already did.
+func (l *Ledger) FenceAndCheck(ctx context.Context, instance string, task, attempt int) (bool, error) {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO fences VALUES (?, ?, ?)
+		ON CONFLICT (instance, task) DO UPDATE SET attempt = max(attempt, excluded.attempt)`, instance, task, attempt); err != nil {
+		return false, err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM ledger WHERE instance = ? AND task = ?`, instance, task).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, tx.Commit()
 }
 
 // Ran reports whether the ledger has an execution of (instance, task).

@@ -63,7 +63,7 @@ func Register(reg *duro.Registry, l *Ledger) {
 	duro.RegisterActivity(reg, "ChaosCharge", func(ctx duro.ActivityContext, _ string) (string, error) {
 		return "charged", effect(ctx, policyAMO, 50, 300)
 	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, Reconcile: func(ctx duro.ActivityContext, _ *duro.Payload) (duro.ReconcileDecision, error) {
-		ran, err := l.Ran(ctx, ctx.InstanceID(), ctx.TaskID())
+		ran, err := l.FenceAndCheck(ctx, ctx.InstanceID(), ctx.TaskID(), ctx.Attempt())
 		switch {
 		case err != nil:
 			return duro.ReconcileDecision{}, err
