@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 
@@ -46,6 +47,15 @@ func IsPostgresURL(spec string) bool {
 // named prefix and random hex digits.
 func NewStore(spec, prefix string) (*Store, error) {
 	if IsPostgresURL(spec) {
+		// A hub named in the URL is replaced by the run's own.
+		u, err := url.Parse(spec)
+		if err != nil {
+			return nil, errors.New("malformed PostgreSQL URL") // never echo it: it may hold a password
+		}
+		q := u.Query()
+		q.Del(postgres.SchemaParam)
+		u.RawQuery = q.Encode()
+		spec = u.String()
 		var b [5]byte
 		_, _ = rand.Read(b[:])
 		schema := prefix + hex.EncodeToString(b[:])
@@ -66,6 +76,22 @@ func NewStore(spec, prefix string) (*Store, error) {
 	return &Store{Kind: KindSQLite, Path: spec}, nil
 }
 
+// Spec names the store as duro's --store does: the SQLite file, or the
+// PostgreSQL URL with the run's schema in its duro_schema parameter.
+func (s *Store) Spec() string {
+	if s.Kind != KindPostgres {
+		return s.Path
+	}
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		return s.URL
+	}
+	q := u.Query()
+	q.Set(postgres.SchemaParam, s.Schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // String describes the store without a password.
 func (s *Store) String() string {
 	if s.Kind == KindPostgres {
@@ -76,7 +102,8 @@ func (s *Store) String() string {
 
 // OpenDuro opens the store as a duro backend with the settings users get
 // by default: SQLite's defaults (WAL, synchronous=FULL), or PostgreSQL's
-// with the run's schema.
+// with the run's schema. (duro's CLI opens Spec the way it opens any
+// --store, to the same effect.)
 func (s *Store) OpenDuro(ctx context.Context) (backend.Backend, error) {
 	if s.Kind == KindPostgres {
 		return postgres.Open(ctx, s.URL, &postgres.Options{Schema: s.Schema})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +105,22 @@ func TestRunDuro(t *testing.T) {
 				t.Fatalf("store size %d, %v", size, err)
 			}
 		})
+	}
+}
+
+func TestPostgresStoreSpec(t *testing.T) {
+	st, err := NewStore("postgres://u:pw@h/db?sslmode=disable&duro_schema=theirs", "bench_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Kind != KindPostgres || !strings.HasPrefix(st.Schema, "bench_") || strings.Contains(st.URL, "duro_schema") {
+		t.Fatalf("store %+v", st)
+	}
+	spec := st.Spec()
+	if !strings.Contains(spec, "duro_schema="+st.Schema) || strings.Contains(spec, "theirs") || !strings.Contains(spec, "sslmode=disable") {
+		t.Fatalf("spec %q", spec)
+	}
+	if strings.Contains(st.String(), "pw") {
+		t.Fatalf("String leaks the password: %s", st)
 	}
 }

@@ -77,7 +77,8 @@ more, bench starts that many 'duro bench-worker' processes on the store and
 only starts and measures instances itself. --concurrency sets each worker's
 orchestration and activity concurrency (0: the worker defaults); a
 comma-separated list runs each value. --repeat runs each configuration
-several times and reports the median of each figure.
+several times, alternating the configurations, and reports the median of
+each figure.
 
 --fsync first measures the disk's fsync rate in the store's directory: the
 reference for steps/s, as a commit under synchronous=FULL costs an fsync.
@@ -171,34 +172,47 @@ func (a *app) runBench(cmd *cobra.Command, o *benchOptions) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	failed := 0
+	// Repetitions are the outer loop, so that the configurations alternate
+	// and a change in the machine's load affects them alike.
+	type config struct {
+		name string
+		conc int
+	}
+	var configs []config
 	for _, name := range names {
 		for _, conc := range concs {
-			var runs []*workload.Result
-			for i := range o.repeat {
-				r, err := a.benchRun(ctx, spec, workload.Spec{Workload: name, N: o.n}, o.workers, conc)
-				if err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				fmt.Fprintf(a.stderr, "bench: %s n=%d workers=%d concurrency=%d run %d/%d: %s\n",
-					name, r.N, o.workers, conc, i+1, o.repeat, summary(r))
-				runs = append(runs, r)
-				if ctx.Err() != nil {
-					break
-				}
-			}
-			med, err := workload.Median(runs)
+			configs = append(configs, config{name, conc})
+		}
+	}
+	runs := make([][]*workload.Result, len(configs))
+run:
+	for i := range o.repeat {
+		for j, c := range configs {
+			r, err := a.benchRun(ctx, spec, workload.Spec{Workload: c.name, N: o.n}, o.workers, c.conc)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			if !med.OK() {
-				failed++
-			}
-			rep.Results = append(rep.Results, med)
+			fmt.Fprintf(a.stderr, "bench: %s n=%d workers=%d concurrency=%d run %d/%d: %s\n",
+				c.name, r.N, o.workers, c.conc, i+1, o.repeat, summary(r))
+			runs[j] = append(runs[j], r)
 			if ctx.Err() != nil {
-				break
+				break run
 			}
 		}
+	}
+	failed := 0
+	for _, rs := range runs {
+		if len(rs) == 0 {
+			continue
+		}
+		med, err := workload.Median(rs)
+		if err != nil {
+			return err
+		}
+		if !med.OK() {
+			failed++
+		}
+		rep.Results = append(rep.Results, med)
 	}
 	if asJSON {
 		err = writeJSON(a.stdout, rep)
@@ -260,9 +274,10 @@ func (a *app) benchRun(ctx context.Context, spec string, s workload.Spec, worker
 			err = fmt.Errorf("remove the store %s: %w", st, rerr)
 		}
 	}()
-	be, err := st.OpenDuro(ctx)
+	// The store opens as any --store does.
+	be, err := openStore(ctx, st.Spec())
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", st, err)
+		return nil, err
 	}
 	defer be.Close()
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelError}))

@@ -26,10 +26,7 @@ import (
 // It runs the workloads' code on the store until its standard input closes
 // (or SIGTERM), then prints its counters as one JSON line.
 func (a *app) benchWorkerCmd() *cobra.Command {
-	var (
-		schema string
-		conc   int
-	)
+	var conc int
 	cmd := &cobra.Command{
 		Use:    "bench-worker",
 		Short:  "Run one benchmark worker process (started by duro bench)",
@@ -38,13 +35,9 @@ func (a *app) benchWorkerCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.WithoutCancel(cmd.Context()), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			st := &workload.Store{Kind: workload.KindSQLite, Path: a.store}
-			if workload.IsPostgresURL(a.store) {
-				st = &workload.Store{Kind: workload.KindPostgres, URL: a.store, Schema: schema}
-			}
-			be, err := st.OpenDuro(ctx)
+			be, err := openStore(ctx, a.store)
 			if err != nil {
-				return fmt.Errorf("open store %s: %w", st, err)
+				return err
 			}
 			defer be.Close()
 			reg := duro.NewRegistry()
@@ -76,7 +69,6 @@ func (a *app) benchWorkerCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&schema, "schema", "", "the PostgreSQL schema of the run")
 	cmd.Flags().IntVar(&conc, "concurrency", 0, "orchestration and activity concurrency (0: defaults)")
 	return cmd
 }
@@ -100,17 +92,13 @@ func startBenchWorkers(ctx context.Context, st *workload.Store, n, conc int, std
 	if err != nil {
 		return nil, err
 	}
-	spec := st.Path
-	if st.Kind == workload.KindPostgres {
-		spec = st.URL
-	}
 	ws := &benchWorkers{}
 	// The workers' stderr goes to one writer, which need not be safe for
 	// concurrent use.
 	errOut := &lockedWriter{w: stderr}
 	for range n {
-		c := exec.Command(self, "bench-worker", "--schema", st.Schema, "--concurrency", strconv.Itoa(conc))
-		c.Env = append(os.Environ(), "DURO_STORE="+spec)
+		c := exec.Command(self, "bench-worker", "--concurrency", strconv.Itoa(conc))
+		c.Env = append(os.Environ(), "DURO_STORE="+st.Spec())
 		c.Stderr = errOut
 		stdin, err := c.StdinPipe()
 		if err != nil {
