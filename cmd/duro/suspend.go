@@ -29,12 +29,15 @@ suspended instance changes nothing.`,
 			}
 			defer closeStore()
 			ctx := cmd.Context()
+			// Read the status before the request: afterwards a worker may
+			// already have recorded this very suspension.
+			before, _ := c.Get(ctx, id)
 			if err := c.Suspend(ctx, id, reason); err != nil {
 				return explain(ctx, c, id, err)
 			}
 			fmt.Fprintf(a.stdout, "suspension of %s requested; a worker records it at the instance's next step\n", id)
-			if inst, err := c.Get(ctx, id); err == nil && inst.Status == duro.StatusSuspended && inst.Suspension != nil {
-				fmt.Fprintf(a.stdout, "note: %s is already suspended, since %s (%s)\n", id, formatTime(inst.Suspension.Since), inst.Suspension.Reason)
+			if before != nil && before.Status == duro.StatusSuspended && before.Suspension != nil {
+				fmt.Fprintf(a.stdout, "note: %s is already suspended, since %s (%s)\n", id, formatTime(before.Suspension.Since), before.Suspension.Reason)
 			}
 			return nil
 		},
