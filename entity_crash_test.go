@@ -97,8 +97,10 @@ func TestCrashActivitySignalsEntity(t *testing.T) {
 		t.Fatalf("second worker: %v", err)
 	}
 	l := readFile(ledger)
-	if a1, a2 := strings.Count(l, "attempt=1"), strings.Count(l, "attempt=2"); a1 != countFanCalls || a2 != countFanCalls {
-		t.Fatalf("ledger: %d first attempts, %d second attempts; want %d each", a1, a2, countFanCalls)
+	// Every call ran once in the killed process and again after it (a
+	// lease that lapses under load may add further attempts).
+	if a1, again := strings.Count(l, "attempt=1\n"), strings.Count(l, "\n")-strings.Count(l, "attempt=1\n"); a1 != countFanCalls || again < countFanCalls {
+		t.Fatalf("ledger: %d first attempts, %d later ones; want %d and at least %d", a1, again, countFanCalls, countFanCalls)
 	}
 	// The second process exits when the orchestration completes; signals
 	// may still wait in the entity's inbox. Finish them with a worker here.

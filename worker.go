@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -27,7 +26,8 @@ type WorkerOptions struct {
 	// Name identifies the worker in leases and logs. Default: host:pid.
 	Name string
 	// OrchestrationConcurrency is how many orchestration steps run at once.
-	// Default: GOMAXPROCS.
+	// Steps spend most of their time waiting for the store, and concurrent
+	// steps share its commits (group commit). Default: 16.
 	OrchestrationConcurrency int
 	// ActivityConcurrency is how many activities run at once. Default: 32.
 	ActivityConcurrency int
@@ -85,7 +85,7 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 		o.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
 	}
 	if o.OrchestrationConcurrency == 0 {
-		o.OrchestrationConcurrency = runtime.GOMAXPROCS(0)
+		o.OrchestrationConcurrency = 16
 	}
 	if o.ActivityConcurrency == 0 {
 		o.ActivityConcurrency = 32

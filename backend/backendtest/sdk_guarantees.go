@@ -220,9 +220,18 @@ func guaranteeTests() []test {
 			causes := make(chan error, 1)
 			env := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{ActivityLeaseDuration: 150 * time.Millisecond}, func(r *duro.Registry) {
 				duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
-					running <- struct{}{}
+					// Non-blocking sends: under load the short lease can lapse
+					// and the task be delivered again; later deliveries must
+					// not hang the worker's Stop.
+					select {
+					case running <- struct{}{}:
+					default:
+					}
 					<-ctx.Done()
-					causes <- context.Cause(ctx)
+					select {
+					case causes <- context.Cause(ctx):
+					default:
+					}
 					return "stale result", nil
 				})
 				registerPay(r)
