@@ -57,7 +57,7 @@ func (b *Backend) ClaimActivities(ctx context.Context, p *backend.ClaimParams, m
 }
 
 func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	if err := validateClaim(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, b.fail(op, err)
 	}
 	if b.closed.Load() {
@@ -309,7 +309,7 @@ func (b *Backend) fencedTaskUpdate(ctx context.Context, op, id string, attempt i
 // heartbeat details.
 func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseParams) error {
 	const op = "renew activity lease"
-	if err := validateRenew(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt,
@@ -321,7 +321,7 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 // at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
-	if err := validateAbandon(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	retry := nanos(p.RetryAt)

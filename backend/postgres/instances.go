@@ -18,7 +18,7 @@ import (
 // CreateInstance implements backend.Backend.
 func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
 	const op = "create instance"
-	if err := validateCreate(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	err := b.write(ctx, op, p.Now, func(t *txn) error {
@@ -89,7 +89,7 @@ func (b *Backend) GetHistory(ctx context.Context, id string) ([]*backend.Event, 
 // message visible to every claim, whatever clock the claim passes.
 func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
 	const op = "enqueue message"
-	if err := validateMessage(m); err != nil {
+	if err := m.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, time.Time{}, func(t *txn) error {

@@ -12,15 +12,6 @@ import (
 	"duro/backend"
 )
 
-func validateClaim(p *backend.ClaimParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.LeaseDuration <= 0:
-		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
-	}
-	return nil
-}
 
 // ClaimOrchestrationStep implements backend.Backend: ClaimOrchestrationSteps
 // with max 1.
@@ -69,7 +60,7 @@ func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimP
 }
 
 func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
-	if err := validateClaim(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, b.fail(op, err)
 	}
 	if b.closed.Load() {
@@ -326,7 +317,7 @@ func (b *Backend) fencedUpdate(ctx context.Context, op, id, exec string, attempt
 // was superseded gets ErrLeaseLost.
 func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewLeaseParams) error {
 	const op = "renew orchestration lease"
-	if err := validateRenew(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt,
@@ -337,7 +328,7 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 // claimable again at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon orchestration step"
-	if err := validateAbandon(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	retry := nanos(p.RetryAt)
@@ -353,24 +344,4 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 	return nil
 }
 
-func validateRenew(p *backend.RenewLeaseParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.ID == "":
-		return errors.New("empty ID")
-	case p.LeaseDuration <= 0:
-		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
-	}
-	return nil
-}
 
-func validateAbandon(p *backend.AbandonParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.ID == "":
-		return errors.New("empty ID")
-	}
-	return nil
-}

@@ -11,62 +11,7 @@ import (
 	"duro/backend"
 )
 
-func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.InstanceID == "":
-		return errors.New("empty instance ID")
-	case p.ExecutionID == "":
-		return fmt.Errorf("instance %q: empty execution ID", p.InstanceID)
-	case !p.Status.Valid():
-		return fmt.Errorf("instance %q: unknown status %q", p.InstanceID, p.Status)
-	case p.ContinueAsNew != nil && p.ContinueAsNew.NewExecutionID == "":
-		return fmt.Errorf("instance %q: continue-as-new with empty execution ID", p.InstanceID)
-	}
-	for _, a := range p.ActivityTasks {
-		switch {
-		case a == nil:
-			return fmt.Errorf("instance %q: nil activity task", p.InstanceID)
-		case a.ID == "" || a.InstanceID == "" || a.Name == "":
-			return fmt.Errorf("instance %q: activity task %q: empty ID, instance ID or name", p.InstanceID, a.ID)
-		case a.PriorAttempts < 0:
-			return fmt.Errorf("instance %q: activity task %q: negative PriorAttempts %d", p.InstanceID, a.ID, a.PriorAttempts)
-		}
-	}
-	for _, m := range p.Messages {
-		if err := validateMessage(m); err != nil {
-			return fmt.Errorf("instance %q: %w", p.InstanceID, err)
-		}
-	}
-	for _, c := range p.StartInstances {
-		if err := validateCreate(c); err != nil {
-			return fmt.Errorf("instance %q: start instance: %w", p.InstanceID, err)
-		}
-	}
-	for _, c := range p.RewindInstances {
-		if err := validateRewindChild(c); err != nil {
-			return fmt.Errorf("instance %q: rewind instance: %w", p.InstanceID, err)
-		}
-	}
-	return nil
-}
 
-func validateRewindChild(c *backend.RewindChild) error {
-	switch {
-	case c == nil:
-		return errors.New("nil rewind child")
-	case c.InstanceID == "":
-		return errors.New("empty child instance ID")
-	case c.MessageID == "":
-		return fmt.Errorf("child %q: empty message ID", c.InstanceID)
-	case c.FailMessageID == "":
-		return fmt.Errorf("child %q: empty fail message ID", c.InstanceID)
-	case c.Parent == nil || c.Parent.InstanceID == "":
-		return fmt.Errorf("child %q: missing parent", c.InstanceID)
-	}
-	return nil
-}
 
 // stepLockSet is every instance a step may write: its own, the targets of
 // its messages, its children and the parents they may report to. The
@@ -102,7 +47,7 @@ func stepLockSet(p *backend.CompleteOrchestrationStepParams) []string {
 // whatever p.Status says.
 func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
 	const op = "complete orchestration step"
-	if err := validateComplete(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, func(t *txn) error {

@@ -177,7 +177,7 @@ func (t *txn) insertMessage(m *backend.Message, force bool) error {
 
 // messageArgs are the arguments of deliverQuery for m.
 func (t *txn) messageArgs(m *backend.Message, force bool) ([]any, error) {
-	if err := validateMessage(m); err != nil {
+	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	data, err := encodeEvent(m.Event)
@@ -210,37 +210,7 @@ func isUndeliverable(err error) bool {
 	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
 }
 
-func validateMessage(m *backend.Message) error {
-	switch {
-	case m == nil:
-		return errors.New("nil message")
-	case m.ID == "":
-		return errors.New("message: empty ID")
-	case m.InstanceID == "":
-		return fmt.Errorf("message %q: empty instance ID", m.ID)
-	case m.Event == nil:
-		return fmt.Errorf("message %q: nil event", m.ID)
-	}
-	return nil
-}
 
-func validateCreate(p *backend.CreateInstanceParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.ID == "":
-		return errors.New("empty instance ID")
-	case p.Name == "":
-		return fmt.Errorf("instance %q: empty name", p.ID)
-	case p.ExecutionID == "":
-		return fmt.Errorf("instance %q: empty execution ID", p.ID)
-	case p.IfExists != backend.IfExistsFail && p.IfExists != backend.IfExistsReplaceFinished:
-		return fmt.Errorf("instance %q: unknown IfExists policy %d", p.ID, p.IfExists)
-	case p.Parent != nil && p.Parent.InstanceID == "":
-		return fmt.Errorf("instance %q: parent with empty instance ID", p.ID)
-	}
-	return nil
-}
 
 // createInstance creates an instance in status Pending with its
 // ExecutionStarted message. An existing terminal instance is replaced if

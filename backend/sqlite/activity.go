@@ -32,7 +32,7 @@ func (b *Backend) ClaimActivities(ctx context.Context, p *backend.ClaimParams, m
 }
 
 func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	if err := validateClaim(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, b.fail(op, err)
 	}
 	if max <= 0 {
@@ -214,7 +214,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 // claimed since may be renewed.
 func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseParams) error {
 	const op = "renew activity lease"
-	if err := validateRenew(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, len(p.Details)+smallOp, func(t *txn) error {
@@ -236,7 +236,7 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 // at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
-	if err := validateAbandon(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, time.Time{}, 0, func(t *txn) error {

@@ -10,15 +10,6 @@ import (
 	"duro/backend"
 )
 
-func validateClaim(p *backend.ClaimParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.LeaseDuration <= 0:
-		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
-	}
-	return nil
-}
 
 // ClaimOrchestrationStep implements backend.Backend. Among the instances
 // with a visible message and no live lease it picks the one whose oldest
@@ -58,7 +49,7 @@ type claimedStep struct {
 }
 
 func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
-	if err := validateClaim(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, b.fail(op, err)
 	}
 	if max <= 0 {

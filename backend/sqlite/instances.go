@@ -16,7 +16,7 @@ import (
 // CreateInstance implements backend.Backend.
 func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
 	const op = "create instance"
-	if err := validateCreate(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	at := now(p.Now)
@@ -116,7 +116,7 @@ func decodeHistory(id string, skip int, raw [][]byte) ([]*backend.Event, error) 
 // message visible to every claim, whatever clock the claim passes.
 func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
 	const op = "enqueue message"
-	if err := validateMessage(m); err != nil {
+	if err := m.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	data, err := encodeEvent(m.Event)

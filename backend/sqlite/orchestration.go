@@ -34,62 +34,7 @@ func (t *txn) fence(id, executionID string, attempt int64) error {
 	return nil
 }
 
-func validateComplete(p *backend.CompleteOrchestrationStepParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.InstanceID == "":
-		return errors.New("empty instance ID")
-	case p.ExecutionID == "":
-		return fmt.Errorf("instance %q: empty execution ID", p.InstanceID)
-	case !p.Status.Valid():
-		return fmt.Errorf("instance %q: unknown status %q", p.InstanceID, p.Status)
-	case p.ContinueAsNew != nil && p.ContinueAsNew.NewExecutionID == "":
-		return fmt.Errorf("instance %q: continue-as-new with empty execution ID", p.InstanceID)
-	}
-	for _, a := range p.ActivityTasks {
-		switch {
-		case a == nil:
-			return fmt.Errorf("instance %q: nil activity task", p.InstanceID)
-		case a.ID == "" || a.InstanceID == "" || a.Name == "":
-			return fmt.Errorf("instance %q: activity task %q: empty ID, instance ID or name", p.InstanceID, a.ID)
-		case a.PriorAttempts < 0:
-			return fmt.Errorf("instance %q: activity task %q: negative PriorAttempts %d", p.InstanceID, a.ID, a.PriorAttempts)
-		}
-	}
-	for _, m := range p.Messages {
-		if err := validateMessage(m); err != nil {
-			return fmt.Errorf("instance %q: %w", p.InstanceID, err)
-		}
-	}
-	for _, c := range p.StartInstances {
-		if err := validateCreate(c); err != nil {
-			return fmt.Errorf("instance %q: start instance: %w", p.InstanceID, err)
-		}
-	}
-	for _, c := range p.RewindInstances {
-		if err := validateRewindChild(c); err != nil {
-			return fmt.Errorf("instance %q: rewind instance: %w", p.InstanceID, err)
-		}
-	}
-	return nil
-}
 
-func validateRewindChild(c *backend.RewindChild) error {
-	switch {
-	case c == nil:
-		return errors.New("nil rewind child")
-	case c.InstanceID == "":
-		return errors.New("empty child instance ID")
-	case c.MessageID == "":
-		return fmt.Errorf("child %q: empty message ID", c.InstanceID)
-	case c.FailMessageID == "":
-		return fmt.Errorf("child %q: empty fail message ID", c.InstanceID)
-	case c.Parent == nil || c.Parent.InstanceID == "":
-		return fmt.Errorf("child %q: missing parent", c.InstanceID)
-	}
-	return nil
-}
 
 // CompleteOrchestrationStep implements backend.Backend: all effects commit in
 // one transaction (O1), in this order: fencing check with the instance row
@@ -103,7 +48,7 @@ func validateRewindChild(c *backend.RewindChild) error {
 // whatever p.Status says.
 func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
 	const op = "complete orchestration step"
-	if err := validateComplete(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	// Encoding (and checking) every payload happens here, in the caller's
@@ -472,7 +417,7 @@ func (t *txn) finish(id string) error {
 // was superseded gets ErrLeaseLost.
 func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewLeaseParams) error {
 	const op = "renew orchestration lease"
-	if err := validateRenew(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, 0, func(t *txn) error {
@@ -489,7 +434,7 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 // claimable again at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon orchestration step"
-	if err := validateAbandon(p); err != nil {
+	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, time.Time{}, 0, func(t *txn) error {
@@ -503,24 +448,4 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 	})
 }
 
-func validateRenew(p *backend.RenewLeaseParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.ID == "":
-		return errors.New("empty ID")
-	case p.LeaseDuration <= 0:
-		return fmt.Errorf("lease duration %v: must be positive", p.LeaseDuration)
-	}
-	return nil
-}
 
-func validateAbandon(p *backend.AbandonParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.ID == "":
-		return errors.New("empty ID")
-	}
-	return nil
-}

@@ -77,7 +77,7 @@ func (t *txn) instanceStatus(id string) (backend.Status, error) {
 // instance's current execution, is ignored. data is the encoded event, or
 // nil to encode it here.
 func (t *txn) deliver(m *backend.Message, data []byte) error {
-	if err := validateMessage(m); err != nil {
+	if err := m.Validate(); err != nil {
 		return err
 	}
 	// One statement inserts the message if the instance is live; only when
@@ -154,37 +154,7 @@ const (
 		ON CONFLICT (id) DO NOTHING`
 )
 
-func validateMessage(m *backend.Message) error {
-	switch {
-	case m == nil:
-		return errors.New("nil message")
-	case m.ID == "":
-		return errors.New("message: empty ID")
-	case m.InstanceID == "":
-		return fmt.Errorf("message %q: empty instance ID", m.ID)
-	case m.Event == nil:
-		return fmt.Errorf("message %q: nil event", m.ID)
-	}
-	return nil
-}
 
-func validateCreate(p *backend.CreateInstanceParams) error {
-	switch {
-	case p == nil:
-		return errors.New("nil params")
-	case p.ID == "":
-		return errors.New("empty instance ID")
-	case p.Name == "":
-		return fmt.Errorf("instance %q: empty name", p.ID)
-	case p.ExecutionID == "":
-		return fmt.Errorf("instance %q: empty execution ID", p.ID)
-	case p.IfExists != backend.IfExistsFail && p.IfExists != backend.IfExistsReplaceFinished:
-		return fmt.Errorf("instance %q: unknown IfExists policy %d", p.ID, p.IfExists)
-	case p.Parent != nil && p.Parent.InstanceID == "":
-		return fmt.Errorf("instance %q: parent with empty instance ID", p.ID)
-	}
-	return nil
-}
 
 // createInstance creates an instance in status Pending with its
 // ExecutionStarted message. An existing terminal instance is replaced if
