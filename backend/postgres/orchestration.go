@@ -12,7 +12,6 @@ import (
 	"duro/backend"
 )
 
-
 // ClaimOrchestrationStep implements backend.Backend: ClaimOrchestrationSteps
 // with max 1.
 func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
@@ -343,5 +342,3 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 	}
 	return nil
 }
-
-

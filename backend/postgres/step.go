@@ -11,8 +11,6 @@ import (
 	"duro/backend"
 )
 
-
-
 // stepLockSet is every instance a step may write: its own, the targets of
 // its messages, its children and the parents they may report to. The
 // transaction locks them all first, in ID order.

@@ -210,8 +210,6 @@ func isUndeliverable(err error) bool {
 	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
 }
 
-
-
 // createInstance creates an instance in status Pending with its
 // ExecutionStarted message. An existing terminal instance is replaced if
 // replace is set (its step_attempt carries over, so attempt numbers of the

@@ -10,7 +10,6 @@ import (
 	"duro/backend"
 )
 
-
 // ClaimOrchestrationStep implements backend.Backend. Among the instances
 // with a visible message and no live lease it picks the one whose oldest
 // message became visible first (a timer when it fired, any other message

@@ -34,8 +34,6 @@ func (t *txn) fence(id, executionID string, attempt int64) error {
 	return nil
 }
 
-
-
 // CompleteOrchestrationStep implements backend.Backend: all effects commit in
 // one transaction (O1), in this order: fencing check with the instance row
 // and lease release, consumed messages, history, activity tasks, messages,
@@ -447,5 +445,3 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 		return err
 	})
 }
-
-

@@ -154,8 +154,6 @@ const (
 		ON CONFLICT (id) DO NOTHING`
 )
 
-
-
 // createInstance creates an instance in status Pending with its
 // ExecutionStarted message. An existing terminal instance is replaced if
 // replace is set (its step_attempt carries over, so attempt numbers of the
