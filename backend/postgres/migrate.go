@@ -1,16 +1,14 @@
 package postgres
 
 import (
+	migfile "duro/internal/migrate"
+
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,32 +54,13 @@ func mustLoadMigrations() []Migration {
 }
 
 func loadMigrations(fsys fs.FS) ([]Migration, error) {
-	names, err := fs.Glob(fsys, "migration/*.sql")
+	files, err := migfile.Load(fsys, "migration", "postgres")
 	if err != nil {
 		return nil, err
 	}
-	var ms []Migration
-	seen := map[int]string{}
-	for _, n := range names {
-		base := strings.TrimSuffix(path.Base(n), ".sql")
-		num, name, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("postgres: migration file %s: want NNN_name.sql", n)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("postgres: migrations %s and %s share version %d", prev, n, v)
-		}
-		seen[v] = n
-		body, err := fs.ReadFile(fsys, n)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, Migration{Version: v, Name: name, SQL: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
-	if len(ms) == 0 {
-		return nil, errors.New("postgres: no migrations embedded")
+	ms := make([]Migration, len(files))
+	for i, f := range files {
+		ms[i] = Migration{Version: f.Version, Name: f.Name, SQL: f.SQL}
 	}
 	return ms, nil
 }

@@ -1,16 +1,15 @@
 package sqlite
 
 import (
+	migfile "duro/internal/migrate"
+
 	"context"
 	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -52,30 +51,14 @@ func mustLoadMigrations() []Migration {
 }
 
 func loadMigrations(fsys fs.FS) ([]Migration, error) {
-	names, err := fs.Glob(fsys, "migration/*.sql")
+	files, err := migfile.Load(fsys, "migration", "sqlite")
 	if err != nil {
 		return nil, err
 	}
-	var ms []Migration
-	seen := map[int]string{}
-	for _, n := range names {
-		base := strings.TrimSuffix(path.Base(n), ".sql")
-		num, name, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("sqlite: migration file %s: want NNN_name.sql", n)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("sqlite: migrations %s and %s share version %d", prev, n, v)
-		}
-		seen[v] = n
-		body, err := fs.ReadFile(fsys, n)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, Migration{Version: v, Name: name, SQL: string(body)})
+	ms := make([]Migration, len(files))
+	for i, f := range files {
+		ms[i] = Migration{Version: f.Version, Name: f.Name, SQL: f.SQL}
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	return ms, nil
 }
 
