@@ -1,8 +1,6 @@
 package postgres
 
 import (
-	migfile "duro/internal/migrate"
-
 	"context"
 	"embed"
 	"fmt"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	migfile "duro/internal/migrate"
 )
 
 //go:embed migration/*.sql

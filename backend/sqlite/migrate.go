@@ -1,8 +1,6 @@
 package sqlite
 
 import (
-	migfile "duro/internal/migrate"
-
 	"context"
 	"database/sql"
 	"embed"
@@ -11,6 +9,8 @@ import (
 	"log/slog"
 	"sort"
 	"time"
+
+	migfile "duro/internal/migrate"
 )
 
 //go:embed migration/*.sql
