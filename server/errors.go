@@ -68,6 +68,7 @@ var sentinels = []struct {
 	code string
 }{
 	{duro.ErrInstanceNotFound, CodeInstanceNotFound},
+	{backend.ErrInvalidPageToken, CodeInvalidPageToken},
 	{duro.ErrInstanceExists, CodeInstanceExists},
 	{duro.ErrInstanceFinished, CodeInstanceFinished},
 	{duro.ErrInstanceNotFinished, CodeInstanceNotFinished},
@@ -95,10 +96,6 @@ func codeOf(err error) (code, msg string) {
 		if errors.Is(err, s.err) {
 			return s.code, msg
 		}
-	}
-	// Neither backend has a sentinel for a foreign page token yet.
-	if strings.Contains(msg, "invalid page token") {
-		return CodeInvalidPageToken, msg
 	}
 	return CodeInternal, msg
 }

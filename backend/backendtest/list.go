@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -261,8 +262,8 @@ func testListStableUnderInserts(t *testing.T, e *env) {
 func testListBadToken(t *testing.T, e *env) {
 	e.create("a", nil)
 	for _, tok := range []string{"not a token", "%%%"} {
-		if _, err := e.b.ListInstances(e.ctx, &backend.ListInstancesParams{PageToken: tok}); err == nil {
-			t.Errorf("ListInstances(PageToken %q): err = nil, want an error", tok)
+		if _, err := e.b.ListInstances(e.ctx, &backend.ListInstancesParams{PageToken: tok}); !errors.Is(err, backend.ErrInvalidPageToken) {
+			t.Errorf("ListInstances(PageToken %q): err = %v, want one wrapping backend.ErrInvalidPageToken", tok, err)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -278,7 +277,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	}
 	where, args := filterSQL(statuses, p.Name, p.CreatedFrom, p.CreatedTo)
 	if p.PageToken != "" {
-		at, id, err := decodePageToken(p.PageToken)
+		at, id, err := backend.DecodePageToken(p.PageToken)
 		if err != nil {
 			return nil, b.fail(op, err)
 		}
@@ -311,34 +310,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	if len(page.Instances) > size {
 		page.Instances = page.Instances[:size]
 		last := page.Instances[size-1]
-		page.NextPageToken = encodePageToken(nanos(last.CreatedAt), last.ID)
+		page.NextPageToken = backend.EncodePageToken(last.CreatedAt, last.ID)
 	}
 	return page, nil
-}
-
-const pageTokenPrefix = "v1:"
-
-func encodePageToken(at int64, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(at, 10) + ":" + id))
-}
-
-func decodePageToken(tok string) (int64, string, error) {
-	bad := fmt.Errorf("invalid page token %q", tok)
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return 0, "", bad
-	}
-	rest, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
-	if !ok {
-		return 0, "", bad
-	}
-	num, id, ok := strings.Cut(rest, ":")
-	if !ok {
-		return 0, "", bad
-	}
-	at, err := strconv.ParseInt(num, 10, 64)
-	if err != nil {
-		return 0, "", bad
-	}
-	return at, id, nil
 }
