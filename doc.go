@@ -37,7 +37,8 @@
 // # Backends
 //
 // Package backend defines the storage seam. duro ships an embedded SQLite
-// backend (backend/sqlite, a file and no server, the default) and an
+// backend (backend/sqlite, a file and no server, the default), a PostgreSQL
+// backend for many workers on many machines (backend/postgres) and an
 // in-memory one for tests (backend/memory). Every backend passes the same
 // conformance suite, backend/backendtest.
 //
@@ -58,7 +59,31 @@
 //     deterministic IDs, so nothing is lost or enqueued twice.
 //
 // By default activities run at least once: after a crash they run again with
-// the next attempt number.
+// the next attempt number. An activity registered (or called) with
+// Guarantee AtMostOnce runs its code on attempt 1 only; a later delivery
+// applies its OnDuplicate policy instead: OnDuplicateFail fails the task with
+// a *PossibleDuplicateError, OnDuplicateSuspend suspends the instance until an
+// operator resumes it with a Decision (RetryTask, CompleteTask, FailTask —
+// Client.PendingDecisions lists them), OnDuplicateReconcile asks a
+// ReconcileFunc. A work item delivered more than MaxDeliveries times fails as
+// poisoned (ErrPoisoned); a step that keeps failing before it commits
+// suspends its instance. docs/guarantees.md has the full contract.
+//
+// # Operating instances
+//
+// Client.Suspend keeps everything that arrives for an instance until
+// Client.Resume; Client.Rewind takes a Failed instance back to the point
+// before its first failure and re-runs what failed; Client.Terminate and
+// Client.Purge end and delete instances.
+//
+// # Entities
+//
+// RegisterEntityOperation registers operations on small pieces of durable
+// state addressed by EntityID. Orchestrations signal and call them and lock
+// several at once (LockEntities); activities and clients signal them. Each
+// signal carries an ID, and an entity applies a given ID once within its
+// window of processed requests, so an activity that runs twice does not
+// count twice.
 //
 // # Errors
 //
