@@ -214,10 +214,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	// its own (the SQLite backend does): an activity result does not send
 	// the activity loop to claim in vain, nor a scheduled activity the
 	// orchestration loop.
-	if n, ok := w.be.(interface {
-		OrchestrationWorkAvailable() <-chan struct{}
-		ActivityWorkAvailable() <-chan struct{}
-	}); ok {
+	if n, ok := w.be.(backend.KindNotifier); ok {
 		orchWake, actWake = n.OrchestrationWorkAvailable, n.ActivityWorkAvailable
 	}
 	orchClaim := &backend.ClaimParams{Owner: w.opts.Name, LeaseDuration: w.opts.OrchestrationLeaseDuration}

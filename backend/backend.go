@@ -422,3 +422,16 @@ type BatchClaimer interface {
 	// a different instance.
 	ClaimOrchestrationSteps(ctx context.Context, p *ClaimParams, max int) ([]*OrchestrationWorkItem, error)
 }
+
+// KindNotifier is an optional refinement of WorkNotifier for backends that
+// can tell the two kinds of work apart, so that a worker wakes its
+// orchestration loop only for steps and its activity loop only for activity
+// tasks (an activity's result then does not send the activity loop to claim
+// in vain).
+type KindNotifier interface {
+	WorkNotifier
+	// OrchestrationWorkAvailable is WorkAvailable for orchestration steps.
+	OrchestrationWorkAvailable() <-chan struct{}
+	// ActivityWorkAvailable is WorkAvailable for activity tasks.
+	ActivityWorkAvailable() <-chan struct{}
+}

@@ -47,10 +47,42 @@ type meteredBoth struct {
 	backend.WorkNotifier
 }
 
+// The wrappers keep a KindNotifier's separate wake-ups; for a plain
+// WorkNotifier both are its WorkAvailable.
+
+func kindWake(n backend.WorkNotifier) (orch, act func() <-chan struct{}) {
+	if k, ok := n.(backend.KindNotifier); ok {
+		return k.OrchestrationWorkAvailable, k.ActivityWorkAvailable
+	}
+	return n.WorkAvailable, n.WorkAvailable
+}
+
+func (b *meteredNotify) OrchestrationWorkAvailable() <-chan struct{} {
+	o, _ := kindWake(b.WorkNotifier)
+	return o()
+}
+
+func (b *meteredNotify) ActivityWorkAvailable() <-chan struct{} {
+	_, a := kindWake(b.WorkNotifier)
+	return a()
+}
+
+func (b *meteredBoth) OrchestrationWorkAvailable() <-chan struct{} {
+	o, _ := kindWake(b.WorkNotifier)
+	return o()
+}
+
+func (b *meteredBoth) ActivityWorkAvailable() <-chan struct{} {
+	_, a := kindWake(b.WorkNotifier)
+	return a()
+}
+
 var (
 	_ backend.WorkNotifier = (*meteredBoth)(nil)
 	_ backend.BatchClaimer = (*meteredBoth)(nil)
 	_ backend.WorkNotifier = (*meteredNotify)(nil)
+	_ backend.KindNotifier = (*meteredNotify)(nil)
+	_ backend.KindNotifier = (*meteredBoth)(nil)
 	_ backend.BatchClaimer = (*meteredBatch)(nil)
 )
 

@@ -51,6 +51,7 @@ type Backend struct {
 var (
 	_ backend.Backend      = (*Backend)(nil)
 	_ backend.WorkNotifier = (*Backend)(nil)
+	_ backend.KindNotifier = (*Backend)(nil)
 )
 
 // Open opens the SQLite database file at path, creating it if needed, applies
