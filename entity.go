@@ -80,9 +80,12 @@ type OperationOptions struct {
 	// OnDuplicate policy applies instead.
 	Guarantee Guarantee
 	// OnDuplicate is OnDuplicateFail (the default: a caller gets a
-	// *PossibleDuplicateError; a signal is dropped and logged) or
+	// *PossibleDuplicateError; a signal is dropped and logged),
 	// OnDuplicateReconcile (Reconcile decides; an error from it fails the
-	// operation). OnDuplicateSuspend is not available for entity operations.
+	// operation) or OnDuplicateSuspend (the entity is suspended with the
+	// request as a pending decision, task ID 0, until Client.Resume decides:
+	// RetryTask runs the operation, CompleteTask answers the caller with a
+	// result, FailTask with an error; later requests wait meanwhile).
 	OnDuplicate OnDuplicate
 	// Reconcile is called for OnDuplicateReconcile with the operation's
 	// input; its ActivityContext's TaskID is -1.
@@ -161,9 +164,6 @@ func RegisterEntityOperation[S, I, O any](r *Registry, name, op string, fn func(
 		ao := ActivityOptions{Guarantee: eo.opts.Guarantee, OnDuplicate: eo.opts.OnDuplicate}
 		if err := ao.validate(); err != nil {
 			panic(fmt.Sprintf("duro: entity %q operation %q: %v", name, op, err))
-		}
-		if eo.opts.OnDuplicate == OnDuplicateSuspend {
-			panic(fmt.Sprintf("duro: entity %q operation %q: OnDuplicateSuspend is not available for entity operations", name, op))
 		}
 	}
 	e.ops[op] = eo

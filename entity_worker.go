@@ -31,6 +31,9 @@ type entityEnvelope struct {
 	// Released holds lock requests released before they reached the entity,
 	// so that they are ignored when they arrive.
 	Released []seenRequest `json:"released,omitempty"`
+	// Pending is the request of an at-most-once operation that waits for an
+	// operator's decision while the entity is suspended.
+	Pending *backend.Message `json:"pending,omitempty"`
 	// Consumed counts messages consumed since the entity's execution began;
 	// past a bound the entity continues as new to bound the backend's record
 	// of consumed message IDs (the window keeps deduplicating).
@@ -87,6 +90,85 @@ type entityStep struct {
 	seen map[string]bool
 	// remove is set by a clean request to an empty entity.
 	remove bool
+	// suspended is set when an at-most-once operation waits for a decision.
+	suspended bool
+}
+
+// control applies the control messages a suspended entity receives: a
+// resume (with the decision for its pending request) or a terminate request
+// (ignored: entities are removed with CleanEntities).
+func (s *entityStep) control(wi *backend.OrchestrationWorkItem) {
+	s.out.Status = backend.StatusSuspended
+	s.out.Suspension = wi.Instance.Suspension
+	for _, m := range wi.Messages {
+		s.out.ConsumedMessageIDs = append(s.out.ConsumedMessageIDs, m.ID)
+		if m.Event == nil || m.Event.Type != backend.EventExecutionResumed || s.out.Status != backend.StatusSuspended {
+			continue
+		}
+		p := s.env.Pending
+		if p == nil {
+			s.out.Status, s.out.Suspension = backend.StatusRunning, nil
+			continue
+		}
+		var d *backend.Decision
+		for _, x := range m.Event.Decisions {
+			if x.TaskID == 0 {
+				d = x
+			}
+		}
+		if d == nil {
+			s.log.Warn("duro: entity resume without a decision for its pending request; it stays suspended")
+			continue
+		}
+		s.out.Status, s.out.Suspension, s.env.Pending = backend.StatusRunning, nil, nil
+		req := p.Event.Entity
+		if req == nil {
+			req = &backend.EntityRequest{}
+		}
+		s.remember(p.ID)
+		switch d.Action {
+		case backend.DecisionRetry:
+			op := s.reg.ops[p.Event.Name]
+			// The operator approved one more run: it is the attempt after the
+			// delivery that found the possible duplicate.
+			attempt := s.wi.Deliveries
+			if susp := wi.Instance.Suspension; susp != nil && len(susp.Pending) > 0 {
+				attempt = susp.Pending[0].Attempt + 1
+			}
+			ctx := &entityContext{Context: s.ctx, id: s.id, op: p.Event.Name, attempt: attempt, p: s.w.p, reqID: p.ID,
+				now: s.now, logger: s.log.With("operation", p.Event.Name)}
+			s.run(p, p.Event, req, op, ctx, func(f *backend.Failure) {
+				s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: taskIDOf(req.Caller), Failure: f, Timestamp: s.now})
+			})
+		case backend.DecisionResult:
+			s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: taskIDOf(req.Caller), Result: d.Result, Timestamp: s.now})
+		default:
+			s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: taskIDOf(req.Caller), Timestamp: s.now,
+				Failure: &backend.Failure{Message: d.Message, Type: "OperatorFailed", TaskName: p.Event.Name, NonRetryable: true}})
+		}
+		if s.env.Lock == nil {
+			// Requests that waited behind the decision, in order.
+			queue := s.env.Queue
+			s.env.Queue = nil
+			for _, q := range queue {
+				s.handle(q)
+			}
+		}
+	}
+}
+
+// suspendFor suspends the entity with m waiting for an operator's decision.
+func (s *entityStep) suspendFor(m *backend.Message, attempt int) {
+	s.w.stats.duplicatesSuspended.Add(1)
+	s.suspended = true
+	s.env.Pending = m
+	s.out.Status = backend.StatusSuspended
+	s.out.Suspension = &backend.Suspension{
+		Reason: fmt.Sprintf("possible duplicate: operation %q of entity %s in a batch delivered %d times", m.Event.Name, s.id, attempt),
+		Since:  s.now,
+		Pending: []*backend.PendingDecision{{TaskID: 0, Name: m.Event.Name, Input: m.Event.Input, Attempt: attempt,
+			PreviousDeliveryAt: s.wi.Instance.UpdatedAt, Options: backend.ActivityOptions{AtMostOnce: true, OnDuplicate: string(OnDuplicateSuspend)}}},
+	}
 }
 
 // runEntityBatch computes the effects of one batch of an entity.
@@ -114,15 +196,25 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	for _, r := range env.Window {
 		s.seen[r.ID] = true
 	}
-	for _, m := range wi.Messages {
-		s.out.ConsumedMessageIDs = append(s.out.ConsumedMessageIDs, m.ID)
-		env.Consumed++
-		if m.Event != nil && m.Event.Type == backend.EventEntityRequest {
-			s.handle(m)
+	if inst.Status == backend.StatusSuspended {
+		// Only control messages reach a suspended entity.
+		s.control(wi)
+	} else {
+		for _, m := range wi.Messages {
+			if s.suspended {
+				break // the rest waits for the decision
+			}
+			s.out.ConsumedMessageIDs = append(s.out.ConsumedMessageIDs, m.ID)
+			env.Consumed++
+			if m.Event != nil && m.Event.Type == backend.EventEntityRequest {
+				s.handle(m)
+			}
 		}
 	}
 	env.Modified = now
-	if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && len(env.Window) <= 1 {
+	if s.out.Status == backend.StatusSuspended {
+		// Nothing else changes while a decision is pending.
+	} else if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && len(env.Window) <= 1 {
 		s.out.Status = backend.StatusCompleted
 	} else if env.Consumed > s.w.opts.EntityDedupWindow {
 		env.Consumed = 0
@@ -167,6 +259,10 @@ func (s *entityStep) handle(m *backend.Message) {
 	}
 	if s.seen[m.ID] {
 		s.log.Debug("duro: entity request already processed; dropped", "request", m.ID)
+		return
+	}
+	if s.suspended {
+		s.env.Queue = append(s.env.Queue, m) // after the decision
 		return
 	}
 	switch {
@@ -272,6 +368,9 @@ func (s *entityStep) operate(m *backend.Message, ev *backend.Event, req *backend
 	if op.opts.Guarantee == AtMostOnce && ctx.attempt > 1 {
 		dup := &PossibleDuplicateError{Attempt: ctx.attempt, PreviousDeliveryAt: s.wi.Instance.UpdatedAt}
 		switch op.opts.OnDuplicate {
+		case OnDuplicateSuspend:
+			s.suspendFor(m, ctx.attempt)
+			return
 		case OnDuplicateReconcile:
 			if op.opts.Reconcile != nil {
 				s.w.stats.duplicatesReconciled.Add(1)

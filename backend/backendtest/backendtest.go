@@ -64,7 +64,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"SDK", sdkTests()},
 		{"Guarantees", guaranteeTests()},
 		{"Control", controlTests()},
-		{"Entities", append(entityTests(), entityRoutingTests()...)},
+		{"Entities", append(append(entityTests(), entityRoutingTests()...), entitySuspendTests()...)},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of
