@@ -338,19 +338,21 @@ func (e *Event) validateNested() error {
 // a valid encoded event.
 var ErrMalformedEvent = errors.New("malformed history event")
 
-// EncodeEvent encodes an event for storage.
+// EncodeEvent encodes an event for storage. It refuses (ErrMalformedEvent)
+// an event DecodeEvent would refuse, so nothing stored can later fail to
+// decode and wedge an instance.
 func EncodeEvent(e *Event) ([]byte, error) {
 	if e == nil {
 		return nil, fmt.Errorf("encode event: %w: nil event", ErrMalformedEvent)
 	}
-	if !knownEventTypes[e.Type] {
-		return nil, fmt.Errorf("encode event: %w: unknown type %q", ErrMalformedEvent, e.Type)
+	if err := e.validate(); err != nil {
+		return nil, fmt.Errorf("encode event: %w: %v", ErrMalformedEvent, err)
 	}
 	return json.Marshal(e)
 }
 
-// DecodeEvent decodes bytes produced by EncodeEvent. It validates what it
-// decodes: unknown types, negative task IDs and missing required fields are
+// DecodeEvent decodes bytes produced by EncodeEvent, with its times in UTC.
+// It validates what it decodes: unknown types, negative task IDs and missing required fields are
 // errors wrapping ErrMalformedEvent, never a panic.
 func DecodeEvent(data []byte) (*Event, error) {
 	var e Event
@@ -360,7 +362,29 @@ func DecodeEvent(data []byte) (*Event, error) {
 	if err := e.validate(); err != nil {
 		return nil, fmt.Errorf("decode event: %w: %v", ErrMalformedEvent, err)
 	}
+	e.Timestamp, e.FireAt = inUTC(e.Timestamp), inUTC(e.FireAt)
+	e.Suspension.InUTC()
 	return &e, nil
+}
+
+func inUTC(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+// InUTC turns the times of s, which may be nil, to UTC.
+func (s *Suspension) InUTC() {
+	if s == nil {
+		return
+	}
+	s.Since = inUTC(s.Since)
+	for _, pd := range s.Pending {
+		if pd != nil {
+			pd.PreviousDeliveryAt = inUTC(pd.PreviousDeliveryAt)
+		}
+	}
 }
 
 func (e *Event) validate() error {

@@ -200,7 +200,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 	case p.Result == nil:
 		return b.fail(op, fmt.Errorf("activity task %q: nil result", p.TaskID))
 	}
-	data, err := encodeEvent(p.Result)
+	data, err := backend.EncodeEvent(p.Result)
 	if err != nil {
 		return b.fail(op, fmt.Errorf("activity task %q: result: %w", p.TaskID, err))
 	}

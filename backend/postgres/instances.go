@@ -69,7 +69,7 @@ func (b *Backend) GetHistory(ctx context.Context, id string) ([]*backend.Event, 
 			if seq == nil {
 				return nil
 			}
-			e, err := decodeEvent(data)
+			e, err := backend.DecodeEvent(data)
 			if err != nil {
 				return fmt.Errorf("instance %q: history event %d: %w", id, *seq, err)
 			}

@@ -182,7 +182,7 @@ func (b *Backend) loadStepData(ctx context.Context, wis []*backend.Orchestration
 		var data []byte
 		var visible int64
 		if _, err := pgx.ForEachRow(rows, []any{&id, &mid, &exec, &data, &visible}, func() error {
-			ev, err := decodeEvent(data)
+			ev, err := backend.DecodeEvent(data)
 			if err != nil {
 				return fmt.Errorf("message %q: %w", mid, err)
 			}
@@ -198,7 +198,7 @@ func (b *Backend) loadStepData(ctx context.Context, wis []*backend.Orchestration
 		}
 		var seq int32
 		if _, err := pgx.ForEachRow(rows, []any{&id, &seq, &data}, func() error {
-			ev, err := decodeEvent(data)
+			ev, err := backend.DecodeEvent(data)
 			if err != nil {
 				return fmt.Errorf("instance %q: history event %d: %w", id, seq, err)
 			}

@@ -114,7 +114,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	id := p.InstanceID
 	events := make([][]byte, len(p.NewEvents))
 	for i, e := range p.NewEvents {
-		data, err := encodeEvent(e)
+		data, err := backend.EncodeEvent(e)
 		if err != nil {
 			return fmt.Errorf("new event %d: %w", i, err)
 		}

@@ -180,7 +180,7 @@ func (t *txn) messageArgs(m *backend.Message, force bool) ([]any, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	data, err := encodeEvent(m.Event)
+	data, err := backend.EncodeEvent(m.Event)
 	if err != nil {
 		return nil, fmt.Errorf("message %q: %w", m.ID, err)
 	}
@@ -347,31 +347,6 @@ func (t *txn) deleteInstanceData(id string) error {
 	return nil
 }
 
-// encodeEvent encodes e and checks that it decodes, so that nothing stored
-// can later fail to decode and wedge an instance.
-func encodeEvent(e *backend.Event) ([]byte, error) {
-	data, err := backend.EncodeEvent(e)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := backend.DecodeEvent(data); err != nil {
-		return nil, err
-	}
-	return data, nil
-}
-
-// decodeEvent decodes a stored event with its times in UTC.
-func decodeEvent(data []byte) (*backend.Event, error) {
-	e, err := backend.DecodeEvent(data)
-	if err != nil {
-		return nil, err
-	}
-	e.Timestamp = utc(e.Timestamp)
-	e.FireAt = utc(e.FireAt)
-	utcSuspension(e.Suspension)
-	return e, nil
-}
-
 const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
 	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
 
@@ -402,7 +377,7 @@ func scanInstance(s pgx.Row) (*backend.Instance, error) {
 			if err := json.Unmarshal([]byte(*susp), in.Suspension); err != nil {
 				return nil, fmt.Errorf("instance %q: suspension: %w", in.ID, err)
 			}
-			utcSuspension(in.Suspension)
+			in.Suspension.InUTC()
 		} else {
 			// Suspended without a stored suspension (a step that passed
 			// none): report one, since the instance is suspended.
@@ -418,27 +393,6 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
-}
-
-// utc returns t in UTC; the zero time stays zero.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return t.UTC()
-}
-
-// utcSuspension turns the times of s, which may be nil, to UTC.
-func utcSuspension(s *backend.Suspension) {
-	if s == nil {
-		return
-	}
-	s.Since = utc(s.Since)
-	for _, pd := range s.Pending {
-		if pd != nil {
-			pd.PreviousDeliveryAt = utc(pd.PreviousDeliveryAt)
-		}
-	}
 }
 
 // encodeJSON stores v as JSON text; a nil pointer is NULL.

@@ -183,7 +183,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 		return b.fail(op, fmt.Errorf("activity task %q: nil result", p.TaskID))
 	}
 	msgID := backend.ResultMessageID(p.TaskID)
-	data, err := encodeEvent(p.Result)
+	data, err := backend.EncodeEvent(p.Result)
 	if err != nil {
 		return b.fail(op, fmt.Errorf("message %q: %w", msgID, err))
 	}

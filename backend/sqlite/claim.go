@@ -122,7 +122,7 @@ func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimPar
 			b.hist.fill(in.ID, in.ExecutionID, slices.Clone(c.wi.History), c.epoch)
 		}
 		for j, m := range c.wi.Messages {
-			if m.Event, err = decodeEvent(c.msgs[j]); err != nil {
+			if m.Event, err = backend.DecodeEvent(c.msgs[j]); err != nil {
 				return nil, b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
 			}
 		}

@@ -18,7 +18,7 @@ func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceP
 		return b.fail(op, err)
 	}
 	at := now(p.Now)
-	start, err := encodeEvent(startMessage(p, at).Event)
+	start, err := backend.EncodeEvent(startMessage(p, at).Event)
 	if err != nil {
 		return b.fail(op, fmt.Errorf("instance %q: start message: %w", p.ID, err))
 	}
@@ -101,7 +101,7 @@ func (d *dbtx) loadHistorySince(id string, n int) ([][]byte, error) {
 func decodeHistory(id string, skip int, raw [][]byte) ([]*backend.Event, error) {
 	h := make([]*backend.Event, len(raw))
 	for i, data := range raw {
-		e, err := decodeEvent(data)
+		e, err := backend.DecodeEvent(data)
 		if err != nil {
 			return nil, fmt.Errorf("instance %q: history event %d: %w", id, skip+i+1, err)
 		}
@@ -117,7 +117,7 @@ func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error 
 	if err := m.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	data, err := encodeEvent(m.Event)
+	data, err := backend.EncodeEvent(m.Event)
 	if err != nil {
 		return b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
 	}

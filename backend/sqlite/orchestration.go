@@ -124,14 +124,14 @@ func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error
 	enc.size += len(p.Output) + len(p.CustomStatus) + len(enc.failure.String) + len(enc.susp.String)
 	enc.events = make([][]byte, len(p.NewEvents))
 	for i, e := range p.NewEvents {
-		if enc.events[i], err = encodeEvent(e); err != nil {
+		if enc.events[i], err = backend.EncodeEvent(e); err != nil {
 			return nil, fmt.Errorf("instance %q: new event %d: %w", p.InstanceID, i, err)
 		}
 		enc.size += len(enc.events[i]) + 64
 	}
 	enc.msgs = make([][]byte, len(p.Messages))
 	for i, m := range p.Messages {
-		if enc.msgs[i], err = encodeEvent(m.Event); err != nil {
+		if enc.msgs[i], err = backend.EncodeEvent(m.Event); err != nil {
 			return nil, fmt.Errorf("instance %q: message %q: %w", p.InstanceID, m.ID, err)
 		}
 		enc.size += len(enc.msgs[i]) + 128

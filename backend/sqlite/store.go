@@ -109,7 +109,7 @@ func (t *txn) insertMessage(m *backend.Message, data []byte) error {
 func (t *txn) insertMessageIf(m *backend.Message, data []byte, live, touch bool) (int64, error) {
 	if data == nil {
 		var err error
-		if data, err = encodeEvent(m.Event); err != nil {
+		if data, err = backend.EncodeEvent(m.Event); err != nil {
 			return 0, fmt.Errorf("message %q: %w", m.ID, err)
 		}
 	}
@@ -288,31 +288,6 @@ func (t *txn) deleteInstanceData(id string) error {
 	return nil
 }
 
-// encodeEvent encodes e and checks that it decodes, so that nothing stored
-// can later fail to decode and wedge an instance.
-func encodeEvent(e *backend.Event) ([]byte, error) {
-	data, err := backend.EncodeEvent(e)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := backend.DecodeEvent(data); err != nil {
-		return nil, err
-	}
-	return data, nil
-}
-
-// decodeEvent decodes a stored event with its times in UTC.
-func decodeEvent(data []byte) (*backend.Event, error) {
-	e, err := backend.DecodeEvent(data)
-	if err != nil {
-		return nil, err
-	}
-	e.Timestamp = utc(e.Timestamp)
-	e.FireAt = utc(e.FireAt)
-	utcSuspension(e.Suspension)
-	return e, nil
-}
-
 const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
 	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
 
@@ -349,7 +324,7 @@ func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
 			if err := json.Unmarshal([]byte(susp.String), in.Suspension); err != nil {
 				return nil, fmt.Errorf("instance %q: suspension: %w", in.ID, err)
 			}
-			utcSuspension(in.Suspension)
+			in.Suspension.InUTC()
 		} else {
 			// Suspended without a stored suspension (a step that passed
 			// none): report one, since the instance is suspended.
@@ -357,27 +332,6 @@ func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
 		}
 	}
 	return &in, nil
-}
-
-// utc returns t in UTC; the zero time stays zero.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return t.UTC()
-}
-
-// utcSuspension turns the times of s, which may be nil, to UTC.
-func utcSuspension(s *backend.Suspension) {
-	if s == nil {
-		return
-	}
-	s.Since = utc(s.Since)
-	for _, pd := range s.Pending {
-		if pd != nil {
-			pd.PreviousDeliveryAt = utc(pd.PreviousDeliveryAt)
-		}
-	}
 }
 
 func boolInt(b bool) int {
