@@ -3,11 +3,13 @@ package duro_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,27 +95,10 @@ func TestCrashKillWorkerMidOrchestration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns worker processes")
 	}
-	dir := t.TempDir()
-	store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-
-	be, err := sqlite.Open(ctx, store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	client := duro.NewClient(be, nil)
-	id, err := client.Start(ctx, "Crashy", nil, duro.StartOptions{InstanceID: "crashy-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	c := newCrashEnv(t, 60*time.Second, "Crashy", nil, duro.StartOptions{InstanceID: "crashy-1"})
+	ctx, client, ledger, id := c.ctx, c.client, c.ledger, c.id
 	spawn := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
-			"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
-		cmd.Stderr = &prefixWriter{t: t}
+		cmd := c.worker(t)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -190,4 +175,56 @@ type prefixWriter struct{ t *testing.T }
 func (w *prefixWriter) Write(p []byte) (int, error) {
 	w.t.Logf("worker: %s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// crashEnv is a SQLite store in a temporary directory, a ledger file beside
+// it, and an instance started there, for tests that run workers as
+// processes (crashWorkerMain).
+type crashEnv struct {
+	ctx           context.Context
+	store, ledger string
+	id            string
+	client        *duro.Client
+	env           []string
+}
+
+// newCrashEnv starts an instance of name with input (opts as for Start),
+// bounded by timeout.
+func newCrashEnv(t *testing.T, timeout time.Duration, name string, input any, opts ...duro.StartOptions) *crashEnv {
+	t.Helper()
+	dir := t.TempDir()
+	c := &crashEnv{store: filepath.Join(dir, "duro.db"), ledger: filepath.Join(dir, "ledger.txt")}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	c.ctx = ctx
+	be, err := sqlite.Open(ctx, c.store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = be.Close() })
+	c.client = duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 20 * time.Millisecond})
+	if c.id, err = c.client.Start(ctx, name, input, opts...); err != nil {
+		t.Fatal(err)
+	}
+	c.env = []string{"DURO_CRASH_WORKER=1", "DURO_CRASH_STORE=" + c.store,
+		"DURO_CRASH_LEDGER=" + c.ledger, "DURO_CRASH_INSTANCE=" + c.id}
+	return c
+}
+
+// worker returns a worker process on the store, with extra environment.
+func (c *crashEnv) worker(t *testing.T, extra ...string) *exec.Cmd {
+	cmd := exec.CommandContext(c.ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = slices.Concat(os.Environ(), c.env, extra)
+	cmd.Stderr = &prefixWriter{t: t}
+	return cmd
+}
+
+// runKilled runs a worker that must die by SIGKILL.
+func (c *crashEnv) runKilled(t *testing.T, extra ...string) {
+	t.Helper()
+	err := c.worker(t, extra...).Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("worker with %v should have died by SIGKILL, got %v", extra, err)
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,32 +66,12 @@ func TestCrashActivitySignalsEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns worker processes")
 	}
-	dir := t.TempDir()
-	store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	be, err := sqlite.Open(ctx, store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	client := duro.NewClient(be, nil)
-	id, err := client.Start(ctx, "CountFan", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
-		"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
-	first := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	first.Env = append(env, "DURO_CRASH_AFTER_SIGNALS=1")
-	first.Stderr = &prefixWriter{t: t}
-	if err := first.Run(); err == nil {
+	c := newCrashEnv(t, 120*time.Second, "CountFan", nil)
+	ctx, client, ledger := c.ctx, c.client, c.ledger
+	if err := c.worker(t, "DURO_CRASH_AFTER_SIGNALS=1").Run(); err == nil {
 		t.Fatal("the first worker should have been killed")
 	}
-	second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	second.Env = env
-	second.Stderr = &prefixWriter{t: t}
-	if err := second.Run(); err != nil {
+	if err := c.worker(t).Run(); err != nil {
 		t.Fatalf("second worker: %v", err)
 	}
 	l := readFile(ledger)
@@ -106,6 +84,11 @@ func TestCrashActivitySignalsEntity(t *testing.T) {
 	// may still wait in the entity's inbox. Finish them with a worker here.
 	reg := duro.NewRegistry()
 	registerCountFan(reg, ledger)
+	be, err := sqlite.Open(ctx, c.store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

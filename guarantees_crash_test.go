@@ -1,19 +1,15 @@
 package duro_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"duro"
-	"duro/backend/sqlite"
 	"duro/internal/fault"
 )
 
@@ -147,37 +143,14 @@ func TestCrashMatrix(t *testing.T) {
 type crashResult struct{ ledger, output string }
 
 func runCrashCase(t *testing.T, point, policy string) crashResult {
-	dir := t.TempDir()
-	store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	be, err := sqlite.Open(ctx, store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	client := duro.NewClient(be, nil)
-	id, err := client.Start(ctx, "Pay", policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
-		"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
-	first := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	first.Env = append(env, "DURO_TEST_FAULT="+point)
+	c := newCrashEnv(t, 90*time.Second, "Pay", policy)
+	ctx, client, ledger, id := c.ctx, c.client, c.ledger, c.id
 	if point == "in-code" {
-		first.Env = append(env, "DURO_CRASH_IN_CODE=1")
+		c.runKilled(t, "DURO_CRASH_IN_CODE=1")
+	} else {
+		c.runKilled(t, "DURO_TEST_FAULT="+point)
 	}
-	first.Stderr = &prefixWriter{t: t}
-	err = first.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("first worker should die by SIGKILL at %s, got %v", point, err)
-	}
-	second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	second.Env = env
-	second.Stderr = &prefixWriter{t: t}
-	if err := second.Run(); err != nil {
+	if err := c.worker(t).Run(); err != nil {
 		t.Fatalf("second worker: %v", err)
 	}
 	inst, err := client.Get(ctx, id)
@@ -225,31 +198,10 @@ func TestCrashSuspendDecisions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			store, ledger := filepath.Join(dir, "duro.db"), filepath.Join(dir, "ledger.txt")
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			be, err := sqlite.Open(ctx, store, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer be.Close()
-			client := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 20 * time.Millisecond})
-			id, err := client.Start(ctx, "PayThenNotes", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			env := append(os.Environ(), "DURO_CRASH_WORKER=1", "DURO_CRASH_STORE="+store,
-				"DURO_CRASH_LEDGER="+ledger, "DURO_CRASH_INSTANCE="+id)
-			first := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			first.Env = append(env, "DURO_CRASH_IN_CODE=1")
-			first.Stderr = &prefixWriter{t: t}
-			if err := first.Run(); err == nil {
-				t.Fatal("first worker should have been killed")
-			}
-			second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			second.Env = env
-			second.Stderr = &prefixWriter{t: t}
+			c := newCrashEnv(t, 90*time.Second, "PayThenNotes", nil)
+			ctx, client, ledger, id := c.ctx, c.client, c.ledger, c.id
+			c.runKilled(t, "DURO_CRASH_IN_CODE=1")
+			second := c.worker(t)
 			if err := second.Start(); err != nil {
 				t.Fatal(err)
 			}
