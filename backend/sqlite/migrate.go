@@ -203,7 +203,7 @@ func migrationStatus(ctx context.Context, q querier) ([]MigrationState, error) {
 }
 
 // closeRows closes rows and returns the iteration error, if any.
-func closeRows(rows *sql.Rows) error {
+func closeRows(rows rows) error {
 	err := rows.Err()
 	if cerr := rows.Close(); err == nil {
 		err = cerr

@@ -31,10 +31,12 @@ type Backend struct {
 	// work wakes WorkAvailable waiters, steps and tasks the waiters of one
 	// kind of work.
 	work, steps, tasks broadcaster
-	// w queues write operations for the writer goroutine (group commit);
-	// wstmts and rstmts are the prepared statements of wdb and rdb.
+	// w queues write operations for the writer goroutine (group commit),
+	// which runs them on raw, the writer's driver connection with its
+	// prepared statements (rawconn.go); rstmts are the prepared statements
+	// of rdb.
 	w      *writer
-	wstmts *stmtCache
+	raw    *rawConn
 	rstmts *stmtCache
 	// hist caches decoded histories for claims (histcache.go).
 	hist *histCache
@@ -158,11 +160,8 @@ func OpenMemory(ctx context.Context, opts *Options) (*Backend, error) {
 
 // start prepares the statement caches and starts the writer goroutine.
 func (b *Backend) start() {
-	b.wstmts = newStmtCache(b.wdb)
-	b.rstmts = b.wstmts
-	if b.rdb != b.wdb {
-		b.rstmts = newStmtCache(b.rdb)
-	}
+	b.raw = &rawConn{}
+	b.rstmts = newStmtCache(b.rdb)
 	b.hist = newHistCache()
 	if b.rdb != b.wdb { // another connection can change a file
 		_ = b.wdb.QueryRow(`PRAGMA data_version`).Scan(&b.hist.version)
@@ -202,10 +201,18 @@ func (b *Backend) Close() error {
 	b.work.shutdown()
 	b.steps.shutdown()
 	b.tasks.shutdown()
-	b.wstmts.close()
+	// The writer has exited: its statements can be closed on its
+	// connection.
+	if conn, err := b.wdb.Conn(context.Background()); err == nil {
+		_ = conn.Raw(func(any) error {
+			b.raw.close()
+			return nil
+		})
+		_ = conn.Close()
+	}
+	b.rstmts.close()
 	var errs []error
 	if b.rdb != b.wdb {
-		b.rstmts.close()
 		errs = append(errs, b.rdb.Close())
 	}
 	errs = append(errs, b.wdb.Close())

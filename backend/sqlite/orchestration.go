@@ -197,16 +197,8 @@ func (t *txn) appendHistory(id string, events [][]byte) error {
 	if len(events) == 0 {
 		return nil
 	}
-	ins := t.stmt(appendHistoryQuery)
 	for _, data := range events {
-		var err error
-		if ins != nil {
-			t.count()
-			_, err = ins.ExecContext(t.ctx, id, data)
-		} else {
-			_, err = t.exec(appendHistoryQuery, id, data)
-		}
-		if err != nil {
+		if _, err := t.exec(appendHistoryQuery, id, data); err != nil {
 			return err
 		}
 	}
@@ -257,16 +249,9 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) error {
 	if len(tasks) == 0 {
 		return nil
 	}
-	ins := t.stmt(insertTaskQuery)
 	for i, a := range tasks {
-		args := []any{a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input, opts[i], t.now.UnixNano(), a.PriorAttempts}
-		var err error
-		if ins != nil {
-			t.count()
-			_, err = ins.ExecContext(t.ctx, args...)
-		} else {
-			_, err = t.exec(insertTaskQuery, args...)
-		}
+		_, err := t.exec(insertTaskQuery, a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input, opts[i],
+			t.now.UnixNano(), a.PriorAttempts)
 		if err != nil {
 			return fmt.Errorf("activity task %q: %w", a.ID, err)
 		}

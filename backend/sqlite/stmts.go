@@ -95,20 +95,22 @@ func (c *stmtCache) close() {
 	}
 }
 
-// dbtx is a transaction with the statement cache of its pool. Its ctx is
-// the one every statement runs under.
+// dbtx is a transaction: on the read path a database/sql transaction with
+// the statement cache of its pool, on the writer's the writer's driver
+// connection (raw, which then serves every statement). Its ctx is the one
+// every statement runs under.
 type dbtx struct {
 	ctx   context.Context
 	tx    *sql.Tx
 	stmts *stmtCache
+	raw   *rawConn
 	// runs, if set, counts the statements run.
 	runs *atomic.Uint64
 }
 
-// stmt returns q prepared for the transaction, or nil if q is not prepared
-// yet.
+// stmt returns q prepared for the read transaction, or nil if q is not
+// prepared yet.
 func (d *dbtx) stmt(q string) *sql.Stmt {
-	d.count()
 	if s := d.stmts.get(q); s != nil {
 		return d.tx.StmtContext(d.ctx, s)
 	}
@@ -123,20 +125,37 @@ func (d *dbtx) count() {
 }
 
 func (d *dbtx) exec(q string, args ...any) (sql.Result, error) {
+	d.count()
+	if d.raw != nil {
+		return d.raw.exec(d.ctx, q, args)
+	}
 	if s := d.stmt(q); s != nil {
 		return s.ExecContext(d.ctx, args...)
 	}
 	return d.tx.ExecContext(d.ctx, q, args...)
 }
 
-func (d *dbtx) queryRow(q string, args ...any) *sql.Row {
+func (d *dbtx) queryRow(q string, args ...any) row {
+	d.count()
+	if d.raw != nil {
+		rs, err := d.raw.query(d.ctx, q, args)
+		return &rawRow{rows: rs, err: err}
+	}
 	if s := d.stmt(q); s != nil {
 		return s.QueryRowContext(d.ctx, args...)
 	}
 	return d.tx.QueryRowContext(d.ctx, q, args...)
 }
 
-func (d *dbtx) query(q string, args ...any) (*sql.Rows, error) {
+func (d *dbtx) query(q string, args ...any) (rows, error) {
+	d.count()
+	if d.raw != nil {
+		rs, err := d.raw.query(d.ctx, q, args)
+		if err != nil {
+			return nil, err
+		}
+		return rs, nil
+	}
 	if s := d.stmt(q); s != nil {
 		return s.QueryContext(d.ctx, args...)
 	}

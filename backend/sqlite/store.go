@@ -35,8 +35,8 @@ const (
 	workTasks                      // activity tasks
 )
 
-func newTxn(ctx context.Context, tx *sql.Tx, stmts *stmtCache, now time.Time) *txn {
-	return &txn{dbtx: dbtx{ctx: ctx, tx: tx, stmts: stmts}, now: now, touched: map[string]struct{}{}}
+func newTxn(ctx context.Context, raw *rawConn, now time.Time) *txn {
+	return &txn{dbtx: dbtx{ctx: ctx, raw: raw}, now: now, touched: map[string]struct{}{}}
 }
 
 // flush recomputes the ready columns of the touched instances: over all

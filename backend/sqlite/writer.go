@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -206,7 +205,6 @@ func (b *Backend) writeLoop() {
 		}
 		b.runBatch(batch)
 		clear(batch)
-		b.wstmts.prepareMisses(context.Background())
 	}
 }
 
@@ -214,8 +212,8 @@ func (b *Backend) writeLoop() {
 // because of another operation.
 var errBatchLost = errors.New("the transaction of the batch was lost")
 
-// runBatch runs the operations in one transaction and commits it, then
-// signals the callers.
+// runBatch runs the operations in one transaction on the writer's driver
+// connection and commits it, then signals the callers.
 func (b *Backend) runBatch(batch []*writeOp) {
 	ctx := context.Background() // see the package comment on cancellation
 	var work workKind
@@ -225,44 +223,75 @@ func (b *Backend) runBatch(batch []*writeOp) {
 			close(o.done)
 		}
 	}()
-	tx, err := b.wdb.BeginTx(ctx, nil)
+	fail := func(err error) {
+		for _, o := range batch {
+			if o.err == nil {
+				o.err = err
+			}
+		}
+	}
+	conn, err := b.wdb.Conn(ctx)
 	if err != nil {
+		fail(err)
+		return
+	}
+	err = conn.Raw(func(dc any) error {
+		if err := b.raw.use(dc); err != nil {
+			return err
+		}
+		work = b.runBatchRaw(ctx, batch)
+		return nil
+	})
+	if cerr := conn.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		work = 0
+		fail(err)
+	}
+}
+
+// runBatchRaw runs the batch on b.raw, setting each operation's outcome,
+// and returns the work the committed operations made claimable.
+func (b *Backend) runBatchRaw(ctx context.Context, batch []*writeOp) (work workKind) {
+	d := dbtx{ctx: ctx, raw: b.raw}
+	if _, err := d.exec(`BEGIN IMMEDIATE`); err != nil {
 		for _, o := range batch {
 			o.err = err
 		}
-		return
+		return 0
 	}
 	if b.rdb != b.wdb {
-		if err := b.checkVersion(&dbtx{ctx: ctx, tx: tx, stmts: b.wstmts}); err != nil {
-			_ = tx.Rollback()
+		if err := b.checkVersion(&d); err != nil {
+			b.rollback(&d)
 			for _, o := range batch {
 				o.err = err
 			}
-			return
+			return 0
 		}
 	}
 	single := len(batch) == 1
 	var ok []*writeOp // operations that succeeded, to commit
 	for i, o := range batch {
-		t := newTxn(ctx, tx, b.wstmts, now(o.at))
+		t := newTxn(ctx, b.raw, now(o.at))
 		t.hist = b.hist
 		if !single {
 			if _, err := t.exec(`SAVEPOINT duro_op`); err != nil {
-				work = 0
-				b.abortBatch(tx, batch[i:], ok, err)
-				return
+				b.abortBatch(&d, batch[i:], ok, err)
+				return 0
 			}
 		}
 		t.runs = &b.w.stmts
 		o.err = runOp(t, o.fn)
 		t.runs = nil
+		var err error
 		switch {
 		case o.err == nil && single:
 		case o.err == nil:
 			_, err = t.exec(`RELEASE duro_op`)
 		case single:
-			_ = tx.Rollback()
-			return
+			b.rollback(&d)
+			return 0
 		default:
 			if _, err = t.exec(`ROLLBACK TO duro_op`); err == nil {
 				_, err = t.exec(`RELEASE duro_op`)
@@ -274,9 +303,8 @@ func (b *Backend) runBatch(batch []*writeOp) {
 			if o.err == nil {
 				o.err = err
 			}
-			work = 0
-			b.abortBatch(tx, batch[i+1:], ok, err)
-			return
+			b.abortBatch(&d, batch[i+1:], ok, err)
+			return 0
 		}
 		if o.err == nil {
 			ok = append(ok, o)
@@ -284,27 +312,36 @@ func (b *Backend) runBatch(batch []*writeOp) {
 		}
 	}
 	if len(ok) == 0 {
-		_ = tx.Rollback()
-		return
+		b.rollback(&d)
+		return 0
 	}
-	if err := tx.Commit(); err != nil {
-		work = 0
+	if _, err := d.exec(`COMMIT`); err != nil {
+		// A failed COMMIT can leave the transaction open (SQLITE_BUSY):
+		// end it, so that the connection starts the next batch clean.
+		b.rollback(&d)
 		for _, o := range ok {
 			o.err = err
 		}
-		return
+		return 0
 	}
 	seq := b.w.commits.Add(1)
 	b.w.ops.Add(uint64(len(batch)))
 	for _, o := range ok {
 		o.seq = seq
 	}
+	return work
+}
+
+// rollback ends the batch's transaction. SQLite may have ended it already
+// (an I/O error does); ROLLBACK then fails, harmlessly.
+func (b *Backend) rollback(d *dbtx) {
+	_, _ = d.exec(`ROLLBACK`)
 }
 
 // abortBatch rolls back a batch whose transaction failed: the operations
 // that succeeded in it and those not run yet fail.
-func (b *Backend) abortBatch(tx *sql.Tx, rest, ok []*writeOp, cause error) {
-	_ = tx.Rollback()
+func (b *Backend) abortBatch(d *dbtx, rest, ok []*writeOp, cause error) {
+	b.rollback(d)
 	err := fmt.Errorf("%w: %v", errBatchLost, cause)
 	for _, o := range ok {
 		o.err = err
