@@ -423,6 +423,23 @@ type BatchClaimer interface {
 	ClaimOrchestrationSteps(ctx context.Context, p *ClaimParams, max int) ([]*OrchestrationWorkItem, error)
 }
 
+// StepActivityClaimer is an optional capability: a backend that can hand
+// the activity tasks an orchestration step schedules straight to the worker
+// that completed the step, in the step's own transaction, saves a claim (a
+// round trip and a commit) per task, and the tasks start without waiting
+// for a wake-up. Temporal calls this eager activity dispatch.
+type StepActivityClaimer interface {
+	// CompleteOrchestrationStepClaim is CompleteOrchestrationStep that also
+	// claims, in the same transaction, up to max of the activity tasks the
+	// step enqueues (p.ActivityTasks, in order, only those it inserts) for
+	// claim.Owner, exactly as ClaimActivities would: each task's attempt
+	// number goes up by one and the lease is taken until claim.Now plus
+	// claim.LeaseDuration. The claims are as durable as ClaimActivities'
+	// when it returns. If the step fails, nothing is claimed. max <= 0
+	// claims nothing.
+	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)
+}
+
 // KindNotifier is an optional refinement of WorkNotifier for backends that
 // can tell the two kinds of work apart, so that a worker wakes its
 // orchestration loop only for steps and its activity loop only for activity

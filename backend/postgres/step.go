@@ -44,11 +44,36 @@ func stepLockSet(p *backend.CompleteOrchestrationStepParams) []string {
 // finishes the instance. With ContinueAsNew the status is ContinuedAsNew
 // whatever p.Status says.
 func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
-	const op = "complete orchestration step"
-	if err := p.Validate(); err != nil {
-		return b.fail(op, err)
+	_, err := b.completeStep(ctx, "complete orchestration step", p, nil, 0)
+	return err
+}
+
+// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer.
+// The claimed tasks are inserted already leased, in the step's round trip.
+// A step that continues as new or ends its instance claims nothing (its
+// tasks are removed with it).
+func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
+	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	const op = "complete orchestration step and claim"
+	if max > 0 {
+		if err := claim.Validate(); err != nil {
+			return nil, b.fail(op, err)
+		}
 	}
-	return b.write(ctx, op, p.Now, func(t *txn) error {
+	return b.completeStep(ctx, op, p, claim, max)
+}
+
+func (b *Backend) completeStep(ctx context.Context, op string, p *backend.CompleteOrchestrationStepParams,
+	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	if err := p.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if p.ContinueAsNew != nil || p.Status.IsTerminal() {
+		max = 0
+	}
+	var claimed []*backend.ActivityWorkItem
+	err := b.write(ctx, op, p.Now, func(t *txn) error {
+		claimed = claimed[:0]
 		st, err := t.lock(stepLockSet(p)...)
 		if err != nil {
 			return err
@@ -72,9 +97,11 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		if simple {
 			msgs = p.Messages
 		}
-		if err := t.applyStep(p, simple, msgs); err != nil {
+		ec := eagerClaim{claim: claim, max: max}
+		if err := t.applyStep(p, simple, msgs, &ec); err != nil {
 			return err
 		}
+		claimed = ec.claimed
 		if simple {
 			return nil
 		}
@@ -103,6 +130,18 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// eagerClaim asks applyStep to insert up to max of the step's tasks
+// already claimed for claim.Owner; claimed gets their work items.
+type eagerClaim struct {
+	claim   *backend.ClaimParams
+	max     int
+	claimed []*backend.ActivityWorkItem
 }
 
 // applyStep consumes the step's messages, appends its history, writes the
@@ -110,7 +149,11 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 // completed) and enqueues its activity tasks, in one round trip; with
 // flush it also recomputes the instance's ready summary and delivers msgs
 // (dropping those whose instance cannot take them) in the same round trip.
-func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, msgs []*backend.Message) error {
+//
+// With ec.max > 0 the first ec.max tasks are inserted claimed (attempt
+// PriorAttempts+1, leased to ec.claim.Owner from the transaction's time)
+// and the work items of those inserted are put in ec.claimed.
+func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, msgs []*backend.Message, ec *eagerClaim) error {
 	id := p.InstanceID
 	events := make([][]byte, len(p.NewEvents))
 	for i, e := range p.NewEvents {
@@ -154,25 +197,37 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
 		completed_attempt = step_attempt WHERE id = $8`),
 		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id)
+	taskAt := -1 // the task insert's place in the batch
+	var leaseUntil int64
 	if len(p.ActivityTasks) > 0 {
 		n := len(p.ActivityTasks)
 		ids, insts, execs, names, opts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		taskIDs, prior := make([]int64, n), make([]int64, n)
+		taskIDs, attempts := make([]int64, n), make([]int64, n)
 		inputs := make([][]byte, n)
+		owners, leases, claimedAt := make([]string, n), make([]int64, n), make([]int64, n)
+		if ec.max > 0 {
+			leaseUntil = t.now + int64(ec.claim.LeaseDuration)
+		}
 		for i, a := range p.ActivityTasks {
 			o, err := json.Marshal(a.Options)
 			if err != nil {
 				return fmt.Errorf("activity task %q: %w", a.ID, err)
 			}
 			ids[i], insts[i], execs[i], names[i], opts[i] = a.ID, a.InstanceID, a.ExecutionID, a.Name, string(o)
-			taskIDs[i], prior[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), a.Input
+			taskIDs[i], attempts[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), a.Input
+			if i < ec.max {
+				attempts[i]++
+				owners[i], leases[i], claimedAt[i] = ec.claim.Owner, leaseUntil, t.now
+			}
 		}
+		taskAt = batch.Len()
 		batch.Queue(t.b.q(`INSERT INTO {s}.activity_tasks
-			(id, instance_id, execution_id, task_id, name, input, options, attempt, created_at)
-			SELECT u.*, $9::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-				$6::bytea[], $7::text[], $8::bigint[]) AS u
-			ON CONFLICT (id) DO NOTHING`), ids, insts, execs, taskIDs, names, inputs, opts, prior, t.now)
-		t.work = true
+			(id, instance_id, execution_id, task_id, name, input, options, attempt, lease_owner, lease_expires_at,
+				claimed_at, created_at)
+			SELECT u.*, $12::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+				$6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) AS u
+			ON CONFLICT (id) DO NOTHING RETURNING id`),
+			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, leases, claimedAt, t.now)
 	}
 	margs := make([][]any, len(msgs))
 	for i, m := range msgs {
@@ -190,7 +245,13 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	}
 	br := t.tx.SendBatch(t.ctx, batch)
 	defer func() { _ = br.Close() }()
-	for range batch.Len() - len(margs) - boolInt(flush) {
+	for i := range batch.Len() - len(margs) - boolInt(flush) {
+		if i == taskAt {
+			if err := t.insertedTasks(br, p.ActivityTasks, ec, leaseUntil); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -215,6 +276,42 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		}
 	}
 	return br.Close()
+}
+
+// insertedTasks reads which tasks the insert of applyStep inserted, makes
+// the work items of the claimed ones, and asks for a wake-up of the
+// activity loops if some inserted tasks are left for them.
+func (t *txn) insertedTasks(br pgx.BatchResults, tasks []*backend.ActivityTask, ec *eagerClaim, leaseUntil int64) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	inserted := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		inserted[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	ec.claimed = ec.claimed[:0]
+	for i, a := range tasks {
+		if i >= ec.max || !inserted[a.ID] {
+			continue
+		}
+		task := *a
+		ec.claimed = append(ec.claimed, &backend.ActivityWorkItem{Task: &task, Attempt: a.PriorAttempts + 1,
+			ScheduledAt: fromNanos(t.now), LeaseExpiresAt: fromNanos(leaseUntil)})
+	}
+	if len(inserted) > len(ec.claimed) {
+		t.work = true
+	}
+	return nil
 }
 
 func boolInt(b bool) int {

@@ -75,6 +75,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	busy := strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)
+	cache := "&_pragma=cache_size(-" + strconv.Itoa(o.CacheKiB) + ")"
 	uri := fileURI(abs)
 	wdb, err := sql.Open("sqlite", uri+"?_txlock=immediate"+
 		"&_pragma=busy_timeout("+busy+")"+
@@ -82,7 +83,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 		"&_pragma=synchronous("+o.Synchronous+")"+
 		// The statement journals of the writer's per-operation savepoints
 		// (group commit) stay in memory instead of spilling to temp files.
-		"&_pragma=temp_store(MEMORY)")
+		"&_pragma=temp_store(MEMORY)"+cache)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -118,7 +119,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 		b.log.Warn("sqlite: WAL journal mode unavailable; readers and the writer will block each other",
 			"path", path, "journal_mode", mode)
 	}
-	rdb, err := sql.Open("sqlite", uri+"?_pragma=busy_timeout("+busy+")&_pragma=query_only(1)")
+	rdb, err := sql.Open("sqlite", uri+"?_pragma=busy_timeout("+busy+")&_pragma=query_only(1)"+cache)
 	if err != nil {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)

@@ -28,6 +28,14 @@ type Options struct {
 	// writer. Default 4. In-memory stores use their single connection.
 	ReadConns int
 
+	// CacheKiB is the size of SQLite's page cache of each connection, in
+	// KiB. Default 512. SQLite's own default is 2,000 KiB; duro's hot pages
+	// (the claim indexes, the ends of the inbox and the history) are few,
+	// and pages outside the cache come from the operating system's file
+	// cache, so a smaller cache costs little speed and saves memory per
+	// connection (see docs/benchmarks.md).
+	CacheKiB int
+
 	// MaxStepMessages caps the number of inbox messages handed to one
 	// orchestration step; the rest wait for the next step. Default 1000.
 	MaxStepMessages int
@@ -43,6 +51,7 @@ const (
 	DefaultBusyTimeout     = 5 * time.Second
 	DefaultReadConns       = 4
 	DefaultMaxStepMessages = 1000
+	DefaultCacheKiB        = 512
 )
 
 // withDefaults returns a copy of o (which may be nil) with zero fields set
@@ -74,6 +83,12 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, fmt.Errorf("invalid Options.ReadConns %d: must not be negative", r.ReadConns)
 	case r.ReadConns == 0:
 		r.ReadConns = DefaultReadConns
+	}
+	switch {
+	case r.CacheKiB < 0:
+		return r, fmt.Errorf("invalid Options.CacheKiB %d: must not be negative", r.CacheKiB)
+	case r.CacheKiB == 0:
+		r.CacheKiB = DefaultCacheKiB
 	}
 	switch {
 	case r.MaxStepMessages < 0:

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"duro/backend"
+	"duro/internal/fault"
 )
 
 // fence checks that attempt is the newest delivery of the instance's step and
@@ -45,17 +47,43 @@ func (t *txn) fence(id, executionID string, attempt int64) error {
 // finishes the instance. With ContinueAsNew the status is ContinuedAsNew
 // whatever p.Status says.
 func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
-	const op = "complete orchestration step"
+	_, err := b.completeStep(ctx, "complete orchestration step", p, nil, 0)
+	return err
+}
+
+// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer:
+// after the step's effects, in the same write operation, it claims up to
+// max of the tasks the step inserted that are still there (a step that
+// finishes its instance removes them). With synchronous=NORMAL a claim of an
+// at-most-once task syncs the WAL before returning, as ClaimActivities does.
+func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
+	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	const op = "complete orchestration step and claim"
+	if max > 0 {
+		if err := claim.Validate(); err != nil {
+			return nil, b.fail(op, err)
+		}
+	}
+	return b.completeStep(ctx, op, p, claim, max)
+}
+
+func (b *Backend) completeStep(ctx context.Context, op string, p *backend.CompleteOrchestrationStepParams,
+	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
 	if err := p.Validate(); err != nil {
-		return b.fail(op, err)
+		return nil, b.fail(op, err)
 	}
 	// Encoding (and checking) every payload happens here, in the caller's
 	// goroutine, not in the writer's.
 	enc, err := encodeStep(p)
 	if err != nil {
-		return b.fail(op, err)
+		return nil, b.fail(op, err)
 	}
-	return b.write(ctx, op, p.Now, enc.size, func(t *txn) error {
+	if max > len(p.ActivityTasks) {
+		max = len(p.ActivityTasks)
+	}
+	var claimed []*backend.ActivityWorkItem
+	seq, err := b.writeSeq(ctx, op, p.Now, enc.size, func(t *txn) error {
+		claimed = claimed[:0]
 		if err := t.updateInstance(p, enc); err != nil {
 			return err
 		}
@@ -65,7 +93,8 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		if err := t.appendHistory(p.InstanceID, enc.events); err != nil {
 			return err
 		}
-		if err := t.insertTasks(p.ActivityTasks, enc.opts); err != nil {
+		inserted, err := t.insertTasks(p.ActivityTasks, enc.opts)
+		if err != nil {
 			return err
 		}
 		// Children first: a message of this step may address an instance
@@ -97,8 +126,70 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 		// The lease is free again: messages that arrived during the step,
 		// and whatever the step sent, are claimable.
 		t.work |= workSteps
+		waiting := 0 // inserted tasks left for the activity loops
+		for _, in := range inserted {
+			if in {
+				waiting++
+			}
+		}
+		if max > 0 {
+			err := t.claimInserted(p.ActivityTasks, inserted, claim, max, func(wi *backend.ActivityWorkItem) {
+				claimed = append(claimed, wi)
+			})
+			if err != nil {
+				return err
+			}
+			waiting -= len(claimed)
+		}
+		if waiting > 0 {
+			t.work |= workTasks
+		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	if b.syncWAL != nil && slices.ContainsFunc(claimed, func(wi *backend.ActivityWorkItem) bool {
+		return wi.Task.Options.AtMostOnce
+	}) {
+		// As in claimActivities: an at-most-once claim is on disk before
+		// its code runs (A1).
+		if err := b.syncCommit(seq); err != nil {
+			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", claimed[0].Task.ID, err))
+		}
+	}
+	return claimed, nil
+}
+
+// claimInserted claims, for claim.Owner, up to max of the tasks whose
+// inserted flag is set and that still exist unleased, in order.
+func (t *txn) claimInserted(tasks []*backend.ActivityTask, inserted []bool, claim *backend.ClaimParams, max int,
+	found func(wi *backend.ActivityWorkItem)) error {
+	n := t.now.UnixNano()
+	expires := t.now.Add(claim.LeaseDuration)
+	for i, a := range tasks {
+		if max == 0 {
+			break
+		}
+		if !inserted[i] {
+			continue
+		}
+		var attempt int
+		err := t.queryRow(`UPDATE activity_tasks SET attempt = attempt + 1, lease_owner = ?,
+			lease_expires_at = ?, claimed_at = ? WHERE id = ? AND lease_expires_at <= ? RETURNING attempt`,
+			claim.Owner, expires.UnixNano(), n, a.ID, n).Scan(&attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // removed by the step's own end
+		}
+		if err != nil {
+			return err
+		}
+		task := *a
+		found(&backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: t.now, LeaseExpiresAt: expires})
+		fault.Point(fault.ActivityClaimBeforeCommit)
+		max--
+	}
+	return nil
 }
 
 // encodedStep holds the encoded payloads of a step.
@@ -244,20 +335,26 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *en
 
 // insertTasks enqueues activity tasks with their encoded options; IDs that
 // exist are ignored. A task's attempt number starts at PriorAttempts, so
-// its first claim returns PriorAttempts+1.
-func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) error {
+// its first claim returns PriorAttempts+1. It reports which tasks it
+// inserted.
+func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) ([]bool, error) {
 	if len(tasks) == 0 {
-		return nil
+		return nil, nil
 	}
+	inserted := make([]bool, len(tasks))
 	for i, a := range tasks {
-		_, err := t.exec(insertTaskQuery, a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input, opts[i],
+		res, err := t.exec(insertTaskQuery, a.ID, a.InstanceID, a.ExecutionID, a.TaskID, a.Name, a.Input, opts[i],
 			t.now.UnixNano(), a.PriorAttempts)
 		if err != nil {
-			return fmt.Errorf("activity task %q: %w", a.ID, err)
+			return nil, fmt.Errorf("activity task %q: %w", a.ID, err)
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("activity task %q: %w", a.ID, err)
+		}
+		inserted[i] = n > 0
 	}
-	t.work |= workTasks
-	return nil
+	return inserted, nil
 }
 
 const insertTaskQuery = `INSERT INTO activity_tasks
