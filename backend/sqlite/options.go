@@ -29,7 +29,7 @@ type Options struct {
 	ReadConns int
 
 	// CacheKiB is the size of SQLite's page cache of each connection, in
-	// KiB. Default 512. SQLite's own default is 2,000 KiB; duro's hot pages
+	// KiB. Default 1,000. SQLite's own default is 2,000 KiB; duro's hot pages
 	// (the claim indexes, the ends of the inbox and the history) are few,
 	// and pages outside the cache come from the operating system's file
 	// cache, so a smaller cache costs little speed and saves memory per
@@ -51,7 +51,7 @@ const (
 	DefaultBusyTimeout     = 5 * time.Second
 	DefaultReadConns       = 4
 	DefaultMaxStepMessages = 1000
-	DefaultCacheKiB        = 512
+	DefaultCacheKiB        = 1000
 )
 
 // withDefaults returns a copy of o (which may be nil) with zero fields set

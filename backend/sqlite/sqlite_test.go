@@ -113,6 +113,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"tiny busy", sqlite.Options{BusyTimeout: time.Microsecond}, "Options.BusyTimeout"},
 		{"negative conns", sqlite.Options{ReadConns: -1}, "Options.ReadConns"},
 		{"negative messages", sqlite.Options{MaxStepMessages: -1}, "Options.MaxStepMessages"},
+		{"small cache", sqlite.Options{CacheKiB: 64}, ""},
+		{"negative cache", sqlite.Options{CacheKiB: -1}, "Options.CacheKiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -367,3 +367,31 @@ func TestHistCache(t *testing.T) {
 		t.Fatalf("after drop: %d events cached", c.events)
 	}
 }
+
+// TestCacheKiB checks that Options.CacheKiB sets the page cache of the
+// writer and of the read connections.
+func TestCacheKiB(t *testing.T) {
+	for _, tt := range []struct {
+		opts *Options
+		want int64
+	}{{nil, -DefaultCacheKiB}, {&Options{CacheKiB: 64}, -64}} {
+		b, err := Open(t.Context(), filepath.Join(t.TempDir(), "c.db"), tt.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		err = b.write(t.Context(), "test", time.Time{}, 0, func(tx *txn) error {
+			return tx.queryRow(`PRAGMA cache_size`).Scan(&got)
+		})
+		if err != nil || got != tt.want {
+			t.Errorf("writer: cache_size = %d (%v), want %d", got, err, tt.want)
+		}
+		err = b.read(t.Context(), "test", func(d *dbtx) error {
+			return d.queryRow(`PRAGMA cache_size`).Scan(&got)
+		})
+		if err != nil || got != tt.want {
+			t.Errorf("reader: cache_size = %d (%v), want %d", got, err, tt.want)
+		}
+		_ = b.Close()
+	}
+}
