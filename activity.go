@@ -55,22 +55,32 @@ type activityContext struct {
 	name       string
 	attempt    int
 	previous   time.Time
-	logger     *slog.Logger
-	p          payloads
-	details    []byte
-	heartbeat  func(details []byte) error
-	// signal sends an entity signal; nil outside activities.
+	// logger is the code's logger; if run is set, run's (built on first
+	// use) instead.
+	logger *slog.Logger
+	// run is the activity delivery the context belongs to, which also
+	// heartbeats and signals; nil for an entity operation's reconciler.
+	run     *activityRun
+	p       payloads
+	details []byte
+	// heartbeat records a heartbeat when run is nil.
+	heartbeat func(details []byte) error
+	// signal sends an entity signal when run is nil; nil outside activities.
 	signal  func(id EntityID, op string, input any, msgID string) error
 	execID  string
 	signals int
 }
 
 func (a *activityContext) SignalEntity(id EntityID, op string, input any) error {
-	if a.signal == nil {
+	if a.run == nil && a.signal == nil {
 		return errors.New("duro: SignalEntity is not available here")
 	}
 	a.signals++
-	return a.signal(id, op, input, fmt.Sprintf("sig/%s/%s/%d/%d", a.instanceID, a.execID, a.taskID, a.signals))
+	msgID := fmt.Sprintf("sig/%s/%s/%d/%d", a.instanceID, a.execID, a.taskID, a.signals)
+	if a.run != nil {
+		return a.run.signal(id, op, input, msgID)
+	}
+	return a.signal(id, op, input, msgID)
 }
 
 func (a *activityContext) InstanceID() string            { return a.instanceID }
@@ -79,7 +89,12 @@ func (a *activityContext) Name() string                  { return a.name }
 func (a *activityContext) Attempt() int                  { return a.attempt }
 func (a *activityContext) IsFirstAttempt() bool          { return a.attempt == 1 }
 func (a *activityContext) PreviousDeliveryAt() time.Time { return a.previous }
-func (a *activityContext) Logger() *slog.Logger          { return a.logger }
+func (a *activityContext) Logger() *slog.Logger {
+	if a.run != nil {
+		return a.run.logger()
+	}
+	return a.logger
+}
 
 func (a *activityContext) Heartbeat(details any) error {
 	var b []byte
@@ -88,6 +103,9 @@ func (a *activityContext) Heartbeat(details any) error {
 		if b, err = a.p.encode("heartbeat details", details); err != nil {
 			return err
 		}
+	}
+	if a.run != nil {
+		return a.run.renew(b)
 	}
 	return a.heartbeat(b)
 }

@@ -17,14 +17,24 @@ import (
 
 // activityRun is one delivery of an activity task being executed.
 type activityRun struct {
-	w      *Worker
-	wi     *backend.ActivityWorkItem
-	task   *backend.ActivityTask
-	ra     *registeredActivity // nil if not registered
-	log    *slog.Logger
-	lease  time.Duration
-	ctx    context.Context // cancelled when the worker aborts or the lease is lost
-	cancel context.CancelCauseFunc
+	w    *Worker
+	wi   *backend.ActivityWorkItem
+	task *backend.ActivityTask
+	ra   *registeredActivity // nil if not registered
+	// log is the delivery's logger, built by logger on first use: most
+	// deliveries log nothing, and With allocates.
+	log     *slog.Logger
+	logOnce sync.Once
+	lease   time.Duration
+	ctx     context.Context // cancelled when the worker aborts or the lease is lost
+	cancel  context.CancelCauseFunc
+	// actx is the code's ActivityContext.
+	actx activityContext
+	// renewTimer starts the renewing goroutine (renewLoop) when the first
+	// renewal is due; renewDone stops it and renewWG waits for it.
+	renewTimer *time.Timer
+	renewDone  chan struct{}
+	renewWG    sync.WaitGroup
 	// outcome and outcomeErr end the delivery's span.
 	outcome    string
 	outcomeErr error
@@ -36,8 +46,7 @@ type activityRun struct {
 func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) {
 	fault.Point(fault.ActivityAfterClaim)
 	task := wi.Task
-	r := &activityRun{w: w, wi: wi, task: task,
-		log: w.log.With("instance", task.InstanceID, "activity", task.Name, "task_id", task.TaskID, "attempt", wi.Attempt)}
+	r := &activityRun{w: w, wi: wi, task: task}
 	if ra, ok := w.reg.activity(task.Name); ok {
 		r.ra = ra
 	}
@@ -50,22 +59,22 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 	}
 	if wi.Attempt > 1 {
 		w.stats.redeliveries.Add(1)
-		r.log.Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
+		r.logger().Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
 	}
 	// The code's context carries the delivery's span, for its own spans.
 	spanCtx, span := telemetry.StartActivity(ctx, w.tr, wi)
 	defer func() { telemetry.End(span, r.outcome, r.outcomeErr) }()
 	r.ctx, r.cancel = context.WithCancelCause(spanCtx)
 	defer r.cancel(nil)
-	stopRenew := r.keepLease()
+	r.keepLease()
 
 	result, failure, abandon := r.decide()
-	stopRenew()
+	r.stopRenew()
 
 	if cause := context.Cause(r.ctx); errors.Is(cause, backend.ErrLeaseLost) {
 		w.stats.staleRejected.Add(1)
 		r.outcome, r.outcomeErr = telemetry.OutcomeLeaseLost, cause
-		r.log.Warn("duro: activity lost its lease while running; its result is discarded", "err", cause)
+		r.logger().Warn("duro: activity lost its lease while running; its result is discarded", "err", cause)
 		return
 	}
 	if errors.Is(abandon, errSuspendForDecision) {
@@ -81,12 +90,12 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 		r.outcome, r.outcomeErr = telemetry.OutcomeHandedBack, abandon
 		if abandon != nil {
 			retryAt = time.Now().Add(w.opts.PollInterval * 10)
-			r.log.Warn("duro: activity delivery handed back", "err", abandon)
+			r.logger().Warn("duro: activity delivery handed back", "err", abandon)
 		}
 		actx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer c()
 		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt), RetryAt: retryAt}); err != nil {
-			r.log.Warn("duro: abandon activity", "err", err)
+			r.logger().Warn("duro: abandon activity", "err", err)
 		}
 		return
 	}
@@ -101,30 +110,71 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 	r.complete(ctx, result, failure)
 }
 
-// keepLease renews the lease every third of its length until the returned
-// function is called. A lost lease cancels r.ctx with backend.ErrLeaseLost.
-func (r *activityRun) keepLease() (stop func()) {
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(r.lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-r.ctx.Done():
-				return
-			case <-t.C:
-				if err := r.renew(nil); err != nil && !errors.Is(err, backend.ErrLeaseLost) && r.ctx.Err() == nil {
-					r.log.Warn("duro: renewing activity lease failed", "err", err)
-				}
-			}
+// logger returns the delivery's logger.
+func (r *activityRun) logger() *slog.Logger {
+	r.logOnce.Do(func() {
+		task := r.task
+		r.log = r.w.log.With("instance", task.InstanceID, "activity", task.Name, "task_id", task.TaskID, "attempt", r.wi.Attempt)
+	})
+	return r.log
+}
+
+// keepLease renews the lease every third of its length until stopRenew is
+// called. A lost lease cancels r.ctx with backend.ErrLeaseLost. The renewing
+// goroutine starts when the first renewal is due, so an activity that
+// finishes sooner costs no goroutine.
+func (r *activityRun) keepLease() {
+	r.renewDone = make(chan struct{})
+	r.renewWG.Add(1)
+	r.renewTimer = time.AfterFunc(r.lease/3, r.renewLoop)
+}
+
+// renewLoop renews the lease now and then every third of its length, until
+// stopRenew is called or r.ctx is done.
+func (r *activityRun) renewLoop() {
+	defer r.renewWG.Done()
+	t := time.NewTicker(r.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.renewDone:
+			return
+		case <-r.ctx.Done():
+			return
+		default:
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+		if err := r.renew(nil); err != nil && !errors.Is(err, backend.ErrLeaseLost) && r.ctx.Err() == nil {
+			r.logger().Warn("duro: renewing activity lease failed", "err", err)
+		}
+		select {
+		case <-r.renewDone:
+			return
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stopRenew stops renewing the lease and waits for a renewal in progress.
+func (r *activityRun) stopRenew() {
+	close(r.renewDone)
+	if r.renewTimer.Stop() {
+		r.renewWG.Done() // renewLoop never started
+	}
+	r.renewWG.Wait()
+}
+
+// signal sends an entity signal for the activity's code.
+func (r *activityRun) signal(id EntityID, op string, input any, msgID string) error {
+	if err := id.validate(); err != nil {
+		return err
+	}
+	b, err := r.w.p.encodeAs(func() string { return fmt.Sprintf("input of operation %q of entity %s", op, id) }, input)
+	if err != nil {
+		return err
+	}
+	return sendToEntity(r.ctx, r.w.be, entityRequest(id, op, b, msgID))
 }
 
 func (r *activityRun) renew(details []byte) error {
@@ -150,7 +200,7 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 	}
 	if wi.Attempt > maxDeliveries {
 		w.stats.activitiesPoisoned.Add(1)
-		r.log.Error("duro: activity poisoned: too many deliveries", "max_deliveries", maxDeliveries)
+		r.logger().Error("duro: activity poisoned: too many deliveries", "max_deliveries", maxDeliveries)
 		return nil, engineFailure(FailureTypePoisoned, task.Name,
 			&PoisonedError{Deliveries: wi.Attempt, MaxDeliveries: maxDeliveries}), nil
 	}
@@ -159,21 +209,12 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		// MaxDeliveries the task fails as poisoned.
 		return nil, nil, fmt.Errorf("activity %q is not registered with this worker: %w", task.Name, ErrNotRegistered)
 	}
-	actx := &activityContext{
+	r.actx = activityContext{
 		Context: r.ctx, instanceID: task.InstanceID, taskID: task.TaskID, name: task.Name,
-		attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, logger: r.log, p: w.p,
-		details: wi.HeartbeatDetails, heartbeat: r.renew, execID: task.ExecutionID,
-		signal: func(id EntityID, op string, input any, msgID string) error {
-			if err := id.validate(); err != nil {
-				return err
-			}
-			b, err := w.p.encode(fmt.Sprintf("input of operation %q of entity %s", op, id), input)
-			if err != nil {
-				return err
-			}
-			return sendToEntity(r.ctx, w.be, entityRequest(id, op, b, msgID))
-		},
+		attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, run: r, p: w.p,
+		details: wi.HeartbeatDetails, execID: task.ExecutionID,
 	}
+	actx := &r.actx
 	if !task.Options.AtMostOnce || wi.Attempt == 1 || wi.Attempt == task.Options.ApprovedAttempt || fault.Broken(fault.BreakAtMostOnce) {
 		result, failure = r.call(actx)
 		return result, failure, nil
@@ -183,13 +224,13 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 	dup := &PossibleDuplicateError{Attempt: wi.Attempt, PreviousDeliveryAt: wi.PreviousDeliveryAt}
 	policy := OnDuplicate(task.Options.OnDuplicate)
 	if policy == OnDuplicateReconcile && r.ra.opts.Reconcile == nil {
-		r.log.Warn("duro: OnDuplicateReconcile without a ReconcileFunc; failing the task as a possible duplicate")
+		r.logger().Warn("duro: OnDuplicateReconcile without a ReconcileFunc; failing the task as a possible duplicate")
 		policy = OnDuplicateFail
 	}
 	switch policy {
 	case OnDuplicateSuspend:
 		w.stats.duplicatesSuspended.Add(1)
-		r.log.Warn("duro: at-most-once activity not run again: possible duplicate; suspending the instance for a decision")
+		r.logger().Warn("duro: at-most-once activity not run again: possible duplicate; suspending the instance for a decision")
 		return nil, nil, errSuspendForDecision
 	case OnDuplicateReconcile:
 		w.stats.duplicatesReconciled.Add(1)
@@ -199,7 +240,7 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		}
 		switch d.kind {
 		case decideRetry:
-			r.log.Info("duro: reconciler decided to run the activity again")
+			r.logger().Info("duro: reconciler decided to run the activity again")
 			result, failure = r.call(actx)
 			return result, failure, nil
 		case decideResult:
@@ -219,7 +260,7 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		return nil, nil, errors.New("reconciler returned a zero ReconcileDecision")
 	default:
 		w.stats.duplicatesFailed.Add(1)
-		r.log.Warn("duro: at-most-once activity not run again: possible duplicate")
+		r.logger().Warn("duro: at-most-once activity not run again: possible duplicate")
 		return nil, engineFailure(FailureTypePossibleDuplicate, task.Name, dup), nil
 	}
 }
@@ -245,7 +286,7 @@ func (r *activityRun) call(actx *activityContext) (result []byte, failure *backe
 	}()
 	out, err := r.ra.fn(actx, r.w.p, task.Input)
 	if err == nil {
-		out, err := r.w.p.encode(fmt.Sprintf("result of activity %q", task.Name), out)
+		out, err := r.w.p.encodeAs(func() string { return fmt.Sprintf("result of activity %q", task.Name) }, out)
 		if err == nil {
 			return out, nil
 		}
@@ -293,9 +334,9 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
 		r.outcome, r.outcomeErr = telemetry.OutcomeLeaseLost, err
-		r.log.Warn("duro: stale activity completion rejected; a newer delivery holds the task", "err", err)
+		r.logger().Warn("duro: stale activity completion rejected; a newer delivery holds the task", "err", err)
 	default:
-		r.log.Error("duro: activity completion not committed; the task will be delivered again", "err", err)
+		r.logger().Error("duro: activity completion not committed; the task will be delivered again", "err", err)
 		r.outcome, r.outcomeErr = telemetry.OutcomeError, err
 	}
 }

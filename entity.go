@@ -138,11 +138,11 @@ func RegisterEntityOperation[S, I, O any](r *Registry, name, op string, fn func(
 	}
 	eo := &entityOp{fn: func(ctx *entityContext, p payloads, state []byte, input []byte) ([]byte, bool, any, error) {
 		var s S
-		if err := p.decode(fmt.Sprintf("state of entity %q", name), state, &s); err != nil {
+		if err := p.decodeAs(func() string { return fmt.Sprintf("state of entity %q", name) }, state, &s); err != nil {
 			return nil, false, nil, err
 		}
 		var in I
-		if err := p.decode(fmt.Sprintf("input of operation %q of entity %q", op, name), input, &in); err != nil {
+		if err := p.decodeAs(func() string { return fmt.Sprintf("input of operation %q of entity %q", op, name) }, input, &in); err != nil {
 			return nil, false, nil, err
 		}
 		out, err := fn(ctx, &s, in)
@@ -152,7 +152,7 @@ func RegisterEntityOperation[S, I, O any](r *Registry, name, op string, fn func(
 		if ctx.deleted {
 			return nil, false, out, nil
 		}
-		b, err := p.encode(fmt.Sprintf("state of entity %q", name), s)
+		b, err := p.encodeAs(func() string { return fmt.Sprintf("state of entity %q", name) }, s)
 		if err != nil {
 			return nil, false, nil, err
 		}

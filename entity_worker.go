@@ -446,7 +446,7 @@ func (s *entityStep) run(m *backend.Message, ev *backend.Event, req *backend.Ent
 	}
 	var res []byte
 	if result != nil && !isNil(result) {
-		if res, err = s.w.p.encode(fmt.Sprintf("result of operation %q", ev.Name), result); err != nil {
+		if res, err = s.w.p.encodeAs(func() string { return fmt.Sprintf("result of operation %q", ev.Name) }, result); err != nil {
 			fail(failureFromError(s.w.p.codec, err))
 			return
 		}

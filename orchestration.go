@@ -92,7 +92,7 @@ func oneCallOptions(opts []CallOptions) CallOptions {
 func (ctx *OrchestrationContext) CallActivity(name string, input any, opts ...CallOptions) *Task {
 	o := oneCallOptions(opts)
 	t := &Task{ctx: ctx, kind: KindActivity, name: name}
-	in, err := ctx.p.encode(fmt.Sprintf("input of activity %q", name), input)
+	in, err := ctx.p.encodeAs(func() string { return fmt.Sprintf("input of activity %q", name) }, input)
 	if err != nil {
 		t.f = failedFuture(err)
 		return t
@@ -112,6 +112,10 @@ func (ctx *OrchestrationContext) CallActivity(name string, input any, opts ...Ca
 		LeaseDuration: eff.LeaseDuration, AtMostOnce: eff.Guarantee == AtMostOnce,
 		OnDuplicate: string(eff.OnDuplicate), MaxDeliveries: eff.MaxDeliveries,
 	}
+	if eff.RetryPolicy == nil {
+		t.f = ctx.c.ScheduleActivity(name, in, bo)
+		return t
+	}
 	schedule := func() *replay.Future { return ctx.c.ScheduleActivity(name, in, bo) }
 	t.f = ctx.withRetry(eff.RetryPolicy, KindActivity, name, schedule)
 	return t
@@ -123,7 +127,7 @@ func (ctx *OrchestrationContext) CallActivity(name string, input any, opts ...Ca
 func (ctx *OrchestrationContext) CallSubOrchestration(name string, input any, opts ...CallOptions) *Task {
 	o := oneCallOptions(opts)
 	t := &Task{ctx: ctx, kind: KindSubOrchestration, name: name}
-	in, err := ctx.p.encode(fmt.Sprintf("input of orchestration %q", name), input)
+	in, err := ctx.p.encodeAs(func() string { return fmt.Sprintf("input of orchestration %q", name) }, input)
 	if err != nil {
 		t.f = failedFuture(err)
 		return t
@@ -157,7 +161,7 @@ func (ctx *OrchestrationContext) WaitForEvent(name string, timeout time.Duration
 // of this step's commit; an event for an instance that does not exist (or has
 // finished) is dropped.
 func (ctx *OrchestrationContext) RaiseEvent(instanceID, name string, data any) error {
-	b, err := ctx.p.encode(fmt.Sprintf("data of event %q", name), data)
+	b, err := ctx.p.encodeAs(func() string { return fmt.Sprintf("data of event %q", name) }, data)
 	if err != nil {
 		return err
 	}
@@ -188,7 +192,7 @@ func (ctx *OrchestrationContext) AwaitAll(tasks ...*Task) error {
 	// fan-out of n tasks costs O(n) checks in all rather than O(n) per event.
 	for _, t := range tasks {
 		if !t.f.Done() {
-			ctx.c.Await(t.f.Done)
+			ctx.c.AwaitFuture(t.f)
 		}
 	}
 	for _, t := range tasks {
@@ -235,7 +239,7 @@ func (t *Task) Done() bool { return t.f.Done() }
 // *TaskError; an event wait that timed out returns ErrTimeout.
 func (t *Task) Await(out any) error {
 	if !t.f.Done() {
-		t.ctx.c.Await(t.f.Done)
+		t.ctx.c.AwaitFuture(t.f)
 	}
 	if err := t.f.Err(); err != nil {
 		return err
@@ -243,7 +247,7 @@ func (t *Task) Await(out any) error {
 	if f := t.f.Failure(); f != nil {
 		return newTaskError(t.kind, t.name, t.f.TaskID, f)
 	}
-	return t.ctx.p.decode(fmt.Sprintf("result of %s %q", t.kind, t.name), t.f.Value(), out)
+	return t.ctx.p.decodeAs(func() string { return fmt.Sprintf("result of %s %q", t.kind, t.name) }, t.f.Value(), out)
 }
 
 func failedFuture(err error) *replay.Future {
@@ -260,7 +264,7 @@ func (ctx *OrchestrationContext) SignalEntity(id EntityID, op string, input any)
 	if err := id.validate(); err != nil {
 		return err
 	}
-	b, err := ctx.p.encode(fmt.Sprintf("input of operation %q of entity %s", op, id), input)
+	b, err := ctx.p.encodeAs(func() string { return fmt.Sprintf("input of operation %q of entity %s", op, id) }, input)
 	if err != nil {
 		return err
 	}
@@ -277,7 +281,7 @@ func (ctx *OrchestrationContext) CallEntity(id EntityID, op string, input any) *
 		t.f = failedFuture(err)
 		return t
 	}
-	b, err := ctx.p.encode(fmt.Sprintf("input of operation %q of entity %s", op, id), input)
+	b, err := ctx.p.encodeAs(func() string { return fmt.Sprintf("input of operation %q of entity %s", op, id) }, input)
 	if err != nil {
 		t.f = failedFuture(err)
 		return t

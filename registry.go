@@ -74,7 +74,7 @@ func RegisterOrchestration[I, O any](r *Registry, name string, fn func(ctx *Orch
 	}
 	r.orchestrations[name] = func(ctx *OrchestrationContext, raw []byte) (any, error) {
 		var in I
-		if err := ctx.p.decode(fmt.Sprintf("input of orchestration %q", name), raw, &in); err != nil {
+		if err := ctx.p.decodeAs(func() string { return fmt.Sprintf("input of orchestration %q", name) }, raw, &in); err != nil {
 			return nil, err
 		}
 		return fn(ctx, in)
@@ -99,7 +99,7 @@ func RegisterActivity[I, O any](r *Registry, name string, fn func(ctx ActivityCo
 	}
 	ra := &registeredActivity{fn: func(ctx ActivityContext, p payloads, raw []byte) (any, error) {
 		var in I
-		if err := p.decode(fmt.Sprintf("input of activity %q", name), raw, &in); err != nil {
+		if err := p.decodeAs(func() string { return fmt.Sprintf("input of activity %q", name) }, raw, &in); err != nil {
 			return nil, err
 		}
 		out, err := fn(ctx, in)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,10 +36,12 @@ type action struct {
 	future *Future
 	// recorded is true once a history event matched the action.
 	recorded bool
-	// effect builds the action's outgoing work when it is new.
-	activity *backend.ActivityTask
-	message  *backend.Message
-	start    *backend.CreateInstanceParams
+	// pending is true while the action's future awaits a completion event.
+	pending bool
+	// effect builds the action's outgoing work when it is new (an
+	// activity's task is made from its event by activityTask).
+	message *backend.Message
+	start   *backend.CreateInstanceParams
 	// starts create entities an entity action addresses.
 	starts []*backend.CreateInstanceParams
 	// extra are further messages (lock releases).
@@ -63,17 +66,19 @@ type Context struct {
 
 	now       time.Time
 	replaying bool
-	logger    *slog.Logger
+	// logger is the code's logger, built from baseLogger on first use: most
+	// steps log nothing, and With allocates.
+	logger     *slog.Logger
+	loggerOnce sync.Once
+	baseLogger *slog.Logger
 
 	nextTaskID int
 	uuidSeq    int
 	actions    map[int]*action
 	order      []*action
-	// pending maps task IDs to futures awaiting a completion event.
-	pending map[int]*Future
-	// completed holds task IDs whose result has been applied.
-	completed map[int]bool
 
+	// events buffers external events nobody waits for yet, and waiters
+	// are the futures waiting for them, by name; both are nil until used.
 	events  map[string][]*backend.Event
 	waiters map[string][]*Future
 
@@ -82,7 +87,7 @@ type Context struct {
 	continueAsNew    bool
 	continueAsNewArg []byte
 
-	co *coroutine
+	co coroutine
 	// rewinds counts the rewinds replayed so far.
 	rewinds int
 	// locks are the entity lock actions, in order.
@@ -111,7 +116,13 @@ func (c *Context) Now() time.Time { return c.now }
 func (c *Context) IsReplaying() bool { return c.replaying }
 
 // Logger returns a logger that is silent while replaying.
-func (c *Context) Logger() *slog.Logger { return c.logger }
+func (c *Context) Logger() *slog.Logger {
+	c.loggerOnce.Do(func() {
+		c.logger = slog.New(&replayHandler{c: c, h: c.baseLogger.Handler()}).With(
+			"instance", c.instanceID, "orchestration", c.name)
+	})
+	return c.logger
+}
 
 // NewUUID returns a UUID that is the same on every replay of this point of
 // the code.
@@ -137,12 +148,24 @@ func (c *Context) ContinueAsNew(input []byte) {
 // after every history event.
 func (c *Context) Await(cond func() bool) { c.co.await(cond) }
 
+// AwaitFuture parks the orchestration code until f is resolved. It is
+// Await(f.Done) without allocating a func value.
+func (c *Context) AwaitFuture(f *Future) { c.co.awaitFuture(f) }
+
+// actionWithFuture allocates an action and its future together.
+type actionWithFuture struct {
+	a action
+	f Future
+}
+
 func (c *Context) newAction(kind actionKind, name string, ev *backend.Event) *action {
 	id := c.nextTaskID
 	c.nextTaskID++
 	ev.TaskID = id
 	ev.Timestamp = c.now
-	a := &action{kind: kind, taskID: id, name: name, event: ev, future: &Future{TaskID: id}}
+	af := &actionWithFuture{a: action{kind: kind, taskID: id, name: name, event: ev}, f: Future{TaskID: id}}
+	a := &af.a
+	a.future = &af.f
 	c.actions[id] = a
 	c.order = append(c.order, a)
 	return a
@@ -152,16 +175,28 @@ func (c *Context) taskMessageID(taskID int) string {
 	return backend.TaskMessageID(c.instanceID, c.executionID, taskID)
 }
 
+// scheduledEvent allocates a TaskScheduled event and its options together.
+type scheduledEvent struct {
+	ev   backend.Event
+	opts backend.ActivityOptions
+}
+
 // ScheduleActivity schedules an activity call.
 func (c *Context) ScheduleActivity(name string, input []byte, opts backend.ActivityOptions) *Future {
-	o := opts
-	a := c.newAction(kindActivity, name, &backend.Event{Type: backend.EventTaskScheduled, Name: name, Input: input, Activity: &o})
-	a.activity = &backend.ActivityTask{
-		ID: c.taskMessageID(a.taskID), InstanceID: c.instanceID, ExecutionID: c.executionID,
-		TaskID: a.taskID, Name: name, Input: input, Options: opts,
-	}
-	c.pending[a.taskID] = a.future
+	se := &scheduledEvent{ev: backend.Event{Type: backend.EventTaskScheduled, Name: name, Input: input}, opts: opts}
+	se.ev.Activity = &se.opts
+	a := c.newAction(kindActivity, name, &se.ev)
+	a.pending = true
 	return a.future
+}
+
+// activityTask returns the task of a new activity action. It is made only
+// when a step commits the action: replayed actions need none.
+func (c *Context) activityTask(a *action) *backend.ActivityTask {
+	return &backend.ActivityTask{
+		ID: c.taskMessageID(a.taskID), InstanceID: c.instanceID, ExecutionID: c.executionID,
+		TaskID: a.taskID, Name: a.name, Input: a.event.Input, Options: *a.event.Activity,
+	}
 }
 
 // CreateTimer schedules a durable timer firing at fireAt.
@@ -173,7 +208,7 @@ func (c *Context) CreateTimer(fireAt time.Time) *Future {
 		Event:     &backend.Event{Type: backend.EventTimerFired, TaskID: a.taskID, FireAt: fireAt, Timestamp: fireAt},
 		VisibleAt: fireAt,
 	}
-	c.pending[a.taskID] = a.future
+	a.pending = true
 	return a.future
 }
 
@@ -191,7 +226,7 @@ func (c *Context) CallSubOrchestration(name, instanceID string, input []byte) *F
 		ExecutionID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(c.taskMessageID(a.taskID))).String(),
 		IfExists:    backend.IfExistsReplaceFinished,
 	}
-	c.pending[a.taskID] = a.future
+	a.pending = true
 	return a.future
 }
 
@@ -228,6 +263,9 @@ func (c *Context) WaitForEvent(name string, timeout time.Duration) *Future {
 		f.FailErr(ErrTimeout)
 		return f
 	}
+	if c.waiters == nil {
+		c.waiters = map[string][]*Future{}
+	}
 	c.waiters[name] = append(c.waiters[name], f)
 	if timeout > 0 {
 		timer := c.CreateTimer(c.now.Add(timeout))
@@ -253,6 +291,9 @@ func (c *Context) deliverEvent(ev *backend.Event) {
 		c.waiters[ev.Name] = ws[1:]
 		ws[0].Resolve(ev.Input)
 		return
+	}
+	if c.events == nil {
+		c.events = map[string][]*backend.Event{}
 	}
 	c.events[ev.Name] = append(c.events[ev.Name], ev)
 }

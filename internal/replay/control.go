@@ -34,7 +34,8 @@ type plan struct {
 // case they are processed after it, in their original order.
 func planStep(wi *backend.OrchestrationWorkItem, now time.Time, logger logFunc) *plan {
 	inst := wi.Instance
-	pl := &plan{suspended: inst.Status == backend.StatusSuspended, susp: cloneSuspension(inst.Suspension)}
+	pl := &plan{suspended: inst.Status == backend.StatusSuspended, susp: cloneSuspension(inst.Suspension),
+		consumed: make([]string, 0, len(wi.Messages)), events: make([]*backend.Event, 0, len(wi.Messages))}
 	var held []*backend.Message
 	for _, m := range wi.Messages {
 		ev := m.Event

@@ -67,7 +67,7 @@ func (c *Context) CallEntity(entityID, op string, input []byte) *Future {
 			Entity: &backend.EntityRequest{Owner: c.instanceID, Caller: c.ref(a.taskID)}},
 	}
 	a.starts = []*backend.CreateInstanceParams{EntityCreation(entityID)}
-	c.pending[a.taskID] = a.future
+	a.pending = true
 	return a.future
 }
 
@@ -87,7 +87,7 @@ func (c *Context) LockEntities(entityIDs []string) (*Future, []string) {
 	for _, id := range ids {
 		a.starts = append(a.starts, EntityCreation(id))
 	}
-	c.pending[a.taskID] = a.future
+	a.pending = true
 	c.locks = append(c.locks, a)
 	return a.future, ids
 }

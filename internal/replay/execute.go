@@ -60,7 +60,7 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	}
 	logger := p.Logger
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = discardLogger
 	}
 	if inst.Status.IsTerminal() {
 		for _, m := range wi.Messages {
@@ -85,18 +85,31 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotRegistered, inst.Name)
 	}
+	// Replay re-creates the actions history recorded, usually with a few
+	// new ones.
+	nActions := 1
+	for _, ev := range wi.History {
+		if isScheduling(ev.Type) {
+			nActions++
+		}
+	}
 	c := &Context{
 		instanceID: inst.ID, executionID: inst.ExecutionID, name: inst.Name, parent: inst.Parent,
-		now: inst.CreatedAt, actions: map[int]*action{}, pending: map[int]*Future{},
-		completed: map[int]bool{}, events: map[string][]*backend.Event{},
-		waiters: map[string][]*Future{}, customStatus: inst.CustomStatus, co: newCoroutine(),
+		now: inst.CreatedAt, actions: make(map[int]*action, nActions), order: make([]*action, 0, nActions),
+		customStatus: inst.CustomStatus, baseLogger: logger,
 	}
-	c.logger = slog.New(&replayHandler{c: c, h: logger.Handler()}).With(
-		"instance", inst.ID, "orchestration", inst.Name)
+	c.co.init()
 	defer c.co.stop()
 
-	stepEvents := append([]*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: now}}, pl.events...)
-	r := &run{c: c, p: p, fn: fn, rules: scanRewinds(append(slices.Clip(wi.History), stepEvents...))}
+	stepEvents := make([]*backend.Event, 0, 1+len(pl.events))
+	stepEvents = append(stepEvents, &backend.Event{Type: backend.EventOrchestratorStarted, Timestamp: now})
+	stepEvents = append(stepEvents, pl.events...)
+	r := &run{c: c, failureFromError: p.FailureFromError, fn: fn}
+	if hasRewind(wi.History) || hasRewind(stepEvents) {
+		r.rules = scanRewinds(append(slices.Clip(wi.History), stepEvents...))
+	}
+	// The step records its events and, at the end, those of new actions.
+	out.NewEvents = make([]*backend.Event, 0, len(stepEvents)+2)
 	c.replaying = true
 	for i, ev := range wi.History {
 		r.pos = i
@@ -125,12 +138,14 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	return out, nil
 }
 
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // run holds the per-step processing state.
 type run struct {
-	c       *Context
-	p       *Params
-	fn      Orchestrator
-	started bool
+	c                *Context
+	failureFromError func(err error) *backend.Failure
+	fn               Orchestrator
+	started          bool
 	// pos is the position of the event being applied, in history followed
 	// by the step's events.
 	pos   int
@@ -250,9 +265,9 @@ func (r *run) complete(ev *backend.Event, isNew bool) bool {
 	if r.skipped() {
 		return !isNew
 	}
-	f, ok := c.pending[ev.TaskID]
 	a := c.actions[ev.TaskID]
-	if !isNew && ok && a != nil && !a.recorded && !r.tolerant() {
+	ok := a != nil && a.pending
+	if !isNew && ok && !a.recorded && !r.tolerant() {
 		// A recorded result for an action whose scheduling history lacks.
 		c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: history has %s for task %d but no record of scheduling it; the code scheduled %s",
 			c.name, ev.Type, ev.TaskID, a.describe())
@@ -265,8 +280,8 @@ func (r *run) complete(ev *backend.Event, isNew bool) bool {
 		}
 		return false
 	}
-	delete(c.pending, ev.TaskID)
-	c.completed[ev.TaskID] = true
+	a.pending = false
+	f := a.future
 	switch {
 	case ev.Type == backend.EventTaskFailed, ev.Type == backend.EventSubOrchestrationFailed,
 		ev.Type == backend.EventEntityResponse && ev.Failure != nil:
@@ -297,7 +312,7 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 	case c.co.done && c.continueAsNew:
 		final = &backend.Event{Type: backend.EventExecutionCompleted, Status: backend.StatusContinuedAsNew, Result: c.continueAsNewArg}
 	case c.co.done && c.co.err != nil:
-		conv := r.p.FailureFromError
+		conv := r.failureFromError
 		if conv == nil {
 			conv = DefaultFailure
 		}
@@ -315,8 +330,8 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 			continue
 		}
 		out.NewEvents = append(out.NewEvents, a.event)
-		if a.activity != nil && final == nil {
-			out.ActivityTasks = append(out.ActivityTasks, a.activity)
+		if a.kind == kindActivity && final == nil {
+			out.ActivityTasks = append(out.ActivityTasks, c.activityTask(a))
 		}
 		if a.message != nil && (final == nil || a.kind != kindTimer) {
 			out.Messages = append(out.Messages, a.message)

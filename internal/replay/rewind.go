@@ -138,6 +138,16 @@ type rewindRules struct {
 	tolerant map[int]bool
 }
 
+// hasRewind reports whether events hold a rewind marker scanRewinds reads.
+func hasRewind(events []*backend.Event) bool {
+	for _, e := range events {
+		if e.Type == backend.EventExecutionRewound && e.Rewind != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // scanRewinds reads the rewind markers of events (history followed by the
 // step's new events, in processing order).
 func scanRewinds(events []*backend.Event) *rewindRules {
