@@ -27,12 +27,17 @@ type WorkerStats struct {
 	// DuplicatesSuspended counts at-most-once deliveries not run that
 	// suspended their instance for an operator's decision.
 	DuplicatesSuspended int64
+	// EagerActivities counts activity deliveries claimed by the commit of
+	// the step that scheduled them (eager dispatch, see
+	// WorkerOptions.DisableEagerActivities) rather than by a claim.
+	EagerActivities int64
 }
 
 type workerStats struct {
 	stepsCompleted, activitiesCompleted, redeliveries      atomic.Int64
 	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
+	eagerActivities                                        atomic.Int64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -43,6 +48,6 @@ func (w *Worker) Stats() WorkerStats {
 		Redeliveries: s.redeliveries.Load(), DuplicatesFailed: s.duplicatesFailed.Load(),
 		DuplicatesReconciled: s.duplicatesReconciled.Load(), StaleCompletionsRejected: s.staleRejected.Load(),
 		ActivitiesPoisoned: s.activitiesPoisoned.Load(), StepsPoisoned: s.stepsPoisoned.Load(),
-		DuplicatesSuspended: s.duplicatesSuspended.Load(),
+		DuplicatesSuspended: s.duplicatesSuspended.Load(), EagerActivities: s.eagerActivities.Load(),
 	}
 }

@@ -38,6 +38,15 @@ type WorkerOptions struct {
 	// worker renews it every third of its length while the code runs, so it
 	// bounds how soon a dead worker's task is redelivered. Default: 1m.
 	ActivityLeaseDuration time.Duration
+	// DisableEagerActivities turns off eager activity dispatch. By default,
+	// when the backend can (backend.StepActivityClaimer: SQLite, PostgreSQL)
+	// and this worker has free activity slots, the commit of an
+	// orchestration step also claims the activities the step schedules for
+	// this worker, which runs them at once: no separate claim, no wait for
+	// a wake-up. The claims are ordinary ones (attempt numbers, leases,
+	// fencing); only the order changes, since such tasks start before older
+	// tasks waiting in the store.
+	DisableEagerActivities bool
 	// PollInterval is the longest an idle worker waits before looking for
 	// work again. Backends that signal new work wake it sooner. It also
 	// bounds how late a durable timer fires. Default: 100ms.
@@ -158,8 +167,19 @@ type Worker struct {
 	p    payloads
 	log  *slog.Logger
 	tr   trace.Tracer
+	// lookupFn and failureFn are w.lookup and the worker's conversion of
+	// errors into failures, made once rather than on every step.
+	lookupFn  func(name string) (replay.Orchestrator, bool)
+	failureFn func(err error) *backend.Failure
 
 	stats workerStats
+
+	// eager is the backend's StepActivityClaimer when eager activity
+	// dispatch is on; act is the activity loop that runs what it claims,
+	// and actClaim its claim parameters.
+	eager    backend.StepActivityClaimer
+	act      *dispatch.Loop[*backend.ActivityWorkItem]
+	actClaim backend.ClaimParams
 
 	mu          sync.Mutex
 	started     bool
@@ -186,8 +206,11 @@ func NewWorker(be backend.Backend, reg *Registry, opts *WorkerOptions) (*Worker,
 	if limit < 0 {
 		limit = 0
 	}
-	return &Worker{be: be, reg: reg, opts: o, p: payloads{codec: o.Codec, limit: limit},
-		log: o.Logger.With("worker", o.Name), tr: o.Tracer.Tracer(telemetry.ScopeName)}, nil
+	w := &Worker{be: be, reg: reg, opts: o, p: payloads{codec: o.Codec, limit: limit},
+		log: o.Logger.With("worker", o.Name), tr: o.Tracer.Tracer(telemetry.ScopeName)}
+	w.lookupFn = w.lookup
+	w.failureFn = func(err error) *backend.Failure { return failureFromError(w.p.codec, err) }
+	return w, nil
 }
 
 // Start launches the worker's loops and returns. They run until Stop.
@@ -251,6 +274,10 @@ func (w *Worker) Start(ctx context.Context) error {
 			return bc.ClaimActivities(ctx, &p, max)
 		}
 	}
+	w.act, w.actClaim = act, *actClaim
+	if ec, ok := w.be.(backend.StepActivityClaimer); ok && !w.opts.DisableEagerActivities {
+		w.eager = ec
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); orch.Run(claimCtx, workCtx) }()
@@ -299,33 +326,41 @@ func (w *Worker) lookup(name string) (replay.Orchestrator, bool) {
 		if isNil(out) {
 			return nil, nil
 		}
-		return w.p.encode(fmt.Sprintf("output of orchestration %q", name), out)
+		return w.p.encodeAs(func() string { return fmt.Sprintf("output of orchestration %q", name) }, out)
 	}, true
 }
 
 func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem) {
 	inst := wi.Instance
-	log := w.log.With("instance", inst.ID, "orchestration", inst.Name, "step_attempt", wi.Attempt)
+	// The step's logger is built only when something is logged: most steps
+	// log nothing, and With allocates.
+	var log *slog.Logger
+	stepLog := func() *slog.Logger {
+		if log == nil {
+			log = w.log.With("instance", inst.ID, "orchestration", inst.Name, "step_attempt", wi.Attempt)
+		}
+		return log
+	}
 	ctx, span := telemetry.StartStep(ctx, w.tr, wi)
 	outcome, spanErr := telemetry.OutcomeCommitted, error(nil)
 	defer func() { telemetry.End(span, outcome, spanErr) }()
 	var params *backend.CompleteOrchestrationStepParams
 	if wi.Deliveries > w.opts.MaxStepDeliveries {
 		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
-		log.Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
+		stepLog().Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
 		w.stats.stepsPoisoned.Add(1)
 		outcome = telemetry.OutcomePoisoned
 		params = replay.PoisonStep(wi, reason, time.Now())
 	} else {
 		var err error
 		if replay.EntityName(inst.ID) != "" {
-			params, err = w.executeEntity(ctx, wi, log)
+			params, err = w.executeEntity(ctx, wi, stepLog())
 		} else {
-			params, err = w.execute(wi, log)
+			params, err = w.execute(wi, stepLog)
 		}
 		if err != nil {
 			// Hand the step back; after MaxStepDeliveries it is poisoned.
-			log.Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
+			stepLog().Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
 			outcome, spanErr = telemetry.OutcomeHandedBack, err
 			w.abandonStep(wi, time.Now().Add(10*w.opts.PollInterval))
 			return
@@ -335,24 +370,50 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	// A computed step is worth committing even while the worker stops.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := dispatch.Retry(cctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(cctx, params) })
+	err := w.commitStep(cctx, params)
 	switch {
 	case err == nil:
 		w.stats.stepsCompleted.Add(1)
-		span.SetAttributes(telemetry.AttrStatus.String(string(params.Status)))
+		if span.IsRecording() {
+			span.SetAttributes(telemetry.AttrStatus.String(string(params.Status)))
+		}
 		fault.Point(fault.StepAfterCommit)
-		if params.Status.IsTerminal() || params.Status == backend.StatusSuspended {
-			log.Debug("duro: orchestration step committed", "status", params.Status)
+		if (params.Status.IsTerminal() || params.Status == backend.StatusSuspended) && w.log.Enabled(context.Background(), slog.LevelDebug) {
+			stepLog().Debug("duro: orchestration step committed", "status", params.Status)
 		}
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
 		outcome, spanErr = telemetry.OutcomeLeaseLost, err
-		log.Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
+		stepLog().Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
 	default:
-		log.Error("duro: orchestration step not committed; it will be delivered again", "err", err)
+		stepLog().Error("duro: orchestration step not committed; it will be delivered again", "err", err)
 		outcome, spanErr = telemetry.OutcomeError, err
 		w.abandonStep(wi, time.Time{})
 	}
+}
+
+// commitStep commits a step, retrying transient failures. With eager
+// activity dispatch on and activity slots free, the commit also claims the
+// step's activities for this worker, which starts them.
+func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchestrationStepParams) error {
+	if w.eager == nil || len(params.ActivityTasks) == 0 {
+		return dispatch.Retry(ctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(ctx, params) })
+	}
+	reserved := w.act.Reserve(len(params.ActivityTasks))
+	if reserved == 0 {
+		return dispatch.Retry(ctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(ctx, params) })
+	}
+	var items []*backend.ActivityWorkItem
+	defer func() {
+		w.stats.eagerActivities.Add(int64(len(items)))
+		w.act.Hand(reserved, items)
+	}()
+	return dispatch.Retry(ctx, 5, isPermanent, func() error {
+		claim := w.actClaim
+		var err error
+		items, err = w.eager.CompleteOrchestrationStepClaim(ctx, params, &claim, reserved)
+		return err
+	})
 }
 
 // executeEntity runs an entity's batch, turning a panic into an error.
@@ -367,16 +428,16 @@ func (w *Worker) executeEntity(ctx context.Context, wi *backend.OrchestrationWor
 }
 
 // execute replays the step, turning a panic inside the engine into an error.
-func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log *slog.Logger) (params *backend.CompleteOrchestrationStepParams, err error) {
+// log returns the step's logger.
+func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log func() *slog.Logger) (params *backend.CompleteOrchestrationStepParams, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("duro: orchestration step panicked in the engine", "panic", r, "stack", string(debug.Stack()))
+			log().Error("duro: orchestration step panicked in the engine", "panic", r, "stack", string(debug.Stack()))
 			params, err = nil, fmt.Errorf("engine panic: %v", r)
 		}
 	}()
 	return replay.Execute(&replay.Params{
-		WorkItem: wi, Lookup: w.lookup, Now: time.Now(), Logger: w.log,
-		FailureFromError: func(err error) *backend.Failure { return failureFromError(w.p.codec, err) },
+		WorkItem: wi, Lookup: w.lookupFn, Now: time.Now(), Logger: w.log, FailureFromError: w.failureFn,
 	})
 }
 

@@ -11,7 +11,9 @@ import (
 // counted (duro_work_items_claimed_total, duro_step_redeliveries_total) and
 // their latency observed (duro_claim_latency_seconds). Give the wrapped
 // backend to the workers, and the plain one to clients. The wrapper keeps
-// be's WorkNotifier and BatchClaimer capabilities.
+// be's WorkNotifier and BatchClaimer capabilities, and is always a
+// backend.StepActivityClaimer: it counts the activities a step's commit
+// claims, and claims none when be cannot.
 func (m *Metrics) Backend(be backend.Backend) backend.Backend {
 	mb := &meteredBackend{Backend: be, m: m}
 	n, notifies := be.(backend.WorkNotifier)
@@ -119,6 +121,23 @@ func (b *meteredBatch) ClaimActivities(ctx context.Context, p *backend.ClaimPara
 	}
 	return wis, err
 }
+
+// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer.
+func (b *meteredBackend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
+	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	ec, ok := b.Backend.(backend.StepActivityClaimer)
+	if !ok {
+		return nil, b.Backend.CompleteOrchestrationStep(ctx, p)
+	}
+	wis, err := ec.CompleteOrchestrationStepClaim(ctx, p, claim, max)
+	now := claimTime(claim)
+	for _, wi := range wis {
+		b.m.observeActivity(wi, now)
+	}
+	return wis, err
+}
+
+var _ backend.StepActivityClaimer = (*meteredBackend)(nil)
 
 func claimTime(p *backend.ClaimParams) time.Time {
 	if p != nil && !p.Now.IsZero() {

@@ -1,9 +1,13 @@
 package backendtest
 
 import (
+	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"duro"
 	"duro/backend"
 )
 
@@ -17,6 +21,7 @@ func eagerTests() []test {
 		{"SkipsTasksThatExist", testEagerSkipsExisting},
 		{"NothingWhenTheStepFinishes", testEagerFinish},
 		{"SurvivesReopen", testEagerReopen},
+		{"ThroughTheSDK", testEagerSDK},
 	}
 }
 
@@ -157,4 +162,72 @@ func testEagerReopen(t *testing.T, e *env) {
 	e.reopen()
 	e.noActivity(e.at(30*time.Second), "the eager claim's lease outlives the reopen")
 	e.wantActivityAttempt(e.claimActivity(wis[0].Task.ID, e.at(2*time.Minute)), 2, e.t0)
+}
+
+// testEagerSDK runs fan-outs through the SDK: with eager dispatch on (the
+// default) a backend with the capability hands activities to the worker
+// with the step's commit, within ActivityConcurrency; off, or without the
+// capability, none are; the results are the same.
+func testEagerSDK(t *testing.T, be *env) {
+	_, capable := be.b.(backend.StepActivityClaimer)
+	for _, disable := range []bool{false, true} {
+		var running, most atomic.Int32
+		e := newSDKEnvOpts(t, be.b, &duro.WorkerOptions{ActivityConcurrency: 4, DisableEagerActivities: disable},
+			func(r *duro.Registry) {
+				duro.RegisterActivity(r, "Square", func(ctx duro.ActivityContext, n int) (int, error) {
+					now := running.Add(1)
+					defer running.Add(-1)
+					for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+					}
+					time.Sleep(time.Millisecond)
+					return n * n, nil
+				})
+				duro.RegisterOrchestration(r, "Sum", func(ctx *duro.OrchestrationContext, n int) (int, error) {
+					tasks := make([]*duro.Task, n)
+					for i := range tasks {
+						tasks[i] = ctx.CallActivity("Square", i+1)
+					}
+					if err := ctx.AwaitAll(tasks...); err != nil {
+						return 0, err
+					}
+					sum := 0
+					for _, tk := range tasks {
+						var v int
+						if err := tk.Await(&v); err != nil {
+							return 0, err
+						}
+						sum += v
+					}
+					return sum, nil
+				})
+			})
+		for run := range 3 {
+			got := mustOutput[int](t, e.run(t, "Sum", 10, duro.StartOptions{InstanceID: fmt.Sprintf("sum-%v-%d", disable, run)}))
+			if got != 385 {
+				t.Fatalf("sum = %d, want 385", got)
+			}
+		}
+		st := e.worker.Stats()
+		switch {
+		case disable && st.EagerActivities != 0:
+			t.Fatalf("DisableEagerActivities: %d eager activities", st.EagerActivities)
+		case !disable && capable && st.EagerActivities == 0:
+			t.Fatalf("no eager activities on a backend.StepActivityClaimer: %+v", st)
+		case !capable && st.EagerActivities != 0:
+			t.Fatalf("%d eager activities on a backend without the capability", st.EagerActivities)
+		}
+		if st.ActivitiesCompleted != 30 {
+			t.Fatalf("%d activities completed, want 30", st.ActivitiesCompleted)
+		}
+		if m := most.Load(); m > 4 {
+			t.Fatalf("%d activities ran at once, ActivityConcurrency is 4", m)
+		}
+		// The next round's worker works alone.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := e.worker.Stop(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

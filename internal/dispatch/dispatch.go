@@ -33,6 +33,60 @@ type Loop[T any] struct {
 	// Wake, if set, returns a channel closed when new work may be available.
 	Wake   func() <-chan struct{}
 	Logger *slog.Logger
+
+	// The running loop's state, which Reserve and Hand share with Run.
+	mu      sync.Mutex
+	running bool
+	slots   chan struct{}
+	wg      *sync.WaitGroup
+	workCtx context.Context
+}
+
+// Reserve takes up to n free handler slots without waiting, for work
+// items claimed outside the loop (an orchestration step whose commit claims
+// the activities it schedules), and returns how many it took: 0 when no
+// slot is free or the loop is not running. Every Reserve must be followed
+// by a Hand with the same count, which Run waits for before returning.
+func (l *Loop[T]) Reserve(n int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.running {
+		return 0
+	}
+	k := 0
+	for k < n {
+		select {
+		case l.slots <- struct{}{}:
+			k++
+		default:
+			n = k
+		}
+	}
+	l.wg.Add(k)
+	return k
+}
+
+// Hand runs Handle for items on slots taken by Reserve(reserved), and frees
+// the reserved slots items do not fill. It does not wait for the handlers.
+func (l *Loop[T]) Hand(reserved int, items []T) {
+	if len(items) > reserved {
+		// A caller bug; the surplus items are left to lapse and be
+		// delivered again.
+		l.Logger.Error("duro: more work items handed than slots reserved", "loop", l.Name,
+			"reserved", reserved, "items", len(items))
+		items = items[:reserved]
+	}
+	for _, item := range items {
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-l.slots }()
+			l.Handle(l.workCtx, item)
+		}()
+	}
+	for range reserved - len(items) {
+		<-l.slots
+		l.wg.Done()
+	}
 }
 
 // Run claims work until claimCtx is done, then waits for in-flight handlers.
@@ -45,8 +99,18 @@ type Loop[T any] struct {
 // so it waits for a wake-up (or the poll interval) before claiming again.
 func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	slots := make(chan struct{}, l.Concurrency)
+	l.mu.Lock()
+	l.running, l.slots, l.wg, l.workCtx = true, slots, &wg, workCtx
+	l.mu.Unlock()
+	defer func() {
+		// No Reserve after this point, so the Wait below covers every
+		// reservation made.
+		l.mu.Lock()
+		l.running = false
+		l.mu.Unlock()
+		wg.Wait()
+	}()
 	backoff := time.Duration(0)
 	for {
 		select {

@@ -212,3 +212,61 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestReserveHand checks items handed to a running loop: Reserve takes only
+// free slots, handed items run on them, unused reservations are freed, and
+// Run waits for reservations before it returns.
+func TestReserveHand(t *testing.T) {
+	q := newQueue(0)
+	release := make(chan struct{})
+	var handled atomic.Int32
+	l := &Loop[int]{
+		Name: "test", Concurrency: 3, PollInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
+		ClaimBatch: q.claimBatch, Wake: q.waitAvailable,
+		Handle: func(ctx context.Context, item int) {
+			<-release
+			handled.Add(1)
+		},
+	}
+	if n := l.Reserve(2); n != 0 {
+		t.Fatalf("Reserve before Run = %d, want 0", n)
+	}
+	claimCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { l.Run(claimCtx, context.Background()); close(ran) }()
+	// Run starts by taking one slot for its first claim; wait for it to
+	// come back empty-handed and park.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(q.claimCalls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop never claimed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if n := l.Reserve(5); n != 3 {
+		t.Fatalf("Reserve(5) with 3 free slots = %d, want 3", n)
+	}
+	if n := l.Reserve(1); n != 0 {
+		t.Fatalf("Reserve with no free slot = %d, want 0", n)
+	}
+	l.Hand(3, []int{7, 8}) // one reservation unused: freed at once
+	if n := l.Reserve(2); n != 1 {
+		t.Fatalf("Reserve after handing 2 of 3 = %d, want 1", n)
+	}
+	stop()
+	select {
+	case <-ran:
+		t.Fatal("Run returned with handlers running and a slot reserved")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	l.Hand(1, nil)
+	<-ran
+	if got := handled.Load(); got != 2 {
+		t.Fatalf("handled %d items, want 2", got)
+	}
+	if n := l.Reserve(1); n != 0 {
+		t.Fatalf("Reserve after Run returned = %d, want 0", n)
+	}
+}
