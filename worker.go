@@ -27,9 +27,12 @@ type WorkerOptions struct {
 	Name string
 	// OrchestrationConcurrency is how many orchestration steps run at once.
 	// Steps spend most of their time waiting for the store, and concurrent
-	// steps share its commits (group commit). Default: 16.
+	// steps share its commits (group commit): the more are in flight, the
+	// more each commit carries. Default: DefaultConcurrency.
 	OrchestrationConcurrency int
-	// ActivityConcurrency is how many activities run at once. Default: 32.
+	// ActivityConcurrency is how many activities run at once. Activities
+	// that wait on the network want many; lower it for activities that
+	// burn CPU or memory. Default: DefaultConcurrency.
 	ActivityConcurrency int
 	// OrchestrationLeaseDuration is how long a claimed step is held before
 	// another worker may claim it again. Default: 30s.
@@ -81,6 +84,11 @@ type WorkerOptions struct {
 	Tracer trace.TracerProvider
 }
 
+// DefaultConcurrency is the default of WorkerOptions.OrchestrationConcurrency
+// and ActivityConcurrency. On the 2-core benchmark machine, throughput grew
+// with concurrency up to about 256 and was flat beyond (docs/benchmarks.md).
+const DefaultConcurrency = 256
+
 // Defaults of an entity's window of processed request IDs.
 const (
 	DefaultEntityDedupWindow = 5000
@@ -94,10 +102,10 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 		o.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
 	}
 	if o.OrchestrationConcurrency == 0 {
-		o.OrchestrationConcurrency = 16
+		o.OrchestrationConcurrency = DefaultConcurrency
 	}
 	if o.ActivityConcurrency == 0 {
-		o.ActivityConcurrency = 32
+		o.ActivityConcurrency = DefaultConcurrency
 	}
 	if o.OrchestrationLeaseDuration == 0 {
 		o.OrchestrationLeaseDuration = 30 * time.Second
