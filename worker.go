@@ -404,10 +404,10 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 // activity dispatch on and activity slots free, the commit also claims the
 // step's activities for this worker, which starts them.
 func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchestrationStepParams) error {
-	if w.eager == nil || len(params.ActivityTasks) == 0 {
-		return dispatch.Retry(ctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(ctx, params) })
+	reserved := 0
+	if w.eager != nil && len(params.ActivityTasks) > 0 {
+		reserved = w.act.Reserve(len(params.ActivityTasks))
 	}
-	reserved := w.act.Reserve(len(params.ActivityTasks))
 	if reserved == 0 {
 		return dispatch.Retry(ctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(ctx, params) })
 	}
