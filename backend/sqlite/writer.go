@@ -235,18 +235,19 @@ func (b *Backend) runBatch(batch []*writeOp) {
 		fail(err)
 		return
 	}
+	ran := false
 	err = conn.Raw(func(dc any) error {
 		if err := b.raw.use(dc); err != nil {
 			return err
 		}
+		ran = true
 		work = b.runBatchRaw(ctx, batch)
 		return nil
 	})
-	if cerr := conn.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		work = 0
+	// Once the batch ran, every operation has its outcome: an error in
+	// returning the connection to the pool changes none of them.
+	_ = conn.Close()
+	if err != nil && !ran {
 		fail(err)
 	}
 }
