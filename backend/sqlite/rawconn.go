@@ -106,10 +106,6 @@ func driverValue(a any) (driver.Value, error) {
 		return v, nil
 	case int:
 		return int64(v), nil
-	case int32:
-		return int64(v), nil
-	case uint32:
-		return int64(v), nil
 	}
 	return driver.DefaultParameterConverter.ConvertValue(a)
 }
