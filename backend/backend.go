@@ -21,6 +21,9 @@
 //     one transaction, or none.
 //   - Deterministic IDs: messages and activity tasks carry IDs chosen by the
 //     engine; inserting an ID that already exists is silently ignored.
+//   - Message order: a step's messages come in the order they became
+//     visible, however long nobody claimed the instance (see
+//     ClaimOrchestrationStep).
 package backend
 
 import (
@@ -92,7 +95,10 @@ type Message struct {
 	// engine discards them); empty means "whichever is current".
 	ExecutionID string
 	Event       *Event
-	// VisibleAt delays delivery (durable timers). Zero means now.
+	// VisibleAt delays delivery (durable timers). Zero means now. The message
+	// becomes visible at the later of VisibleAt and the time it is enqueued
+	// (the writer's Now, or the backend's clock); that instant is its place
+	// in the inbox's order, not the time its row was written.
 	VisibleAt time.Time
 }
 
@@ -188,7 +194,8 @@ type ClaimParams struct {
 type OrchestrationWorkItem struct {
 	Instance *Instance
 	History  []*Event
-	// Messages are the visible inbox messages, oldest first.
+	// Messages are the visible inbox messages in the order they became
+	// visible (see Backend.ClaimOrchestrationStep).
 	Messages []*Message
 	// Attempt is this delivery's number (A1) and its fencing token (A2). It
 	// grows across the instance's steps.
@@ -358,6 +365,7 @@ type Backend interface {
 	// (external events, terminate, suspend and resume requests). It returns
 	// ErrInstanceNotFound for an unknown instance and ErrInstanceFinished for
 	// a terminal one. Messages to a Suspended instance are kept, in order.
+	// The message is enqueued at the backend's clock.
 	EnqueueMessage(ctx context.Context, m *Message) error
 	// RewindInstance turns a Failed instance back to Running (clearing its
 	// failure and completion time) and enqueues an ExecutionRewound message
@@ -372,9 +380,17 @@ type Backend interface {
 	PurgeInstances(ctx context.Context, p *PurgeInstancesParams) (int, error)
 
 	// ClaimOrchestrationStep leases one instance that has visible inbox
-	// messages and no live lease, oldest message first. A Suspended instance
-	// counts only its control messages (EventType.IsControl) and its work
-	// item carries only those. It returns nil, nil when there is none.
+	// messages and no live lease: the one whose oldest message became
+	// visible first. The work item's messages are in the order they became
+	// visible — a message enqueued visible at once when it was enqueued, a
+	// timer (or any message with a VisibleAt) when its time came — whether
+	// or not any claim ran in between; at the same instant, the message
+	// enqueued first comes first (a timer firing at the instant an event
+	// arrives was enqueued when it was scheduled, so it comes first). A
+	// Suspended instance counts only its control messages
+	// (EventType.IsControl) and its work item carries only those; the others
+	// keep their order for the steps after the resume. It returns nil, nil
+	// when there is none.
 	ClaimOrchestrationStep(ctx context.Context, p *ClaimParams) (*OrchestrationWorkItem, error)
 	// CompleteOrchestrationStep commits a step atomically (O1) and releases the
 	// lease; ErrLeaseLost if p.Attempt is not the newest delivery.

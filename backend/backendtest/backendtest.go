@@ -62,6 +62,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},
 		{"Ordering", orderingTests()},
+		{"MessageOrder", messageOrderTests()},
 		{"SDK", sdkTests()},
 		{"Guarantees", guaranteeTests()},
 		{"Control", controlTests()},

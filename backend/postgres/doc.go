@@ -90,7 +90,9 @@
 // as {Since: UpdatedAt} if a step passed none; a task's PriorAttempts is its
 // stored attempt until its first claim; rewinds and RewindInstances behave
 // as there, as do StartInstances (children before messages) and
-// PurgeInstances. Ties in claim order go to the row inserted first.
+// PurgeInstances. A step's messages come in the order they became visible
+// (sort_at, the later of visible_at and the write time, since migration
+// 002). Ties in claim and message order go to the row inserted first.
 //
 // A zero Now (and the methods that take none) means the database clock:
 // now(), the start of the transaction, so every machine of a deployment

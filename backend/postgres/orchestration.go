@@ -143,14 +143,16 @@ func (r prefixRow) Scan(dest ...any) error {
 
 // stepMessagesQuery returns the visible messages at $3 of the instances
 // $1, only the control ones of those flagged in $2 (Suspended), at most $4
-// per instance, in inbox order.
+// per instance, in the order they became visible: by sort_at (the later of
+// visible_at and the time the message was written), then seq (at the same
+// instant, the message written first). Index inbox_instance_sort serves it.
 const stepMessagesQuery = `SELECT instance_id, id, execution_id, event, visible_at FROM (
-	SELECT m.instance_id, m.id, m.execution_id, m.event, m.visible_at, m.seq,
-		row_number() OVER (PARTITION BY m.instance_id ORDER BY m.seq) AS rn
+	SELECT m.instance_id, m.id, m.execution_id, m.event, m.visible_at, m.sort_at, m.seq,
+		row_number() OVER (PARTITION BY m.instance_id ORDER BY m.sort_at, m.seq) AS rn
 	FROM unnest($1::text[], $2::bool[]) AS c(id, ctl)
 	JOIN {s}.inbox m ON m.instance_id = c.id
 	WHERE m.visible_at <= $3 AND (NOT c.ctl OR m.control)
-) x WHERE rn <= $4 ORDER BY instance_id, seq`
+) x WHERE rn <= $4 ORDER BY instance_id, sort_at, seq`
 
 // loadStepData reads the messages and histories of claimed steps, in one
 // round trip. The leases keep every other step of these instances out, so

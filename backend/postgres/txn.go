@@ -132,14 +132,15 @@ func (t *txn) scanFlush(rows pgx.Rows) error {
 // deliverQuery inserts message $1 into the inbox of instance $2, after
 // locking the instance's row, unless the instance is missing, or has
 // finished ($8 false), or the ID is in an inbox or was consumed by the
-// instance's current execution. It updates the ready summary for the new
-// message and returns the instance's status (empty if it does not exist) and
-// whether the message was inserted.
+// instance's current execution. Its sort_at, the time it becomes visible,
+// is the later of its visible_at $6 and the time $7 it is written. It
+// updates the ready summary for the new message and returns the instance's
+// status (empty if it does not exist) and whether the message was inserted.
 var deliverQuery = `WITH st AS (
 	SELECT status FROM {s}.instances WHERE id = $2 FOR UPDATE
 ), ins AS (
 	INSERT INTO {s}.inbox (id, instance_id, execution_id, event, control, visible_at, sort_at, created_at)
-	SELECT $1, $2, $3, $4, $5, $6, CASE WHEN $6::bigint = 0 THEN ` + clock("$7") + ` ELSE $6 END, ` + clock("$7") + `
+	SELECT $1, $2, $3, $4, $5, $6, GREATEST($6::bigint, ` + clock("$7") + `), ` + clock("$7") + `
 	FROM st
 	WHERE ($8 OR st.status NOT IN ('Completed', 'Failed', 'Terminated'))
 		AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = $2 AND c.id = $1)

@@ -13,13 +13,15 @@ import (
 // ClaimOrchestrationStep implements backend.Backend. Among the instances
 // with a visible message and no live lease it picks the one whose oldest
 // message became visible first (a timer when it fired, any other message
-// when it was enqueued, by the enqueuing writer's clock). It increments the
-// instance's step attempt number and takes the lease in one transaction,
-// committed before it returns. The work item carries the instance's whole
-// history and at most Options.MaxStepMessages visible messages, oldest
-// first; the rest wait for the next step. For a Suspended instance both the
-// choice and the messages consider only control messages (the ready
-// summary of a Suspended instance counts only those).
+// when it was enqueued, by the enqueuing writer's clock: sort_at, the later
+// of visible_at and the write time). It increments the instance's step
+// attempt number and takes the lease in one transaction, committed before
+// it returns. The work item carries the instance's whole history and at
+// most Options.MaxStepMessages visible messages in the order they became
+// visible (at the same instant, the one written first), whether or not a
+// claim ran in between; the rest wait for the next step. For a Suspended
+// instance both the choice and the messages consider only control messages
+// (the ready summary of a Suspended instance counts only those).
 func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
 	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
 	if err != nil || len(wis) == 0 {
@@ -140,8 +142,9 @@ const claimStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, l
 // claimStepQuery picks the instance to claim at ?1: the better of the first
 // free instance with a message visible at once (ready_at = 0, in ready_key
 // order) and the first free one whose earliest timer is due (in ready_at
-// order, which equals ready_key for instances with only timers). Both
-// halves are index range scans that skip only live leases.
+// order, which is ready_key's for instances with only timers written before
+// they were due). Both halves are index range scans that skip only live
+// leases.
 const claimStepQuery = `SELECT id FROM (
 	SELECT * FROM (SELECT id, ready_key FROM instances INDEXED BY instances_claim
 		WHERE ready_at = 0 AND lock_expires_at <= ?1 ORDER BY ready_key LIMIT 1)
@@ -151,8 +154,10 @@ const claimStepQuery = `SELECT id FROM (
 ) ORDER BY ready_key LIMIT 1`
 
 // visibleMessages returns up to limit visible messages of an instance in
-// inbox order, their events still encoded; only its control messages if
-// controlOnly.
+// the order they became visible (sort_at, then seq: at the same instant, the
+// message written first), their events still encoded; only its control
+// messages if controlOnly. The inbox_instance_sort and inbox_control_sort
+// indexes (instance_id, sort_at, and the rowid seq) give that order.
 func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, [][]byte, error) {
 	q := visibleMessagesQuery
 	if controlOnly {
@@ -180,8 +185,8 @@ func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backen
 }
 
 const (
-	visibleMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
-		WHERE instance_id = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
-	visibleControlMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox
-		WHERE instance_id = ?1 AND control = 1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3`
+	visibleMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox INDEXED BY inbox_instance_sort
+		WHERE instance_id = ?1 AND visible_at <= ?2 ORDER BY sort_at, seq LIMIT ?3`
+	visibleControlMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox INDEXED BY inbox_control_sort
+		WHERE instance_id = ?1 AND control = 1 AND visible_at <= ?2 ORDER BY sort_at, seq LIMIT ?3`
 )

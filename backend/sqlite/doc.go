@@ -84,6 +84,10 @@
 //     tests need not agree with the backend's clock. Claims still order
 //     instances by when their oldest message became visible, using the
 //     enqueuing writer's clock.
+//   - "Inbox order", the order of a step's messages, is the order they
+//     became visible: inbox.sort_at, the later of visible_at and the
+//     writer's time when the message was inserted, then inbox.seq (at the
+//     same instant, the message inserted first).
 //   - The IDs of consumed messages are remembered for the rest of the
 //     execution, so a send retried after its message was consumed is still a
 //     no-op; they are forgotten on continue-as-new, replacement and purge.

@@ -20,7 +20,8 @@ func TestClaimQueriesUseIndexes(t *testing.T) {
 		"step":       claimStepQuery,
 		"step claim": strings.NewReplacer("?2", "'o'", "?3", "1").Replace(claimStepUpdate),
 		"activity":   strings.ReplaceAll(claimActivitiesQuery, "?2+0", "10"),
-		"messages":   `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
+		"messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").
+			Replace(visibleMessagesQuery),
 		"control messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").
 			Replace(visibleControlMessagesQuery),
 		"ready summary": strings.NewReplacer("?1", "'x'", "?2", "?1").Replace(flushQuery),
@@ -45,6 +46,10 @@ func TestClaimQueriesUseIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range plan {
+			// A step's messages come in index order: no sort of the inbox.
+			if strings.Contains(name, "messages") && strings.Contains(d, "TEMP B-TREE") {
+				t.Errorf("%s query sorts:\n%s", name, strings.Join(plan, "\n"))
+			}
 			for _, table := range []string{"instances", "activity_tasks", "inbox"} {
 				if strings.HasPrefix(d, "SCAN "+table) {
 					t.Errorf("%s claim query scans %s:\n%s", name, table, strings.Join(plan, "\n"))

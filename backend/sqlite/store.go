@@ -114,10 +114,7 @@ func (t *txn) insertMessageIf(m *backend.Message, data []byte, live, touch bool)
 		}
 	}
 	visible := nanos(m.VisibleAt)
-	sortAt := visible
-	if sortAt == 0 {
-		sortAt = t.now.UnixNano()
-	}
+	sortAt := max(visible, t.now.UnixNano())
 	q := insertMessageQuery
 	if live {
 		q = insertLiveMessageQuery
@@ -181,10 +178,7 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool, star
 	// The common case, a new ID, takes two statements: the instance row,
 	// with the ready summary its only message gives it, and the message.
 	visible := nanos(p.StartAt)
-	sortAt := visible
-	if sortAt == 0 {
-		sortAt = now.UnixNano()
-	}
+	sortAt := max(visible, now.UnixNano())
 	res, err := t.exec(`INSERT INTO instances (id, name, execution_id, status, input, created_at, updated_at,
 			parent_instance_id, parent_execution_id, parent_task_id, ready_at, ready_key)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING`,
