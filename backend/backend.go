@@ -336,6 +336,10 @@ type AbandonParams struct {
 	// RetryAt makes the work item visible again no earlier than this time; zero
 	// means at once.
 	RetryAt time.Time
+	// RetryAfter, when positive, is used instead of RetryAt: the work item
+	// is visible again RetryAfter after the abandon by the store's clock, so
+	// the delay does not depend on the caller's clock (workers use it).
+	RetryAfter time.Duration
 	// ExecutionID, for orchestration steps, is the execution the delivery
 	// worked on; when set, a different current execution is ErrLeaseLost.
 	ExecutionID string
