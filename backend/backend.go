@@ -437,8 +437,8 @@ type StepActivityClaimer interface {
 	// claims, in the same transaction, up to max of the activity tasks the
 	// step enqueues (p.ActivityTasks, in order, only those it inserts) for
 	// claim.Owner, exactly as ClaimActivities would: each task's attempt
-	// number goes up by one and the lease is taken until claim.Now plus
-	// claim.LeaseDuration. The claims are as durable as ClaimActivities'
+	// number goes up by one and the lease is taken until claim.Now (zero:
+	// the store's clock, never p.Now) plus claim.LeaseDuration. The claims are as durable as ClaimActivities'
 	// when it returns. If the step fails, nothing is claimed. max <= 0
 	// claims nothing.
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)

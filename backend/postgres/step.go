@@ -49,7 +49,9 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 }
 
 // CompleteOrchestrationStepClaim implements backend.StepActivityClaimer.
-// The claimed tasks are inserted already leased, in the step's round trip.
+// The claimed tasks are inserted already leased, in the step's round trip,
+// from claim.Now, or when it is zero from the database clock as the task
+// insert starts (never from p.Now, the worker's clock).
 // A step that continues as new or ends its instance claims nothing (its
 // tasks are removed with it).
 func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
