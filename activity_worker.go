@@ -86,15 +86,15 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 	if abandon != nil || (ctx.Err() != nil && failure != nil) {
 		// Hand the task back: the worker is stopping and the code gave up,
 		// or a reconciliation failed and should be tried again later.
-		var retryAt time.Time
+		var retryAfter time.Duration // by the store's clock
 		r.outcome, r.outcomeErr = telemetry.OutcomeHandedBack, abandon
 		if abandon != nil {
-			retryAt = time.Now().Add(w.opts.PollInterval * 10)
+			retryAfter = w.opts.PollInterval * 10
 			r.logger().Warn("duro: activity delivery handed back", "err", abandon)
 		}
 		actx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer c()
-		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt), RetryAt: retryAt}); err != nil {
+		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt), RetryAfter: retryAfter}); err != nil {
 			r.logger().Warn("duro: abandon activity", "err", err)
 		}
 		return

@@ -370,7 +370,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 			// Hand the step back; after MaxStepDeliveries it is poisoned.
 			stepLog().Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
 			outcome, spanErr = telemetry.OutcomeHandedBack, err
-			w.abandonStep(wi, time.Now().Add(10*w.opts.PollInterval))
+			w.abandonStep(wi, 10*w.opts.PollInterval)
 			return
 		}
 	}
@@ -396,7 +396,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	default:
 		stepLog().Error("duro: orchestration step not committed; it will be delivered again", "err", err)
 		outcome, spanErr = telemetry.OutcomeError, err
-		w.abandonStep(wi, time.Time{})
+		w.abandonStep(wi, 0)
 	}
 }
 
@@ -449,10 +449,12 @@ func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log func() *slog.Log
 	})
 }
 
-func (w *Worker) abandonStep(wi *backend.OrchestrationWorkItem, retryAt time.Time) {
+// abandonStep hands a step back, to be claimed again after retryAfter (by
+// the store's clock, not this worker's).
+func (w *Worker) abandonStep(wi *backend.OrchestrationWorkItem, retryAfter time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID, Attempt: wi.Attempt, RetryAt: retryAt}); err != nil {
+	if err := w.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID, Attempt: wi.Attempt, RetryAfter: retryAfter}); err != nil {
 		w.log.Warn("duro: abandon orchestration step", "instance", wi.Instance.ID, "err", err)
 	}
 }

@@ -343,6 +343,10 @@ type AbandonParams struct {
 	// RetryAt makes the work item visible again no earlier than this time; zero
 	// means at once.
 	RetryAt time.Time
+	// RetryAfter, when positive, is used instead of RetryAt: the work item
+	// is visible again RetryAfter after the abandon by the store's clock, so
+	// the delay does not depend on the caller's clock (workers use it).
+	RetryAfter time.Duration
 	// ExecutionID, for orchestration steps, is the execution the delivery
 	// worked on; when set, a different current execution is ErrLeaseLost.
 	ExecutionID string
@@ -449,8 +453,8 @@ type StepActivityClaimer interface {
 	// claims, in the same transaction, up to max of the activity tasks the
 	// step enqueues (p.ActivityTasks, in order, only those it inserts) for
 	// claim.Owner, exactly as ClaimActivities would: each task's attempt
-	// number goes up by one and the lease is taken until claim.Now plus
-	// claim.LeaseDuration. The claims are as durable as ClaimActivities'
+	// number goes up by one and the lease is taken until claim.Now (zero:
+	// the store's clock, never p.Now) plus claim.LeaseDuration. The claims are as durable as ClaimActivities'
 	// when it returns. If the step fails, nothing is claimed. max <= 0
 	// claims nothing.
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)

@@ -100,6 +100,8 @@ func (p *AbandonParams) Validate() error {
 		return errors.New("nil params")
 	case p.ID == "":
 		return errors.New("empty ID")
+	case p.RetryAfter < 0:
+		return fmt.Errorf("retry after %v: must not be negative", p.RetryAfter)
 	}
 	return nil
 }

@@ -67,6 +67,8 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Guarantees", guaranteeTests()},
 		{"Control", controlTests()},
 		{"Entities", append(append(entityTests(), entityRoutingTests()...), entitySuspendTests()...)},
+		{"ConcurrentCreate", concurrentCreateTests()},
+		{"StoreClock", storeClockTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

@@ -36,11 +36,15 @@
 //	A2/...                 fencing of stale deliveries
 //	History/..., Purge/..., List/..., Persistence/..., Close/..., WorkNotifier/...
 //	SDK/...                the engine end to end (client, worker, replay) on the backend
+//	ConcurrentCreate/...   one instance ID created by many callers at once: one wins, nothing is reset
+//	StoreClock/...         leases and hand-backs by the store's clock for a worker whose clock is off
 //
 // Run one area or one test with go test -run, for example
 // -run 'TestConformance/A2/'.
 //
-// Time is synthetic everywhere but in SDK/, which runs a real worker. Every
+// Time is synthetic everywhere but in SDK/, which runs a real worker, and
+// StoreClock/, which calls the backend as a worker does (no Now in claims
+// and renewals, the worker's clock as a step's Now). Every
 // method that takes a Now gets one from the suite, so leases expire and
 // timers fire because a test passes a later Now, never because it sleeps; a
 // backend must use p.Now, not its own clock, whenever p.Now is set. The

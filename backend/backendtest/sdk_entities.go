@@ -200,49 +200,7 @@ func entityTests() []test {
 				t.Fatalf("counter %d (want %d) after %d re-executions", v, 3*calls, attempts2.Load())
 			}
 		}},
-		{"CriticalSectionsOppositeOrder", func(t *testing.T, e *env) {
-			env := newSDKEnv(t, e.b, func(r *duro.Registry) {
-				registerCounter(r)
-				duro.RegisterOrchestration(r, "Transfer", func(ctx *duro.OrchestrationContext, keys []string) (string, error) {
-					from, to := duro.EntityID{Name: "counter", Key: keys[0]}, duro.EntityID{Name: "counter", Key: keys[1]}
-					cs, err := ctx.LockEntities(from, to)
-					if err != nil {
-						return "", err
-					}
-					defer cs.Unlock()
-					var a, b int
-					if err := ctx.CallEntity(from, "add", -5).Await(&a); err != nil {
-						return "", err
-					}
-					if err := ctx.CallEntity(to, "add", 5).Await(&b); err != nil {
-						return "", err
-					}
-					return "ok", nil
-				})
-			})
-			ctx := bg(t)
-			var ids []string
-			for i := range 10 {
-				keys := []string{"x", "y"}
-				if i%2 == 1 {
-					keys = []string{"y", "x"}
-				}
-				id, err := env.client.Start(ctx, "Transfer", keys)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
-			for _, id := range ids {
-				inst, err := env.client.Wait(ctx, id)
-				if err != nil || inst.Status != duro.StatusCompleted {
-					t.Fatalf("%+v %v", inst, err)
-				}
-			}
-			if x, y := entityValue(t, env.client, duro.EntityID{Name: "counter", Key: "x"}), entityValue(t, env.client, duro.EntityID{Name: "counter", Key: "y"}); x+y != 0 {
-				t.Fatalf("x %d y %d", x, y)
-			}
-		}},
+		{"CriticalSectionsOppositeOrder", testCriticalSectionsExclusive},
 		{"TerminatedOrchestrationReleasesLocks", func(t *testing.T, e *env) {
 			env := newSDKEnv(t, e.b, func(r *duro.Registry) {
 				registerCounter(r)
@@ -308,5 +266,118 @@ func entityTests() []test {
 			// documented behaviour: a late duplicate is applied again.
 			send("k1", 6)
 		}},
+	}
+}
+
+// account is the state of the "account" entity of
+// CriticalSectionsOppositeOrder: a balance, and a ledger of the critical
+// sections inside it. Holder is the section inside now; Overlaps lists
+// every time a section entered (or left) while another one was inside,
+// which mutual exclusion never lets happen.
+type account struct {
+	Value    int      `json:"value"`
+	Holder   string   `json:"holder,omitempty"`
+	Entries  int      `json:"entries"`
+	Overlaps []string `json:"overlaps,omitempty"`
+}
+
+func registerAccount(r *duro.Registry) {
+	duro.RegisterEntityOperation(r, "account", "enter", func(ctx duro.EntityContext, s *account, holder string) (any, error) {
+		if s.Holder != "" {
+			s.Overlaps = append(s.Overlaps, holder+" entered while "+s.Holder+" was inside")
+		}
+		s.Holder = holder
+		s.Entries++
+		return nil, nil
+	})
+	duro.RegisterEntityOperation(r, "account", "exit", func(ctx duro.EntityContext, s *account, holder string) (any, error) {
+		if s.Holder != holder {
+			s.Overlaps = append(s.Overlaps, holder+" left while "+s.Holder+" was inside")
+		}
+		s.Holder = ""
+		return nil, nil
+	})
+	duro.RegisterEntityOperation(r, "account", "add", func(ctx duro.EntityContext, s *account, n int) (int, error) {
+		s.Value += n
+		return s.Value, nil
+	})
+}
+
+// testCriticalSectionsExclusive: orchestrations lock the same two entities,
+// half of them naming them in the opposite order, and inside the critical
+// section enter both, move an amount from one to the other, and leave
+// both. They all complete (no deadlock), and the entities' ledgers show
+// that no two critical sections were ever inside one entity at once.
+func testCriticalSectionsExclusive(t *testing.T, e *env) {
+	const sections = 10
+	env := newSDKEnv(t, e.b, func(r *duro.Registry) {
+		registerAccount(r)
+		duro.RegisterOrchestration(r, "Transfer", func(ctx *duro.OrchestrationContext, keys []string) (string, error) {
+			from, to := duro.EntityID{Name: "account", Key: keys[0]}, duro.EntityID{Name: "account", Key: keys[1]}
+			cs, err := ctx.LockEntities(from, to)
+			if err != nil {
+				return "", err
+			}
+			defer cs.Unlock()
+			me := ctx.InstanceID()
+			for _, id := range []duro.EntityID{from, to} {
+				if err := ctx.CallEntity(id, "enter", me).Await(nil); err != nil {
+					return "", err
+				}
+			}
+			if err := ctx.CallEntity(from, "add", -5).Await(nil); err != nil {
+				return "", err
+			}
+			if err := ctx.CallEntity(to, "add", 5).Await(nil); err != nil {
+				return "", err
+			}
+			for _, id := range []duro.EntityID{from, to} {
+				if err := ctx.CallEntity(id, "exit", me).Await(nil); err != nil {
+					return "", err
+				}
+			}
+			return "ok", nil
+		})
+	})
+	ctx := bg(t)
+	var ids []string
+	for i := range sections {
+		keys := []string{"x", "y"}
+		if i%2 == 1 {
+			keys = []string{"y", "x"}
+		}
+		id, err := env.client.Start(ctx, "Transfer", keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		inst, err := env.client.Wait(ctx, id)
+		if err != nil || inst.Status != duro.StatusCompleted {
+			t.Fatalf("%+v %v", inst, err)
+		}
+	}
+	total := 0
+	for _, key := range []string{"x", "y"} {
+		id := duro.EntityID{Name: "account", Key: key}
+		st, err := env.client.GetEntity(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a account
+		if err := st.State(&a); err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Overlaps) > 0 {
+			t.Fatalf("entity %s: critical sections overlapped %d times: %q", id, len(a.Overlaps), a.Overlaps)
+		}
+		if a.Entries != sections || a.Holder != "" {
+			t.Fatalf("entity %s: %d critical sections entered, %q still inside; want %d, none", id, a.Entries, a.Holder, sections)
+		}
+		total += a.Value
+	}
+	if total != 0 {
+		t.Fatalf("x + y = %d, want 0", total)
 	}
 }

@@ -318,21 +318,17 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 }
 
 // AbandonActivity implements backend.Backend. The task is claimable again
-// at p.RetryAt (at once when zero), with Attempt+1.
+// p.RetryAfter after the abandon by the database clock when it is
+// positive, else at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	retry := nanos(p.RetryAt)
 	if err := b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt,
-		`lease_owner = '', lease_expires_at = 0, visible_at = $3::bigint`, retry); err != nil {
+		`lease_owner = '', lease_expires_at = 0, visible_at = `+retryAt("$3", "$4"), nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
 		return err
 	}
-	if retry == 0 {
-		b.signal(true, nil)
-	} else {
-		b.signal(false, []int64{retry})
-	}
+	b.signalRetry(p)
 	return nil
 }

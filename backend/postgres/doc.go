@@ -99,6 +99,26 @@
 // shares one clock. A non-zero Now is used as given, as the conformance
 // suite's synthetic clock needs.
 //
+// Leases come from the database clock only. Workers pass no Now in
+// ClaimParams and RenewLeaseParams, and hand work back with
+// AbandonParams.RetryAfter, which counts from the database clock. The Now
+// of a step is the worker's clock (the step's time, recorded in history):
+// it stamps the step's writes (updated_at, the tasks' and messages'
+// created_at and claim order) but never a lease; the activities a step
+// claims eagerly are leased from the claim's Now, and when that is zero
+// (as workers pass it) from the database clock at the step's last
+// statement, just before the commit. A timer's VisibleAt is the time the
+// orchestration computed from its step's time, so a worker whose clock is
+// off sets its timers off by as much: keep workers' clocks synchronized.
+//
+// Concurrent creators of one instance ID (clients' Start, steps starting
+// the same child or entity) are serialized by its row: one statement
+// locks the existing row, or inserts the new one with ON CONFLICT DO
+// NOTHING, waiting for a concurrent creator's insert; when that one
+// commits, the statement runs again and locks its row. Exactly one creator
+// creates the instance; nothing is written over a row another transaction
+// created.
+//
 // Claims never scan inboxes: instances.ready_at and ready_key hold
 // MIN(visible_at) and MIN(sort_at) over the instance's inbox (its control
 // messages only while it is Suspended). Every insert into an inbox holds

@@ -9,26 +9,21 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"duro/backend"
 )
 
-// CreateInstance implements backend.Backend.
+// CreateInstance implements backend.Backend. Of concurrent creates of one
+// ID exactly one creates the instance (or replaces a finished one); the
+// others get ErrInstanceExists.
 func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
 	const op = "create instance"
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	err := b.write(ctx, op, p.Now, func(t *txn) error {
+	return b.write(ctx, op, p.Now, func(t *txn) error {
 		return t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished)
 	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "instances" {
-		// A concurrent create of the same ID committed first.
-		return b.fail(op, fmt.Errorf("instance %q: %w", p.ID, backend.ErrInstanceExists))
-	}
-	return err
 }
 
 // GetInstance implements backend.Backend.

@@ -172,6 +172,10 @@ func (b *Backend) fail(op string, err error) error {
 // transaction, so every statement of a transaction reads the same value.
 const dbNow = `((EXTRACT(EPOCH FROM now()) * 1000000)::bigint * 1000)`
 
+// dbStatementNow is the database clock in Unix nanoseconds at the start of
+// the current statement: for leases taken late in a longer transaction.
+const dbStatementNow = `((EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::bigint * 1000)`
+
 // clock is the SQL for "the time in parameter p, or the database clock if
 // it is 0".
 func clock(p string) string {

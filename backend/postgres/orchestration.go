@@ -326,21 +326,39 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 }
 
 // AbandonOrchestrationStep implements backend.Backend. The instance is
-// claimable again at p.RetryAt (at once when zero), with Attempt+1.
+// claimable again p.RetryAfter after the abandon by the database clock
+// when it is positive, else at p.RetryAt (at once when zero), with
+// Attempt+1.
 func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon orchestration step"
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	retry := nanos(p.RetryAt)
 	if err := b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt,
-		`lock_owner = '', lock_expires_at = $4::bigint`, retry); err != nil {
+		`lock_owner = '', lock_expires_at = `+retryAt("$4", "$5"), nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
 		return err
 	}
-	if retry == 0 {
-		b.signal(true, nil)
-	} else {
-		b.signal(false, []int64{retry})
-	}
+	b.signalRetry(p)
 	return nil
+}
+
+// retryAt is the SQL for the time abandoned work is visible again: the
+// delay in parameter after (ns) from the database clock if it is positive,
+// else the time in parameter at.
+func retryAt(at, after string) string {
+	return `CASE WHEN ` + after + `::bigint > 0 THEN ` + dbNow + ` + ` + after + `::bigint ELSE ` + at + `::bigint END`
+}
+
+// signalRetry wakes the claimers for work handed back with p: at once, or
+// when it becomes visible again (by this process's clock: a wake-up is a
+// hint, and claims compare with the database clock).
+func (b *Backend) signalRetry(p *backend.AbandonParams) {
+	switch {
+	case p.RetryAfter > 0:
+		b.signal(false, []int64{time.Now().Add(p.RetryAfter).UnixNano()})
+	case p.RetryAt.IsZero():
+		b.signal(true, nil)
+	default:
+		b.signal(false, []int64{p.RetryAt.UnixNano()})
+	}
 }

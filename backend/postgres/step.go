@@ -49,7 +49,9 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 }
 
 // CompleteOrchestrationStepClaim implements backend.StepActivityClaimer.
-// The claimed tasks are inserted already leased, in the step's round trip.
+// The claimed tasks are inserted already leased, in the step's round trip,
+// from claim.Now, or when it is zero from the database clock as the task
+// insert starts (never from p.Now, the worker's clock).
 // A step that continues as new or ends its instance claims nothing (its
 // tasks are removed with it).
 func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
@@ -151,8 +153,9 @@ type eagerClaim struct {
 // (dropping those whose instance cannot take them) in the same round trip.
 //
 // With ec.max > 0 the first ec.max tasks are inserted claimed (attempt
-// PriorAttempts+1, leased to ec.claim.Owner from the transaction's time)
-// and the work items of those inserted are put in ec.claimed.
+// PriorAttempts+1, leased to ec.claim.Owner from ec.claim.Now, or from the
+// database clock when it is zero, never from the step's Now) and the work
+// items of those inserted are put in ec.claimed.
 func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, msgs []*backend.Message, ec *eagerClaim) error {
 	id := p.InstanceID
 	events := make([][]byte, len(p.NewEvents))
@@ -198,15 +201,15 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		completed_attempt = step_attempt WHERE id = $8`),
 		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id)
 	taskAt := -1 // the task insert's place in the batch
-	var leaseUntil int64
 	if len(p.ActivityTasks) > 0 {
 		n := len(p.ActivityTasks)
 		ids, insts, execs, names, opts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		taskIDs, attempts := make([]int64, n), make([]int64, n)
 		inputs := make([][]byte, n)
-		owners, leases, claimedAt := make([]string, n), make([]int64, n), make([]int64, n)
+		owners := make([]string, n)
+		var claimNow, claimFor int64
 		if ec.max > 0 {
-			leaseUntil = t.now + int64(ec.claim.LeaseDuration)
+			claimNow, claimFor = nanos(ec.claim.Now), int64(ec.claim.LeaseDuration)
 		}
 		for i, a := range p.ActivityTasks {
 			o, err := json.Marshal(a.Options)
@@ -217,17 +220,12 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 			taskIDs[i], attempts[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), a.Input
 			if i < ec.max {
 				attempts[i]++
-				owners[i], leases[i], claimedAt[i] = ec.claim.Owner, leaseUntil, t.now
+				owners[i] = ec.claim.Owner
 			}
 		}
 		taskAt = batch.Len()
-		batch.Queue(t.b.q(`INSERT INTO {s}.activity_tasks
-			(id, instance_id, execution_id, task_id, name, input, options, attempt, lease_owner, lease_expires_at,
-				claimed_at, created_at)
-			SELECT u.*, $12::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-				$6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) AS u
-			ON CONFLICT (id) DO NOTHING RETURNING id`),
-			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, leases, claimedAt, t.now)
+		batch.Queue(t.b.q(insertTasksQuery),
+			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, t.now, claimNow, claimFor)
 	}
 	margs := make([][]any, len(msgs))
 	for i, m := range msgs {
@@ -247,7 +245,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	defer func() { _ = br.Close() }()
 	for i := range batch.Len() - len(margs) - boolInt(flush) {
 		if i == taskAt {
-			if err := t.insertedTasks(br, p.ActivityTasks, ec, leaseUntil); err != nil {
+			if err := t.insertedTasks(br, p.ActivityTasks, ec); err != nil {
 				return err
 			}
 			continue
@@ -278,22 +276,44 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	return br.Close()
 }
 
+// insertTasksQuery inserts a step's activity tasks (arrays $1-$9: ID,
+// instance, execution, task ID, name, input, options, attempt, owner) at
+// the step's time $10, ON CONFLICT DO NOTHING, and returns the IDs it
+// inserted with their lease expiry. A task with an owner is inserted
+// claimed (eager dispatch): leased for $12 ns from $11, the claim's Now, or
+// when that is 0 from the database clock as this statement starts, the
+// step's last, so the lease counts from (just before) the commit. Never
+// from the step's time: that is the worker's clock.
+var insertTasksQuery = `WITH c AS MATERIALIZED (
+	SELECT COALESCE(NULLIF($11::bigint, 0), ` + dbStatementNow + `) AS at
+)
+INSERT INTO {s}.activity_tasks
+	(id, instance_id, execution_id, task_id, name, input, options, attempt, lease_owner, lease_expires_at,
+		claimed_at, created_at)
+SELECT u.id, u.inst, u.exec, u.task, u.name, u.input, u.opts, u.attempt, u.owner,
+	CASE WHEN u.owner <> '' THEN c.at + $12::bigint ELSE 0 END, CASE WHEN u.owner <> '' THEN c.at ELSE 0 END,
+	$10::bigint
+FROM c, unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bytea[], $7::text[],
+	$8::bigint[], $9::text[]) AS u(id, inst, exec, task, name, input, opts, attempt, owner)
+ON CONFLICT (id) DO NOTHING RETURNING id, lease_expires_at`
+
 // insertedTasks reads which tasks the insert of applyStep inserted, makes
 // the work items of the claimed ones, and asks for a wake-up of the
 // activity loops if some inserted tasks are left for them.
-func (t *txn) insertedTasks(br pgx.BatchResults, tasks []*backend.ActivityTask, ec *eagerClaim, leaseUntil int64) error {
+func (t *txn) insertedTasks(br pgx.BatchResults, tasks []*backend.ActivityTask, ec *eagerClaim) error {
 	rows, err := br.Query()
 	if err != nil {
 		return err
 	}
-	inserted := map[string]bool{}
+	inserted := map[string]int64{} // ID -> lease expiry
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var expires int64
+		if err := rows.Scan(&id, &expires); err != nil {
 			rows.Close()
 			return err
 		}
-		inserted[id] = true
+		inserted[id] = expires
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -301,12 +321,13 @@ func (t *txn) insertedTasks(br pgx.BatchResults, tasks []*backend.ActivityTask, 
 	}
 	ec.claimed = ec.claimed[:0]
 	for i, a := range tasks {
-		if i >= ec.max || !inserted[a.ID] {
+		expires, ok := inserted[a.ID]
+		if i >= ec.max || !ok {
 			continue
 		}
 		task := *a
 		ec.claimed = append(ec.claimed, &backend.ActivityWorkItem{Task: &task, Attempt: a.PriorAttempts + 1,
-			ScheduledAt: fromNanos(t.now), LeaseExpiresAt: fromNanos(leaseUntil)})
+			ScheduledAt: fromNanos(t.now), LeaseExpiresAt: fromNanos(expires)})
 	}
 	if len(inserted) > len(ec.claimed) {
 		t.work = true

@@ -211,37 +211,57 @@ func isUndeliverable(err error) bool {
 	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
 }
 
+// createQuery creates instance $1 in status $4 with the ready summary of
+// its only message, and inserts that message (ID $10, event $11, control
+// flag $12, visible at $13), unless a row of the ID exists: that row is
+// locked instead and its status returned, with nothing written. $6 is the
+// time. An insert that meets the uncommitted insert of a concurrent creator
+// waits for it and, if it commits, inserts nothing and returns no status
+// (the row was not in this statement's snapshot): running the statement
+// again then finds and locks that row. Nothing is ever written over a row
+// that another transaction created.
+var createQuery = `WITH cur AS (
+	SELECT status FROM {s}.instances WHERE id = $1 FOR UPDATE
+), ins AS (
+	INSERT INTO {s}.instances (id, name, execution_id, status, input, created_at, updated_at,
+		parent_instance_id, parent_execution_id, parent_task_id, ready_at, ready_key)
+	SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $13, CASE WHEN $13::bigint = 0 THEN $6 ELSE $13 END
+	WHERE NOT EXISTS (SELECT 1 FROM cur)
+	ON CONFLICT (id) DO NOTHING
+	RETURNING id
+), msg AS (
+	INSERT INTO {s}.inbox (id, instance_id, execution_id, event, control, visible_at, sort_at, created_at)
+	SELECT $10, ins.id, $3, $11, $12, $13, CASE WHEN $13::bigint = 0 THEN $6 ELSE $13 END, $6
+	FROM ins
+	WHERE NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = $1 AND c.id = $10)
+	ON CONFLICT (id) DO NOTHING
+	RETURNING 1
+)
+SELECT (SELECT status FROM cur), EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM msg)`
+
+// maxCreateTries bounds the runs of createQuery in one createInstance: a
+// run inserts nothing and finds no row only when a concurrent creator
+// committed the ID in between (the next run locks its row), or when that
+// row was then deleted again (a purge).
+const maxCreateTries = 8
+
 // createInstance creates an instance in status Pending with its
 // ExecutionStarted message. An existing terminal instance is replaced if
 // replace is set (its step_attempt carries over, so attempt numbers of the
 // ID never repeat); otherwise, and for a live one, it returns
-// ErrInstanceExists. The caller holds the row lock if the row exists.
+// ErrInstanceExists. Concurrent creators of one ID are serialized by the
+// row: exactly one creates it, and the others lock the row it committed and
+// decide on its status, so a creator never resets an instance another one
+// created (its state, its inbox's ready summary, its execution).
 func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) error {
 	saved := t.now
 	if !p.Now.IsZero() {
 		t.now = p.Now.UnixNano()
 	}
 	defer func() { t.now = saved }()
-	// One round trip: the time (the database clock if none was given) and
-	// the status of an instance of the same ID, locked.
-	var now int64
-	var s *backend.Status
-	if err := t.queryRow(`SELECT `+clock("$2")+`, (SELECT status FROM {s}.instances WHERE id = $1 FOR UPDATE)`,
-		p.ID, t.now).Scan(&now, &s); err != nil {
+	now, err := t.mustNow()
+	if err != nil {
 		return err
-	}
-	t.now = now
-	switch {
-	case s == nil:
-	case !replace || !s.IsTerminal():
-		return fmt.Errorf("instance %q (%s): %w", p.ID, *s, backend.ErrInstanceExists)
-	default:
-		if err := t.deleteInstanceData(p.ID); err != nil {
-			return err
-		}
-		// The upsert below resets the ready summary; the start message
-		// sets it.
-		delete(t.touched, p.ID)
 	}
 	var pid, pexec *string
 	var ptask *int64
@@ -267,16 +287,41 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) erro
 	if err != nil {
 		return err
 	}
+	var s *backend.Status
+	for try := 0; ; try++ {
+		var created, delivered bool
+		if err := t.queryRow(createQuery, p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now,
+			pid, pexec, ptask, start.ID, margs[3], margs[4], margs[5]).Scan(&s, &created, &delivered); err != nil {
+			return err
+		}
+		if created {
+			if !delivered {
+				t.touch(p.ID) // the message's ID was taken: no message, no summary
+			}
+			return t.delivered(start, true, backend.StatusPending, delivered)
+		}
+		if s != nil {
+			break
+		}
+		if try+1 == maxCreateTries {
+			return fmt.Errorf("instance %q: created and deleted concurrently %d times", p.ID, maxCreateTries)
+		}
+	}
+	if !replace || !s.IsTerminal() {
+		return fmt.Errorf("instance %q (%s): %w", p.ID, *s, backend.ErrInstanceExists)
+	}
+	// A terminal instance, locked: replace it.
+	if err := t.deleteInstanceData(p.ID); err != nil {
+		return err
+	}
+	// The update below resets the ready summary; the start message sets it.
+	delete(t.touched, p.ID)
 	batch := &pgx.Batch{}
-	batch.Queue(t.b.q(`INSERT INTO {s}.instances (id, name, execution_id, status, input, created_at, updated_at,
-			parent_instance_id, parent_execution_id, parent_task_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, execution_id = excluded.execution_id,
-			status = excluded.status, input = excluded.input, output = NULL, failure = NULL,
-			custom_status = NULL, created_at = excluded.created_at, updated_at = excluded.updated_at,
-			completed_at = 0, suspension = NULL, parent_instance_id = excluded.parent_instance_id,
-			parent_execution_id = excluded.parent_execution_id, parent_task_id = excluded.parent_task_id,
-			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL`),
+	batch.Queue(t.b.q(`UPDATE {s}.instances SET name = $2, execution_id = $3, status = $4, input = $5,
+			output = NULL, failure = NULL, custom_status = NULL, created_at = $6, updated_at = $6, completed_at = 0,
+			suspension = NULL, parent_instance_id = $7, parent_execution_id = $8, parent_task_id = $9,
+			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL
+		WHERE id = $1`),
 		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now, pid, pexec, ptask)
 	batch.Queue(t.b.q(deliverQuery), margs...)
 	br := t.tx.SendBatch(t.ctx, batch)
@@ -291,6 +336,9 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) erro
 	}
 	if err := br.Close(); err != nil {
 		return err
+	}
+	if !inserted {
+		t.touch(p.ID)
 	}
 	return t.delivered(start, true, status, inserted)
 }

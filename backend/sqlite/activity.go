@@ -233,7 +233,8 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 }
 
 // AbandonActivity implements backend.Backend. The task is claimable again
-// at p.RetryAt (at once when zero), with Attempt+1.
+// p.RetryAfter after the abandon by the store's clock when it is positive,
+// else at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
 	if err := p.Validate(); err != nil {
@@ -245,7 +246,7 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 		}
 		t.work |= workTasks
 		_, err := t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?
-			WHERE id = ?`, nanos(p.RetryAt), p.ID)
+			WHERE id = ?`, nanos(retryAt(t, p)), p.ID)
 		return err
 	})
 }

@@ -162,11 +162,14 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 }
 
 // claimInserted claims, for claim.Owner, up to max of the tasks whose
-// inserted flag is set and that still exist unleased, in order.
+// inserted flag is set and that still exist unleased, in order. The leases
+// run from claim.Now, or from the store's clock now when it is zero: never
+// from the step's Now, which is the worker's clock.
 func (t *txn) claimInserted(tasks []*backend.ActivityTask, inserted []bool, claim *backend.ClaimParams, max int,
 	found func(wi *backend.ActivityWorkItem)) error {
-	n := t.now.UnixNano()
-	expires := t.now.Add(claim.LeaseDuration)
+	at := now(claim.Now)
+	n := at.UnixNano()
+	expires := at.Add(claim.LeaseDuration)
 	for i, a := range tasks {
 		if max == 0 {
 			break
@@ -511,7 +514,8 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 }
 
 // AbandonOrchestrationStep implements backend.Backend. The instance is
-// claimable again at p.RetryAt (at once when zero), with Attempt+1.
+// claimable again p.RetryAfter after the abandon by the store's clock when
+// it is positive, else at p.RetryAt (at once when zero), with Attempt+1.
 func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon orchestration step"
 	if err := p.Validate(); err != nil {
@@ -523,7 +527,17 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 		}
 		t.work |= workSteps
 		_, err := t.exec(`UPDATE instances SET lock_owner = '', lock_expires_at = ? WHERE id = ?`,
-			nanos(p.RetryAt), p.ID)
+			nanos(retryAt(t, p)), p.ID)
 		return err
 	})
+}
+
+// retryAt is when work abandoned with p is visible again: RetryAfter from
+// the transaction's time (the store's clock: an abandon takes no Now) if
+// it is positive, else RetryAt.
+func retryAt(t *txn, p *backend.AbandonParams) time.Time {
+	if p.RetryAfter > 0 {
+		return t.now.Add(p.RetryAfter)
+	}
+	return p.RetryAt
 }
