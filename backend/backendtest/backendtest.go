@@ -52,6 +52,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Activities", activityTests()},
 		{"A1", attemptTests()},
 		{"A2", fencingTests()},
+		{"CommitReplies", replyTests()},
 		{"EagerActivities", eagerTests()},
 		{"History", historyTests()},
 		{"Purge", purgeTests()},
