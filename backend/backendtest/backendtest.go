@@ -66,6 +66,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"SDK", sdkTests()},
 		{"Guarantees", guaranteeTests()},
 		{"Control", controlTests()},
+		{"Leases", leaseTests()},
 		{"Entities", append(append(entityTests(), entityRoutingTests()...), entitySuspendTests()...)},
 	}
 	for _, g := range groups {
