@@ -386,6 +386,9 @@ func (s *entityStep) operate(m *backend.Message, ev *backend.Event, req *backend
 }
 
 func (s *entityStep) reconcile(m *backend.Message, ev *backend.Event, req *backend.EntityRequest, op *entityOp, ctx *entityContext, fail func(*backend.Failure)) {
+	if s.leaseLost() {
+		return
+	}
 	actx := &activityContext{Context: s.ctx, instanceID: s.id.String(), taskID: -1, name: ev.Name, attempt: ctx.attempt,
 		previous: s.wi.Instance.UpdatedAt, logger: ctx.logger, p: s.w.p, heartbeat: func([]byte) error { return nil }}
 	d, err := func() (d ReconcileDecision, err error) {
@@ -423,6 +426,9 @@ func taskIDOf(ref *backend.ParentRef) int {
 // run calls the operation; on success its state and messages are kept, on
 // failure discarded.
 func (s *entityStep) run(m *backend.Message, ev *backend.Event, req *backend.EntityRequest, op *entityOp, ctx *entityContext, fail func(*backend.Failure)) {
+	if s.leaseLost() {
+		return
+	}
 	state, exists, result, err := func() (state []byte, exists bool, result any, err error) {
 		defer func() {
 			if r := recover(); r != nil {

@@ -35,7 +35,8 @@ type WorkerOptions struct {
 	// burn CPU or memory. Default: DefaultConcurrency.
 	ActivityConcurrency int
 	// OrchestrationLeaseDuration is how long a claimed step is held before
-	// another worker may claim it again. Default: 30s.
+	// another worker may claim it again; the worker renews it every third
+	// of its length while the step (or entity batch) runs. Default: 30s.
 	OrchestrationLeaseDuration time.Duration
 	// ActivityLeaseDuration is the default lease of an activity delivery; the
 	// worker renews it every third of its length while the code runs, so it
@@ -352,33 +353,42 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	ctx, span := telemetry.StartStep(ctx, w.tr, wi)
 	outcome, spanErr := telemetry.OutcomeCommitted, error(nil)
 	defer func() { telemetry.End(span, outcome, spanErr) }()
+	// The lease is renewed while the step runs; entity operations run
+	// under lease.ctx, cancelled if the lease is lost.
+	lease := w.keepStepLease(ctx, wi, stepLog)
 	var params *backend.CompleteOrchestrationStepParams
+	var err error
 	if wi.Deliveries > w.opts.MaxStepDeliveries {
 		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
 		stepLog().Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
 		w.stats.stepsPoisoned.Add(1)
 		outcome = telemetry.OutcomePoisoned
 		params = replay.PoisonStep(wi, reason, time.Now())
+	} else if replay.EntityName(inst.ID) != "" {
+		params, err = w.executeEntity(lease.ctx, wi, stepLog())
 	} else {
-		var err error
-		if replay.EntityName(inst.ID) != "" {
-			params, err = w.executeEntity(ctx, wi, stepLog())
-		} else {
-			params, err = w.execute(wi, stepLog)
-		}
-		if err != nil {
-			// Hand the step back; after MaxStepDeliveries it is poisoned.
-			stepLog().Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
-			outcome, spanErr = telemetry.OutcomeHandedBack, err
-			w.abandonStep(wi, 10*w.opts.PollInterval)
-			return
-		}
+		params, err = w.execute(wi, stepLog)
+	}
+	if lost := lease.stop(); lost != nil {
+		// Another delivery holds the instance: never commit (the commit
+		// would be fenced anyway), nor hand back what is not ours.
+		w.stats.staleRejected.Add(1)
+		outcome, spanErr = telemetry.OutcomeLeaseLost, lost
+		stepLog().Warn("duro: orchestration step lost its lease while running; its result is discarded", "err", lost)
+		return
+	}
+	if err != nil {
+		// Hand the step back; after MaxStepDeliveries it is poisoned.
+		stepLog().Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
+		outcome, spanErr = telemetry.OutcomeHandedBack, err
+		w.abandonStep(wi, 10*w.opts.PollInterval)
+		return
 	}
 	fault.Point(fault.StepBeforeCommit)
 	// A computed step is worth committing even while the worker stops.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := w.commitStep(cctx, params)
+	err = w.commitStep(cctx, params, stepLog)
 	switch {
 	case err == nil:
 		w.stats.stepsCompleted.Add(1)
@@ -402,14 +412,28 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 
 // commitStep commits a step, retrying transient failures. With eager
 // activity dispatch on and activity slots free, the commit also claims the
-// step's activities for this worker, which starts them.
-func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchestrationStepParams) error {
+// step's activities for this worker, which starts them. A retry of a
+// commit that did happen (its reply was lost) is recognised by the
+// backend: it succeeds, with the claims the commit made.
+func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchestrationStepParams, log func() *slog.Logger) (err error) {
+	var first error // of the first try that failed
+	note := func(err error) error {
+		if err != nil && first == nil {
+			first = err
+		}
+		return err
+	}
+	defer func() {
+		if err == nil && first != nil {
+			log().Info("duro: orchestration step committed after a retry", "first_err", first)
+		}
+	}()
 	reserved := 0
 	if w.eager != nil && len(params.ActivityTasks) > 0 {
 		reserved = w.act.Reserve(len(params.ActivityTasks))
 	}
 	if reserved == 0 {
-		return dispatch.Retry(ctx, 5, isPermanent, func() error { return w.be.CompleteOrchestrationStep(ctx, params) })
+		return dispatch.Retry(ctx, 5, isPermanent, func() error { return note(w.be.CompleteOrchestrationStep(ctx, params)) })
 	}
 	var items []*backend.ActivityWorkItem
 	defer func() {
@@ -420,7 +444,7 @@ func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchest
 		claim := w.actClaim
 		var err error
 		items, err = w.eager.CompleteOrchestrationStepClaim(ctx, params, &claim, reserved)
-		return err
+		return note(err)
 	})
 }
 

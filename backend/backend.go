@@ -397,7 +397,11 @@ type Backend interface {
 	// when there is none.
 	ClaimOrchestrationStep(ctx context.Context, p *ClaimParams) (*OrchestrationWorkItem, error)
 	// CompleteOrchestrationStep commits a step atomically (O1) and releases the
-	// lease; ErrLeaseLost if p.Attempt is not the newest delivery.
+	// lease; ErrLeaseLost if p.Attempt is not the newest delivery. Called
+	// again with the same fencing token after it committed (a retry whose
+	// reply was lost), it applies nothing and returns nil, even if newer
+	// deliveries have claimed or committed since (within the last
+	// CommittedStepsWindow deliveries, see RepeatsCommittedStep).
 	CompleteOrchestrationStep(ctx context.Context, p *CompleteOrchestrationStepParams) error
 	// RenewOrchestrationLease extends a step's lease; ErrLeaseLost as above.
 	RenewOrchestrationLease(ctx context.Context, p *RenewLeaseParams) error
@@ -456,7 +460,10 @@ type StepActivityClaimer interface {
 	// number goes up by one and the lease is taken until claim.Now (zero:
 	// the store's clock, never p.Now) plus claim.LeaseDuration. The claims are as durable as ClaimActivities'
 	// when it returns. If the step fails, nothing is claimed. max <= 0
-	// claims nothing.
+	// claims nothing. Called again after it committed (see
+	// CompleteOrchestrationStep), it returns the claims that commit made
+	// for claim.Owner that are still live, so that they run at once: a
+	// caller must repeat the call only when it did not learn the outcome.
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/internal/fault"
 )
 
 // stepLockSet is every instance a step may write: its own, the targets of
@@ -85,7 +86,23 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 			f = &r.fence
 		}
 		if err := f.check(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
-			return err
+			if f == nil {
+				return err
+			}
+			repeat, rerr := t.repeatsCommittedStep(p, f)
+			switch {
+			case rerr != nil:
+				return rerr
+			case !repeat:
+				return err
+			case max == 0:
+				return nil
+			}
+			// A repeat of a step this delivery committed (its reply was
+			// lost): nothing is applied again, and the claims it made are
+			// handed over now rather than left to lapse.
+			claimed, rerr = t.claimsOfStep(p.ActivityTasks, claim.Owner, max)
+			return rerr
 		}
 		if _, err := t.mustNow(); err != nil {
 			return err
@@ -134,6 +151,66 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Tests lose the reply here, after the step has committed.
+	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
+		return nil, b.fail(op, err)
+	}
+	return claimed, nil
+}
+
+// repeatsCommittedStep reports whether p repeats a step its delivery
+// committed (backend.RepeatsCommittedStep), reading the locked row's
+// committed_steps.
+func (t *txn) repeatsCommittedStep(p *backend.CompleteOrchestrationStepParams, f *stepFence) (bool, error) {
+	var bits int64
+	if err := t.queryRow(`SELECT committed_steps FROM {s}.instances WHERE id = $1`, p.InstanceID).Scan(&bits); err != nil {
+		return false, err
+	}
+	return backend.RepeatsCommittedStep(p, f.exec, f.completed, bits), nil
+}
+
+// claimsOfStep finds, for a repeated commit, the claims that the commit
+// made for owner (applyStep inserts them claimed) and that are still live:
+// up to max of the tasks, in order, claimed in the transaction that
+// inserted them (claimed_at = created_at) by their first delivery, leased
+// to owner.
+func (t *txn) claimsOfStep(tasks []*backend.ActivityTask, owner string, max int) ([]*backend.ActivityWorkItem, error) {
+	now, err := t.mustNow()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(tasks))
+	for i, a := range tasks {
+		ids[i] = a.ID
+	}
+	rows, err := t.tx.Query(t.ctx, t.b.q(`SELECT id, attempt, lease_expires_at, created_at FROM {s}.activity_tasks
+		WHERE id = ANY($1) AND lease_owner = $2 AND claimed_at = created_at AND lease_expires_at > $3`), ids, owner, now)
+	if err != nil {
+		return nil, err
+	}
+	type live struct{ attempt, expires, created int64 }
+	found := map[string]live{}
+	var id string
+	var l live
+	if _, err := pgx.ForEachRow(rows, []any{&id, &l.attempt, &l.expires, &l.created}, func() error {
+		found[id] = l
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var claimed []*backend.ActivityWorkItem
+	for _, a := range tasks {
+		l, ok := found[a.ID]
+		if len(claimed) == max {
+			break
+		}
+		if !ok || l.attempt != int64(a.PriorAttempts)+1 {
+			continue
+		}
+		task := *a
+		claimed = append(claimed, &backend.ActivityWorkItem{Task: &task, Attempt: int(l.attempt),
+			ScheduledAt: fromNanos(l.created), LeaseExpiresAt: fromNanos(l.expires)})
 	}
 	return claimed, nil
 }
@@ -198,7 +275,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	}
 	batch.Queue(t.b.q(`UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
 		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
-		completed_attempt = step_attempt WHERE id = $8`),
+		completed_attempt = step_attempt, committed_steps = `+commitStepsUpdate+` WHERE id = $8`),
 		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id)
 	taskAt := -1 // the task insert's place in the batch
 	if len(p.ActivityTasks) > 0 {
@@ -283,7 +360,9 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 // claimed (eager dispatch): leased for $12 ns from $11, the claim's Now, or
 // when that is 0 from the database clock as this statement starts, the
 // step's last, so the lease counts from (just before) the commit. Never
-// from the step's time: that is the worker's clock.
+// from the step's time: that is the worker's clock. A claimed task's
+// created_at is its claim time too, so claimsOfStep can tell the claims
+// the commit made (claimed_at = created_at) from later ones.
 var insertTasksQuery = `WITH c AS MATERIALIZED (
 	SELECT COALESCE(NULLIF($11::bigint, 0), ` + dbStatementNow + `) AS at
 )
@@ -292,10 +371,17 @@ INSERT INTO {s}.activity_tasks
 		claimed_at, created_at)
 SELECT u.id, u.inst, u.exec, u.task, u.name, u.input, u.opts, u.attempt, u.owner,
 	CASE WHEN u.owner <> '' THEN c.at + $12::bigint ELSE 0 END, CASE WHEN u.owner <> '' THEN c.at ELSE 0 END,
-	$10::bigint
+	CASE WHEN u.owner <> '' THEN c.at ELSE $10::bigint END
 FROM c, unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bytea[], $7::text[],
 	$8::bigint[], $9::text[]) AS u(id, inst, exec, task, name, input, opts, attempt, owner)
 ON CONFLICT (id) DO NOTHING RETURNING id, lease_expires_at`
+
+// commitStepsUpdate is the new committed_steps of a committing delivery:
+// the bits shifted by the deliveries since the last commit, and bit 0 set
+// (backend.CommittedStepsWindow bits are kept).
+var commitStepsUpdate = fmt.Sprintf(`CASE WHEN step_attempt - completed_attempt >= %[1]d THEN 1
+	ELSE ((committed_steps << (step_attempt - completed_attempt)::int) & %[2]d) | 1 END`,
+	backend.CommittedStepsWindow, uint64(1)<<backend.CommittedStepsWindow-1)
 
 // insertedTasks reads which tasks the insert of applyStep inserted, makes
 // the work items of the claimed ones, and asks for a wake-up of the

@@ -84,7 +84,19 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 	var claimed []*backend.ActivityWorkItem
 	seq, err := b.writeSeq(ctx, op, p.Now, enc.size, func(t *txn) error {
 		claimed = claimed[:0]
-		if err := t.updateInstance(p, enc); err != nil {
+		err := t.updateInstance(p, enc)
+		if errors.Is(err, errStepCommitted) {
+			// A repeat of a step this delivery committed (its reply was
+			// lost): nothing is applied again, and the claims it made are
+			// handed over now rather than left to lapse.
+			if max > 0 {
+				return t.claimsOfStep(p.ActivityTasks, claim.Owner, max, func(wi *backend.ActivityWorkItem) {
+					claimed = append(claimed, wi)
+				})
+			}
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		if err := t.consume(p.InstanceID, p.ConsumedMessageIDs); err != nil {
@@ -158,13 +170,19 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", claimed[0].Task.ID, err))
 		}
 	}
+	// Tests lose the reply here, after the step has committed.
+	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
+		return nil, b.fail(op, err)
+	}
 	return claimed, nil
 }
 
 // claimInserted claims, for claim.Owner, up to max of the tasks whose
 // inserted flag is set and that still exist unleased, in order. The leases
 // run from claim.Now, or from the store's clock now when it is zero: never
-// from the step's Now, which is the worker's clock.
+// from the step's Now, which is the worker's clock. A claimed task's
+// created_at is set to its claim time too, so claimsOfStep can tell the
+// claims a commit made (claimed_at = created_at) from later ones.
 func (t *txn) claimInserted(tasks []*backend.ActivityTask, inserted []bool, claim *backend.ClaimParams, max int,
 	found func(wi *backend.ActivityWorkItem)) error {
 	at := now(claim.Now)
@@ -179,8 +197,8 @@ func (t *txn) claimInserted(tasks []*backend.ActivityTask, inserted []bool, clai
 		}
 		var attempt int
 		err := t.queryRow(`UPDATE activity_tasks SET attempt = attempt + 1, lease_owner = ?,
-			lease_expires_at = ?, claimed_at = ? WHERE id = ? AND lease_expires_at <= ? RETURNING attempt`,
-			claim.Owner, expires.UnixNano(), n, a.ID, n).Scan(&attempt)
+			lease_expires_at = ?, claimed_at = ?, created_at = ? WHERE id = ? AND lease_expires_at <= ? RETURNING attempt`,
+			claim.Owner, expires.UnixNano(), n, n, a.ID, n).Scan(&attempt)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // removed by the step's own end
 		}
@@ -190,6 +208,37 @@ func (t *txn) claimInserted(tasks []*backend.ActivityTask, inserted []bool, clai
 		task := *a
 		found(&backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: t.now, LeaseExpiresAt: expires})
 		fault.Point(fault.ActivityClaimBeforeCommit)
+		max--
+	}
+	return nil
+}
+
+// claimsOfStep finds, for a repeated commit, the claims that the commit
+// made for owner (see claimInserted) and that are still live: up to max of
+// the tasks, in order, claimed in the transaction that inserted them
+// (claimed_at = created_at) by their first delivery, leased to owner.
+func (t *txn) claimsOfStep(tasks []*backend.ActivityTask, owner string, max int, found func(wi *backend.ActivityWorkItem)) error {
+	n := t.now.UnixNano()
+	for _, a := range tasks {
+		if max == 0 {
+			break
+		}
+		var attempt int
+		var expires, created int64
+		err := t.queryRow(`SELECT attempt, lease_expires_at, created_at FROM activity_tasks
+			WHERE id = ? AND lease_owner = ? AND claimed_at = created_at AND lease_expires_at > ?`,
+			a.ID, owner, n).Scan(&attempt, &expires, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if attempt != a.PriorAttempts+1 {
+			continue
+		}
+		task := *a
+		found(&backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: fromNanos(created), LeaseExpiresAt: fromNanos(expires)})
 		max--
 	}
 	return nil
@@ -302,11 +351,17 @@ func (t *txn) appendHistory(id string, events [][]byte) error {
 const appendHistoryQuery = `INSERT INTO history (instance_id, seq, event)
 	VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE instance_id = ?1), ?2)`
 
+// errStepCommitted is updateInstance's answer to a repeat of a step that
+// its delivery committed.
+var errStepCommitted = errors.New("step already committed by this delivery")
+
 // updateInstance checks the step's fencing token and, in the same
 // statement, writes the step's status, payloads and suspension (kept only
 // with StatusSuspended) and releases the lease, marking the delivery's step
-// completed; ErrLeaseLost if the token is stale. The instance is touched:
-// its ready summary depends on whether it is Suspended.
+// completed (completed_attempt and committed_steps, see
+// backend.RepeatsCommittedStep); errStepCommitted if this delivery has
+// committed the step already, ErrLeaseLost if the token is stale. The
+// instance is touched: its ready summary depends on whether it is Suspended.
 func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *encodedStep) error {
 	status := p.Status
 	if p.ContinueAsNew != nil {
@@ -317,7 +372,8 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *en
 		completed = t.now.UnixNano()
 	}
 	res, err := t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?, suspension = ?,
-		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0, completed_attempt = step_attempt
+		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0, completed_attempt = step_attempt,
+		committed_steps = `+commitStepsUpdate+`
 		WHERE id = ? AND execution_id = ? AND step_attempt = ? AND completed_attempt < step_attempt`,
 		status, p.Output, enc.failure, p.CustomStatus, enc.susp, t.now.UnixNano(), completed,
 		p.InstanceID, p.ExecutionID, p.Attempt)
@@ -327,6 +383,16 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *en
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
+		var done, bits int64
+		var exec string
+		err := t.queryRow(`SELECT completed_attempt, committed_steps, execution_id FROM instances WHERE id = ?`,
+			p.InstanceID).Scan(&done, &bits, &exec)
+		if err == nil && backend.RepeatsCommittedStep(p, exec, done, bits) {
+			return errStepCommitted
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		if err := t.fence(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
 			return err
 		}
@@ -335,6 +401,13 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *en
 	t.touched[p.InstanceID] = struct{}{}
 	return nil
 }
+
+// commitStepsUpdate is the new committed_steps of a committing delivery:
+// the bits shifted by the deliveries since the last commit, and bit 0 set
+// (backend.CommittedStepsWindow bits are kept).
+var commitStepsUpdate = fmt.Sprintf(`CASE WHEN step_attempt - completed_attempt >= %[1]d THEN 1
+	ELSE ((committed_steps << (step_attempt - completed_attempt)) & %[2]d) | 1 END`,
+	backend.CommittedStepsWindow, uint64(1)<<backend.CommittedStepsWindow-1)
 
 // insertTasks enqueues activity tasks with their encoded options; IDs that
 // exist are ignored. A task's attempt number starts at PriorAttempts, so

@@ -8,9 +8,15 @@
 // default; several separated by commas). A firing point kills its own process
 // with SIGKILL: no deferred calls, no flushing — the crash a power cut or an
 // OOM kill would cause. Production code never calls EnableFromEnv.
+//
+// A few points fail instead of killing (Fail): an in-process test arms one
+// for a key (an instance ID) with ArmFor, and the code at the point returns
+// ErrInjected, as if a connection had broken there.
 package fault
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -35,6 +41,10 @@ const (
 	StepBeforeCommit = "step-before-commit"
 	// StepAfterCommit: an orchestration step has committed.
 	StepAfterCommit = "step-after-commit"
+	// StepReplyLost: a backend has committed an orchestration step (keyed
+	// by instance ID) but its caller does not learn it: the call returns
+	// ErrInjected, as when the connection breaks after COMMIT. A Fail point.
+	StepReplyLost = "step-reply-lost"
 )
 
 var (
@@ -101,4 +111,61 @@ func Point(name string) {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
 	}
+}
+
+// ErrInjected is the error of a Fail point that fires.
+var ErrInjected = errors.New("fault injected")
+
+var (
+	// keyedArmed counts the keys armed by ArmFor, so that Fail costs one
+	// atomic load when none is.
+	keyedArmed atomic.Int32
+	// keyed maps a point and key to the passes left that fail, and fired to
+	// how many have.
+	keyed = map[[2]string]int{}
+	fired = map[[2]string]int{}
+)
+
+// ArmFor makes the next n passes of Fail point name with key fail, in this
+// process. It returns a function that disarms the point and reports how many
+// passes failed. Tests arm keys of their own (unique instance IDs), so that
+// parallel tests are not affected.
+func ArmFor(name, key string, n int) (disarm func() int) {
+	k := [2]string{name, key}
+	mu.Lock()
+	if _, ok := keyed[k]; !ok {
+		keyedArmed.Add(1)
+	}
+	keyed[k] = n
+	fired[k] = 0
+	mu.Unlock()
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := keyed[k]; ok {
+			delete(keyed, k)
+			keyedArmed.Add(-1)
+		}
+		n := fired[k]
+		delete(fired, k)
+		return n
+	}
+}
+
+// Fail returns ErrInjected (wrapped with the point's name) if point name is
+// armed for key and passes are left; nil otherwise. It costs one atomic load
+// when nothing is armed.
+func Fail(name, key string) error {
+	if keyedArmed.Load() == 0 {
+		return nil
+	}
+	k := [2]string{name, key}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := keyed[k]; n > 0 {
+		keyed[k] = n - 1
+		fired[k]++
+		return fmt.Errorf("%s for %q: %w", name, key, ErrInjected)
+	}
+	return nil
 }
