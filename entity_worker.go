@@ -196,6 +196,9 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	for _, r := range env.Window {
 		s.seen[r.ID] = true
 	}
+	if err := s.syncBeforeAtMostOnce(); err != nil {
+		return nil, err
+	}
 	if inst.Status == backend.StatusSuspended {
 		// Only control messages reach a suspended entity.
 		s.control(wi)
@@ -225,6 +228,38 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 		return nil, err
 	}
 	return s.out, nil
+}
+
+// syncBeforeAtMostOnce makes the batch's claim durable (A1) before any
+// code runs when the batch may run an at-most-once operation or its
+// reconciler: a store whose commits are not synced (backend.ClaimSyncer)
+// could otherwise forget the attempt in a power loss and deliver the batch
+// again as attempt 1. Batches of at-least-once operations do not pay.
+func (s *entityStep) syncBeforeAtMostOnce() error {
+	cs, ok := s.w.be.(backend.ClaimSyncer)
+	if !ok {
+		return nil
+	}
+	atMostOnce := func(m *backend.Message) bool {
+		if m == nil || m.Event == nil || m.Event.Type != backend.EventEntityRequest {
+			return false
+		}
+		op := s.reg.ops[m.Event.Name]
+		return op != nil && op.opts.Guarantee == AtMostOnce
+	}
+	need := atMostOnce(s.env.Pending)
+	for _, list := range [][]*backend.Message{s.wi.Messages, s.env.Queue} {
+		for _, m := range list {
+			need = need || atMostOnce(m)
+		}
+	}
+	if !need {
+		return nil
+	}
+	if err := cs.SyncClaims(s.ctx); err != nil {
+		return fmt.Errorf("entity %s: make the batch's claim durable before an at-most-once operation: %w", s.id, err)
+	}
+	return nil
 }
 
 // pruneWindow forgets processed IDs beyond the window's count and age.

@@ -440,6 +440,18 @@ type StepActivityClaimer interface {
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)
 }
 
+// ClaimSyncer is an optional capability of a backend whose commits may not
+// be durable when they return (SQLite with synchronous=NORMAL). Its Claim
+// methods make the claim of an at-most-once activity durable themselves,
+// but they cannot tell whether a step will run at-most-once code: an
+// entity batch may hold an at-most-once operation. Before such code runs,
+// the worker calls SyncClaims, so that the batch's attempt number survives
+// a power loss (A1).
+type ClaimSyncer interface {
+	// SyncClaims makes every claim returned so far durable.
+	SyncClaims(ctx context.Context) error
+}
+
 // KindNotifier is an optional refinement of WorkNotifier for backends that
 // can tell the two kinds of work apart, so that a worker wakes its
 // orchestration loop only for steps and its activity loop only for activity
