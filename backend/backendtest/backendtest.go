@@ -67,6 +67,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Control", controlTests()},
 		{"Entities", append(append(entityTests(), entityRoutingTests()...), entitySuspendTests()...)},
 		{"RequestWindow", windowTests()},
+		{"EntityWindow", entityWindowTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of
