@@ -73,6 +73,38 @@ type EntityContext interface {
 	Logger() *slog.Logger
 }
 
+// ErrEntityQueueFull: an entity held in a critical section refused a
+// request because WorkerOptions.EntityQueueLimit requests already waited
+// for its lock. The error is an *EntityQueueFullError.
+var ErrEntityQueueFull = errors.New("entity queue full")
+
+// FailureTypeEntityQueueFull is the failure type of a request an entity
+// refused because its queue was full.
+const FailureTypeEntityQueueFull = "EntityQueueFull"
+
+// EntityQueueFullError is the cause of the *TaskError a call or a
+// LockEntities of an orchestration gets when the entity refused it because
+// its queue was full (errors.Is(err, ErrEntityQueueFull)). The request was
+// not run; nothing else was lost. A signal refused the same way is dropped,
+// logged and counted (WorkerStats.EntityRequestsRejected, EntityState.Rejected).
+type EntityQueueFullError struct {
+	// Entity is the entity's ID ("@name@key").
+	Entity string `json:"entity"`
+	// LockedBy is the orchestration instance holding the entity's lock.
+	LockedBy string `json:"lockedBy"`
+	// Limit is the queue limit that was reached.
+	Limit int `json:"limit"`
+}
+
+// Error implements error.
+func (e *EntityQueueFullError) Error() string {
+	return fmt.Sprintf("entity %s refused the request: %d requests already wait for its lock, held by %s (WorkerOptions.EntityQueueLimit)",
+		e.Entity, e.Limit, e.LockedBy)
+}
+
+// Is makes errors.Is(err, ErrEntityQueueFull) true.
+func (e *EntityQueueFullError) Is(target error) bool { return target == ErrEntityQueueFull }
+
 // OperationOptions configure an entity operation at registration.
 type OperationOptions struct {
 	// Guarantee is AtLeastOnce (default) or AtMostOnce. An AtMostOnce

@@ -85,6 +85,9 @@ type EntityState struct {
 	LockedBy string
 	// Queued counts requests waiting for the lock.
 	Queued int
+	// Rejected counts requests the entity refused because
+	// WorkerOptions.EntityQueueLimit requests already waited for its lock.
+	Rejected int
 	// LastModified is when the entity last processed a batch.
 	LastModified time.Time
 	p            payloads
@@ -103,7 +106,7 @@ func (c *Client) entityState(bi *backend.Instance) (*EntityState, error) {
 		return nil, fmt.Errorf("duro: entity %s: %w", id, err)
 	}
 	st := &EntityState{ID: id, Exists: env.Exists && bi.Status != StatusCompleted, RawState: env.State,
-		Queued: len(env.Queue), LastModified: env.Modified, p: c.p}
+		Queued: len(env.Queue), Rejected: env.Rejected, LastModified: env.Modified, p: c.p}
 	if !st.Exists {
 		st.RawState = nil
 	}

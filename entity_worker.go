@@ -16,14 +16,22 @@ import (
 
 // entityEnvelope is an entity's persisted state, kept in its instance's
 // custom status and replaced, atomically, by every batch: the user's state,
-// the window of request IDs already processed, the lock of a critical
-// section and the requests waiting for it.
+// the lock of a critical section and the requests waiting for it (at most
+// WorkerOptions.EntityQueueLimit). The window of request IDs already
+// processed is kept by the backend as rows of their own
+// (backend.RequestWindow), written in the same commit, so that a batch
+// writes the IDs it adds rather than the whole window; only with a backend
+// without that capability does the envelope carry it.
 type entityEnvelope struct {
 	State  []byte `json:"state,omitempty"`
 	Exists bool   `json:"exists"`
 	// Window holds the IDs of processed requests, oldest first, bounded by
-	// count and age.
+	// count and age, for a backend without backend.RequestWindow (and in
+	// envelopes written before the window moved to the backend: the next
+	// batch moves it there).
 	Window []seenRequest `json:"window,omitempty"`
+	// Latest is when the newest ID of the backend's window was processed.
+	Latest time.Time `json:"latest,omitzero"`
 	// Lock is the critical section holding the entity.
 	Lock *entityLock `json:"lock,omitempty"`
 	// Queue holds requests that arrived while another owner held the lock.
@@ -37,7 +45,9 @@ type entityEnvelope struct {
 	// Consumed counts messages consumed since the entity's execution began;
 	// past a bound the entity continues as new to bound the backend's record
 	// of consumed message IDs (the window keeps deduplicating).
-	Consumed int       `json:"consumed,omitempty"`
+	Consumed int `json:"consumed,omitempty"`
+	// Rejected counts requests refused because the queue was full.
+	Rejected int       `json:"rejected,omitempty"`
 	Modified time.Time `json:"modified,omitzero"`
 }
 
@@ -92,6 +102,15 @@ type entityStep struct {
 	remove bool
 	// suspended is set when an at-most-once operation waits for a decision.
 	suspended bool
+	// rows is the backend's window of processed request IDs (nil: the
+	// envelope holds it); added are the IDs this batch adds to it, and
+	// latest is the envelope's Latest before the batch.
+	rows   backend.RequestWindow
+	added  []backend.ProcessedRequest
+	latest time.Time
+	// replaying is set while requests that waited in the queue are handled
+	// again: they were accepted already, so the queue limit does not apply.
+	replaying bool
 }
 
 // control applies the control messages a suspended entity receives: a
@@ -148,11 +167,7 @@ func (s *entityStep) control(wi *backend.OrchestrationWorkItem) {
 		}
 		if s.env.Lock == nil {
 			// Requests that waited behind the decision, in order.
-			queue := s.env.Queue
-			s.env.Queue = nil
-			for _, q := range queue {
-				s.handle(q)
-			}
+			s.replayQueue()
 		}
 	}
 }
@@ -196,6 +211,15 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	for _, r := range env.Window {
 		s.seen[r.ID] = true
 	}
+	if rw, ok := w.be.(backend.RequestWindow); ok {
+		s.rows = rw
+		if err := s.loadWindow(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.syncBeforeAtMostOnce(); err != nil {
+		return nil, err
+	}
 	if inst.Status == backend.StatusSuspended {
 		// Only control messages reach a suspended entity.
 		s.control(wi)
@@ -214,17 +238,53 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	env.Modified = now
 	if s.out.Status == backend.StatusSuspended {
 		// Nothing else changes while a decision is pending.
-	} else if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && len(env.Window) <= 1 {
+	} else if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && s.windowEmpty() {
 		s.out.Status = backend.StatusCompleted
 	} else if env.Consumed > s.w.opts.EntityDedupWindow {
 		env.Consumed = 0
 		s.out.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: uuid.NewString()}
+	}
+	if s.rows != nil {
+		s.out.Window = &backend.WindowUpdate{Add: s.added, Keep: s.w.opts.EntityDedupWindow,
+			Before: now.Add(-s.w.opts.EntityDedupAge)}
 	}
 	s.out.CustomStatus, err = json.Marshal(env)
 	if err != nil {
 		return nil, err
 	}
 	return s.out, nil
+}
+
+// syncBeforeAtMostOnce makes the batch's claim durable (A1) before any
+// code runs when the batch may run an at-most-once operation or its
+// reconciler: a store whose commits are not synced (backend.ClaimSyncer)
+// could otherwise forget the attempt in a power loss and deliver the batch
+// again as attempt 1. Batches of at-least-once operations do not pay.
+func (s *entityStep) syncBeforeAtMostOnce() error {
+	cs, ok := s.w.be.(backend.ClaimSyncer)
+	if !ok {
+		return nil
+	}
+	atMostOnce := func(m *backend.Message) bool {
+		if m == nil || m.Event == nil || m.Event.Type != backend.EventEntityRequest {
+			return false
+		}
+		op := s.reg.ops[m.Event.Name]
+		return op != nil && op.opts.Guarantee == AtMostOnce
+	}
+	need := atMostOnce(s.env.Pending)
+	for _, list := range [][]*backend.Message{s.wi.Messages, s.env.Queue} {
+		for _, m := range list {
+			need = need || atMostOnce(m)
+		}
+	}
+	if !need {
+		return nil
+	}
+	if err := cs.SyncClaims(s.ctx); err != nil {
+		return fmt.Errorf("entity %s: make the batch's claim durable before an at-most-once operation: %w", s.id, err)
+	}
+	return nil
 }
 
 // pruneWindow forgets processed IDs beyond the window's count and age.
@@ -241,12 +301,122 @@ func (s *entityStep) pruneWindow() {
 	s.env.Released = prune(s.env.Released)
 }
 
+// loadWindow reads, from the backend's window, which of the requests the
+// batch may handle were processed already (within the window's age). An
+// envelope that still carries a window (written by an earlier build) hands
+// it over: its entries are added to the backend's window by this batch.
+func (s *entityStep) loadWindow() error {
+	env := s.env
+	for _, r := range env.Window {
+		s.added = append(s.added, backend.ProcessedRequest{ID: r.ID, At: r.At})
+		if r.At.After(env.Latest) {
+			env.Latest = r.At
+		}
+	}
+	env.Window = nil
+	s.latest = env.Latest
+	var ids []string
+	add := func(m *backend.Message) {
+		if m != nil && m.Event != nil && m.Event.Type == backend.EventEntityRequest {
+			ids = append(ids, m.ID)
+		}
+	}
+	add(env.Pending)
+	for _, list := range [][]*backend.Message{s.wi.Messages, env.Queue} {
+		for _, m := range list {
+			add(m)
+		}
+	}
+	seen, err := s.rows.ProcessedRequests(s.ctx, s.wi.Instance.ID, ids)
+	if err != nil {
+		return fmt.Errorf("entity %s: read the window of processed requests: %w", s.id, err)
+	}
+	for _, r := range seen {
+		if s.now.Sub(r.At) <= s.w.opts.EntityDedupAge {
+			s.seen[r.ID] = true
+		}
+	}
+	return nil
+}
+
+// windowEmpty reports whether the window holds no processed request but
+// (at most) the one this batch is removing the entity for.
+func (s *entityStep) windowEmpty() bool {
+	if s.rows == nil {
+		return len(s.env.Window) <= 1
+	}
+	return len(s.added) <= 1 && (s.latest.IsZero() || s.now.Sub(s.latest) > s.w.opts.EntityDedupAge)
+}
+
 func (s *entityStep) remember(id string) {
 	s.seen[id] = true
+	if s.rows != nil {
+		s.added = append(s.added, backend.ProcessedRequest{ID: id, At: s.now})
+		s.env.Latest = s.now
+		return
+	}
 	s.env.Window = append(s.env.Window, seenRequest{ID: id, At: s.now})
 	if over := len(s.env.Window) - s.w.opts.EntityDedupWindow; over > 0 {
 		s.env.Window = s.env.Window[over:]
 	}
+}
+
+// replayQueue handles again, in order, the requests that waited in the
+// queue.
+func (s *entityStep) replayQueue() {
+	queue := s.env.Queue
+	s.env.Queue = nil
+	was := s.replaying
+	s.replaying = true
+	for _, q := range queue {
+		s.handle(q)
+	}
+	s.replaying = was
+}
+
+// enqueue makes a request wait for the lock, or refuses it when
+// EntityQueueLimit requests already wait. A refused call or lock request
+// gets an EntityQueueFull failure (and is remembered, like any answered
+// request); a refused signal is dropped and logged, and not remembered,
+// so that a retry with its ID may get in later.
+func (s *entityStep) enqueue(m *backend.Message, req *backend.EntityRequest) {
+	limit := s.w.opts.EntityQueueLimit
+	if s.replaying || len(s.env.Queue) < limit {
+		s.env.Queue = append(s.env.Queue, m)
+		return
+	}
+	s.w.stats.entityRequestsRejected.Add(1)
+	s.env.Rejected++
+	qerr := &EntityQueueFullError{Entity: s.id.String(), LockedBy: s.env.Lock.Owner, Limit: limit}
+	if req.Caller == nil {
+		s.log.Error("duro: entity queue full; the signal is dropped", "operation", m.Event.Name, "request", m.ID,
+			"locked_by", qerr.LockedBy, "limit", limit)
+		return
+	}
+	s.remember(m.ID)
+	name := m.Event.Name
+	if len(req.Lock) > 0 {
+		name = "lock"
+	}
+	f := engineFailure(FailureTypeEntityQueueFull, name, qerr)
+	if len(req.Lock) == 0 {
+		s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: req.Caller.TaskID, Failure: f, Timestamp: s.now})
+		return
+	}
+	// A lock request visits the entities in order: those before this one
+	// hold their lock for it, and release it.
+	self := s.id.String()
+	for _, e := range req.Lock {
+		if e == self {
+			break
+		}
+		s.out.Messages = append(s.out.Messages, &backend.Message{
+			ID: lockKey(req.Caller) + "/refused/" + e, InstanceID: e,
+			Event: &backend.Event{Type: backend.EventEntityRequest, Timestamp: s.now,
+				Entity: &backend.EntityRequest{Owner: req.Owner, Caller: req.Caller, Release: true, Lock: req.Lock}},
+		})
+	}
+	s.respond(req.Caller, &backend.Event{Type: backend.EventEntityLockGranted, TaskID: req.Caller.TaskID, Failure: f, Timestamp: s.now})
 }
 
 // handle applies one request: deduplicated, deferred while another owner
@@ -270,7 +440,7 @@ func (s *entityStep) handle(m *backend.Message) {
 		s.release(m, req)
 		return
 	case s.env.Lock != nil && req.Owner != s.env.Lock.Owner:
-		s.env.Queue = append(s.env.Queue, m)
+		s.enqueue(m, req)
 		return
 	case len(req.Lock) > 0:
 		s.lock(m, req)
@@ -311,11 +481,7 @@ func (s *entityStep) release(m *backend.Message, req *backend.EntityRequest) {
 	s.remember(m.ID)
 	if l := s.env.Lock; l != nil && l.Owner == req.Owner && lockKey(l.Caller) == lockKey(req.Caller) {
 		s.env.Lock = nil
-		queue := s.env.Queue
-		s.env.Queue = nil
-		for _, q := range queue {
-			s.handle(q)
-		}
+		s.replayQueue()
 		return
 	}
 	// Not held (yet): drop a queued request of that section and remember
@@ -352,7 +518,7 @@ func (s *entityStep) operate(m *backend.Message, ev *backend.Event, req *backend
 		s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: req.Caller.TaskID, Failure: f, Timestamp: s.now})
 	}
 	if ev.Name == cleanOperation {
-		if !s.env.Exists && s.env.Lock == nil && len(s.env.Queue) == 0 && len(s.env.Window) <= 1 {
+		if !s.env.Exists && s.env.Lock == nil && len(s.env.Queue) == 0 && s.windowEmpty() {
 			s.remove = true
 		}
 		return

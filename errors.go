@@ -79,8 +79,9 @@ type TaskError struct {
 }
 
 // Unwrap returns the engine error behind the failure, if any: a
-// *PossibleDuplicateError or a *PoisonedError, so that errors.Is(err,
-// ErrPossibleDuplicate) and errors.Is(err, ErrPoisoned) work.
+// *PossibleDuplicateError, a *PoisonedError or an *EntityQueueFullError, so
+// that errors.Is(err, ErrPossibleDuplicate), errors.Is(err, ErrPoisoned)
+// and errors.Is(err, ErrEntityQueueFull) work.
 func (e *TaskError) Unwrap() error { return e.cause }
 
 // Error implements error.
@@ -102,6 +103,10 @@ func newTaskError(kind TaskKind, name string, taskID int, f *Failure) *TaskError
 		p := &PoisonedError{}
 		_ = json.Unmarshal(f.Details, p)
 		te.cause = p
+	case FailureTypeEntityQueueFull:
+		q := &EntityQueueFullError{}
+		_ = json.Unmarshal(f.Details, q)
+		te.cause = q
 	}
 	return te
 }

@@ -31,13 +31,17 @@ type WorkerStats struct {
 	// the step that scheduled them (eager dispatch, see
 	// WorkerOptions.DisableEagerActivities) rather than by a claim.
 	EagerActivities int64
+	// EntityRequestsRejected counts requests entities refused because their
+	// queue of requests waiting for a lock was full
+	// (WorkerOptions.EntityQueueLimit).
+	EntityRequestsRejected int64
 }
 
 type workerStats struct {
 	stepsCompleted, activitiesCompleted, redeliveries      atomic.Int64
 	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
-	eagerActivities                                        atomic.Int64
+	eagerActivities, entityRequestsRejected                atomic.Int64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -49,5 +53,6 @@ func (w *Worker) Stats() WorkerStats {
 		DuplicatesReconciled: s.duplicatesReconciled.Load(), StaleCompletionsRejected: s.staleRejected.Load(),
 		ActivitiesPoisoned: s.activitiesPoisoned.Load(), StepsPoisoned: s.stepsPoisoned.Load(),
 		DuplicatesSuspended: s.duplicatesSuspended.Load(), EagerActivities: s.eagerActivities.Load(),
+		EntityRequestsRejected: s.entityRequestsRejected.Load(),
 	}
 }

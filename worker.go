@@ -77,6 +77,14 @@ type WorkerOptions struct {
 	// Default: DefaultEntityDedupAge, longer than the default retry horizon
 	// of an activity (MaxDeliveries leases plus backoffs).
 	EntityDedupAge time.Duration
+	// EntityQueueLimit is how many requests may wait for an entity held in
+	// a critical section by another orchestration; the queue is stored
+	// with the entity's state. A request beyond it is refused, and nothing
+	// else is lost: a call or LockEntities from an orchestration fails
+	// with an *EntityQueueFullError (ErrEntityQueueFull), a signal is
+	// dropped, logged and counted (WorkerStats.EntityRequestsRejected).
+	// Default: DefaultEntityQueueLimit.
+	EntityQueueLimit int
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Tracer receives a span for each orchestration step and each activity
@@ -95,6 +103,9 @@ const (
 	DefaultEntityDedupWindow = 5000
 	DefaultEntityDedupAge    = 7 * 24 * time.Hour
 )
+
+// DefaultEntityQueueLimit is the default of WorkerOptions.EntityQueueLimit.
+const DefaultEntityQueueLimit = 1000
 
 // WithDefaults returns a copy of o with zero fields set to their defaults.
 func (o WorkerOptions) WithDefaults() WorkerOptions {
@@ -135,6 +146,9 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.EntityDedupAge == 0 {
 		o.EntityDedupAge = DefaultEntityDedupAge
 	}
+	if o.EntityQueueLimit == 0 {
+		o.EntityQueueLimit = DefaultEntityQueueLimit
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -160,6 +174,8 @@ func (o WorkerOptions) validate() error {
 		return fmt.Errorf("duro: WorkerOptions.MaxDeliveries is %d; want > 0", o.MaxDeliveries)
 	case o.EntityDedupWindow < 0 || o.EntityDedupAge < 0:
 		return fmt.Errorf("duro: WorkerOptions.EntityDedupWindow (%d) and EntityDedupAge (%v) must not be negative", o.EntityDedupWindow, o.EntityDedupAge)
+	case o.EntityQueueLimit < 0:
+		return fmt.Errorf("duro: WorkerOptions.EntityQueueLimit is %d; want > 0", o.EntityQueueLimit)
 	case o.MaxStepDeliveries < 0:
 		return fmt.Errorf("duro: WorkerOptions.MaxStepDeliveries is %d; want > 0", o.MaxStepDeliveries)
 	}

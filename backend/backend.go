@@ -252,6 +252,10 @@ type CompleteOrchestrationStepParams struct {
 	// parent's task gets, instead, a SubOrchestrationFailed message with ID
 	// RewindChild.FailMessageID saying the child could not be rewound.
 	RewindInstances []*RewindChild
+	// Window, for a backend that implements RequestWindow, updates the
+	// instance's window of processed request IDs in the step's transaction;
+	// only the IDs added and dropped are written. Other backends ignore it.
+	Window *WindowUpdate
 	// ContinueAsNew, if set, starts a new execution in the same transaction:
 	// the history is cleared, the instance gets NewExecutionID and Input, and
 	// an ExecutionStarted message is enqueued. Messages addressed to the old
@@ -259,6 +263,27 @@ type CompleteOrchestrationStepParams struct {
 	ContinueAsNew *ContinueAsNew
 	// Now is the commit time; zero means the backend's clock.
 	Now time.Time
+}
+
+// ProcessedRequest is an entry of an instance's window of processed request
+// IDs (see RequestWindow).
+type ProcessedRequest struct {
+	ID string
+	// At is when the request was processed.
+	At time.Time
+}
+
+// WindowUpdate changes an instance's window of processed request IDs.
+type WindowUpdate struct {
+	// Add are added, in order, as the newest entries; an ID already in the
+	// window is moved there with its new time.
+	Add []ProcessedRequest
+	// Keep bounds the window by count: after Add, only the Keep newest
+	// entries stay. 0 means no bound.
+	Keep int
+	// Before bounds it by age: the oldest entries processed before Before
+	// are dropped, up to the first one that is not. Zero means no bound.
+	Before time.Time
 }
 
 // RewindChild is a sub-orchestration a parent's rewind reaches.
@@ -465,6 +490,33 @@ type StepActivityClaimer interface {
 	// for claim.Owner that are still live, so that they run at once: a
 	// caller must repeat the call only when it did not learn the outcome.
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)
+}
+
+// RequestWindow is an optional capability: a backend that keeps, per
+// instance, a window of the IDs of processed requests as rows of their own,
+// so that a step writes only the entries it adds and drops
+// (CompleteOrchestrationStepParams.Window) instead of the whole window.
+// Entities keep their window of processed request IDs there; without the
+// capability they keep it in their custom status, rewritten by every batch.
+// The window belongs to the instance, not to an execution: continue-as-new
+// keeps it; a step that ends the instance, the replacement of a finished
+// instance and a purge delete it.
+type RequestWindow interface {
+	// ProcessedRequests returns the entries of the instance's window whose
+	// IDs are among ids, in no particular order.
+	ProcessedRequests(ctx context.Context, instanceID string, ids []string) ([]ProcessedRequest, error)
+}
+
+// ClaimSyncer is an optional capability of a backend whose commits may not
+// be durable when they return (SQLite with synchronous=NORMAL). Its Claim
+// methods make the claim of an at-most-once activity durable themselves,
+// but they cannot tell whether a step will run at-most-once code: an
+// entity batch may hold an at-most-once operation. Before such code runs,
+// the worker calls SyncClaims, so that the batch's attempt number survives
+// a power loss (A1).
+type ClaimSyncer interface {
+	// SyncClaims makes every claim returned so far durable.
+	SyncClaims(ctx context.Context) error
 }
 
 // KindNotifier is an optional refinement of WorkNotifier for backends that

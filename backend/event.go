@@ -78,7 +78,10 @@ const (
 	// EventEntityLockRequested records a critical section's lock request:
 	// TaskID, Entity.Lock; EventEntityLockGranted answers it.
 	EventEntityLockRequested EventType = "EntityLockRequested"
-	// EventEntityLockGranted says every entity of a lock request is locked.
+	// EventEntityLockGranted says every entity of a lock request is locked:
+	// TaskID; with Failure, that an entity refused the request (its queue
+	// of waiting requests was full) and the entities before it released
+	// their locks.
 	EventEntityLockGranted EventType = "EntityLockGranted"
 	// EventEntityUnlocked records the release of a critical section's locks:
 	// TaskID, Entity.Lock.

@@ -60,6 +60,16 @@ func (p *CompleteOrchestrationStepParams) Validate() error {
 			return fmt.Errorf("instance %q: rewind instance: %w", p.InstanceID, err)
 		}
 	}
+	if w := p.Window; w != nil {
+		if w.Keep < 0 {
+			return fmt.Errorf("instance %q: window: negative Keep %d", p.InstanceID, w.Keep)
+		}
+		for _, r := range w.Add {
+			if r.ID == "" {
+				return fmt.Errorf("instance %q: window: empty request ID", p.InstanceID)
+			}
+		}
+	}
 	return nil
 }
 

@@ -71,6 +71,8 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Entities", append(append(entityTests(), entityRoutingTests()...), entitySuspendTests()...)},
 		{"ConcurrentCreate", concurrentCreateTests()},
 		{"StoreClock", storeClockTests()},
+		{"RequestWindow", windowTests()},
+		{"EntityWindow", entityWindowTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

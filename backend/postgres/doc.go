@@ -13,8 +13,9 @@
 // SCHEMA ... CASCADE. The tables are those of the SQLite backend:
 // instances (with the orchestration lease: lock_owner, lock_expires_at,
 // step_attempt, completed_attempt, and the ready summary ready_at,
-// ready_key), history, inbox, inbox_consumed and activity_tasks (with
-// attempt, lease_expires_at, claimed_at). Times are bigint Unix nanoseconds
+// ready_key), history, inbox, inbox_consumed, activity_tasks (with
+// attempt, lease_expires_at, claimed_at) and request_window (the windows of
+// processed request IDs of backend.RequestWindow). Times are bigint Unix nanoseconds
 // UTC (exact, as the contract needs nanosecond instants; 0 is "never" or
 // "at once"); IDs are text in the "C" collation, compared byte by byte.
 //

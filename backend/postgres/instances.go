@@ -176,7 +176,7 @@ func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesP
 		}
 		n = len(ids)
 		batch := &pgx.Batch{}
-		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks"} {
+		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks", "request_window"} {
 			batch.Queue(b.q(`DELETE FROM {s}.`+table+` WHERE instance_id = ANY($1)`), ids)
 		}
 		return t.tx.SendBatch(t.ctx, batch).Close()

@@ -273,6 +273,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 			FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE instance_id = $1) base,
 				unnest($2::bytea[]) WITH ORDINALITY AS e(data, ord)`), id, events)
 	}
+	t.queueWindow(batch, id, p.Window)
 	batch.Queue(t.b.q(`UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
 		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
 		completed_attempt = step_attempt, committed_steps = `+commitStepsUpdate+` WHERE id = $8`),
@@ -540,11 +541,13 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 	}, true)
 }
 
-// finish deletes a terminal instance's remaining inbox and activity tasks.
+// finish deletes a terminal instance's remaining inbox, activity tasks and
+// request window.
 func (t *txn) finish(id string) error {
 	batch := &pgx.Batch{}
 	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1`), id)
 	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`), id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.request_window WHERE instance_id = $1`), id)
 	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
 		return err
 	}

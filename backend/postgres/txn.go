@@ -378,7 +378,7 @@ func (t *txn) rewind(id, msgID, reason string) error {
 }
 
 // deleteInstanceData deletes an instance's history, inbox, consumed message
-// IDs and activity tasks, keeping its row.
+// IDs, activity tasks and request window, keeping its row.
 func (t *txn) deleteInstanceData(id string) error {
 	b := &pgx.Batch{}
 	for _, q := range []string{
@@ -386,6 +386,7 @@ func (t *txn) deleteInstanceData(id string) error {
 		`DELETE FROM {s}.inbox WHERE instance_id = $1`,
 		`DELETE FROM {s}.inbox_consumed WHERE instance_id = $1`,
 		`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`,
+		`DELETE FROM {s}.request_window WHERE instance_id = $1`,
 	} {
 		b.Queue(t.b.q(q), id)
 	}

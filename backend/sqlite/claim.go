@@ -37,6 +37,27 @@ func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimP
 	return b.claimSteps(ctx, "claim orchestration steps", p, max)
 }
 
+// SyncClaims implements backend.ClaimSyncer: with synchronous=NORMAL it
+// syncs the WAL, unless a sync made since the last commit already covers
+// every claim returned so far; under FULL and EXTRA (and in memory) commits
+// are as durable as they get, and it does nothing.
+func (b *Backend) SyncClaims(ctx context.Context) error {
+	if b.closed.Load() {
+		return b.fail("sync claims", backend.ErrClosed)
+	}
+	if b.syncWAL == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return b.fail("sync claims", err)
+	}
+	// A claim's commit is counted before the claim returns.
+	if err := b.syncCommit(b.w.commits.Load()); err != nil {
+		return b.fail("sync claims", fmt.Errorf("sync WAL: %w", err))
+	}
+	return nil
+}
+
 // claimedStep is a claimed step whose events are still encoded: they are
 // decoded after the commit, outside the writer.
 type claimedStep struct {

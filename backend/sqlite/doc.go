@@ -60,6 +60,8 @@
 //     completion could be lost (and redone). It is several times faster.
 //     The claim of an at-most-once task is the exception: it syncs the WAL
 //     before it returns (one sync covers every claim committed by then).
+//     So is an entity batch that holds an at-most-once operation: the
+//     worker calls SyncClaims (backend.ClaimSyncer) before the batch runs.
 //   - EXTRA is FULL plus a sync of the directory after deleting a journal;
 //     in WAL mode it costs little more than FULL.
 //

@@ -184,7 +184,7 @@ func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesP
 	where, args := filterSQL(terminal, p.Name, p.CreatedFrom, p.CreatedTo)
 	var n int64
 	err := b.write(ctx, "purge instances", time.Time{}, 0, func(t *txn) error {
-		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks"} {
+		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks", "request_window"} {
 			if _, err := t.exec(`DELETE FROM `+table+
 				` WHERE instance_id IN (SELECT id FROM instances WHERE `+where+`)`, args...); err != nil {
 				return err

@@ -105,6 +105,9 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 		if err := t.appendHistory(p.InstanceID, enc.events); err != nil {
 			return err
 		}
+		if err := t.updateWindow(p.InstanceID, p.Window); err != nil {
+			return err
+		}
 		inserted, err := t.insertTasks(p.ActivityTasks, enc.opts)
 		if err != nil {
 			return err
@@ -287,6 +290,11 @@ func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error
 		enc.size += len(a.Input) + len(enc.opts[i]) + 128
 	}
 	enc.size += 64 * len(p.ConsumedMessageIDs)
+	if p.Window != nil {
+		for _, r := range p.Window.Add {
+			enc.size += len(r.ID) + 64
+		}
+	}
 	return enc, nil
 }
 
@@ -555,14 +563,18 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 	}, nil)
 }
 
-// finish deletes a terminal instance's remaining inbox and activity tasks.
+// finish deletes a terminal instance's remaining inbox, activity tasks and
+// request window.
 func (t *txn) finish(id string) error {
 	t.hist.drop(id)
-	if _, err := t.exec(`DELETE FROM inbox WHERE instance_id = ?`, id); err != nil {
-		return err
-	}
-	if _, err := t.exec(`DELETE FROM activity_tasks WHERE instance_id = ?`, id); err != nil {
-		return err
+	for _, q := range []string{
+		`DELETE FROM inbox WHERE instance_id = ?`,
+		`DELETE FROM activity_tasks WHERE instance_id = ?`,
+		`DELETE FROM request_window WHERE instance_id = ?`,
+	} {
+		if _, err := t.exec(q, id); err != nil {
+			return err
+		}
 	}
 	t.touched[id] = struct{}{}
 	return nil

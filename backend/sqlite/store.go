@@ -265,7 +265,7 @@ func (t *txn) rewind(id, msgID, reason string) error {
 }
 
 // deleteInstanceData deletes an instance's history, inbox, consumed message
-// IDs and activity tasks, keeping its row.
+// IDs, activity tasks and request window, keeping its row.
 func (t *txn) deleteInstanceData(id string) error {
 	t.hist.invalidate(id)
 	for _, q := range []string{
@@ -273,6 +273,7 @@ func (t *txn) deleteInstanceData(id string) error {
 		`DELETE FROM inbox WHERE instance_id = ?`,
 		`DELETE FROM inbox_consumed WHERE instance_id = ?`,
 		`DELETE FROM activity_tasks WHERE instance_id = ?`,
+		`DELETE FROM request_window WHERE instance_id = ?`,
 	} {
 		if _, err := t.exec(q, id); err != nil {
 			return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,8 +43,10 @@ at-most-once call run twice, no at-least-once call skipped, exactly one
 result per task. It exits 1 when an invariant breaks, printing the offending
 instance's history.
 
-Without --store it uses a temporary SQLite file. The seed of the random
-faults is printed; --seed replays the same fault plan.`,
+Without --store it uses a temporary SQLite file; DURO_STORE is ignored, since
+it names an application's store. A store given with --store must hold no
+instances: chaos refuses to run its workload next to an application's. The
+seed of the random faults is printed; --seed replays the same fault plan.`,
 		Example: `  duro chaos --duration 60s
   duro chaos --store /tmp/chaos.db --workers 4 --duration 10m -o json`,
 		Args: cobra.NoArgs,
@@ -64,9 +67,12 @@ faults is printed; --seed replays the same fault plan.`,
 			if !keep {
 				defer os.RemoveAll(dir)
 			}
-			store := a.store
-			if !cmd.Flags().Changed("store") && os.Getenv("DURO_STORE") == "" {
-				store = filepath.Join(dir, "chaos.db")
+			// Only an explicit --store is used: DURO_STORE (and the default
+			// duro.db) usually name an application's store, which a fault
+			// workload must never write into.
+			store := filepath.Join(dir, "chaos.db")
+			if cmd.Flags().Changed("store") {
+				store = a.store
 			}
 			ledger := filepath.Join(dir, "ledger.db")
 			self, err := os.Executable()
@@ -89,6 +95,9 @@ faults is printed; --seed replays the same fault plan.`,
 			}
 			fmt.Fprintf(a.stderr, "chaos: store %s, ledger %s\n", redactStore(store), ledger)
 			rep, err := chaos.Run(ctx, cfg)
+			if errors.Is(err, chaos.ErrStoreNotEmpty) {
+				return fmt.Errorf("%w; name a new store with --store, or omit it for a temporary one", err)
+			}
 			if err != nil {
 				return err
 			}

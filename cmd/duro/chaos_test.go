@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"duro/backend"
+	"duro/backend/sqlite"
 	"duro/internal/chaos"
 )
 
@@ -59,5 +63,75 @@ func TestChaos(t *testing.T) {
 				t.Fatalf("the broken build was caught for another reason: %v", rep.Violations)
 			}
 		})
+	}
+}
+
+// storeInstances returns the IDs of the instances in the SQLite store at path.
+func storeInstances(t *testing.T, path string) []string {
+	t.Helper()
+	be, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	page, err := be.ListInstances(context.Background(), &backend.ListInstancesParams{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, in := range page.Instances {
+		ids = append(ids, in.ID)
+	}
+	return ids
+}
+
+// liveStore returns a store holding one instance of an application.
+func liveStore(t *testing.T) string {
+	t.Helper()
+	store := newStore(t)
+	cli(t, "start", "Echo", "--store", store, "--id", "app-order-1").ok(t)
+	return store
+}
+
+// TestChaosIgnoresDUROSTORE runs chaos with DURO_STORE naming an
+// application's store and no --store: the workload runs in a temporary
+// store, and the application's store is left as it was.
+func TestChaosIgnoresDUROSTORE(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns worker processes")
+	}
+	store := liveStore(t)
+	t.Setenv("DURO_TEST_MAIN", "1") // inherited by the spawned workers
+	t.Setenv("DURO_STORE", store)   // in the process environment too, as for a user
+	r := cliEnv(t, map[string]string{"DURO_TEST_MAIN": "1", "DURO_STORE": store},
+		"chaos", "--workers", "1", "--duration", "2s", "--rate", "3", "--seed", "7", "--drain", "15s", "-o", "json").ok(t)
+	var rep chaos.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("report: %v\nstdout %s\nstderr %s", err, r.stdout, r.stderr)
+	}
+	if rep.Started == 0 {
+		t.Fatalf("chaos started no instance: %+v", rep)
+	}
+	if ids := storeInstances(t, store); len(ids) != 1 || ids[0] != "app-order-1" {
+		t.Fatalf("the DURO_STORE store holds %d instances after chaos (%v), want only app-order-1", len(ids), ids)
+	}
+	if strings.Contains(r.stderr, "chaos: store "+store) {
+		t.Fatalf("chaos says it used the DURO_STORE store:\n%s", r.stderr)
+	}
+}
+
+// TestChaosRefusesStoreWithInstances gives chaos, with --store, a store
+// that holds an application's instance: it refuses to run, and the store
+// is left as it was.
+func TestChaosRefusesStoreWithInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("may spawn worker processes")
+	}
+	store := liveStore(t)
+	t.Setenv("DURO_TEST_MAIN", "1") // for the workers a run that does not refuse spawns
+	r := cliEnv(t, map[string]string{"DURO_TEST_MAIN": "1"}, "chaos", "--store", store, "--workers", "1", "--duration", "1s", "--rate", "3", "--drain", "5s")
+	r.fails(t, exitFailure, "holds instances")
+	if ids := storeInstances(t, store); len(ids) != 1 || ids[0] != "app-order-1" {
+		t.Fatalf("the store holds %d instances after a refused chaos run (%v), want only app-order-1", len(ids), ids)
 	}
 }

@@ -113,8 +113,26 @@ func (r *run) count(kind string) {
 	r.mu.Unlock()
 }
 
+// ErrStoreNotEmpty is returned by Run for a store that already holds
+// instances: the workload, its faults and its checks need a store of their
+// own, never an application's.
+var ErrStoreNotEmpty = errors.New("chaos: the store holds instances; chaos needs an empty store of its own")
+
+// checkEmpty returns ErrStoreNotEmpty unless the store holds no instance.
+func checkEmpty(ctx context.Context, be backend.Backend) error {
+	page, err := be.ListInstances(ctx, &backend.ListInstancesParams{PageSize: 1})
+	if err != nil {
+		return fmt.Errorf("chaos: check that the store is empty: %w", err)
+	}
+	if len(page.Instances) > 0 {
+		return fmt.Errorf("%w (it has %q, for one)", ErrStoreNotEmpty, page.Instances[0].ID)
+	}
+	return nil
+}
+
 // Run runs the workload under faults, drains it, and checks the invariants.
-// The returned report's OK says whether every invariant held.
+// The returned report's OK says whether every invariant held. The store must
+// be empty (ErrStoreNotEmpty).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
@@ -125,6 +143,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer be.Close()
+	if err := checkEmpty(ctx, be); err != nil {
+		return nil, err
+	}
 	client := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 50 * time.Millisecond})
 
 	r.faulty.Store(true)

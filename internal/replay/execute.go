@@ -284,7 +284,8 @@ func (r *run) complete(ev *backend.Event, isNew bool) bool {
 	f := a.future
 	switch {
 	case ev.Type == backend.EventTaskFailed, ev.Type == backend.EventSubOrchestrationFailed,
-		ev.Type == backend.EventEntityResponse && ev.Failure != nil:
+		ev.Type == backend.EventEntityResponse && ev.Failure != nil,
+		ev.Type == backend.EventEntityLockGranted && ev.Failure != nil:
 		f.Fail(ev.Failure)
 	default:
 		f.Resolve(ev.Result)

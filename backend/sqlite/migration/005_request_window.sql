@@ -1,0 +1,17 @@
+-- 004_request_window: windows of processed request IDs (backend.RequestWindow),
+-- which entities use to drop duplicate requests.
+--
+-- One row per request ID an instance remembers. seq orders an instance's
+-- window, 1, 2, … as IDs are added (an ID added again moves to the end);
+-- windows are pruned from their oldest end, by count and by age, so a step
+-- writes only the rows it adds and drops. added_at is when the request was
+-- processed. The rows belong to the instance, not to an execution: they
+-- survive continue-as-new and go with the instance.
+CREATE TABLE request_window (
+    instance_id TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    added_at    INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, id)
+) WITHOUT ROWID;
+CREATE INDEX request_window_order ON request_window (instance_id, seq, added_at);
