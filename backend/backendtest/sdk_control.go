@@ -446,7 +446,8 @@ func controlTests() []test {
 func redeliverUntil(t *testing.T, be backend.Backend, opts duro.CallOptions, second func(r *duro.Registry), status duro.Status) (string, *duro.Client, *duro.Worker) {
 	t.Helper()
 	running := make(chan struct{}, 1)
-	first := newSDKEnv(t, be, interruptedCharge(running))
+	gate := &claimGate{Backend: be}
+	first := newSDKEnv(t, gate, interruptedCharge(running))
 	ctx := bg(t)
 	id, err := first.client.Start(ctx, "Pay", opts)
 	if err != nil {
@@ -457,9 +458,7 @@ func redeliverUntil(t *testing.T, be backend.Backend, opts duro.CallOptions, sec
 	case <-ctx.Done():
 		t.Fatal("Charge never ran on the first worker")
 	}
-	stopped, stop := context.WithCancel(ctx)
-	stop()
-	_ = first.worker.Stop(stopped)
+	stopAbandoning(ctx, first, gate)
 	next := newSDKEnv(t, be, second)
 	waitStatus(t, next.client, id, status)
 	return id, next.client, next.worker
