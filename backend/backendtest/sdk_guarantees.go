@@ -277,10 +277,7 @@ func guaranteeTests() []test {
 // waitUntil polls cond for up to 10 s.
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
+	if !poll(10*time.Second, cond) {
+		t.Fatal("condition not met within 10s")
 	}
-	t.Fatal("condition not met within 10s")
 }
