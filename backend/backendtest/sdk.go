@@ -135,8 +135,8 @@ func sdkTests() []test {
 			}
 		}},
 		{"TimerAndAwaitAny", func(t *testing.T, be *env) {
-			// Slow finishes only after the orchestration has, so the timer
-			// wins however slowly the machine runs.
+			// Slow finishes only when the test ends, so the timer wins
+			// however slowly the machine runs.
 			release := make(chan struct{})
 			e := newSDKEnv(t, be.b, func(r *duro.Registry) {
 				duro.RegisterActivity(r, "Slow", func(ctx duro.ActivityContext, _ any) (string, error) {
@@ -163,9 +163,8 @@ func sdkTests() []test {
 					return "timer won", nil
 				})
 			})
-			inst := e.run(t, "Race", nil)
-			close(release)
-			if got := mustOutput[string](t, inst); got != "timer won" {
+			t.Cleanup(func() { close(release) }) // before the worker's Stop
+			if got := mustOutput[string](t, e.run(t, "Race", nil)); got != "timer won" {
 				t.Fatalf("got %q", got)
 			}
 		}},
