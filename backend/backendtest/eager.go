@@ -2,8 +2,9 @@ package backendtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,15 +172,24 @@ func testEagerReopen(t *testing.T, e *env) {
 func testEagerSDK(t *testing.T, be *env) {
 	_, capable := be.b.(backend.StepActivityClaimer)
 	for _, disable := range []bool{false, true} {
-		var running, most atomic.Int32
-		e := newSDKEnvOpts(t, be.b, &duro.WorkerOptions{ActivityConcurrency: 4, DisableEagerActivities: disable},
+		// Each call waits until as many run at once as the worker may run
+		// (4, or fewer when fewer calls of the run are left), so that the
+		// most seen at once is 4 exactly: more breaks ActivityConcurrency,
+		// fewer would leave the calls waiting.
+		ov := &overlap{limit: 4, calls: 10}
+		// The store counts what the worker asks for: it must never ask for
+		// more tasks than it has free slots.
+		var store backend.Backend = be.b
+		counter := newClaimCounter(be.b)
+		if counter != nil {
+			store = counter
+		}
+		e := newSDKEnvOpts(t, store, &duro.WorkerOptions{ActivityConcurrency: 4, DisableEagerActivities: disable},
 			func(r *duro.Registry) {
 				duro.RegisterActivity(r, "Square", func(ctx duro.ActivityContext, n int) (int, error) {
-					now := running.Add(1)
-					defer running.Add(-1)
-					for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+					if err := ov.run(ctx); err != nil {
+						return 0, err
 					}
-					time.Sleep(time.Millisecond)
 					return n * n, nil
 				})
 				duro.RegisterOrchestration(r, "Sum", func(ctx *duro.OrchestrationContext, n int) (int, error) {
@@ -202,6 +212,7 @@ func testEagerSDK(t *testing.T, be *env) {
 				})
 			})
 		for run := range 3 {
+			ov.nextRun()
 			got := mustOutput[int](t, e.run(t, "Sum", 10, duro.StartOptions{InstanceID: fmt.Sprintf("sum-%v-%d", disable, run)}))
 			if got != 385 {
 				t.Fatalf("sum = %d, want 385", got)
@@ -219,8 +230,13 @@ func testEagerSDK(t *testing.T, be *env) {
 		if st.ActivitiesCompleted != 30 {
 			t.Fatalf("%d activities completed, want 30", st.ActivitiesCompleted)
 		}
-		if m := most.Load(); m > 4 {
+		if m := ov.mostAtOnce(); m != 4 {
 			t.Fatalf("%d activities ran at once, ActivityConcurrency is 4", m)
+		}
+		if counter != nil {
+			if w := counter.worstAsked(); w > 4 {
+				t.Fatalf("the worker held and asked for %d activity tasks at once, ActivityConcurrency is 4", w)
+			}
 		}
 		// The next round's worker works alone.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -230,4 +246,162 @@ func testEagerSDK(t *testing.T, be *env) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// overlap holds each activity call of a run until limit calls run at once,
+// or every call of the run still to finish does, and records the most that
+// ran at once.
+type overlap struct {
+	limit, calls int
+	mu           sync.Mutex
+	running      int
+	done         int // calls of the current run that finished
+	most         int
+	changed      chan struct{} // closed and replaced when running or done change
+}
+
+// nextRun starts counting a new run of calls.
+func (o *overlap) nextRun() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.done = 0
+}
+
+func (o *overlap) signal() {
+	if o.changed != nil {
+		close(o.changed)
+	}
+	o.changed = make(chan struct{})
+}
+
+// run is one call: it returns once enough calls run at once, or with
+// ctx's error (the call then does not count as finished).
+func (o *overlap) run(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.running++
+	o.most = max(o.most, o.running)
+	o.signal()
+	var err error
+	for err == nil && o.running < min(o.limit, o.calls-o.done) {
+		ch := o.changed
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		o.mu.Lock()
+	}
+	o.running--
+	if err == nil {
+		o.done++
+	}
+	o.signal()
+	return err
+}
+
+func (o *overlap) mostAtOnce() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.most
+}
+
+// claimCounter is the store of a worker whose activity claims it counts: the
+// deliveries the worker holds (claimed, not yet completed or handed back)
+// plus the most that the claims in progress may return. A worker claims no
+// more than its free slots, so the count stays within its
+// ActivityConcurrency at every claim, however the calls interleave.
+// claimCounter hides the store's wake-ups; the worker polls.
+type claimCounter struct {
+	backend.Backend
+	batch backend.BatchClaimer
+	eager backend.StepActivityClaimer
+	mu    sync.Mutex
+	held  int
+	asked int
+	worst int
+}
+
+// newClaimCounter wraps b, or returns nil if b lacks backend.BatchClaimer or
+// backend.StepActivityClaimer (the wrapper must not hide or add either).
+func newClaimCounter(b backend.Backend) *claimCounter {
+	batch, ok1 := b.(backend.BatchClaimer)
+	eager, ok2 := b.(backend.StepActivityClaimer)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	return &claimCounter{Backend: b, batch: batch, eager: eager}
+}
+
+func (c *claimCounter) ask(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.asked += n
+	c.worst = max(c.worst, c.held+c.asked)
+}
+
+func (c *claimCounter) got(asked, got int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.asked -= asked
+	c.held += got
+}
+
+// ended counts a delivery as no longer held once its completion or
+// hand-back has an answer that ends it (done, or fenced off).
+func (c *claimCounter) ended(err error) {
+	if err != nil && !errors.Is(err, backend.ErrLeaseLost) {
+		return // retried
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held--
+}
+
+func (c *claimCounter) worstAsked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.worst
+}
+
+func (c *claimCounter) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
+	c.ask(1)
+	wi, err := c.Backend.ClaimActivity(ctx, p)
+	n := 0
+	if wi != nil {
+		n = 1
+	}
+	c.got(1, n)
+	return wi, err
+}
+
+func (c *claimCounter) ClaimActivities(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	c.ask(max)
+	wis, err := c.batch.ClaimActivities(ctx, p, max)
+	c.got(max, len(wis))
+	return wis, err
+}
+
+func (c *claimCounter) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	return c.batch.ClaimOrchestrationSteps(ctx, p, max)
+}
+
+func (c *claimCounter) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams, claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	c.ask(max)
+	wis, err := c.eager.CompleteOrchestrationStepClaim(ctx, p, claim, max)
+	c.got(max, len(wis))
+	return wis, err
+}
+
+func (c *claimCounter) CompleteActivity(ctx context.Context, p *backend.CompleteActivityParams) error {
+	err := c.Backend.CompleteActivity(ctx, p)
+	c.ended(err)
+	return err
+}
+
+func (c *claimCounter) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
+	err := c.Backend.AbandonActivity(ctx, p)
+	c.ended(err)
+	return err
 }

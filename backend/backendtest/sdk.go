@@ -135,10 +135,13 @@ func sdkTests() []test {
 			}
 		}},
 		{"TimerAndAwaitAny", func(t *testing.T, be *env) {
+			// Slow finishes only when the test ends, so the timer wins
+			// however slowly the machine runs.
+			release := make(chan struct{})
 			e := newSDKEnv(t, be.b, func(r *duro.Registry) {
 				duro.RegisterActivity(r, "Slow", func(ctx duro.ActivityContext, _ any) (string, error) {
 					select {
-					case <-time.After(5 * time.Second):
+					case <-release:
 					case <-ctx.Done():
 					}
 					return "slow", nil
@@ -160,6 +163,7 @@ func sdkTests() []test {
 					return "timer won", nil
 				})
 			})
+			t.Cleanup(func() { close(release) }) // before the worker's Stop
 			if got := mustOutput[string](t, e.run(t, "Race", nil)); got != "timer won" {
 				t.Fatalf("got %q", got)
 			}
@@ -450,13 +454,10 @@ func sdkTests() []test {
 // waitStatus polls until the instance reaches status.
 func waitStatus(t *testing.T, c *duro.Client, id string, status duro.Status) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	if !poll(30*time.Second, func() bool {
 		inst, err := c.Get(context.Background(), id)
-		if err == nil && inst.Status == status {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+		return err == nil && inst.Status == status
+	}) {
+		t.Fatalf("instance %s never reached %s", id, status)
 	}
-	t.Fatalf("instance %s never reached %s", id, status)
 }

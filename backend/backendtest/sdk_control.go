@@ -47,7 +47,7 @@ func bg(t *testing.T) context.Context {
 func controlTests() []test {
 	return []test{
 		{"SuspendKeepsMessagesInOrderUntilResume", func(t *testing.T, e *env) {
-			env := newSDKEnv(t, e.b, func(r *duro.Registry) {
+			register := func(r *duro.Registry) {
 				duro.RegisterOrchestration(r, "Collect", func(ctx *duro.OrchestrationContext, n int) ([]int, error) {
 					var got []int
 					for range n {
@@ -62,7 +62,8 @@ func controlTests() []test {
 					}
 					return got, nil
 				})
-			})
+			}
+			env := newSDKEnv(t, e.b, register)
 			ctx := bg(t)
 			id, err := env.client.Start(ctx, "Collect", 10)
 			if err != nil {
@@ -75,13 +76,15 @@ func controlTests() []test {
 				}
 			}
 			waitStatus(t, env.client, id, duro.StatusSuspended)
+			// The events arrive with no worker running; the store must then
+			// not hand them to one while the instance is suspended.
+			stopWorker(t, env)
 			for i := range 10 {
 				if err := env.client.RaiseEvent(ctx, id, "num", i); err != nil {
 					t.Fatal(err)
 				}
 			}
-			// Give the worker time to (wrongly) process them.
-			time.Sleep(100 * time.Millisecond)
+			noDataWhileSuspended(t, e.b)
 			inst, err := env.client.Get(ctx, id)
 			if err != nil {
 				t.Fatal(err)
@@ -89,6 +92,7 @@ func controlTests() []test {
 			if inst.Status != duro.StatusSuspended || len(inst.RawCustomStatus) != 0 || inst.Suspension.Reason != "investigating" {
 				t.Fatalf("while suspended: %s custom %s suspension %+v", inst.Status, inst.RawCustomStatus, inst.Suspension)
 			}
+			env = newSDKEnv(t, e.b, register)
 			for range 2 {
 				if err := env.client.Resume(ctx, id, "all clear"); err != nil {
 					t.Fatal(err)
@@ -144,7 +148,7 @@ func controlTests() []test {
 			}
 		}},
 		{"SuspendingParentSuspendsChildren", func(t *testing.T, e *env) {
-			env := newSDKEnv(t, e.b, func(r *duro.Registry) {
+			register := func(r *duro.Registry) {
 				duro.RegisterOrchestration(r, "Child", func(ctx *duro.OrchestrationContext, _ any) (string, error) {
 					var s string
 					err := ctx.WaitForEvent("go", -1).Await(&s)
@@ -155,7 +159,8 @@ func controlTests() []test {
 					err := ctx.CallSubOrchestration("Child", nil, duro.CallOptions{InstanceID: ctx.InstanceID() + "-child"}).Await(&s)
 					return s, err
 				})
-			})
+			}
+			env := newSDKEnv(t, e.b, register)
 			ctx := bg(t)
 			id, _ := env.client.Start(ctx, "Parent", nil, duro.StartOptions{InstanceID: "sp"})
 			waitStatus(t, env.client, "sp-child", duro.StatusRunning)
@@ -163,13 +168,17 @@ func controlTests() []test {
 				t.Fatal(err)
 			}
 			waitStatus(t, env.client, "sp-child", duro.StatusSuspended)
+			// The event arrives with no worker running; the store must then
+			// not hand it to one while the child is suspended.
+			stopWorker(t, env)
 			if err := env.client.RaiseEvent(ctx, "sp-child", "go", "x"); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond)
-			if inst, _ := env.client.Get(ctx, "sp-child"); inst.Status != duro.StatusSuspended {
-				t.Fatalf("child %s while parent suspended", inst.Status)
+			noDataWhileSuspended(t, e.b)
+			if inst, err := env.client.Get(ctx, "sp-child"); err != nil || inst.Status != duro.StatusSuspended {
+				t.Fatalf("child %+v %v while parent suspended", inst, err)
 			}
+			env = newSDKEnv(t, e.b, register)
 			if err := env.client.Resume(ctx, id, "done"); err != nil {
 				t.Fatal(err)
 			}
@@ -446,7 +455,8 @@ func controlTests() []test {
 func redeliverUntil(t *testing.T, be backend.Backend, opts duro.CallOptions, second func(r *duro.Registry), status duro.Status) (string, *duro.Client, *duro.Worker) {
 	t.Helper()
 	running := make(chan struct{}, 1)
-	first := newSDKEnv(t, be, interruptedCharge(running))
+	gate := &claimGate{Backend: be}
+	first := newSDKEnv(t, gate, interruptedCharge(running))
 	ctx := bg(t)
 	id, err := first.client.Start(ctx, "Pay", opts)
 	if err != nil {
@@ -457,9 +467,7 @@ func redeliverUntil(t *testing.T, be backend.Backend, opts duro.CallOptions, sec
 	case <-ctx.Done():
 		t.Fatal("Charge never ran on the first worker")
 	}
-	stopped, stop := context.WithCancel(ctx)
-	stop()
-	_ = first.worker.Stop(stopped)
+	stopAbandoning(ctx, first, gate)
 	next := newSDKEnv(t, be, second)
 	waitStatus(t, next.client, id, status)
 	return id, next.client, next.worker

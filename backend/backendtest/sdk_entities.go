@@ -51,20 +51,21 @@ func entityValue(t *testing.T, c *duro.Client, id duro.EntityID) int {
 // waitEntity polls until the entity's counter reaches want.
 func waitEntity(t *testing.T, c *duro.Client, id duro.EntityID, want int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	got := 0
-	for time.Now().Before(deadline) {
-		if st, err := c.GetEntity(context.Background(), id); err == nil {
-			var v counter
-			if st.State(&v) == nil {
-				if got = v.Value; got == want {
-					return
-				}
-			}
+	if !poll(30*time.Second, func() bool {
+		st, err := c.GetEntity(context.Background(), id)
+		if err != nil {
+			return false
 		}
-		time.Sleep(5 * time.Millisecond)
+		var v counter
+		if st.State(&v) != nil {
+			return false
+		}
+		got = v.Value
+		return got == want
+	}) {
+		t.Fatalf("entity %s = %d, want %d", id, got, want)
 	}
-	t.Fatalf("entity %s = %d, want %d", id, got, want)
 }
 
 func entityTests() []test {
@@ -81,9 +82,7 @@ func entityTests() []test {
 			if err := env.client.SignalEntity(ctx, id, "add", 100); err != nil {
 				t.Fatal(err)
 			}
-			waitEntity(t, env.client, id, 105)
-			time.Sleep(50 * time.Millisecond)
-			if v := entityValue(t, env.client, id); v != 105 {
+			if v := entityAfterMarker(t, env.client, id, 1000); v != 105 {
 				t.Fatalf("counter %d after 5 keyed signals sent twice and one more", v)
 			}
 			if _, err := env.client.GetEntity(ctx, duro.EntityID{Name: "counter", Key: "never"}); !errors.Is(err, duro.ErrInstanceNotFound) {
@@ -153,7 +152,8 @@ func entityTests() []test {
 				})
 				registerCounter(r)
 			}
-			first := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{ActivityConcurrency: calls}, func(r *duro.Registry) {
+			gate := &claimGate{Backend: e.b} // so that the second worker's deliveries are attempt 2
+			first := newSDKEnvOpts(t, gate, &duro.WorkerOptions{ActivityConcurrency: calls}, func(r *duro.Registry) {
 				fan(r)
 				duro.RegisterActivity(r, "Count", func(ctx duro.ActivityContext, _ int) (any, error) {
 					for range 3 {
@@ -172,9 +172,7 @@ func entityTests() []test {
 				t.Fatal(err)
 			}
 			waitUntil(t, func() bool { return signalled.Load() == calls })
-			stopped, stop := context.WithCancel(ctx)
-			stop()
-			_ = first.worker.Stop(stopped)
+			stopAbandoning(ctx, first, gate)
 			var attempts2 atomic.Int32
 			second := newSDKEnv(t, e.b, func(r *duro.Registry) {
 				fan(r)
@@ -194,9 +192,8 @@ func entityTests() []test {
 			if err != nil || inst.Status != duro.StatusCompleted {
 				t.Fatalf("%+v %v", inst, err)
 			}
-			waitEntity(t, second.client, id, 3*calls)
-			time.Sleep(100 * time.Millisecond)
-			if v := entityValue(t, second.client, id); v != 3*calls || attempts2.Load() != calls {
+			// Every signal was sent before the instance completed.
+			if v := entityAfterMarker(t, second.client, id, 100000); v != 3*calls || attempts2.Load() != calls {
 				t.Fatalf("counter %d (want %d) after %d re-executions", v, 3*calls, attempts2.Load())
 			}
 		}},
@@ -231,9 +228,18 @@ func entityTests() []test {
 				t.Fatal(err)
 			}
 			user, _ := env.client.Start(ctx, "Use", nil)
-			time.Sleep(100 * time.Millisecond)
-			if inst, _ := env.client.Get(ctx, user); inst.Status.IsTerminal() {
-				t.Fatalf("the second orchestration got the lock while the first held it: %s", inst.Status)
+			// The signal and then the second section's lock request wait in
+			// the entity's queue while the first section holds it.
+			var st *duro.EntityState
+			if !poll(30*time.Second, func() bool {
+				var err error
+				st, err = env.client.GetEntity(context.Background(), duro.EntityID{Name: "counter", Key: "z"})
+				return err == nil && (st.Queued == 2 || st.LockedBy != holder)
+			}) || st.Queued != 2 || st.LockedBy != holder {
+				t.Fatalf("entity %+v: want it locked by %q, with the signal and the lock request queued", st, holder)
+			}
+			if inst, err := env.client.Get(ctx, user); err != nil || inst.Status.IsTerminal() {
+				t.Fatalf("the second orchestration got the lock while the first held it: %+v %v", inst, err)
 			}
 			if err := env.client.Terminate(ctx, holder, "stuck"); err != nil {
 				t.Fatal(err)

@@ -55,11 +55,14 @@ func registerPay(r *duro.Registry) {
 
 // redeliver runs Pay with opts on a first worker until Charge is running,
 // stops that worker, and finishes the instance on a second worker built by
-// second. It returns the instance and the second worker.
+// second. It returns the instance and the second worker. The first worker's
+// store is gated (claimGate), so the second worker's first delivery of
+// Charge is attempt 2.
 func redeliver(t *testing.T, be backend.Backend, opts duro.CallOptions, second func(r *duro.Registry)) (*duro.Instance, *duro.Worker) {
 	t.Helper()
 	running := make(chan struct{}, 1)
-	first := newSDKEnv(t, be, interruptedCharge(running))
+	gate := &claimGate{Backend: be}
+	first := newSDKEnv(t, gate, interruptedCharge(running))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id, err := first.client.Start(ctx, "Pay", opts)
@@ -71,9 +74,7 @@ func redeliver(t *testing.T, be backend.Backend, opts duro.CallOptions, second f
 	case <-ctx.Done():
 		t.Fatal("Charge never ran on the first worker")
 	}
-	stopped, stop := context.WithCancel(ctx)
-	stop()
-	_ = first.worker.Stop(stopped) // abandons the running delivery
+	stopAbandoning(ctx, first, gate) // abandons the running delivery
 	next := newSDKEnv(t, be, second)
 	inst, err := next.client.Wait(ctx, id)
 	if err != nil {
@@ -276,10 +277,7 @@ func guaranteeTests() []test {
 // waitUntil polls cond for up to 10 s.
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
+	if !poll(10*time.Second, cond) {
+		t.Fatal("condition not met within 10s")
 	}
-	t.Fatal("condition not met within 10s")
 }
