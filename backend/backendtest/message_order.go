@@ -227,11 +227,11 @@ func startOrderWorker(t *testing.T, be backend.Backend) *duro.Worker {
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stopWorker(t, w) })
+	t.Cleanup(func() { stopOrderWorker(t, w) })
 	return w
 }
 
-func stopWorker(t *testing.T, w *duro.Worker) {
+func stopOrderWorker(t *testing.T, w *duro.Worker) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -355,7 +355,7 @@ func testSDKEventBeforeTimeoutNoWorker(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	fire := timeoutFireAt(t, c, id)
-	stopWorker(t, w)
+	stopOrderWorker(t, w)
 	raiseBefore(t, c, id, fire)
 	awaitFire(fire)
 	startOrderWorker(t, e.b)
