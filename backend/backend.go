@@ -181,6 +181,13 @@ type ClaimParams struct {
 	// Now is the current time; zero means the backend's clock. Tests pass a
 	// synthetic time to expire leases and fire timers without sleeping.
 	Now time.Time
+	// ActivityNames, when not nil, restricts ClaimActivity and
+	// ClaimActivities to the tasks of these activities: a worker claims
+	// only what it can run, so a task waits for a worker that has its code
+	// instead of being delivered (and its attempt number spent) elsewhere.
+	// Nil means any activity; empty means none. The other Claim methods
+	// ignore it.
+	ActivityNames []string
 }
 
 // OrchestrationWorkItem is one orchestration step handed to a worker: the
@@ -438,6 +445,22 @@ type StepActivityClaimer interface {
 	// when it returns. If the step fails, nothing is claimed. max <= 0
 	// claims nothing.
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)
+}
+
+// ClaimSyncer is an optional capability of a backend whose commits may not
+// be on stable storage when they return (SQLite with synchronous=NORMAL).
+// Such a backend already syncs the claim of a task whose stored options say
+// AtMostOnce before returning it (A1); a worker calls SyncClaims before it
+// runs code it must run at most once although the claim path could not
+// know: an activity that the executing worker registers AtMostOnce while
+// the scheduling worker recorded it at least once, or an at-most-once
+// entity operation (entity batches are claimed as steps). Backends whose
+// commits are durable need not implement it; wrappers of a backend must
+// forward it.
+type ClaimSyncer interface {
+	// SyncClaims makes every claim this backend has committed so far
+	// durable, or fails.
+	SyncClaims(ctx context.Context) error
 }
 
 // KindNotifier is an optional refinement of WorkNotifier for backends that

@@ -20,7 +20,9 @@ func TestClaimQueriesUseIndexes(t *testing.T) {
 		"step":       claimStepQuery,
 		"step claim": strings.NewReplacer("?2", "'o'", "?3", "1").Replace(claimStepUpdate),
 		"activity":   strings.ReplaceAll(claimActivitiesQuery, "?2+0", "10"),
-		"messages":   `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
+		"named activity": strings.NewReplacer("?2+0", "10", "?3", "?1").
+			Replace(claimNamedActivitiesQuery),
+		"messages": `SELECT id FROM inbox WHERE instance_id = 'x' AND visible_at <= ?1 ORDER BY seq LIMIT 10`,
 		"control messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").
 			Replace(visibleControlMessagesQuery),
 		"ready summary": strings.NewReplacer("?1", "'x'", "?2", "?1").Replace(flushQuery),
