@@ -92,6 +92,10 @@ type entityStep struct {
 	remove bool
 	// suspended is set when an at-most-once operation waits for a decision.
 	suspended bool
+	// synced is set once the batch's claim is durable (syncClaim); err,
+	// when the claim could not be made durable, hands the batch back.
+	synced bool
+	err    error
 }
 
 // control applies the control messages a suspended entity receives: a
@@ -210,6 +214,9 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 				s.handle(m)
 			}
 		}
+	}
+	if s.err != nil {
+		return nil, s.err
 	}
 	env.Modified = now
 	if s.out.Status == backend.StatusSuspended {
@@ -420,9 +427,33 @@ func taskIDOf(ref *backend.ParentRef) int {
 	return ref.TaskID
 }
 
+// syncClaim makes the batch's claim durable before an at-most-once
+// operation runs (A1): a batch is claimed as a step, and the backend syncs
+// only the claims of at-most-once activity tasks.
+func (s *entityStep) syncClaim() error {
+	if s.synced {
+		return nil
+	}
+	if cs, ok := s.w.be.(backend.ClaimSyncer); ok {
+		if err := cs.SyncClaims(s.ctx); err != nil {
+			return fmt.Errorf("make the claim of an entity batch with an at-most-once operation durable: %w", err)
+		}
+	}
+	s.synced = true
+	return nil
+}
+
 // run calls the operation; on success its state and messages are kept, on
 // failure discarded.
 func (s *entityStep) run(m *backend.Message, ev *backend.Event, req *backend.EntityRequest, op *entityOp, ctx *entityContext, fail func(*backend.Failure)) {
+	if s.err != nil {
+		return // the batch is handed back
+	}
+	if op.opts.Guarantee == AtMostOnce {
+		if s.err = s.syncClaim(); s.err != nil {
+			return
+		}
+	}
 	state, exists, result, err := func() (state []byte, exists bool, result any, err error) {
 		defer func() {
 			if r := recover(); r != nil {

@@ -66,6 +66,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Guarantees", guaranteeTests()},
 		{"Control", controlTests()},
 		{"Entities", append(append(entityTests(), entityRoutingTests()...), entitySuspendTests()...)},
+		{"Fleet", fleetTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of
