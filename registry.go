@@ -50,10 +50,14 @@ type ActivityOptions struct {
 	// RetryPolicy retries failed calls with durable timers between them. Nil
 	// means a failure is returned to the orchestration at once.
 	RetryPolicy *RetryPolicy
-	// Guarantee is AtLeastOnce (the default) or AtMostOnce.
+	// Guarantee is AtLeastOnce (the default) or AtMostOnce. A worker that
+	// registers an activity AtMostOnce runs it at most once whatever the
+	// scheduling worker recorded (a split fleet, a rolling deploy).
 	Guarantee Guarantee
 	// OnDuplicate is the AtMostOnce policy for a delivery with attempt > 1.
-	// Default: OnDuplicateFail.
+	// Set, it decides for the deliveries this worker executes, over the
+	// call's CallOptions.OnDuplicate. Default: the call's, else
+	// OnDuplicateFail.
 	OnDuplicate OnDuplicate
 	// Reconcile is called for OnDuplicateReconcile. Without one, a duplicate
 	// fails as with OnDuplicateFail.
