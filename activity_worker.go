@@ -38,6 +38,9 @@ type activityRun struct {
 	// outcome and outcomeErr end the delivery's span.
 	outcome    string
 	outcomeErr error
+	// enforced is set when this worker's registration changed the task's
+	// recorded options (inForce); the delivery's result records it.
+	enforced *backend.ActivityOptions
 }
 
 // runActivity executes one delivery of an activity task: it keeps the lease
@@ -215,14 +218,18 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		details: wi.HeartbeatDetails, execID: task.ExecutionID,
 	}
 	actx := &r.actx
-	if !task.Options.AtMostOnce || wi.Attempt == 1 || wi.Attempt == task.Options.ApprovedAttempt || fault.Broken(fault.BreakAtMostOnce) {
+	opts, err := r.inForce(r.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !opts.AtMostOnce || wi.Attempt == 1 || wi.Attempt == opts.ApprovedAttempt || fault.Broken(fault.BreakAtMostOnce) {
 		result, failure = r.call(actx)
 		return result, failure, nil
 	}
 
 	// An at-most-once task delivered again: an earlier delivery may have run.
 	dup := &PossibleDuplicateError{Attempt: wi.Attempt, PreviousDeliveryAt: wi.PreviousDeliveryAt}
-	policy := OnDuplicate(task.Options.OnDuplicate)
+	policy := OnDuplicate(opts.OnDuplicate)
 	if policy == OnDuplicateReconcile && r.ra.opts.Reconcile == nil {
 		r.logger().Warn("duro: OnDuplicateReconcile without a ReconcileFunc; failing the task as a possible duplicate")
 		policy = OnDuplicateFail
@@ -263,6 +270,36 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		r.logger().Warn("duro: at-most-once activity not run again: possible duplicate")
 		return nil, engineFailure(FailureTypePossibleDuplicate, task.Name, dup), nil
 	}
+}
+
+// inForce returns the options this delivery enforces: the task's recorded
+// ones strengthened by this worker's registration (see inForce). When they
+// differ the result event records them, and when the registration made the
+// task at most once, the claim, which the backend made durable only for a
+// task recorded at most once, is made durable now, before any code runs
+// (A1).
+func (r *activityRun) inForce(ctx context.Context) (backend.ActivityOptions, error) {
+	recorded := r.task.Options
+	opts := inForce(recorded, &r.ra.opts)
+	if opts == recorded {
+		return opts, nil
+	}
+	r.enforced = &opts
+	if recorded.OnDuplicate != "" && recorded.OnDuplicate != opts.OnDuplicate {
+		r.logger().Info("duro: this worker's registration decides the at-most-once policy",
+			"scheduled_policy", recorded.OnDuplicate, "policy", opts.OnDuplicate)
+	} else {
+		r.logger().Debug("duro: this worker's registration makes the activity at most once",
+			"scheduled_at_most_once", recorded.AtMostOnce, "policy", opts.OnDuplicate)
+	}
+	if opts.AtMostOnce && !recorded.AtMostOnce {
+		if cs, ok := r.w.be.(backend.ClaimSyncer); ok {
+			if err := cs.SyncClaims(ctx); err != nil {
+				return opts, fmt.Errorf("make the claim of an at-most-once activity durable: %w", err)
+			}
+		}
+	}
+	return opts, nil
 }
 
 func (r *activityRun) reconcile(actx *activityContext) (d ReconcileDecision, err error) {
@@ -320,6 +357,9 @@ func (r *activityRun) complete(ctx context.Context, result []byte, failure *back
 // the delivery's attempt number.
 func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 	w, wi, task := r.w, r.wi, r.task
+	if ev.Activity == nil {
+		ev.Activity = r.enforced // what this delivery enforced, if not what was scheduled
+	}
 	fault.Point(fault.ActivityBeforeComplete)
 	// A finished result is worth committing even while the worker stops.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

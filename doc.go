@@ -65,7 +65,11 @@
 // a *PossibleDuplicateError, OnDuplicateSuspend suspends the instance until an
 // operator resumes it with a Decision (RetryTask, CompleteTask, FailTask —
 // Client.PendingDecisions lists them), OnDuplicateReconcile asks a
-// ReconcileFunc. A work item delivered more than MaxDeliveries times fails as
+// ReconcileFunc. The guarantee in force is the stronger of the call's and the
+// registration of the worker that executes the activity, which enforces it
+// (and whose named policy wins), so a fleet that splits orchestration and
+// activity workers, or a rolling deploy, keeps it; a worker claims only the
+// activities it registers. A work item delivered more than MaxDeliveries times fails as
 // poisoned (ErrPoisoned); a step that keeps failing before it commits
 // suspends its instance. docs/guarantees.md has the full contract.
 //

@@ -8,7 +8,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("DURO_CRASH_WORKER") != "" {
+	switch os.Getenv("DURO_CRASH_WORKER") {
+	case "":
+	case "fleet":
+		fleetWorkerMain()
+		return
+	default:
 		crashWorkerMain()
 		return
 	}

@@ -21,6 +21,7 @@ type OrchestrationContext struct {
 	c   *replay.Context
 	p   payloads
 	reg *Registry
+	w   *Worker // nil outside a worker
 }
 
 // InstanceID returns the orchestration instance's ID.
@@ -69,9 +70,16 @@ type CallOptions struct {
 	// InstanceID names a sub-orchestration instance; empty means a
 	// deterministic ID derived from this instance and the task.
 	InstanceID string
-	// Guarantee replaces the registered guarantee (activities).
+	// Guarantee strengthens the registered guarantee (activities): the
+	// guarantee in force is the stronger of the call's and that of the
+	// registration of the worker that executes the task, so AtMostOnce here
+	// holds whichever worker runs it, and AtLeastOnce cannot weaken an
+	// activity registered AtMostOnce there.
 	Guarantee Guarantee
-	// OnDuplicate replaces the registered AtMostOnce policy (activities).
+	// OnDuplicate chooses the AtMostOnce policy (activities), unless the
+	// registration of the worker that executes the task names one, which
+	// then decides. It may be given without Guarantee: it applies when the
+	// executing worker's registration makes the activity AtMostOnce.
 	OnDuplicate OnDuplicate
 	// MaxDeliveries replaces the registered delivery limit (activities).
 	MaxDeliveries int
@@ -97,10 +105,16 @@ func (ctx *OrchestrationContext) CallActivity(name string, input any, opts ...Ca
 		t.f = failedFuture(err)
 		return t
 	}
+	// The options recorded with the call come from this worker's
+	// registration and the call. The worker that executes the task may
+	// register it differently (a split fleet, a rolling deploy): it then
+	// enforces the stronger guarantee (activityRun.inForce).
 	var registered *ActivityOptions
 	if ctx.reg != nil {
 		if ra, ok := ctx.reg.activity(name); ok {
 			registered = &ra.opts
+		} else if ctx.w != nil {
+			ctx.w.noteUnregistered(name)
 		}
 	}
 	eff, err := effectiveOptions(registered, o)

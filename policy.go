@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"duro/backend"
 )
 
 // Guarantee says how many times an activity's code may run for one scheduled
@@ -164,9 +166,16 @@ func ReconcileFail(message string) ReconcileDecision {
 // suspended as with OnDuplicateSuspend.
 func ReconcileSuspend() ReconcileDecision { return ReconcileDecision{kind: decideSuspend} }
 
-// effectiveOptions merges the registered options of an activity with one
-// call's overrides into what is recorded with the scheduled task.
+// effectiveOptions merges the options an activity is registered with on
+// the scheduling worker (nil if it does not register it) with one call's
+// overrides into what is recorded with the scheduled task. The guarantee
+// is the stronger of the two. A policy without AtMostOnce is kept: the
+// executing worker applies it if its registration makes the task at most
+// once (activityRun.inForce).
 func effectiveOptions(reg *ActivityOptions, call CallOptions) (ActivityOptions, error) {
+	if call.Guarantee == AtLeastOnce && call.OnDuplicate != "" {
+		return ActivityOptions{}, fmt.Errorf("OnDuplicate %q needs Guarantee AtMostOnce", call.OnDuplicate)
+	}
 	var o ActivityOptions
 	if reg != nil {
 		o = *reg
@@ -177,9 +186,7 @@ func effectiveOptions(reg *ActivityOptions, call CallOptions) (ActivityOptions, 
 	if call.LeaseDuration != 0 {
 		o.LeaseDuration = call.LeaseDuration
 	}
-	if call.Guarantee != GuaranteeUnset {
-		o.Guarantee = call.Guarantee
-	}
+	o.Guarantee = max(o.Guarantee, call.Guarantee) // Unset < AtLeastOnce < AtMostOnce
 	if call.OnDuplicate != "" {
 		o.OnDuplicate = call.OnDuplicate
 	}
@@ -192,7 +199,34 @@ func effectiveOptions(reg *ActivityOptions, call CallOptions) (ActivityOptions, 
 	if o.Guarantee == AtMostOnce && o.OnDuplicate == "" {
 		o.OnDuplicate = OnDuplicateFail
 	}
-	return o, o.validate()
+	check := o
+	if check.Guarantee == AtLeastOnce {
+		check.OnDuplicate = "" // a policy for the executing worker's AtMostOnce
+	}
+	return o, check.validate()
+}
+
+// inForce is what a delivery of an activity task enforces: the task's
+// recorded options strengthened by the registration of the worker that
+// executes it (ra), which may differ from the scheduling worker's (a split
+// fleet, a rolling deploy). The guarantee is the stronger of the two; the
+// policy is the registration's when it names one, else the recorded one,
+// else OnDuplicateFail.
+func inForce(recorded backend.ActivityOptions, ra *ActivityOptions) backend.ActivityOptions {
+	o := recorded
+	if ra.Guarantee == AtMostOnce {
+		o.AtMostOnce = true
+	}
+	if !o.AtMostOnce {
+		return recorded
+	}
+	switch {
+	case ra.OnDuplicate != "":
+		o.OnDuplicate = string(ra.OnDuplicate)
+	case o.OnDuplicate == "":
+		o.OnDuplicate = string(OnDuplicateFail)
+	}
+	return o
 }
 
 func (o *ActivityOptions) validate() error {

@@ -2,7 +2,9 @@ package duro
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,6 +17,10 @@ type Registry struct {
 	orchestrations map[string]orchestrationFunc
 	activities     map[string]*registeredActivity
 	entities       map[string]*registeredEntity
+	// activityList holds the names of activities, sorted; replaced (never
+	// changed in place) by each RegisterActivity, so a worker's claims read
+	// it without copying.
+	activityList []string
 }
 
 // NewRegistry returns an empty Registry.
@@ -44,10 +50,14 @@ type ActivityOptions struct {
 	// RetryPolicy retries failed calls with durable timers between them. Nil
 	// means a failure is returned to the orchestration at once.
 	RetryPolicy *RetryPolicy
-	// Guarantee is AtLeastOnce (the default) or AtMostOnce.
+	// Guarantee is AtLeastOnce (the default) or AtMostOnce. A worker that
+	// registers an activity AtMostOnce runs it at most once whatever the
+	// scheduling worker recorded (a split fleet, a rolling deploy).
 	Guarantee Guarantee
 	// OnDuplicate is the AtMostOnce policy for a delivery with attempt > 1.
-	// Default: OnDuplicateFail.
+	// Set, it decides for the deliveries this worker executes, over the
+	// call's CallOptions.OnDuplicate. Default: the call's, else
+	// OnDuplicateFail.
 	OnDuplicate OnDuplicate
 	// Reconcile is called for OnDuplicateReconcile. Without one, a duplicate
 	// fails as with OnDuplicateFail.
@@ -118,6 +128,7 @@ func RegisterActivity[I, O any](r *Registry, name string, fn func(ctx ActivityCo
 		}
 	}
 	r.activities[name] = ra
+	r.activityList = slices.Sorted(maps.Keys(r.activities))
 }
 
 func isNil(v any) bool {
@@ -144,4 +155,23 @@ func (r *Registry) activity(name string) (*registeredActivity, bool) {
 	defer r.mu.RUnlock()
 	a, ok := r.activities[name]
 	return a, ok
+}
+
+// activityNames returns the names of the registered activities, sorted,
+// not nil. The caller must not change the slice.
+func (r *Registry) activityNames() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.activityList == nil {
+		return []string{}
+	}
+	return r.activityList
+}
+
+// runsSteps reports whether the registry has code for orchestration steps:
+// an orchestration or an entity.
+func (r *Registry) runsSteps() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.orchestrations) > 0 || len(r.entities) > 0
 }

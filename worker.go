@@ -205,6 +205,9 @@ type Worker struct {
 	eager    backend.StepActivityClaimer
 	act      *dispatch.Loop[*backend.ActivityWorkItem]
 	actClaim backend.ClaimParams
+	// unregistered holds the activities this worker's steps called
+	// without registering them, each logged once.
+	unregistered sync.Map
 
 	mu          sync.Mutex
 	started     bool
@@ -271,17 +274,26 @@ func (w *Worker) Start(ctx context.Context) error {
 		Name: "orchestration", Concurrency: w.opts.OrchestrationConcurrency, PollInterval: w.opts.PollInterval,
 		Wake: orchWake, Logger: w.log,
 		Claim: func(ctx context.Context) (*backend.OrchestrationWorkItem, bool, error) {
+			if !w.reg.runsSteps() {
+				return nil, false, nil
+			}
 			p := *orchClaim
 			wi, err := w.be.ClaimOrchestrationStep(ctx, &p)
 			return wi, wi != nil, err
 		},
 		Handle: w.runStep,
 	}
+	// The activity loop claims only the activities this worker registers
+	// (a split fleet, a rolling deploy): a task it cannot run waits for a
+	// worker that can, with its attempt number unspent.
 	act := &dispatch.Loop[*backend.ActivityWorkItem]{
 		Name: "activity", Concurrency: w.opts.ActivityConcurrency, PollInterval: w.opts.PollInterval,
 		Wake: actWake, Logger: w.log,
 		Claim: func(ctx context.Context) (*backend.ActivityWorkItem, bool, error) {
 			p := *actClaim
+			if p.ActivityNames = w.reg.activityNames(); len(p.ActivityNames) == 0 {
+				return nil, false, nil
+			}
 			wi, err := w.be.ClaimActivity(ctx, &p)
 			return wi, wi != nil, err
 		},
@@ -291,11 +303,17 @@ func (w *Worker) Start(ctx context.Context) error {
 	// free slot at once.
 	if bc, ok := w.be.(backend.BatchClaimer); ok {
 		orch.ClaimBatch = func(ctx context.Context, max int) ([]*backend.OrchestrationWorkItem, error) {
+			if !w.reg.runsSteps() {
+				return nil, nil
+			}
 			p := *orchClaim
 			return bc.ClaimOrchestrationSteps(ctx, &p, max)
 		}
 		act.ClaimBatch = func(ctx context.Context, max int) ([]*backend.ActivityWorkItem, error) {
 			p := *actClaim
+			if p.ActivityNames = w.reg.activityNames(); len(p.ActivityNames) == 0 {
+				return nil, nil
+			}
 			return bc.ClaimActivities(ctx, &p, max)
 		}
 	}
@@ -343,7 +361,7 @@ func (w *Worker) lookup(name string) (replay.Orchestrator, bool) {
 		return nil, false
 	}
 	return func(c *replay.Context, input []byte) ([]byte, error) {
-		octx := &OrchestrationContext{c: c, p: w.p, reg: w.reg}
+		octx := &OrchestrationContext{c: c, p: w.p, reg: w.reg, w: w}
 		out, err := fn(octx, input)
 		if err != nil {
 			return nil, err
@@ -446,7 +464,9 @@ func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchest
 	}()
 	reserved := 0
 	if w.eager != nil && len(params.ActivityTasks) > 0 {
-		reserved = w.act.Reserve(len(params.ActivityTasks))
+		if n := w.runnableFirst(params); n > 0 {
+			reserved = w.act.Reserve(n)
+		}
 	}
 	if reserved == 0 {
 		return dispatch.Retry(ctx, 5, isPermanent, func() error { return note(w.be.CompleteOrchestrationStep(ctx, params)) })
@@ -462,6 +482,46 @@ func (w *Worker) commitStep(ctx context.Context, params *backend.CompleteOrchest
 		items, err = w.eager.CompleteOrchestrationStepClaim(ctx, params, &claim, reserved)
 		return note(err)
 	})
+}
+
+// runnableFirst puts the step's activity tasks that this worker registers
+// first (keeping the order within each part) and returns how many there
+// are: the step's commit claims only from them, since a task this worker
+// cannot run is left for one that can, with its attempt number unspent.
+func (w *Worker) runnableFirst(params *backend.CompleteOrchestrationStepParams) int {
+	tasks := params.ActivityTasks
+	n := 0
+	for _, a := range tasks {
+		if _, ok := w.reg.activity(a.Name); ok {
+			n++
+		}
+	}
+	if n == 0 || n == len(tasks) {
+		return n
+	}
+	sorted := make([]*backend.ActivityTask, 0, len(tasks))
+	for _, runnable := range []bool{true, false} {
+		for _, a := range tasks {
+			if _, ok := w.reg.activity(a.Name); ok == runnable {
+				sorted = append(sorted, a)
+			}
+		}
+	}
+	params.ActivityTasks = sorted
+	return n
+}
+
+// noteUnregistered logs, once per name, that this worker's steps call an
+// activity it does not register: the worker that executes it decides its
+// guarantee from its own registration.
+func (w *Worker) noteUnregistered(name string) {
+	if w.log == nil {
+		return // a Replayer's worker
+	}
+	if _, seen := w.unregistered.LoadOrStore(name, struct{}{}); !seen {
+		w.log.Debug("duro: orchestration calls an activity this worker does not register; "+
+			"the worker that runs it applies its own registration's guarantee", "activity", name)
+	}
 }
 
 // executeEntity runs an entity's batch, turning a panic into an error.

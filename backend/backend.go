@@ -187,6 +187,13 @@ type ClaimParams struct {
 	// Now is the current time; zero means the backend's clock. Tests pass a
 	// synthetic time to expire leases and fire timers without sleeping.
 	Now time.Time
+	// ActivityNames, when not nil, restricts ClaimActivity and
+	// ClaimActivities to the tasks of these activities: a worker claims
+	// only what it can run, so a task waits for a worker that has its code
+	// instead of being delivered (and its attempt number spent) elsewhere.
+	// Nil means any activity; empty means none. The other Claim methods
+	// ignore it.
+	ActivityNames []string
 }
 
 // OrchestrationWorkItem is one orchestration step handed to a worker: the
@@ -508,14 +515,18 @@ type RequestWindow interface {
 }
 
 // ClaimSyncer is an optional capability of a backend whose commits may not
-// be durable when they return (SQLite with synchronous=NORMAL). Its Claim
-// methods make the claim of an at-most-once activity durable themselves,
-// but they cannot tell whether a step will run at-most-once code: an
-// entity batch may hold an at-most-once operation. Before such code runs,
-// the worker calls SyncClaims, so that the batch's attempt number survives
-// a power loss (A1).
+// be on stable storage when they return (SQLite with synchronous=NORMAL).
+// Such a backend already syncs the claim of a task whose stored options say
+// AtMostOnce before returning it (A1); a worker calls SyncClaims before it
+// runs code it must run at most once although the claim path could not
+// know: an activity that the executing worker registers AtMostOnce while
+// the scheduling worker recorded it at least once, or an at-most-once
+// entity operation (entity batches are claimed as steps). Backends whose
+// commits are durable need not implement it; wrappers of a backend must
+// forward it.
 type ClaimSyncer interface {
-	// SyncClaims makes every claim returned so far durable.
+	// SyncClaims makes every claim this backend has committed so far
+	// durable, or fails.
 	SyncClaims(ctx context.Context) error
 }
 

@@ -148,7 +148,11 @@ type Event struct {
 	// Parent names the parent orchestration on ExecutionStarted of a
 	// sub-orchestration.
 	Parent *ParentRef `json:"parent,omitempty"`
-	// Activity holds the execution options of a scheduled activity.
+	// Activity holds the execution options of a scheduled activity. On a
+	// task's result (TaskCompleted, TaskFailed, TaskDuplicate) it holds the
+	// options the executing worker enforced, when they differ from the
+	// scheduled ones (its registration made the task at most once, or
+	// chose the policy).
 	Activity *ActivityOptions `json:"activity,omitempty"`
 	// Suspension describes the suspension an ExecutionSuspended event
 	// records.
@@ -257,9 +261,15 @@ type ActivityOptions struct {
 	// AtMostOnce means the activity's code may only run on attempt 1; a
 	// later delivery applies OnDuplicate instead. Backends must make the
 	// claim of such a task durable (synced to disk) before returning it.
+	// False does not make a task at least once: the executing worker's
+	// registration may still make it at most once (the guarantee in force
+	// is the stronger of the two).
 	AtMostOnce bool `json:"atMostOnce,omitempty"`
 	// OnDuplicate is what a delivery with attempt > 1 of an AtMostOnce task
-	// does: "Fail", "Suspend" or "Reconcile".
+	// does: "Fail", "Suspend" or "Reconcile". It may be recorded without
+	// AtMostOnce (the call named a policy for an activity its scheduling
+	// worker does not register); it then applies if the executing worker
+	// makes the task at most once.
 	OnDuplicate string `json:"onDuplicate,omitempty"`
 	// MaxDeliveries bounds the deliveries of the task; the delivery after the
 	// last one fails the task as poisoned. Zero means the worker's default.

@@ -13,7 +13,7 @@ import (
 // backend to the workers, and the plain one to clients. The wrapper keeps
 // be's WorkNotifier and BatchClaimer capabilities, and is always a
 // backend.StepActivityClaimer: it counts the activities a step's commit
-// claims, and claims none when be cannot.
+// claims, and claims none when be cannot. It forwards backend.ClaimSyncer.
 func (m *Metrics) Backend(be backend.Backend) backend.Backend {
 	mb := &meteredBackend{Backend: be, m: m}
 	n, notifies := be.(backend.WorkNotifier)
@@ -137,7 +137,19 @@ func (b *meteredBackend) CompleteOrchestrationStepClaim(ctx context.Context, p *
 	return wis, err
 }
 
-var _ backend.StepActivityClaimer = (*meteredBackend)(nil)
+// SyncClaims implements backend.ClaimSyncer: it forwards to be, and does
+// nothing when be's commits are durable anyway.
+func (b *meteredBackend) SyncClaims(ctx context.Context) error {
+	if cs, ok := b.Backend.(backend.ClaimSyncer); ok {
+		return cs.SyncClaims(ctx)
+	}
+	return nil
+}
+
+var (
+	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
+	_ backend.ClaimSyncer         = (*meteredBackend)(nil)
+)
 
 func claimTime(p *backend.ClaimParams) time.Time {
 	if p != nil && !p.Now.IsZero() {

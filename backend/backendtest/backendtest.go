@@ -73,6 +73,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"StoreClock", storeClockTests()},
 		{"RequestWindow", windowTests()},
 		{"EntityWindow", entityWindowTests()},
+		{"Fleet", fleetTests()},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

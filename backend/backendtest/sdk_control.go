@@ -252,7 +252,11 @@ func controlTests() []test {
 			}
 		}},
 		{"PoisonedStepResumes", func(t *testing.T, e *env) {
-			first := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{MaxStepDeliveries: 2}, func(r *duro.Registry) {})
+			// The first worker runs steps (a worker with no orchestration
+			// and no entity claims none) but lacks Late.
+			first := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{MaxStepDeliveries: 2}, func(r *duro.Registry) {
+				duro.RegisterOrchestration(r, "Other", func(*duro.OrchestrationContext, any) (any, error) { return nil, nil })
+			})
 			ctx := bg(t)
 			id, err := first.client.Start(ctx, "Late", "x")
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -46,6 +47,11 @@ FROM pick WHERE id = pick.cid
 RETURNING id, instance_id, execution_id, task_id, name, input, options, attempt, pick.prev, created_at, seq,
 	lease_expires_at, heartbeat_details`
 
+// claimNamedActivitiesQuery is claimActivitiesQuery for the tasks of the
+// activities named by the array $5 only (ClaimParams.ActivityNames).
+var claimNamedActivitiesQuery = strings.ReplaceAll(claimActivitiesQuery, "lease_expires_at <= "+clock("$1")+"\n\t ORDER BY",
+	"lease_expires_at <= "+clock("$1")+" AND name = ANY($5::text[])\n\t ORDER BY")
+
 // ClaimActivities leases up to max activity tasks in one round trip: it is
 // ClaimActivity for several tasks at once, with the same rules for each
 // (the claim commits, with every attempt number, before the work items
@@ -66,8 +72,15 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 	if max < 1 {
 		return []*backend.ActivityWorkItem{}, nil
 	}
+	q, args := claimActivitiesQuery, []any{nanos(p.Now), max, p.Owner, int64(p.LeaseDuration)}
+	if p.ActivityNames != nil {
+		if len(p.ActivityNames) == 0 {
+			return []*backend.ActivityWorkItem{}, nil
+		}
+		q, args = claimNamedActivitiesQuery, append(args, p.ActivityNames)
+	}
 	for try := 0; ; try++ {
-		rows, err := b.pool.Query(ctx, b.q(claimActivitiesQuery), nanos(p.Now), max, p.Owner, int64(p.LeaseDuration))
+		rows, err := b.pool.Query(ctx, b.q(q), args...)
 		var wis []*backend.ActivityWorkItem
 		if err == nil {
 			wis, err = scanClaimedActivities(rows)

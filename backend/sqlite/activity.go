@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"duro/backend"
@@ -44,6 +45,16 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 		atMO  bool
 		claim = activityClaim{owner: p.Owner, lease: p.LeaseDuration}
 	)
+	if p.ActivityNames != nil {
+		if len(p.ActivityNames) == 0 {
+			return nil, nil
+		}
+		names, err := json.Marshal(p.ActivityNames)
+		if err != nil {
+			return nil, b.fail(op, err)
+		}
+		claim.names = string(names)
+	}
 	seq, err := b.writeSeq(ctx, op, p.Now, 0, func(t *txn) error {
 		wis, opts = wis[:0], opts[:0]
 		return claim.run(t, max, func(wi *backend.ActivityWorkItem, o string) {
@@ -79,6 +90,8 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 type activityClaim struct {
 	owner string
 	lease time.Duration
+	// names, when set, is the JSON array of the activity names to claim.
+	names string
 }
 
 // run claims up to max tasks, calling found for each with its options'
@@ -86,7 +99,11 @@ type activityClaim struct {
 func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkItem, opts string)) error {
 	n := t.now.UnixNano()
 	expires := t.now.Add(c.lease)
-	rows, err := t.query(claimActivitiesQuery, n, max)
+	q, args := claimActivitiesQuery, []any{n, max}
+	if c.names != "" {
+		q, args = claimNamedActivitiesQuery, append(args, c.names)
+	}
+	rows, err := t.query(q, args...)
 	if err != nil {
 		return err
 	}
@@ -138,6 +155,11 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 const claimActivitiesQuery = `SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at,
 	created_at, heartbeat_details FROM activity_tasks WHERE rowid IN (` + claimActivityRowids + `)
 	ORDER BY created_at, rowid`
+
+// claimNamedActivitiesQuery is claimActivitiesQuery for the tasks of the
+// activities named by the JSON array ?3 only (ClaimParams.ActivityNames).
+var claimNamedActivitiesQuery = strings.ReplaceAll(claimActivitiesQuery, "lease_expires_at <= ?1 ORDER BY",
+	"lease_expires_at <= ?1 AND name IN (SELECT value FROM json_each(?3)) ORDER BY")
 
 const claimActivityRowids = `SELECT r FROM (
 	SELECT * FROM (SELECT rowid AS r, created_at FROM activity_tasks INDEXED BY activity_tasks_claim

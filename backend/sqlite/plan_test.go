@@ -20,6 +20,8 @@ func TestClaimQueriesUseIndexes(t *testing.T) {
 		"step":       claimStepQuery,
 		"step claim": strings.NewReplacer("?2", "'o'", "?3", "1").Replace(claimStepUpdate),
 		"activity":   strings.ReplaceAll(claimActivitiesQuery, "?2+0", "10"),
+		"named activity": strings.NewReplacer("?2+0", "10", "?3", "?1").
+			Replace(claimNamedActivitiesQuery),
 		"messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").
 			Replace(visibleMessagesQuery),
 		"control messages": strings.NewReplacer("?1", "'x'", "?2", "?1", "?3", "10").

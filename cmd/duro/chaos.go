@@ -26,7 +26,7 @@ func (a *app) chaosCmd() *cobra.Command {
 		rate              float64
 		seed              uint64
 		output, breakName string
-		keep              bool
+		keep, splitFleet  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -43,11 +43,18 @@ at-most-once call run twice, no at-least-once call skipped, exactly one
 result per task. It exits 1 when an invariant breaks, printing the offending
 instance's history.
 
+With --split-fleet the workers are orchestration-only and activity-only
+processes, as in a fleet that deploys them separately: the orchestrations
+schedule activities they know nothing of, so the at-most-once guarantee
+comes from the activity workers' registration alone; the run also checks
+that no orchestration worker ran activity code.
+
 Without --store it uses a temporary SQLite file; DURO_STORE is ignored, since
 it names an application's store. A store given with --store must hold no
 instances: chaos refuses to run its workload next to an application's. The
 seed of the random faults is printed; --seed replays the same fault plan.`,
 		Example: `  duro chaos --duration 60s
+  duro chaos --split-fleet --duration 60s
   duro chaos --store /tmp/chaos.db --workers 4 --duration 10m -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -84,7 +91,8 @@ seed of the random faults is printed; --seed replays the same fault plan.`,
 				Ledger:   ledger,
 				Workers:  workers,
 				Duration: duration, Drain: drain, Rate: rate, Seed: seed, Break: breakName,
-				Log: a.stderr,
+				SplitFleet: splitFleet,
+				Log:        a.stderr,
 				WorkerCommand: func(env []string) *exec.Cmd {
 					c := exec.Command(self, "chaos", "worker", "--store", workerStore(store), "--ledger", ledger)
 					c.Env = append(os.Environ(), env...)
@@ -122,6 +130,7 @@ seed of the random faults is printed; --seed replays the same fault plan.`,
 	f.Uint64Var(&seed, "seed", 0, "seed of the random faults (0: pick one and print it)")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory (store and ledger)")
+	f.BoolVar(&splitFleet, "split-fleet", false, "run orchestration-only and activity-only workers (at least 2 workers)")
 	f.StringVar(&breakName, "break", "", "arm a deliberate engine bug, to check that chaos catches it (at-most-once)")
 	_ = f.MarkHidden("break")
 	cmd.AddCommand(a.chaosWorkerCmd())

@@ -26,9 +26,13 @@ func TestChaos(t *testing.T) {
 	for _, tc := range []struct {
 		name, brk string
 		ok        bool
+		split     bool
 	}{
-		{"holds", "", true},
-		{"catches a broken at-most-once", "at-most-once", false},
+		{"holds", "", true, false},
+		{"catches a broken at-most-once", "at-most-once", false, false},
+		// Orchestration-only and activity-only workers: the at-most-once
+		// guarantee comes from the activity workers' registration alone.
+		{"holds in a split fleet", "", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rep chaos.Report
@@ -40,6 +44,9 @@ func TestChaos(t *testing.T) {
 				args := []string{"chaos", "--store", store, "--duration", "8s", "--rate", "12", "--seed", fmt.Sprint(seed), "-o", "json", "--drain", "90s"}
 				if tc.brk != "" {
 					args = append(args, "--break", tc.brk)
+				}
+				if tc.split {
+					args = append(args, "--split-fleet")
 				}
 				start := time.Now()
 				r = cliEnv(t, map[string]string{"DURO_TEST_MAIN": "1"}, args...)
@@ -58,6 +65,9 @@ func TestChaos(t *testing.T) {
 			}
 			if tc.ok && (rep.Lost != 0 || rep.Started == 0 || len(rep.Faults) == 0) {
 				t.Fatalf("report %+v", rep)
+			}
+			if tc.split && (!rep.SplitFleet || rep.AtMostOnceCalls == 0 || rep.WorkersThatRanCode == 0) {
+				t.Fatalf("split-fleet report %+v", rep)
 			}
 			if !tc.ok && rep.AtMostOnceMaxExecutions < 2 {
 				t.Fatalf("the broken build was caught for another reason: %v", rep.Violations)

@@ -85,7 +85,8 @@ type eventJSON struct {
 	Status      duro.Status        `json:"status,omitempty"`
 	Reason      string             `json:"reason,omitempty"`
 	Parent      *backend.ParentRef `json:"parent,omitempty"`
-	// Activity holds a scheduled activity's options (at-most-once policy).
+	// Activity holds a scheduled activity's options (at-most-once policy), or
+	// on a result the options the executing worker enforced instead.
 	Activity   *backend.ActivityOptions `json:"activity,omitempty"`
 	Suspension *suspensionJSON          `json:"suspension,omitempty"`
 	Decisions  []decisionJSON           `json:"decisions,omitempty"`
@@ -204,6 +205,13 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 		}
 		return ""
 	}
+	// enforced names the options the executing worker's registration
+	// enforced instead of the scheduled ones.
+	enforced := func(e *duro.HistoryEvent) {
+		if o := e.Activity; o != nil && o.AtMostOnce {
+			add("enforced at-most-once/" + policyName(o) + " (executing worker's registration)")
+		}
+	}
 	name = e.Name
 	if s, ok := scheduled[e.TaskID]; ok && isTaskResult(e.Type) {
 		name = s.Name
@@ -218,11 +226,7 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 		scheduled[e.TaskID] = e
 		if o := e.Activity; o != nil {
 			if o.AtMostOnce {
-				policy := o.OnDuplicate
-				if policy == "" {
-					policy = string(duro.OnDuplicateFail)
-				}
-				add("at-most-once/" + policy)
+				add("at-most-once/" + policyName(o))
 			}
 			if o.MaxDeliveries > 0 {
 				add("max " + strconv.Itoa(o.MaxDeliveries) + " deliveries")
@@ -239,6 +243,7 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 		} else {
 			add("attempt "+strconv.Itoa(e.Attempt), since())
 		}
+		enforced(e)
 		payload("result", e.Result)
 	case backend.EventTaskDuplicate:
 		if s, ok := scheduled[e.TaskID]; ok && name == "" {
@@ -249,6 +254,7 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 			add("previous delivery at " + offset(e.FireAt.Sub(start)))
 		}
 		add("possible duplicate: not run again")
+		enforced(e)
 	case backend.EventExecutionSuspended:
 		if e.Reason != "" {
 			add("reason: " + e.Reason)
@@ -355,6 +361,14 @@ func taskName(s *duro.HistoryEvent) string {
 		return strconv.Quote(s.Name)
 	}
 	return s.Name
+}
+
+// policyName is an at-most-once task's policy, Fail when unset.
+func policyName(o *backend.ActivityOptions) string {
+	if o.OnDuplicate == "" {
+		return string(duro.OnDuplicateFail)
+	}
+	return o.OnDuplicate
 }
 
 // isTaskResult reports the event types that complete a scheduled task.

@@ -170,7 +170,11 @@ func newPoisonedEnv(t *testing.T, id string) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = be.Close() })
-	w, err := duro.NewWorker(be, duro.NewRegistry(), &duro.WorkerOptions{
+	// The worker has code for steps (a worker with none claims none), but
+	// not the instance's.
+	reg := duro.NewRegistry()
+	duro.RegisterOrchestration(reg, "Other", func(*duro.OrchestrationContext, any) (any, error) { return nil, nil })
+	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		PollInterval: 10 * time.Millisecond, MaxStepDeliveries: 2, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

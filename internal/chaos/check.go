@@ -17,8 +17,9 @@ import (
 
 // Report is the outcome of a chaos run.
 type Report struct {
-	Seed    uint64 `json:"seed"`
-	Backend string `json:"backend,omitempty"`
+	Seed       uint64 `json:"seed"`
+	Backend    string `json:"backend,omitempty"`
+	SplitFleet bool   `json:"splitFleet,omitempty"`
 
 	Started           int `json:"instancesStarted"`
 	SubOrchestrations int `json:"subOrchestrations"`
@@ -39,6 +40,10 @@ type Report struct {
 	DecisionsMade            int   `json:"operatorDecisions"`
 	ConnectionsKilled        int   `json:"databaseConnectionsKilled"`
 	WorkersThatRanCode       int   `json:"workerProcessesThatRanCode"`
+	// CodeOnOrchestrationWorkers counts the activity executions by
+	// orchestration-only workers of a split fleet (which do not register
+	// the activities).
+	CodeOnOrchestrationWorkers int `json:"activityExecutionsOnOrchestrationWorkers"`
 
 	Faults     map[string]int `json:"faultsInjected"`
 	Violations []string       `json:"violations"`
@@ -150,8 +155,22 @@ func (r *run) check(ctx context.Context, c *duro.Client, be backend.Backend, ids
 	if rep.WorkersThatRanCode, err = l.Workers(ctx); err != nil {
 		return err
 	}
+	if r.cfg.SplitFleet {
+		byPID, err := l.ExecutionsByPID(ctx)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		for pid, n := range byPID {
+			if role, ok := r.roles[pid]; !ok || role != RoleActivities {
+				rep.CodeOnOrchestrationWorkers += n
+				rep.violate("process %d (role %q) ran %d activity executions; only activity workers have the code", pid, role, n)
+			}
+		}
+		r.mu.Unlock()
+	}
 	r.sumStats()
-	rep.OK = len(rep.Violations) == 0 && rep.Lost == 0 && rep.UnexpectedFailed == 0 &&
+	rep.OK = len(rep.Violations) == 0 && rep.Lost == 0 && rep.UnexpectedFailed == 0 && rep.CodeOnOrchestrationWorkers == 0 &&
 		rep.AtMostOnceMaxExecutions <= 1 && rep.AtLeastOnceNeverRan == 0 && rep.TasksWithoutOneResult == 0
 	return nil
 }
@@ -193,6 +212,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k string, v any, rule string) { fmt.Fprintf(tw, "%s\t%v\t%s\n", k, v, rule) }
 	row("seed", r.Seed, "replay with --seed")
+	if r.SplitFleet {
+		row("fleet", "split: orchestration-only and activity-only workers", "")
+	}
 	row("instances started", r.Started, "")
 	row("sub-orchestrations", r.SubOrchestrations, "")
 	row("completed", r.Completed, "")
@@ -209,6 +231,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("redeliveries", r.Redeliveries, "")
 	row("operator decisions", r.DecisionsMade, "")
 	row("worker processes that ran code", r.WorkersThatRanCode, "")
+	if r.SplitFleet {
+		row("activity executions on orchestration workers", r.CodeOnOrchestrationWorkers, "must be 0")
+	}
 	kinds := make([]string, 0, len(r.Faults))
 	for k := range r.Faults {
 		kinds = append(kinds, k)

@@ -45,6 +45,11 @@ type Config struct {
 	// Break arms a deliberate engine bug in the workers (a test of the
 	// harness itself): "at-most-once" runs at-most-once code on every attempt.
 	Break string
+	// SplitFleet runs orchestration-only and activity-only worker
+	// processes (at least one of each; even-numbered workers run the
+	// activities) instead of workers that run everything: the activities'
+	// guarantees then come from the activity workers' registration only.
+	SplitFleet bool
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -52,6 +57,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
 		c.Workers = 3
+	}
+	if c.SplitFleet && c.Workers < 2 {
+		c.Workers = 2
 	}
 	if c.Duration <= 0 {
 		c.Duration = 60 * time.Second
@@ -87,6 +95,8 @@ type run struct {
 	procs   []*proc
 	faulty  atomic.Bool // whether new workers may be armed
 	stopAll atomic.Bool
+	// roles holds the role of every worker process started, by pid.
+	roles map[int]string
 }
 
 type proc struct {
@@ -136,8 +146,13 @@ func checkEmpty(ctx context.Context, be backend.Backend) error {
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		report: &Report{Seed: cfg.Seed, Backend: "", Faults: map[string]int{}}}
-	r.logf("seed %d, %d workers, %v of faults, %.0f instances/s", cfg.Seed, cfg.Workers, cfg.Duration, cfg.Rate)
+		report: &Report{Seed: cfg.Seed, Backend: "", Faults: map[string]int{}, SplitFleet: cfg.SplitFleet},
+		roles:  map[int]string{}}
+	mode := ""
+	if cfg.SplitFleet {
+		mode = " (split fleet: orchestration-only and activity-only workers)"
+	}
+	r.logf("seed %d, %d workers%s, %v of faults, %.0f instances/s", cfg.Seed, cfg.Workers, mode, cfg.Duration, cfg.Rate)
 	be, err := cfg.Open(ctx)
 	if err != nil {
 		return nil, err
@@ -291,6 +306,8 @@ func (r *run) keepAlive(i int, p *proc) {
 		if r.cfg.Break != "" {
 			env = append(env, "DURO_TEST_BREAK="+r.cfg.Break)
 		}
+		role := r.role(i)
+		env = append(env, RoleEnv+"="+role)
 		cmd := r.cfg.WorkerCommand(env)
 		p.mu.Lock()
 		if p.stopping {
@@ -299,6 +316,11 @@ func (r *run) keepAlive(i int, p *proc) {
 		}
 		p.cmd, p.armed, p.byUs = cmd, armed, false
 		err := cmd.Start()
+		if err == nil {
+			r.mu.Lock()
+			r.roles[cmd.Process.Pid] = role
+			r.mu.Unlock()
+		}
 		p.mu.Unlock()
 		if err != nil {
 			r.logf("worker %d: start: %v", i, err)
@@ -320,6 +342,17 @@ func (r *run) keepAlive(i int, p *proc) {
 			return
 		}
 	}
+}
+
+// role is the role of worker process i.
+func (r *run) role(i int) string {
+	switch {
+	case !r.cfg.SplitFleet:
+		return RoleAll
+	case i%2 == 0:
+		return RoleActivities
+	}
+	return RoleOrchestrations
 }
 
 // operator resolves pending decisions the way a person would after

@@ -124,6 +124,24 @@ func (l *Ledger) Workers(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// ExecutionsByPID counts the executions per worker process.
+func (l *Ledger) ExecutionsByPID(ctx context.Context) (map[int]int, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT pid, count(*) FROM ledger GROUP BY pid`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]int{}
+	for rows.Next() {
+		var pid, n int
+		if err := rows.Scan(&pid, &n); err != nil {
+			return nil, err
+		}
+		out[pid] = n
+	}
+	return out, rows.Err()
+}
+
 type taskKey struct {
 	instance string
 	task     int

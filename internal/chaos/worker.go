@@ -20,19 +20,26 @@ const (
 	stepLease     = time.Second
 )
 
-// WorkerMain is the body of a chaos worker process: it runs the workload on
-// be until ctx is done, recording executions in the ledger at ledgerPath and
-// its counters in a stats file beside it. Fault points are armed from the
-// environment (DURO_TEST_FAULT).
+// WorkerMain is the body of a chaos worker process: it runs the workload
+// (the part of it its role, RoleEnv, names) on be until ctx is done,
+// recording executions in the ledger at ledgerPath and its counters in a
+// stats file beside it. Fault points are armed from the environment
+// (DURO_TEST_FAULT).
 func WorkerMain(ctx context.Context, be backend.Backend, ledgerPath string, logger *slog.Logger) error {
 	fault.EnableFromEnv()
+	role := os.Getenv(RoleEnv)
+	switch role {
+	case RoleAll, RoleOrchestrations, RoleActivities:
+	default:
+		return fmt.Errorf("chaos worker: unknown role %q in %s", role, RoleEnv)
+	}
 	l, err := OpenLedger(ledgerPath)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	reg := duro.NewRegistry()
-	Register(reg, l)
+	RegisterRole(reg, l, role)
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		ActivityLeaseDuration: activityLease, OrchestrationLeaseDuration: stepLease,
 		PollInterval: 50 * time.Millisecond, ActivityConcurrency: 16, MaxDeliveries: 50, MaxStepDeliveries: 50,

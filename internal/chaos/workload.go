@@ -41,8 +41,37 @@ const duplicateFailure = "charge may have run twice; refusing to continue"
 // EventName is the event WorkEvent waits for; the coordinator raises it.
 const EventName = "go"
 
+// Worker roles. A split fleet (Config.SplitFleet) runs orchestration-only
+// and activity-only worker processes; otherwise every process runs all of
+// the workload's code.
+const (
+	RoleAll            = ""
+	RoleOrchestrations = "orchestrations"
+	RoleActivities     = "activities"
+)
+
+// RoleEnv is the environment variable that gives a worker process its role.
+const RoleEnv = "DURO_CHAOS_ROLE"
+
 // Register registers the workload's code, recording executions in l.
-func Register(reg *duro.Registry, l *Ledger) {
+func Register(reg *duro.Registry, l *Ledger) { RegisterRole(reg, l, RoleAll) }
+
+// RegisterRole registers the part of the workload's code a worker of role
+// runs: its activities, its orchestrations, or both. An orchestration-only
+// worker knows nothing of the activities' options: ChaosCharge is at most
+// once only by the activity workers' registration, so that is what they
+// must enforce.
+func RegisterRole(reg *duro.Registry, l *Ledger, role string) {
+	if role != RoleOrchestrations {
+		registerActivities(reg, l)
+	}
+	if role != RoleActivities {
+		registerOrchestrations(reg)
+	}
+}
+
+// registerActivities registers the workload's activities.
+func registerActivities(reg *duro.Registry, l *Ledger) {
 	effect := func(ctx duro.ActivityContext, policy string, minMS, maxMS int) error {
 		if err := l.Record(ctx, ctx.InstanceID(), ctx.TaskID(), ctx.Name(), ctx.Attempt(), policy); err != nil {
 			return err
@@ -72,7 +101,10 @@ func Register(reg *duro.Registry, l *Ledger) {
 		}
 		return duro.ReconcileRetry(), nil
 	}})
+}
 
+// registerOrchestrations registers the workload's orchestrations.
+func registerOrchestrations(reg *duro.Registry) {
 	duro.RegisterOrchestration(reg, WorkSequence, func(ctx *duro.OrchestrationContext, _ any) (int, error) {
 		n := 0
 		for range 3 {

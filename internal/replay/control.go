@@ -61,7 +61,7 @@ func planStep(wi *backend.OrchestrationWorkItem, now time.Time, logger logFunc) 
 			pl.susp.Pending = append(pl.susp.Pending, pd)
 			sort.Slice(pl.susp.Pending, func(i, j int) bool { return pl.susp.Pending[i].TaskID < pl.susp.Pending[j].TaskID })
 			pl.events = append(pl.events, &backend.Event{Type: backend.EventTaskDuplicate, TaskID: ev.TaskID, Name: ev.Name,
-				Attempt: ev.Attempt, FireAt: ev.FireAt, Timestamp: now})
+				Attempt: ev.Attempt, FireAt: ev.FireAt, Activity: ev.Activity, Timestamp: now})
 			pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionSuspended, Reason: pl.susp.Reason,
 				Suspension: cloneSuspension(pl.susp), Timestamp: now})
 		case backend.EventExecutionResumed:
@@ -217,7 +217,9 @@ func runningChildren(history []*backend.Event) []child {
 	return out
 }
 
-// pendingDecision describes a duplicate from the task's scheduling event.
+// pendingDecision describes a duplicate from the task's scheduling event,
+// with the options the delivery enforced when they differ from the
+// scheduled ones (the executing worker's registration decided).
 func pendingDecision(history []*backend.Event, ev *backend.Event) *backend.PendingDecision {
 	pd := &backend.PendingDecision{TaskID: ev.TaskID, Name: ev.Name, Attempt: ev.Attempt, PreviousDeliveryAt: ev.FireAt}
 	for _, h := range history {
@@ -227,6 +229,9 @@ func pendingDecision(history []*backend.Event, ev *backend.Event) *backend.Pendi
 				pd.Options = *h.Activity
 			}
 		}
+	}
+	if ev.Activity != nil {
+		pd.Options = *ev.Activity
 	}
 	return pd
 }
