@@ -3,6 +3,7 @@ package duro
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -307,14 +308,6 @@ func (s *entityStep) pruneWindow() {
 // it over: its entries are added to the backend's window by this batch.
 func (s *entityStep) loadWindow() error {
 	env := s.env
-	for _, r := range env.Window {
-		s.added = append(s.added, backend.ProcessedRequest{ID: r.ID, At: r.At})
-		if r.At.After(env.Latest) {
-			env.Latest = r.At
-		}
-	}
-	env.Window = nil
-	s.latest = env.Latest
 	var ids []string
 	add := func(m *backend.Message) {
 		if m != nil && m.Event != nil && m.Event.Type == backend.EventEntityRequest {
@@ -328,9 +321,22 @@ func (s *entityStep) loadWindow() error {
 		}
 	}
 	seen, err := s.rows.ProcessedRequests(s.ctx, s.wi.Instance.ID, ids)
+	if errors.Is(err, errors.ErrUnsupported) {
+		// A wrapper whose backend keeps no window: the envelope keeps it.
+		s.rows = nil
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("entity %s: read the window of processed requests: %w", s.id, err)
 	}
+	for _, r := range env.Window {
+		s.added = append(s.added, backend.ProcessedRequest{ID: r.ID, At: r.At})
+		if r.At.After(env.Latest) {
+			env.Latest = r.At
+		}
+	}
+	env.Window = nil
+	s.latest = env.Latest
 	for _, r := range seen {
 		if s.now.Sub(r.At) <= s.w.opts.EntityDedupAge {
 			s.seen[r.ID] = true

@@ -510,7 +510,10 @@ type StepActivityClaimer interface {
 // instance and a purge delete it.
 type RequestWindow interface {
 	// ProcessedRequests returns the entries of the instance's window whose
-	// IDs are among ids, in no particular order.
+	// IDs are among ids, in no particular order. A wrapper whose wrapped
+	// backend keeps no window returns an error wrapping
+	// errors.ErrUnsupported; the worker then keeps the window in the
+	// entity's custom status.
 	ProcessedRequests(ctx context.Context, instanceID string, ids []string) ([]ProcessedRequest, error)
 }
 

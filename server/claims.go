@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"duro/backend"
@@ -13,7 +15,8 @@ import (
 // backend to the workers, and the plain one to clients. The wrapper keeps
 // be's WorkNotifier and BatchClaimer capabilities, and is always a
 // backend.StepActivityClaimer: it counts the activities a step's commit
-// claims, and claims none when be cannot. It forwards backend.ClaimSyncer.
+// claims, and claims none when be cannot. It forwards backend.ClaimSyncer and
+// backend.RequestWindow.
 func (m *Metrics) Backend(be backend.Backend) backend.Backend {
 	mb := &meteredBackend{Backend: be, m: m}
 	n, notifies := be.(backend.WorkNotifier)
@@ -146,9 +149,20 @@ func (b *meteredBackend) SyncClaims(ctx context.Context) error {
 	return nil
 }
 
+// ProcessedRequests implements backend.RequestWindow: it forwards to be,
+// and returns errors.ErrUnsupported when be keeps no window (entities then
+// keep theirs in their custom status).
+func (b *meteredBackend) ProcessedRequests(ctx context.Context, instanceID string, ids []string) ([]backend.ProcessedRequest, error) {
+	if rw, ok := b.Backend.(backend.RequestWindow); ok {
+		return rw.ProcessedRequests(ctx, instanceID, ids)
+	}
+	return nil, fmt.Errorf("server: the wrapped backend keeps no request window: %w", errors.ErrUnsupported)
+}
+
 var (
 	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
 	_ backend.ClaimSyncer         = (*meteredBackend)(nil)
+	_ backend.RequestWindow       = (*meteredBackend)(nil)
 )
 
 func claimTime(p *backend.ClaimParams) time.Time {

@@ -1,0 +1,57 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duro"
+
+	"duro/backend"
+	"duro/backend/sqlite"
+)
+
+// TestMeteredBackendKeepsRequestWindow: the workers of `duro server` get
+// the metered wrapper, so it must keep the store's window of processed
+// entity requests (else every entity batch rewrites its whole window in
+// its custom status), and say plainly when the store has none.
+func TestMeteredBackendKeepsRequestWindow(t *testing.T) {
+	ctx := context.Background()
+	be, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "duro.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = be.Close() }()
+	m := NewMetrics(duro.NewClient(be, nil))
+	rw, ok := m.Backend(be).(backend.RequestWindow)
+	if !ok {
+		t.Fatal("the metered backend is not a backend.RequestWindow")
+	}
+	now := time.Now()
+	if err := be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "@c@k", Name: "c", ExecutionID: "e", Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	wi, err := be.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: "t", LeaseDuration: time.Minute, Now: now})
+	if err != nil || wi == nil {
+		t.Fatalf("claim: %v, %v", wi, err)
+	}
+	err = be.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{
+		InstanceID: wi.Instance.ID, Attempt: wi.Attempt, ExecutionID: wi.Instance.ExecutionID,
+		Status: backend.StatusRunning, Now: now,
+		Window: &backend.WindowUpdate{Add: []backend.ProcessedRequest{{ID: "r1", At: now}}, Keep: 10},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rw.ProcessedRequests(ctx, "@c@k", []string{"r1", "r2"})
+	if err != nil || len(got) != 1 || got[0].ID != "r1" {
+		t.Fatalf("ProcessedRequests through the wrapper = %v, %v; want [r1]", got, err)
+	}
+
+	plain := m.Backend(struct{ backend.Backend }{be}).(backend.RequestWindow)
+	if _, err := plain.ProcessedRequests(ctx, "@c@k", []string{"r1"}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("ProcessedRequests over a backend without a window: %v; want errors.ErrUnsupported", err)
+	}
+}
