@@ -109,6 +109,8 @@ type ActivityTask struct {
 	// PriorAttempts is the number of deliveries the same call already had
 	// under earlier task IDs (a task enqueued again by an operator's retry
 	// decision or by a rewind); the first claim returns PriorAttempts+1.
+	// Every claim's work item carries it, so Attempt - PriorAttempts counts
+	// the deliveries since the task was enqueued (the poison budget).
 	PriorAttempts int
 }
 
@@ -307,7 +309,8 @@ type CompleteActivityParams struct {
 	// Result is the TaskCompleted or TaskFailed event enqueued, in the same
 	// transaction that deletes the task, to the owning instance's inbox as
 	// message ResultMessageID(TaskID). If the instance no longer exists the
-	// event is dropped.
+	// event is dropped. If it has finished (see Backend.CompleteActivity)
+	// the event goes to its history as a LateResult instead.
 	Result *Event
 	Now    time.Time
 }
@@ -390,6 +393,18 @@ type Backend interface {
 	ClaimActivity(ctx context.Context, p *ClaimParams) (*ActivityWorkItem, error)
 	// CompleteActivity deletes the task and enqueues its result atomically;
 	// ErrLeaseLost if p.Attempt is not the newest delivery or the task is gone.
+	//
+	// A step that finishes an instance (Completed, Failed, Terminated)
+	// deletes its tasks, except those a delivery holds (claimed and not
+	// handed back): they are never delivered again, but that delivery may
+	// still renew its lease and complete. Its TaskCompleted or TaskFailed
+	// result is then appended to the instance's history as an
+	// EventLateResult (LateResult(p.Result, activity name, status)), other
+	// results are dropped, the task is deleted, and CompleteActivity
+	// returns an error wrapping ErrInstanceFinished: the completion took
+	// effect, but no code will process it. RewindInstance and purges
+	// delete such tasks (their completion is then ErrLeaseLost), and
+	// AbandonActivity deletes one instead of making it claimable.
 	CompleteActivity(ctx context.Context, p *CompleteActivityParams) error
 	// RenewActivityLease extends an activity's lease; ErrLeaseLost as above.
 	RenewActivityLease(ctx context.Context, p *RenewLeaseParams) error

@@ -61,6 +61,13 @@ const (
 	// records a rewind of a Failed instance: Reason; in history also Rewind,
 	// what the rewind re-runs.
 	EventExecutionRewound EventType = "ExecutionRewound"
+	// EventLateResult records, in the history of a finished instance, the
+	// outcome of an activity delivery that completed after the instance
+	// ended (terminated while the activity ran, say), so that operators see
+	// it: TaskID, Name (the activity), Attempt, Result or Failure, and
+	// Status, the instance's status when the result arrived. Replay ignores
+	// it; it is never a message.
+	EventLateResult EventType = "LateResult"
 
 	// EventEntityRequest is a message to an entity: an operation (Name,
 	// Input) signalled or called, or a lock request or release (Entity). The
@@ -106,7 +113,7 @@ var knownEventTypes = map[EventType]bool{
 	EventSubOrchestrationCompleted: true, EventSubOrchestrationFailed: true,
 	EventEventRaised: true, EventEventSent: true, EventExecutionTerminated: true,
 	EventExecutionCompleted: true, EventExecutionSuspended: true, EventExecutionResumed: true,
-	EventTaskDuplicate: true, EventExecutionRewound: true,
+	EventTaskDuplicate: true, EventExecutionRewound: true, EventLateResult: true,
 	EventEntityRequest: true, EventEntitySignaled: true, EventEntityCalled: true, EventEntityResponse: true,
 	EventEntityLockRequested: true, EventEntityLockGranted: true, EventEntityUnlocked: true,
 }
@@ -156,6 +163,24 @@ type Event struct {
 	Rewind *Rewind `json:"rewind,omitempty"`
 	// Entity details an entity request or lock event.
 	Entity *EntityRequest `json:"entity,omitempty"`
+}
+
+// LateResult is the EventLateResult a backend appends to the history of an
+// instance that ended with status when a delivery of activity name
+// completes with result (a TaskCompleted or TaskFailed event) after the
+// end. It keeps the result's task ID, attempt, payload or failure, and
+// time.
+func LateResult(result *Event, name string, status Status) *Event {
+	late := *result
+	late.Type, late.Name, late.Status = EventLateResult, name, status
+	return &late
+}
+
+// KeptLate reports whether a result event of type t that arrives after its
+// instance ended is kept as a LateResult: activity outcomes are, other
+// events (a TaskDuplicate) are dropped.
+func (t EventType) KeptLate() bool {
+	return t == EventTaskCompleted || t == EventTaskFailed
 }
 
 // EntityRequest details a message to an entity, or an orchestration's lock

@@ -309,7 +309,7 @@ func hasTaskID(t backend.EventType) bool {
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent,
 		backend.EventTaskDuplicate, backend.EventEntitySignaled, backend.EventEntityCalled,
 		backend.EventEntityResponse, backend.EventEntityLockRequested, backend.EventEntityLockGranted,
-		backend.EventEntityUnlocked:
+		backend.EventEntityUnlocked, backend.EventLateResult:
 		return true
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 
@@ -202,7 +203,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	if len(p.ActivityTasks) > 0 {
 		n := len(p.ActivityTasks)
 		ids, insts, execs, names, opts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		taskIDs, attempts := make([]int64, n), make([]int64, n)
+		taskIDs, attempts, priors := make([]int64, n), make([]int64, n), make([]int64, n)
 		inputs := make([][]byte, n)
 		owners, leases, claimedAt := make([]string, n), make([]int64, n), make([]int64, n)
 		if ec.max > 0 {
@@ -214,7 +215,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 				return fmt.Errorf("activity task %q: %w", a.ID, err)
 			}
 			ids[i], insts[i], execs[i], names[i], opts[i] = a.ID, a.InstanceID, a.ExecutionID, a.Name, string(o)
-			taskIDs[i], attempts[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), a.Input
+			taskIDs[i], attempts[i], priors[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), int64(a.PriorAttempts), a.Input
 			if i < ec.max {
 				attempts[i]++
 				owners[i], leases[i], claimedAt[i] = ec.claim.Owner, leaseUntil, t.now
@@ -223,11 +224,11 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		taskAt = batch.Len()
 		batch.Queue(t.b.q(`INSERT INTO {s}.activity_tasks
 			(id, instance_id, execution_id, task_id, name, input, options, attempt, lease_owner, lease_expires_at,
-				claimed_at, created_at)
-			SELECT u.*, $12::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-				$6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[]) AS u
+				claimed_at, prior_attempts, created_at)
+			SELECT u.*, $13::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+				$6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[]) AS u
 			ON CONFLICT (id) DO NOTHING RETURNING id`),
-			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, leases, claimedAt, t.now)
+			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, leases, claimedAt, priors, t.now)
 	}
 	margs := make([][]any, len(msgs))
 	for i, m := range msgs {
@@ -433,11 +434,20 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 	}, true)
 }
 
-// finish deletes a terminal instance's remaining inbox and activity tasks.
+// parkedAt is the visible_at of a parked task: one whose instance finished
+// while a delivery held it. It is never claimed again; the delivery may
+// renew its lease and complete it (its result goes to the history as a
+// LateResult event).
+const parkedAt = math.MaxInt64
+
+// finish deletes a terminal instance's remaining inbox and the activity
+// tasks no delivery holds, and parks those a delivery holds (delivered and
+// not handed back).
 func (t *txn) finish(id string) error {
 	batch := &pgx.Batch{}
 	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1`), id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`), id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND (claimed_at = 0 OR lease_owner = '')`), id)
+	batch.Queue(t.b.q(`UPDATE {s}.activity_tasks SET visible_at = $2 WHERE instance_id = $1`), id, int64(parkedAt))
 	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
 		return err
 	}

@@ -318,6 +318,11 @@ func (t *txn) rewind(id, msgID, reason string) error {
 		updated_at = $2 WHERE id = $3`, backend.StatusRunning, now, id); err != nil {
 		return err
 	}
+	// Deliveries still running when the instance failed belong to the
+	// failed run: the rewind enqueues again what must run again.
+	if _, err := t.exec(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND visible_at = $2`, id, int64(parkedAt)); err != nil {
+		return err
+	}
 	t.touch(id)
 	t.work = true
 	return t.insertMessage(&backend.Message{

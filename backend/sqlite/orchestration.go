@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"duro/backend"
@@ -358,8 +360,8 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) ([]bool,
 }
 
 const insertTaskQuery = `INSERT INTO activity_tasks
-	(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt, prior_attempts)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?9, ?9) ON CONFLICT (id) DO NOTHING`
 
 // startChild creates a sub-orchestration, replacing a terminal instance of
 // the same ID. If a live one exists it is left alone and its parent task,
@@ -479,14 +481,25 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 	}, nil)
 }
 
-// finish deletes a terminal instance's remaining inbox and activity tasks.
+// parkedAt is the visible_at of a parked task: one whose instance finished
+// while a delivery held it. It is never claimed again; the delivery may
+// renew its lease and complete it (its result goes to the history as a
+// LateResult event).
+const parkedAt = math.MaxInt64
+
+// finish deletes a terminal instance's remaining inbox and the activity
+// tasks no delivery holds, and parks those a delivery holds (delivered and
+// not handed back).
 func (t *txn) finish(id string) error {
 	t.hist.drop(id)
-	if _, err := t.exec(`DELETE FROM inbox WHERE instance_id = ?`, id); err != nil {
-		return err
-	}
-	if _, err := t.exec(`DELETE FROM activity_tasks WHERE instance_id = ?`, id); err != nil {
-		return err
+	for _, q := range []string{
+		`DELETE FROM inbox WHERE instance_id = ?`,
+		`DELETE FROM activity_tasks WHERE instance_id = ? AND (claimed_at = 0 OR lease_owner = '')`,
+		`UPDATE activity_tasks SET visible_at = ` + strconv.FormatInt(parkedAt, 10) + ` WHERE instance_id = ?`,
+	} {
+		if _, err := t.exec(q, id); err != nil {
+			return err
+		}
 	}
 	t.touched[id] = struct{}{}
 	return nil

@@ -260,6 +260,11 @@ func (t *txn) rewind(id, msgID, reason string) error {
 		updated_at = ? WHERE id = ?`, backend.StatusRunning, t.now.UnixNano(), id); err != nil {
 		return err
 	}
+	// Deliveries still running when the instance failed belong to the
+	// failed run: the rewind enqueues again what must run again.
+	if _, err := t.exec(`DELETE FROM activity_tasks WHERE instance_id = ? AND visible_at = ?`, id, int64(parkedAt)); err != nil {
+		return err
+	}
 	t.touched[id] = struct{}{}
 	t.work |= workSteps
 	return t.insertMessage(&backend.Message{

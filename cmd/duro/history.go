@@ -124,7 +124,7 @@ func hasTaskID(t backend.EventType) bool {
 	case backend.EventTaskScheduled, backend.EventTaskCompleted, backend.EventTaskFailed,
 		backend.EventTimerCreated, backend.EventTimerFired, backend.EventSubOrchestrationCreated,
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent,
-		backend.EventTaskDuplicate:
+		backend.EventTaskDuplicate, backend.EventLateResult:
 		return true
 	}
 	return false
@@ -315,6 +315,17 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 		if e.Reason != "" {
 			add("reason: " + e.Reason)
 		}
+	case backend.EventLateResult:
+		// "Charge completed after termination: ch_1"
+		what := "completed"
+		if e.Failure != nil {
+			what = "failed"
+		}
+		what = e.Name + " " + what + " after " + endWord(e.Status)
+		if len(e.Result) > 0 {
+			what += ": " + preview(e.Result, limit)
+		}
+		add(what, "attempt "+strconv.Itoa(e.Attempt), "not processed")
 	case backend.EventExecutionCompleted:
 		name = string(e.Status)
 		add("after " + shortDuration(e.Timestamp.Sub(start)))
@@ -358,6 +369,19 @@ func taskName(s *duro.HistoryEvent) string {
 }
 
 // isTaskResult reports the event types that complete a scheduled task.
+// endWord names how an instance that ended with status s ended.
+func endWord(s duro.Status) string {
+	switch s {
+	case duro.StatusTerminated:
+		return "termination"
+	case duro.StatusCompleted:
+		return "completion"
+	case duro.StatusFailed:
+		return "failure"
+	}
+	return "the end (" + string(s) + ")"
+}
+
 func isTaskResult(t backend.EventType) bool {
 	switch t {
 	case backend.EventTaskCompleted, backend.EventTaskFailed, backend.EventTimerFired,
