@@ -77,6 +77,9 @@ type Instance struct {
 	Parent *ParentRef
 	// Suspension is set while the instance is Suspended.
 	Suspension *Suspension
+	// ResumeOutcomes are the outcomes of the last resumes the instance's
+	// steps applied or refused, oldest first (the engine keeps a few).
+	ResumeOutcomes []*ResumeOutcome
 }
 
 // Message is an entry of an instance's inbox: an event waiting to be processed
@@ -94,6 +97,11 @@ type Message struct {
 	Event       *Event
 	// VisibleAt delays delivery (durable timers). Zero means now.
 	VisibleAt time.Time
+	// Exclusive, for EnqueueMessage of a control message, refuses the
+	// message with ErrMessageQueued when the instance's inbox already holds
+	// a message of the same event type under another ID; the check and
+	// the insert are atomic. Not stored.
+	Exclusive bool
 }
 
 // ActivityTask is an activity call scheduled by an orchestration step.
@@ -228,6 +236,9 @@ type CompleteOrchestrationStepParams struct {
 	Output       []byte
 	Failure      *Failure
 	CustomStatus []byte
+	// ResumeOutcomes, when not nil, replace the instance's stored resume
+	// outcomes (nil keeps them).
+	ResumeOutcomes []*ResumeOutcome
 	// ActivityTasks are enqueued (IDs already present are ignored).
 	ActivityTasks []*ActivityTask
 	// Messages are enqueued into inboxes: timers to this instance, events to
@@ -361,6 +372,8 @@ type Backend interface {
 	// (external events, terminate, suspend and resume requests). It returns
 	// ErrInstanceNotFound for an unknown instance and ErrInstanceFinished for
 	// a terminal one. Messages to a Suspended instance are kept, in order.
+	// With m.Exclusive it returns ErrMessageQueued, and enqueues nothing,
+	// if the inbox holds another message of m's event type.
 	EnqueueMessage(ctx context.Context, m *Message) error
 	// RewindInstance turns a Failed instance back to Running (clearing its
 	// failure and completion time) and enqueues an ExecutionRewound message

@@ -159,6 +159,10 @@ type Event struct {
 	Suspension *Suspension `json:"suspension,omitempty"`
 	// Decisions are the operator's decisions carried by ExecutionResumed.
 	Decisions []*Decision `json:"decisions,omitempty"`
+	// ResumeOutcome, in history, is what the step did with a resume: on
+	// the ExecutionResumed event of an applied resume, and on the
+	// ExecutionSuspended event that records a refused one.
+	ResumeOutcome *ResumeOutcome `json:"resumeOutcome,omitempty"`
 	// Rewind lists what an ExecutionRewound event re-runs.
 	Rewind *Rewind `json:"rewind,omitempty"`
 	// Entity details an entity request or lock event.
@@ -247,6 +251,63 @@ type Decision struct {
 	Action  DecisionAction `json:"action"`
 	Result  []byte         `json:"result,omitempty"`
 	Message string         `json:"message,omitempty"`
+}
+
+// ResumeStatus says what became of a resume request.
+type ResumeStatus string
+
+// Resume statuses.
+const (
+	// ResumePending: the resume is queued; no step has applied it yet.
+	// Never stored: it is what a client reports for a resume it finds no
+	// outcome for.
+	ResumePending ResumeStatus = "Pending"
+	// ResumeApplied: the instance resumed with the decisions (or was not
+	// suspended and the resume carried no decision: nothing to do).
+	ResumeApplied ResumeStatus = "Applied"
+	// ResumeRefused: the resume changed nothing; Reason says why (the
+	// pending tasks changed since the caller looked, the instance was not
+	// suspended, or it ended first).
+	ResumeRefused ResumeStatus = "Refused"
+)
+
+// ResumeOutcome records what an orchestration step did with one resume
+// request (an ExecutionResumed message): in history and, for the last few,
+// in Instance.ResumeOutcomes.
+type ResumeOutcome struct {
+	// ID is the resume message's ID, which Client.Resume returns.
+	ID     string       `json:"id"`
+	Status ResumeStatus `json:"status"`
+	// Reason explains a refusal, or a resume that had nothing to do.
+	Reason string `json:"reason,omitempty"`
+	// Decisions is the outcome of each of the resume's decisions, in order.
+	Decisions []*DecisionOutcome `json:"decisions,omitempty"`
+	// At is when the step applied or refused the resume.
+	At time.Time `json:"at"`
+}
+
+// DecodeResumeOutcomes decodes stored resume outcomes (JSON) into out,
+// with their times in UTC.
+func DecodeResumeOutcomes(data []byte, out *[]*ResumeOutcome) error {
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("resume outcomes: %w", err)
+	}
+	for _, o := range *out {
+		if o != nil {
+			o.At = inUTC(o.At)
+		}
+	}
+	return nil
+}
+
+// DecisionOutcome is what became of one decision of a resume.
+type DecisionOutcome struct {
+	TaskID int            `json:"taskId"`
+	Action DecisionAction `json:"action"`
+	// Status is ResumeApplied or ResumeRefused.
+	Status ResumeStatus `json:"status"`
+	// Reason says what the decision did, or why it was refused.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Rewind records what a rewind of a failed execution re-runs.
@@ -389,6 +450,9 @@ func DecodeEvent(data []byte) (*Event, error) {
 	}
 	e.Timestamp, e.FireAt = inUTC(e.Timestamp), inUTC(e.FireAt)
 	e.Suspension.InUTC()
+	if e.ResumeOutcome != nil {
+		e.ResumeOutcome.At = inUTC(e.ResumeOutcome.At)
+	}
 	return &e, nil
 }
 

@@ -1,8 +1,11 @@
 package backendtest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +21,9 @@ func operatorTests() []test {
 		{"ClaimsReturnPriorAttempts", testClaimsReturnPriorAttempts},
 		{"LateResultKeptInHistory", testLateResultKept},
 		{"LateResultAfterRewindOrPurgeRejected", testLateResultAfterRewindOrPurge},
+		{"ExclusiveMessageRefusedWhileOneIsQueued", testExclusiveMessage},
+		{"ExclusiveMessageUnderConcurrency", testExclusiveConcurrent},
+		{"ResumeOutcomesStored", testResumeOutcomesStored},
 	}
 }
 
@@ -169,4 +175,150 @@ func testLateResultAfterRewindOrPurge(t *testing.T, e *env) {
 		&backend.AbandonParams{ID: wi.Task.ID, Attempt: int64(wi.Attempt)}))
 	e.noActivity(e.at(time.Hour), "a handed-back task of a finished instance is not delivered again")
 	e.wantErr("CompleteActivity after handing the task back", e.b.CompleteActivity(e.ctx, completed(wi, e.at(3*time.Second))), backend.ErrLeaseLost)
+}
+
+// exclusiveResume is an exclusive resume request, as Client.Resume sends.
+func exclusiveResume(id, msgID string) *backend.Message {
+	m := control(id, msgID, backend.EventExecutionResumed)
+	m.Exclusive = true
+	return m
+}
+
+// testExclusiveMessage: an exclusive message is refused with
+// ErrMessageQueued while the inbox holds another message of its type, and
+// changes nothing; the same ID again is the usual no-op; other types, and
+// non-exclusive messages, are not affected; once the queued message is
+// consumed, the next exclusive one is accepted.
+func testExclusiveMessage(t *testing.T, e *env) {
+	e.start("a", nil)
+	e.suspend("a", e.at(time.Second), &backend.Suspension{Reason: "hold", Since: e.at(time.Second)}, nil)
+	e.enqueue(exclusiveResume("a", "resume-1"))
+	err := e.b.EnqueueMessage(e.ctx, exclusiveResume("a", "resume-2"))
+	e.wantErr("exclusive resume while another is queued", err, backend.ErrMessageQueued)
+	e.noErr("the queued exclusive resume sent again", e.b.EnqueueMessage(e.ctx, exclusiveResume("a", "resume-1")))
+	sus := control("a", "suspend-x", backend.EventExecutionSuspended)
+	sus.Exclusive = true
+	e.noErr("an exclusive message of another type", e.b.EnqueueMessage(e.ctx, sus))
+	e.enqueue(control("a", "resume-plain", backend.EventExecutionResumed)) // not exclusive
+	e.enqueue(raised("a", "held", "held"))
+
+	now := e.at(time.Minute)
+	wi := e.claimStep("a", now)
+	e.wantMessages(wi, "resume-1", "suspend-x", "resume-plain")
+	e.wantErr("exclusive resume during the step that consumes the queued one",
+		e.b.EnqueueMessage(e.ctx, exclusiveResume("a", "resume-3")), backend.ErrMessageQueued)
+	e.commit(wi, now, func(p *backend.CompleteOrchestrationStepParams) {
+		p.Status = backend.StatusSuspended
+		p.Suspension = &backend.Suspension{Reason: "hold", Since: now}
+	})
+	e.noErr("exclusive resume once the queued ones are consumed", e.b.EnqueueMessage(e.ctx, exclusiveResume("a", "resume-3")))
+	e.wantMessages(e.claimStep("a", e.at(2*time.Minute)), "resume-3")
+
+	_, err = e.b.GetInstance(e.ctx, "nope")
+	e.wantErr("GetInstance(nope)", err, backend.ErrInstanceNotFound)
+	e.wantErr("exclusive message to an unknown instance", e.b.EnqueueMessage(e.ctx, exclusiveResume("nope", "r")), backend.ErrInstanceNotFound)
+}
+
+// testExclusiveConcurrent sends exclusive messages to one instance from
+// many goroutines at once: exactly one is queued, every other call gets
+// ErrMessageQueued, and the inbox holds the one accepted.
+func testExclusiveConcurrent(t *testing.T, e *env) {
+	e.start("a", nil)
+	const n = 16
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = e.b.EnqueueMessage(e.ctx, exclusiveResume("a", fmt.Sprintf("resume-%d", i)))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	accepted := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && accepted >= 0:
+			t.Fatalf("exclusive resumes %d and %d were both accepted", accepted, i)
+		case err == nil:
+			accepted = i
+		case !errors.Is(err, backend.ErrMessageQueued):
+			t.Fatalf("exclusive resume %d: %v, want nil or ErrMessageQueued", i, err)
+		}
+	}
+	if accepted < 0 {
+		t.Fatal("no exclusive resume was accepted")
+	}
+	e.wantMessages(e.claimStep("a", e.at(time.Minute)), fmt.Sprintf("resume-%d", accepted))
+}
+
+// testResumeOutcomesStored: a step's ResumeOutcomes replace the stored
+// ones (nil keeps them); GetInstance, ListInstances and the next claim
+// return them, times in UTC; they survive a continue-as-new and are
+// cleared when a finished instance is replaced. History events carry a
+// ResumeOutcome.
+func testResumeOutcomesStored(t *testing.T, e *env) {
+	e.start("a", nil)
+	now := e.at(time.Minute)
+	outs := []*backend.ResumeOutcome{
+		{ID: "resume/1", Status: backend.ResumeRefused, Reason: "task 1 awaits a decision", At: now.In(time.FixedZone("x", 3600)),
+			Decisions: []*backend.DecisionOutcome{{TaskID: 0, Action: backend.DecisionRetry, Status: backend.ResumeRefused, Reason: "not applied"}}},
+		{ID: "resume/2", Status: backend.ResumeApplied, At: now},
+	}
+	resumed := &backend.Event{Type: backend.EventExecutionResumed, Timestamp: now, Reason: "checked", ResumeOutcome: outs[1]}
+	e.enqueue(raised("a", "go", "go"))
+	e.commit(e.claimStep("a", now), now, func(p *backend.CompleteOrchestrationStepParams) {
+		p.ResumeOutcomes = outs
+		p.NewEvents = append(p.NewEvents, resumed)
+	})
+	want := func(what string, got []*backend.ResumeOutcome) {
+		t.Helper()
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(outs)
+		for _, o := range got {
+			if o.At.Location() != time.UTC {
+				t.Fatalf("%s: ResumeOutcome.At %s is not in UTC", what, o.At)
+			}
+		}
+		if !reflect.DeepEqual(normOutcomes(got), normOutcomes(outs)) {
+			t.Fatalf("%s: ResumeOutcomes\ngot  %s\nwant %s", what, g, w)
+		}
+	}
+	want("GetInstance", e.instance("a").ResumeOutcomes)
+	page, err := e.b.ListInstances(e.ctx, &backend.ListInstancesParams{})
+	e.noErr("ListInstances", err)
+	want("ListInstances", page.Instances[0].ResumeOutcomes)
+	h := e.history("a")
+	if got := h[len(h)-1].ResumeOutcome; got == nil || got.ID != "resume/2" || got.Status != backend.ResumeApplied || !got.At.Equal(now) {
+		t.Fatalf("history's ExecutionResumed event: ResumeOutcome %+v", got)
+	}
+
+	e.enqueue(raised("a", "go2", "go2"))
+	later := e.at(2 * time.Minute)
+	wi := e.claimStep("a", later)
+	want("the claimed step's Instance", wi.Instance.ResumeOutcomes)
+	e.commit(wi, later, func(p *backend.CompleteOrchestrationStepParams) {
+		p.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: "a-e2"}
+	})
+	want("GetInstance after a step without ResumeOutcomes and a continue-as-new", e.instance("a").ResumeOutcomes)
+
+	e.end("a", backend.StatusCompleted, e.at(3*time.Minute))
+	e.create("a", func(p *backend.CreateInstanceParams) {
+		p.ExecutionID, p.IfExists, p.Now = "a-e3", backend.IfExistsReplaceFinished, e.at(4*time.Minute)
+	})
+	if got := e.instance("a").ResumeOutcomes; len(got) != 0 {
+		t.Fatalf("a replaced instance keeps the old one's resume outcomes: %+v", got)
+	}
+}
+
+func normOutcomes(os []*backend.ResumeOutcome) []backend.ResumeOutcome {
+	out := make([]backend.ResumeOutcome, len(os))
+	for i, o := range os {
+		out[i] = *o
+		out[i].At = normTime(o.At)
+	}
+	return out
 }

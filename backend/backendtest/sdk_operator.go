@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -21,6 +22,9 @@ func sdkOperatorTests() []test {
 		{"RewoundPoisonedActivityRuns", testRewoundPoisonedActivityRuns},
 		{"RetryDecisionGetsFreshBudget", testRetryDecisionGetsFreshBudget},
 		{"TerminateDuringAtMostOnceActivityKeepsResult", testTerminateKeepsLateResult},
+		{"SecondResumeWhileOneIsQueuedRefused", testSecondResumeRefused},
+		{"ResumeRefusedWhenTasksChangedIsVisible", testResumeRefusedVisible},
+		{"EntityResumeOutcome", testEntityResumeOutcome},
 	}
 }
 
@@ -253,5 +257,253 @@ func testTerminateKeepsLateResult(t *testing.T, e *env) {
 	}
 	if got := logs.find("after its instance ended"); !strings.Contains(got[0], "status=Terminated") {
 		t.Fatalf("the log does not say how the instance ended: %q", got)
+	}
+}
+
+// testSecondResumeRefused: while a resume (RetryTask) is queued, a second
+// one (CompleteTask) is refused at once with ErrResumePending instead of
+// being queued and silently ignored; the first one's outcome is pending
+// until a worker applies it, then applied, decision by decision.
+func testSecondResumeRefused(t *testing.T, e *env) {
+	var runs atomic.Int32
+	second := func(r *duro.Registry) {
+		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+			runs.Add(1)
+			return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
+		})
+		registerPay(r)
+	}
+	opts := duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend}
+	id, client, w := redeliverUntil(t, e.b, opts, second, duro.StatusSuspended)
+	ctx := bg(t)
+	if err := w.Stop(ctx); err != nil { // no step applies the resume yet
+		t.Fatal(err)
+	}
+	rid, err := client.RequestResume(ctx, id, "the provider has no charge", duro.RetryTask(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := client.ResumeOutcome(ctx, id, rid); err != nil || o.Status != duro.ResumePending {
+		t.Fatalf("outcome of the queued resume: %+v, %v; want Pending", o, err)
+	}
+	err = client.Resume(ctx, id, "the provider has the charge", duro.CompleteTask(0, "ch_by_hand"))
+	if !errors.Is(err, duro.ErrResumePending) {
+		t.Fatalf("a second resume while the first is queued: %v; want ErrResumePending", err)
+	}
+
+	third := newSDKEnv(t, e.b, second)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	o, err := third.client.WaitResume(wctx, id, rid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ID != rid || o.Status != duro.ResumeApplied || len(o.Decisions) != 1 || o.Decisions[0].TaskID != 0 ||
+		o.Decisions[0].Action != duro.DecisionRetry || o.Decisions[0].Status != duro.ResumeApplied {
+		t.Fatalf("outcome %+v (decisions %+v); want the retry applied", o, o.Decisions)
+	}
+	inst, err := third.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustOutput[string](t, inst); got != "charged on attempt 3" || runs.Load() != 1 {
+		t.Fatalf("got %q after %d runs", got, runs.Load())
+	}
+	if inst.LastResume == nil || inst.LastResume.ID != rid || inst.LastResume.Status != duro.ResumeApplied {
+		t.Fatalf("LastResume %+v", inst.LastResume)
+	}
+}
+
+// testResumeRefusedVisible: an operator decides the one task the instance
+// waits for, but before the step applies the resume a parallel
+// at-most-once task becomes a possible duplicate too. The step refuses the
+// resume (a decision for the new task is missing), and the refusal is
+// visible: its outcome names the reason, its decision is marked refused,
+// the instance's LastResume and its history say so. A resume deciding
+// both tasks is then applied.
+func testResumeRefusedVisible(t *testing.T, e *env) {
+	amo := duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend}
+	pair := func(r *duro.Registry) {
+		duro.RegisterOrchestration(r, "PayTwo", func(ctx *duro.OrchestrationContext, _ any) (string, error) {
+			a, b := ctx.CallActivity("A", 1, amo), ctx.CallActivity("B", 2, amo)
+			var sa, sb string
+			if err := a.Await(&sa); err != nil {
+				return "", err
+			}
+			if err := b.Await(&sb); err != nil {
+				return "", err
+			}
+			return sa + "+" + sb, nil
+		})
+	}
+	running := make(chan string, 2)
+	first := newSDKEnv(t, e.b, func(r *duro.Registry) {
+		pair(r)
+		for _, name := range []string{"A", "B"} {
+			duro.RegisterActivity(r, name, func(ctx duro.ActivityContext, _ int) (string, error) {
+				running <- name
+				<-ctx.Done()
+				return "", ctx.Err()
+			})
+		}
+	})
+	ctx := bg(t)
+	id, err := first.client.Start(ctx, "PayTwo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-running:
+		case <-ctx.Done():
+			t.Fatal("A and B never both ran")
+		}
+	}
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	_ = first.worker.Stop(stopped) // both deliveries abandoned after their code started
+
+	// Act as B's next delivery on an activity worker: hold it for now.
+	var bwi *backend.ActivityWorkItem
+	var others []*backend.ActivityWorkItem
+	for bwi == nil {
+		wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "test", LeaseDuration: time.Hour})
+		if err != nil || wi == nil {
+			t.Fatalf("ClaimActivity: %+v, %v", wi, err)
+		}
+		if wi.Task.Name == "B" {
+			bwi = wi
+		} else {
+			others = append(others, wi)
+		}
+	}
+	for _, wi := range others { // A's delivery did not start: hand it back
+		if err := e.b.AbandonActivity(ctx, &backend.AbandonParams{ID: wi.Task.ID, Attempt: int64(wi.Attempt)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs atomic.Int32
+	second := func(r *duro.Registry) {
+		pair(r)
+		duro.RegisterActivity(r, "A", func(ctx duro.ActivityContext, _ int) (string, error) {
+			runs.Add(1)
+			return "a-ok", nil
+		})
+		duro.RegisterActivity(r, "B", func(ctx duro.ActivityContext, _ int) (string, error) {
+			runs.Add(1)
+			return "b-ok", nil
+		})
+	}
+	w2 := newSDKEnv(t, e.b, second)
+	waitStatus(t, w2.client, id, duro.StatusSuspended)
+	if err := w2.worker.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	client := w2.client
+	inst, err := client.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := inst.Suspension; s == nil || len(s.Pending) != 1 || s.Pending[0].Name != "A" {
+		t.Fatalf("suspension %+v", s)
+	}
+	aTask := inst.Suspension.Pending[0].TaskID
+	// B's delivery finds a possible duplicate too; the step that records
+	// it has not run when the operator resumes, deciding A only.
+	dup := &backend.Event{Type: backend.EventTaskDuplicate, TaskID: bwi.Task.TaskID, Name: "B", Attempt: bwi.Attempt,
+		FireAt: bwi.PreviousDeliveryAt, Timestamp: time.Now().UTC()}
+	if err := e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: bwi.Task.ID, Attempt: bwi.Attempt, Result: dup}); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := client.RequestResume(ctx, id, "A checked", duro.RetryTask(aTask))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w3 := newSDKEnv(t, e.b, second)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	o, err := w3.client.WaitResume(wctx, id, rid)
+	if err != nil {
+		t.Fatalf("outcome of the resume: %v", err)
+	}
+	want := fmt.Sprintf("task %d awaits a decision", bwi.Task.TaskID)
+	if o.Status != duro.ResumeRefused || !strings.Contains(o.Reason, want) || len(o.Decisions) != 1 ||
+		o.Decisions[0].TaskID != aTask || o.Decisions[0].Status != duro.ResumeRefused {
+		t.Fatalf("outcome %+v (decisions %+v); want refused, %q, its decision refused", o, o.Decisions, want)
+	}
+	inst, err = client.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Status != duro.StatusSuspended || len(inst.Suspension.Pending) != 2 {
+		t.Fatalf("after the refusal: %s, suspension %+v", inst.Status, inst.Suspension)
+	}
+	if inst.LastResume == nil || inst.LastResume.ID != rid || inst.LastResume.Status != duro.ResumeRefused {
+		t.Fatalf("LastResume %+v", inst.LastResume)
+	}
+	h, err := client.History(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inHistory := false
+	for _, ev := range h {
+		inHistory = inHistory || ev.ResumeOutcome != nil && ev.ResumeOutcome.ID == rid && ev.ResumeOutcome.Status == duro.ResumeRefused
+	}
+	if !inHistory {
+		t.Fatal("the refusal is not in the history")
+	}
+	if runs.Load() != 0 {
+		t.Fatalf("code ran %d times before any decision applied", runs.Load())
+	}
+
+	rid2, err := client.RequestResume(ctx, id, "both checked", duro.RetryTask(aTask), duro.CompleteTask(bwi.Task.TaskID, "b-by-hand"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := w3.client.WaitResume(wctx, id, rid2); err != nil || o.Status != duro.ResumeApplied || len(o.Decisions) != 2 {
+		t.Fatalf("second resume: %+v, %v", o, err)
+	}
+	inst, err = client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustOutput[string](t, inst); got != "a-ok+b-by-hand" || runs.Load() != 1 {
+		t.Fatalf("got %q after %d runs", got, runs.Load())
+	}
+}
+
+// testEntityResumeOutcome: a resume of an entity suspended for a decision
+// has an outcome too.
+func testEntityResumeOutcome(t *testing.T, e *env) {
+	fb := &failingCommits{Backend: e.b, prefix: "@wallet@"}
+	env := newSDKEnv(t, fb, func(r *duro.Registry) {
+		duro.RegisterEntityOperation(r, "wallet", "debit", func(ctx duro.EntityContext, s *counter, n int) (int, error) {
+			s.Value -= n
+			return s.Value, nil
+		}, duro.OperationOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
+		duro.RegisterOrchestration(r, "Debit", func(ctx *duro.OrchestrationContext, _ any) (int, error) {
+			var v int
+			err := ctx.CallEntity(duro.EntityID{Name: "wallet", Key: "w"}, "debit", 5).Await(&v)
+			return v, err
+		})
+	})
+	fb.left.Store(5) // the first batch runs the debit, then its commit fails
+	ctx := bg(t)
+	id, err := env.client.Start(ctx, "Debit", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, env.client, "@wallet@w", duro.StatusSuspended)
+	rid, err := env.client.RequestResume(ctx, "@wallet@w", "checked", duro.CompleteTask(0, 42))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := env.client.WaitResume(ctx, "@wallet@w", rid)
+	if err != nil || o.Status != duro.ResumeApplied || len(o.Decisions) != 1 || o.Decisions[0].Status != duro.ResumeApplied {
+		t.Fatalf("entity resume outcome %+v, %v", o, err)
+	}
+	if inst, err := env.client.Wait(ctx, id); err != nil || mustOutput[int](t, inst) != 42 {
+		t.Fatalf("%+v %v", inst, err)
 	}
 }

@@ -91,7 +91,9 @@
 // stored attempt until its first claim, and is kept (column
 // prior_attempts, migration 002) for every claim to return; a finished
 // instance's tasks held by a delivery are parked (visible_at =
-// math.MaxInt64) for a late completion; rewinds and RewindInstances behave
+// math.MaxInt64) for a late completion; resume outcomes are stored as JSON
+// (column resume_outcomes); an exclusive message is checked under the
+// instance's row lock, which steps take too; rewinds and RewindInstances behave
 // as there, as do StartInstances (children before messages) and
 // PurgeInstances. Ties in claim order go to the row inserted first.
 //

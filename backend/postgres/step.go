@@ -194,10 +194,16 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 			FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE instance_id = $1) base,
 				unnest($2::bytea[]) WITH ORDINALITY AS e(data, ord)`), id, events)
 	}
+	var resumes *string
+	if p.ResumeOutcomes != nil {
+		if resumes, err = encodeJSON(&p.ResumeOutcomes); err != nil {
+			return err
+		}
+	}
 	batch.Queue(t.b.q(`UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
 		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
-		completed_attempt = step_attempt WHERE id = $8`),
-		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id)
+		completed_attempt = step_attempt, resume_outcomes = COALESCE($9, resume_outcomes) WHERE id = $8`),
+		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id, resumes)
 	taskAt := -1 // the task insert's place in the batch
 	var leaseUntil int64
 	if len(p.ActivityTasks) > 0 {

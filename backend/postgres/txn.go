@@ -334,7 +334,7 @@ func (t *txn) rewind(id, msgID, reason string) error {
 }
 
 // deleteInstanceData deletes an instance's history, inbox, consumed message
-// IDs and activity tasks, keeping its row.
+// IDs, activity tasks and resume outcomes, keeping its row.
 func (t *txn) deleteInstanceData(id string) error {
 	b := &pgx.Batch{}
 	for _, q := range []string{
@@ -342,6 +342,7 @@ func (t *txn) deleteInstanceData(id string) error {
 		`DELETE FROM {s}.inbox WHERE instance_id = $1`,
 		`DELETE FROM {s}.inbox_consumed WHERE instance_id = $1`,
 		`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`,
+		`UPDATE {s}.instances SET resume_outcomes = NULL WHERE id = $1`,
 	} {
 		b.Queue(t.b.q(q), id)
 	}
@@ -353,18 +354,25 @@ func (t *txn) deleteInstanceData(id string) error {
 }
 
 const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
-	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
+	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
+	resume_outcomes`
 
 func scanInstance(s pgx.Row) (*backend.Instance, error) {
 	var (
 		in                        backend.Instance
 		failure, pid, pexec, susp *string
+		resumes                   *string
 		ptask                     *int64
 		created, updated, compAt  int64
 	)
 	if err := s.Scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp); err != nil {
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes); err != nil {
 		return nil, err
+	}
+	if resumes != nil {
+		if err := backend.DecodeResumeOutcomes([]byte(*resumes), &in.ResumeOutcomes); err != nil {
+			return nil, fmt.Errorf("instance %q: %w", in.ID, err)
+		}
 	}
 	in.CreatedAt, in.UpdatedAt, in.CompletedAt = fromNanos(created), fromNanos(updated), fromNanos(compAt)
 	if failure != nil {

@@ -115,6 +115,12 @@
 //     claim has a zero PreviousDeliveryAt (the earlier deliveries belong to
 //     another task ID, whose times this store does not link). Every
 //     claim returns PriorAttempts (column prior_attempts, migration 004).
+//   - Instance.ResumeOutcomes are stored as JSON (column
+//     resume_outcomes, migration 004), replaced by a step that passes
+//     some, kept by one that passes nil, cleared when a finished instance
+//     is replaced. An exclusive message (Message.Exclusive) is checked
+//     against the instance's control messages by event type in the same
+//     write, which the single writer serializes.
 //   - A step that finishes its instance deletes its inbox and the tasks no
 //     delivery holds; a task a delivery holds (claimed_at <> 0 and a
 //     lease_owner) is parked at visible_at = math.MaxInt64, so no claim

@@ -200,7 +200,8 @@ type encodedStep struct {
 	msgs          [][]byte
 	opts          []string
 	failure, susp sql.NullString
-	size          int // bytes, roughly, for the batch bound
+	resumes       sql.NullString // NULL keeps the stored resume outcomes
+	size          int            // bytes, roughly, for the batch bound
 }
 
 func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error) {
@@ -214,7 +215,14 @@ func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error
 			return nil, fmt.Errorf("instance %q: suspension: %w", p.InstanceID, err)
 		}
 	}
-	enc.size += len(p.Output) + len(p.CustomStatus) + len(enc.failure.String) + len(enc.susp.String)
+	if p.ResumeOutcomes != nil {
+		data, err := json.Marshal(p.ResumeOutcomes)
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: resume outcomes: %w", p.InstanceID, err)
+		}
+		enc.resumes = sql.NullString{String: string(data), Valid: true}
+	}
+	enc.size += len(p.Output) + len(p.CustomStatus) + len(enc.failure.String) + len(enc.susp.String) + len(enc.resumes.String)
 	enc.events = make([][]byte, len(p.NewEvents))
 	for i, e := range p.NewEvents {
 		if enc.events[i], err = backend.EncodeEvent(e); err != nil {
@@ -316,9 +324,10 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *en
 		completed = t.now.UnixNano()
 	}
 	res, err := t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?, suspension = ?,
-		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0, completed_attempt = step_attempt
+		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0, completed_attempt = step_attempt,
+		resume_outcomes = COALESCE(?, resume_outcomes)
 		WHERE id = ? AND execution_id = ? AND step_attempt = ? AND completed_attempt < step_attempt`,
-		status, p.Output, enc.failure, p.CustomStatus, enc.susp, t.now.UnixNano(), completed,
+		status, p.Output, enc.failure, p.CustomStatus, enc.susp, t.now.UnixNano(), completed, enc.resumes,
 		p.InstanceID, p.ExecutionID, p.Attempt)
 	if err != nil {
 		return err

@@ -16,3 +16,9 @@ UPDATE activity_tasks SET prior_attempts = attempt WHERE claimed_at = 0;
 -- event), hands it back, or the instance is rewound, replaced or purged.
 -- No schema change is needed for it; it is noted here with the version
 -- that introduced it.
+
+-- instances.resume_outcomes is the JSON array of the instance's last
+-- backend.ResumeOutcome records (what its steps did with resume requests),
+-- NULL when there are none. A step replaces it when it passes some; a
+-- replacement of a finished instance clears it.
+ALTER TABLE instances ADD COLUMN resume_outcomes text;

@@ -10,6 +10,12 @@
 ALTER TABLE activity_tasks ADD COLUMN prior_attempts INTEGER NOT NULL DEFAULT 0;
 UPDATE activity_tasks SET prior_attempts = attempt WHERE claimed_at = 0;
 
+-- instances.resume_outcomes is the JSON array of the instance's last
+-- backend.ResumeOutcome records (what its steps did with resume requests),
+-- NULL when there are none. A step replaces it when it passes some; a
+-- replacement of a finished instance clears it.
+ALTER TABLE instances ADD COLUMN resume_outcomes TEXT;
+
 -- A task whose instance finished while a delivery ran is kept, parked at
 -- visible_at = 9223372036854775807 (never claimable), until that delivery
 -- completes (its result goes to the instance's history as a LateResult
