@@ -89,7 +89,9 @@ type eventJSON struct {
 	Activity   *backend.ActivityOptions `json:"activity,omitempty"`
 	Suspension *suspensionJSON          `json:"suspension,omitempty"`
 	Decisions  []decisionJSON           `json:"decisions,omitempty"`
-	Rewind     *backend.Rewind          `json:"rewind,omitempty"`
+	// ResumeOutcome is set on the event that records a resume's outcome.
+	ResumeOutcome *duro.ResumeOutcome `json:"resumeOutcome,omitempty"`
+	Rewind        *backend.Rewind     `json:"rewind,omitempty"`
 }
 
 // decisionJSON is the JSON form of an operator's decision on a task.
@@ -107,6 +109,7 @@ func toEventJSON(e *duro.HistoryEvent) eventJSON {
 		Failure: toFailureJSON(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
 		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
 		Activity: e.Activity, Suspension: toSuspensionJSON(e.Suspension), Rewind: e.Rewind,
+		ResumeOutcome: e.ResumeOutcome,
 	}
 	for _, d := range e.Decisions {
 		j.Decisions = append(j.Decisions, decisionJSON{TaskID: d.TaskID, Action: d.Action, Result: rawJSON(d.Result), Message: d.Message})
