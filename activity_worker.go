@@ -201,11 +201,17 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 	if maxDeliveries <= 0 {
 		maxDeliveries = w.opts.MaxDeliveries
 	}
-	if wi.Attempt > maxDeliveries {
+	// The budget counts the deliveries since the task was enqueued: an
+	// operator's retry decision and a rewind enqueue the call again with
+	// its earlier deliveries in PriorAttempts, so they start a fresh
+	// budget while attempt numbers continue (A1). The delivery an operator
+	// approved runs whatever the count.
+	deliveries := wi.Attempt - task.PriorAttempts
+	if deliveries > maxDeliveries && wi.Attempt != task.Options.ApprovedAttempt {
 		w.stats.activitiesPoisoned.Add(1)
-		r.logger().Error("duro: activity poisoned: too many deliveries", "max_deliveries", maxDeliveries)
+		r.logger().Error("duro: activity poisoned: too many deliveries", "deliveries", deliveries, "max_deliveries", maxDeliveries)
 		return nil, engineFailure(FailureTypePoisoned, task.Name,
-			&PoisonedError{Deliveries: wi.Attempt, MaxDeliveries: maxDeliveries}), nil
+			&PoisonedError{Deliveries: deliveries, MaxDeliveries: maxDeliveries}), nil
 	}
 	if r.ra == nil {
 		// Another worker (or a later deployment) may know it; after
@@ -364,13 +370,28 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 	// A finished result is worth committing even while the worker stops.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := dispatch.Retry(cctx, 5, isPermanent, func() error {
+	ended := func(err error) bool { return isPermanent(err) || errors.Is(err, backend.ErrInstanceFinished) }
+	err := dispatch.Retry(cctx, 5, ended, func() error {
 		return w.be.CompleteActivity(cctx, &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev})
 	})
 	switch {
 	case err == nil:
 		w.stats.activitiesCompleted.Add(1)
 		fault.Point(fault.ActivityAfterComplete)
+	case errors.Is(err, backend.ErrInstanceFinished):
+		// The instance ended (terminated, say) while the code ran: no code
+		// waits for the result, which the backend kept in the instance's
+		// history (a LateResult event) for operators.
+		var status Status
+		if inst, gerr := w.be.GetInstance(cctx, task.InstanceID); gerr == nil {
+			status = inst.Status
+		}
+		kept := "dropped"
+		if ev.Type.KeptLate() {
+			kept = "kept in the instance's history"
+		}
+		r.logger().Warn("duro: activity finished after its instance ended; its outcome is "+kept,
+			"status", status, "result_type", ev.Type)
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
 		r.outcome, r.outcomeErr = telemetry.OutcomeLeaseLost, err

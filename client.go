@@ -151,6 +151,9 @@ type Instance struct {
 	// Suspension is set while the instance is Suspended: why, since when,
 	// and which tasks wait for a decision.
 	Suspension *Suspension
+	// LastResume is the outcome of the last resume the instance's steps
+	// applied or refused (nil if none); see Client.ResumeOutcome.
+	LastResume *ResumeOutcome
 	// RawInput, RawOutput and RawCustomStatus are the encoded payloads.
 	RawInput        []byte
 	RawOutput       []byte
@@ -168,6 +171,9 @@ func (c *Client) instance(bi *backend.Instance) *Instance {
 	}
 	if bi.Parent != nil {
 		i.ParentInstanceID = bi.Parent.InstanceID
+	}
+	if n := len(bi.ResumeOutcomes); n > 0 {
+		i.LastResume = bi.ResumeOutcomes[n-1]
 	}
 	return i
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +22,30 @@ var (
 	ErrNoPendingDecision = errors.New("no decision is pending for that task")
 	// ErrInstanceNotFailed: Rewind needs a Failed instance.
 	ErrInstanceNotFailed = backend.ErrInstanceNotFailed
+	// ErrResumePending: Resume was called while an earlier resume of the
+	// instance is still queued (no step has applied it yet). Nothing was
+	// sent; wait for the queued one's outcome (WaitResume) and decide again.
+	ErrResumePending = errors.New("a resume of the instance is already queued")
+)
+
+// ResumeOutcome says what became of one resume: applied, refused (with the
+// reason) or still pending, with the outcome of each decision.
+type ResumeOutcome = backend.ResumeOutcome
+
+// DecisionOutcome is what became of one decision of a resume.
+type DecisionOutcome = backend.DecisionOutcome
+
+// ResumeStatus is the status of a resume or of one of its decisions.
+type ResumeStatus = backend.ResumeStatus
+
+// Resume statuses.
+const (
+	// ResumePending: queued; the instance's next step applies or refuses it.
+	ResumePending = backend.ResumePending
+	// ResumeApplied: the instance resumed with the decisions.
+	ResumeApplied = backend.ResumeApplied
+	// ResumeRefused: nothing changed; Reason says why.
+	ResumeRefused = backend.ResumeRefused
 )
 
 // Suspension says why an instance is suspended and which tasks wait for a
@@ -86,14 +111,34 @@ func (c *Client) Suspend(ctx context.Context, id, reason string) error {
 // under OnDuplicateSuspend), give exactly one Decision for each; otherwise
 // Resume returns ErrDecisionRequired or ErrNoPendingDecision and changes
 // nothing. Resuming an instance that is not suspended does nothing. It
-// returns ErrInstanceNotFound or ErrInstanceFinished.
+// returns ErrInstanceNotFound or ErrInstanceFinished, and ErrResumePending
+// while an earlier resume is queued.
+//
+// The instance's next step applies the resume, or refuses it if the tasks
+// waiting for a decision changed meanwhile; RequestResume returns the
+// resume's ID to learn which (ResumeOutcome, WaitResume).
 func (c *Client) Resume(ctx context.Context, id, reason string, decisions ...Decision) error {
+	_, err := c.RequestResume(ctx, id, reason, decisions...)
+	return err
+}
+
+// RequestResume is Resume, returning the resume's ID, by which
+// ResumeOutcome and WaitResume report what became of it.
+func (c *Client) RequestResume(ctx context.Context, id, reason string, decisions ...Decision) (string, error) {
+	rid, err := c.requestResume(ctx, id, reason, decisions)
+	if err != nil {
+		return "", fmt.Errorf("duro: resume %q: %w", id, err)
+	}
+	return rid, nil
+}
+
+func (c *Client) requestResume(ctx context.Context, id, reason string, decisions []Decision) (string, error) {
 	inst, err := c.be.GetInstance(ctx, id)
 	if err != nil {
-		return fmt.Errorf("duro: resume %q: %w", id, err)
+		return "", err
 	}
 	if inst.Status.IsTerminal() {
-		return fmt.Errorf("duro: resume %q: %w (%s)", id, ErrInstanceFinished, inst.Status)
+		return "", fmt.Errorf("%w (%s)", ErrInstanceFinished, inst.Status)
 	}
 	pending := map[int]bool{}
 	if inst.Status == StatusSuspended && inst.Suspension != nil {
@@ -105,10 +150,10 @@ func (c *Client) Resume(ctx context.Context, id, reason string, decisions ...Dec
 	seen := map[int]bool{}
 	for _, d := range decisions {
 		if !pending[d.TaskID] {
-			return fmt.Errorf("duro: resume %q: task %d: %w", id, d.TaskID, ErrNoPendingDecision)
+			return "", fmt.Errorf("task %d: %w", d.TaskID, ErrNoPendingDecision)
 		}
 		if seen[d.TaskID] {
-			return fmt.Errorf("duro: resume %q: two decisions for task %d", id, d.TaskID)
+			return "", fmt.Errorf("two decisions for task %d", d.TaskID)
 		}
 		seen[d.TaskID] = true
 		bd := &backend.Decision{TaskID: d.TaskID, Action: d.Action, Message: d.Message}
@@ -120,26 +165,88 @@ func (c *Client) Resume(ctx context.Context, id, reason string, decisions ...Dec
 			}
 		case DecisionResult:
 			if bd.Result, err = c.p.encode(fmt.Sprintf("result of task %d", d.TaskID), d.Result); err != nil {
-				return fmt.Errorf("duro: resume %q: %w", id, err)
+				return "", err
 			}
 		default:
-			return fmt.Errorf("duro: resume %q: task %d: unknown decision action %q", id, d.TaskID, d.Action)
+			return "", fmt.Errorf("task %d: unknown decision action %q", d.TaskID, d.Action)
 		}
 		ds = append(ds, bd)
 	}
 	for tid := range pending {
 		if !seen[tid] {
-			return fmt.Errorf("duro: resume %q: task %d waits for a decision (retry, result or fail): %w", id, tid, ErrDecisionRequired)
+			return "", fmt.Errorf("task %d waits for a decision (retry, result or fail): %w", tid, ErrDecisionRequired)
 		}
 	}
+	// Exclusive: a second resume queued behind the first would be judged
+	// against the instance the first leaves, not the one its caller saw.
+	rid := "resume/" + uuid.NewString()
 	err = c.be.EnqueueMessage(ctx, &backend.Message{
-		ID: "resume/" + uuid.NewString(), InstanceID: id,
+		ID: rid, InstanceID: id, Exclusive: true,
 		Event: &backend.Event{Type: backend.EventExecutionResumed, Reason: reason, Decisions: ds, Timestamp: time.Now().UTC()},
 	})
-	if err != nil {
-		return fmt.Errorf("duro: resume %q: %w", id, err)
+	if errors.Is(err, backend.ErrMessageQueued) {
+		return "", fmt.Errorf("%w: %v", ErrResumePending, err)
 	}
-	return nil
+	if err != nil {
+		return "", err
+	}
+	return rid, nil
+}
+
+// ResumeOutcome reports what became of the resume resumeID (from
+// RequestResume) of the instance: applied, refused with the reason, or
+// still pending; with the outcome of each decision. A resume the instance
+// has no record of is pending while the instance runs, and refused once it
+// has finished (it ended before a step took the resume). It returns
+// ErrInstanceNotFound.
+func (c *Client) ResumeOutcome(ctx context.Context, instanceID, resumeID string) (*ResumeOutcome, error) {
+	inst, err := c.be.GetInstance(ctx, instanceID)
+	if err != nil {
+		return nil, fmt.Errorf("duro: resume outcome of %q: %w", instanceID, err)
+	}
+	for _, o := range inst.ResumeOutcomes {
+		if o.ID == resumeID {
+			return o, nil
+		}
+	}
+	// Older outcomes than the instance keeps are in its history.
+	h, err := c.be.GetHistory(ctx, instanceID)
+	if err != nil {
+		return nil, fmt.Errorf("duro: resume outcome of %q: %w", instanceID, err)
+	}
+	for _, ev := range h {
+		if o := ev.ResumeOutcome; o != nil && o.ID == resumeID {
+			return o, nil
+		}
+	}
+	if inst.Status.IsTerminal() {
+		return &ResumeOutcome{ID: resumeID, Status: ResumeRefused, At: inst.CompletedAt,
+			Reason: fmt.Sprintf("the instance was %s before the resume was applied", strings.ToLower(string(inst.Status)))}, nil
+	}
+	return &ResumeOutcome{ID: resumeID, Status: ResumePending}, nil
+}
+
+// WaitResume waits until the resume resumeID of the instance is applied or
+// refused (see ResumeOutcome) and returns its outcome. Bound it with ctx:
+// a resume waits for a worker to take the instance's next step.
+func (c *Client) WaitResume(ctx context.Context, instanceID, resumeID string) (*ResumeOutcome, error) {
+	d := 2 * time.Millisecond
+	for {
+		o, err := c.ResumeOutcome(ctx, instanceID, resumeID)
+		if err != nil || o.Status != ResumePending {
+			return o, err
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("duro: wait for resume %q of %q: %w", resumeID, instanceID, ctx.Err())
+		case <-t.C:
+		}
+		if d *= 2; d > c.poll {
+			d = c.poll
+		}
+	}
 }
 
 // Rewind returns a Failed instance to Running: the tasks whose failure ended

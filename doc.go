@@ -76,9 +76,11 @@
 // # Operating instances
 //
 // Client.Suspend keeps everything that arrives for an instance until
-// Client.Resume; Client.Rewind takes a Failed instance back to the point
-// before its first failure and re-runs what failed; Client.Terminate and
-// Client.Purge end and delete instances.
+// Client.Resume, whose outcome (applied, or refused with the reason)
+// Client.ResumeOutcome reports; Client.Rewind takes a Failed instance back
+// to the point before its first failure and re-runs what failed;
+// Client.Terminate and Client.Purge end and delete instances (a result that
+// arrives after the end is kept in the history as a LateResult event).
 //
 // # Entities
 //

@@ -112,6 +112,8 @@ type entityStep struct {
 	// replaying is set while requests that waited in the queue are handled
 	// again: they were accepted already, so the queue limit does not apply.
 	replaying bool
+	// resumes are the outcomes of the batch's resume requests.
+	resumes []*backend.ResumeOutcome
 }
 
 // control applies the control messages a suspended entity receives: a
@@ -122,12 +124,17 @@ func (s *entityStep) control(wi *backend.OrchestrationWorkItem) {
 	s.out.Suspension = wi.Instance.Suspension
 	for _, m := range wi.Messages {
 		s.out.ConsumedMessageIDs = append(s.out.ConsumedMessageIDs, m.ID)
-		if m.Event == nil || m.Event.Type != backend.EventExecutionResumed || s.out.Status != backend.StatusSuspended {
+		if m.Event == nil || m.Event.Type != backend.EventExecutionResumed {
+			continue
+		}
+		if s.out.Status != backend.StatusSuspended {
+			s.resumes = append(s.resumes, replay.ResumeNotSuspended(m.ID, m.Event, s.now))
 			continue
 		}
 		p := s.env.Pending
 		if p == nil {
 			s.out.Status, s.out.Suspension = backend.StatusRunning, nil
+			s.resumes = append(s.resumes, replay.ResumeApplied(m.ID, m.Event, func(int) int { return 0 }, s.now))
 			continue
 		}
 		var d *backend.Decision
@@ -138,8 +145,16 @@ func (s *entityStep) control(wi *backend.OrchestrationWorkItem) {
 		}
 		if d == nil {
 			s.log.Warn("duro: entity resume without a decision for its pending request; it stays suspended")
+			s.resumes = append(s.resumes, replay.ResumeRefused(m.ID, m.Event,
+				"task 0 (the pending operation) awaits one decision", map[int]bool{0: true}, s.now))
 			continue
 		}
+		s.resumes = append(s.resumes, replay.ResumeApplied(m.ID, m.Event, func(int) int {
+			if susp := wi.Instance.Suspension; susp != nil && len(susp.Pending) > 0 {
+				return susp.Pending[0].Attempt + 1
+			}
+			return 0
+		}, s.now))
 		s.out.Status, s.out.Suspension, s.env.Pending = backend.StatusRunning, nil, nil
 		req := p.Event.Entity
 		if req == nil {
@@ -234,9 +249,13 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 			if m.Event != nil && m.Event.Type == backend.EventEntityRequest {
 				s.handle(m)
 			}
+			if m.Event != nil && m.Event.Type == backend.EventExecutionResumed {
+				s.resumes = append(s.resumes, replay.ResumeNotSuspended(m.ID, m.Event, now))
+			}
 		}
 	}
 	env.Modified = now
+	s.out.ResumeOutcomes = replay.KeepResumeOutcomes(inst.ResumeOutcomes, s.resumes)
 	if s.out.Status == backend.StatusSuspended {
 		// Nothing else changes while a decision is pending.
 	} else if s.remove && !env.Exists && env.Lock == nil && len(env.Queue) == 0 && s.windowEmpty() {

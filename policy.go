@@ -89,7 +89,10 @@ func (e *PossibleDuplicateError) Is(target error) bool { return target == ErrPos
 
 // PoisonedError says that a task was delivered too many times.
 type PoisonedError struct {
-	// Deliveries is the attempt number of the delivery that gave up.
+	// Deliveries counts the deliveries of the task, the one that gave up
+	// included, since it was scheduled or enqueued again by an operator's
+	// retry decision or a rewind (its attempt number for a task never
+	// enqueued again).
 	Deliveries int `json:"deliveries"`
 	// MaxDeliveries is the limit that was exceeded.
 	MaxDeliveries int `json:"maxDeliveries"`

@@ -80,6 +80,9 @@ type Instance struct {
 	Parent *ParentRef
 	// Suspension is set while the instance is Suspended.
 	Suspension *Suspension
+	// ResumeOutcomes are the outcomes of the last resumes the instance's
+	// steps applied or refused, oldest first (the engine keeps a few).
+	ResumeOutcomes []*ResumeOutcome
 }
 
 // Message is an entry of an instance's inbox: an event waiting to be processed
@@ -100,6 +103,11 @@ type Message struct {
 	// (the writer's Now, or the backend's clock); that instant is its place
 	// in the inbox's order, not the time its row was written.
 	VisibleAt time.Time
+	// Exclusive, for EnqueueMessage of a control message, refuses the
+	// message with ErrMessageQueued when the instance's inbox already holds
+	// a message of the same event type under another ID; the check and
+	// the insert are atomic. Not stored.
+	Exclusive bool
 }
 
 // ActivityTask is an activity call scheduled by an orchestration step.
@@ -115,6 +123,8 @@ type ActivityTask struct {
 	// PriorAttempts is the number of deliveries the same call already had
 	// under earlier task IDs (a task enqueued again by an operator's retry
 	// decision or by a rewind); the first claim returns PriorAttempts+1.
+	// Every claim's work item carries it, so Attempt - PriorAttempts counts
+	// the deliveries since the task was enqueued (the poison budget).
 	PriorAttempts int
 }
 
@@ -240,6 +250,9 @@ type CompleteOrchestrationStepParams struct {
 	Output       []byte
 	Failure      *Failure
 	CustomStatus []byte
+	// ResumeOutcomes, when not nil, replace the instance's stored resume
+	// outcomes (nil keeps them).
+	ResumeOutcomes []*ResumeOutcome
 	// ActivityTasks are enqueued (IDs already present are ignored).
 	ActivityTasks []*ActivityTask
 	// Messages are enqueued into inboxes: timers to this instance, events to
@@ -346,7 +359,8 @@ type CompleteActivityParams struct {
 	// Result is the TaskCompleted or TaskFailed event enqueued, in the same
 	// transaction that deletes the task, to the owning instance's inbox as
 	// message ResultMessageID(TaskID). If the instance no longer exists the
-	// event is dropped.
+	// event is dropped. If it has finished (see Backend.CompleteActivity)
+	// the event goes to its history as a LateResult instead.
 	Result *Event
 	Now    time.Time
 }
@@ -402,6 +416,8 @@ type Backend interface {
 	// ErrInstanceNotFound for an unknown instance and ErrInstanceFinished for
 	// a terminal one. Messages to a Suspended instance are kept, in order.
 	// The message is enqueued at the backend's clock.
+	// With m.Exclusive it returns ErrMessageQueued, and enqueues nothing,
+	// if the inbox holds another message of m's event type.
 	EnqueueMessage(ctx context.Context, m *Message) error
 	// RewindInstance turns a Failed instance back to Running (clearing its
 	// failure and completion time) and enqueues an ExecutionRewound message
@@ -446,6 +462,18 @@ type Backend interface {
 	ClaimActivity(ctx context.Context, p *ClaimParams) (*ActivityWorkItem, error)
 	// CompleteActivity deletes the task and enqueues its result atomically;
 	// ErrLeaseLost if p.Attempt is not the newest delivery or the task is gone.
+	//
+	// A step that finishes an instance (Completed, Failed, Terminated)
+	// deletes its tasks, except those a delivery holds (claimed and not
+	// handed back): they are never delivered again, but that delivery may
+	// still renew its lease and complete. Its TaskCompleted or TaskFailed
+	// result is then appended to the instance's history as an
+	// EventLateResult (LateResult(p.Result, activity name, status)), other
+	// results are dropped, the task is deleted, and CompleteActivity
+	// returns an error wrapping ErrInstanceFinished: the completion took
+	// effect, but no code will process it. RewindInstance and purges
+	// delete such tasks (their completion is then ErrLeaseLost), and
+	// AbandonActivity deletes one instead of making it claimable.
 	CompleteActivity(ctx context.Context, p *CompleteActivityParams) error
 	// RenewActivityLease extends an activity's lease; ErrLeaseLost as above.
 	RenewActivityLease(ctx context.Context, p *RenewLeaseParams) error

@@ -22,6 +22,9 @@ var (
 	// that no longer holds the work item — a newer delivery exists or the work
 	// item is gone (A2 fencing). Its result must be discarded.
 	ErrLeaseLost = errors.New("lease lost: a newer delivery holds the work item")
+	// ErrMessageQueued: an exclusive message (Message.Exclusive) was
+	// refused because the instance's inbox holds another of its type.
+	ErrMessageQueued = errors.New("a message of the same type is already queued")
 	// ErrClosed: the backend has been closed.
 	ErrClosed = errors.New("backend closed")
 )

@@ -61,6 +61,13 @@ const (
 	// records a rewind of a Failed instance: Reason; in history also Rewind,
 	// what the rewind re-runs.
 	EventExecutionRewound EventType = "ExecutionRewound"
+	// EventLateResult records, in the history of a finished instance, the
+	// outcome of an activity delivery that completed after the instance
+	// ended (terminated while the activity ran, say), so that operators see
+	// it: TaskID, Name (the activity), Attempt, Result or Failure, and
+	// Status, the instance's status when the result arrived. Replay ignores
+	// it; it is never a message.
+	EventLateResult EventType = "LateResult"
 
 	// EventEntityRequest is a message to an entity: an operation (Name,
 	// Input) signalled or called, or a lock request or release (Entity). The
@@ -109,7 +116,7 @@ var knownEventTypes = map[EventType]bool{
 	EventSubOrchestrationCompleted: true, EventSubOrchestrationFailed: true,
 	EventEventRaised: true, EventEventSent: true, EventExecutionTerminated: true,
 	EventExecutionCompleted: true, EventExecutionSuspended: true, EventExecutionResumed: true,
-	EventTaskDuplicate: true, EventExecutionRewound: true,
+	EventTaskDuplicate: true, EventExecutionRewound: true, EventLateResult: true,
 	EventEntityRequest: true, EventEntitySignaled: true, EventEntityCalled: true, EventEntityResponse: true,
 	EventEntityLockRequested: true, EventEntityLockGranted: true, EventEntityUnlocked: true,
 }
@@ -159,10 +166,32 @@ type Event struct {
 	Suspension *Suspension `json:"suspension,omitempty"`
 	// Decisions are the operator's decisions carried by ExecutionResumed.
 	Decisions []*Decision `json:"decisions,omitempty"`
+	// ResumeOutcome, in history, is what the step did with a resume: on
+	// the ExecutionResumed event of an applied resume, and on the
+	// ExecutionSuspended event that records a refused one.
+	ResumeOutcome *ResumeOutcome `json:"resumeOutcome,omitempty"`
 	// Rewind lists what an ExecutionRewound event re-runs.
 	Rewind *Rewind `json:"rewind,omitempty"`
 	// Entity details an entity request or lock event.
 	Entity *EntityRequest `json:"entity,omitempty"`
+}
+
+// LateResult is the EventLateResult a backend appends to the history of an
+// instance that ended with status when a delivery of activity name
+// completes with result (a TaskCompleted or TaskFailed event) after the
+// end. It keeps the result's task ID, attempt, payload or failure, and
+// time.
+func LateResult(result *Event, name string, status Status) *Event {
+	late := *result
+	late.Type, late.Name, late.Status = EventLateResult, name, status
+	return &late
+}
+
+// KeptLate reports whether a result event of type t that arrives after its
+// instance ended is kept as a LateResult: activity outcomes are, other
+// events (a TaskDuplicate) are dropped.
+func (t EventType) KeptLate() bool {
+	return t == EventTaskCompleted || t == EventTaskFailed
 }
 
 // EntityRequest details a message to an entity, or an orchestration's lock
@@ -229,6 +258,63 @@ type Decision struct {
 	Action  DecisionAction `json:"action"`
 	Result  []byte         `json:"result,omitempty"`
 	Message string         `json:"message,omitempty"`
+}
+
+// ResumeStatus says what became of a resume request.
+type ResumeStatus string
+
+// Resume statuses.
+const (
+	// ResumePending: the resume is queued; no step has applied it yet.
+	// Never stored: it is what a client reports for a resume it finds no
+	// outcome for.
+	ResumePending ResumeStatus = "Pending"
+	// ResumeApplied: the instance resumed with the decisions (or was not
+	// suspended and the resume carried no decision: nothing to do).
+	ResumeApplied ResumeStatus = "Applied"
+	// ResumeRefused: the resume changed nothing; Reason says why (the
+	// pending tasks changed since the caller looked, the instance was not
+	// suspended, or it ended first).
+	ResumeRefused ResumeStatus = "Refused"
+)
+
+// ResumeOutcome records what an orchestration step did with one resume
+// request (an ExecutionResumed message): in history and, for the last few,
+// in Instance.ResumeOutcomes.
+type ResumeOutcome struct {
+	// ID is the resume message's ID, which Client.Resume returns.
+	ID     string       `json:"id"`
+	Status ResumeStatus `json:"status"`
+	// Reason explains a refusal, or a resume that had nothing to do.
+	Reason string `json:"reason,omitempty"`
+	// Decisions is the outcome of each of the resume's decisions, in order.
+	Decisions []*DecisionOutcome `json:"decisions,omitempty"`
+	// At is when the step applied or refused the resume.
+	At time.Time `json:"at"`
+}
+
+// DecodeResumeOutcomes decodes stored resume outcomes (JSON) into out,
+// with their times in UTC.
+func DecodeResumeOutcomes(data []byte, out *[]*ResumeOutcome) error {
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("resume outcomes: %w", err)
+	}
+	for _, o := range *out {
+		if o != nil {
+			o.At = inUTC(o.At)
+		}
+	}
+	return nil
+}
+
+// DecisionOutcome is what became of one decision of a resume.
+type DecisionOutcome struct {
+	TaskID int            `json:"taskId"`
+	Action DecisionAction `json:"action"`
+	// Status is ResumeApplied or ResumeRefused.
+	Status ResumeStatus `json:"status"`
+	// Reason says what the decision did, or why it was refused.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Rewind records what a rewind of a failed execution re-runs.
@@ -377,6 +463,9 @@ func DecodeEvent(data []byte) (*Event, error) {
 	}
 	e.Timestamp, e.FireAt = inUTC(e.Timestamp), inUTC(e.FireAt)
 	e.Suspension.InUTC()
+	if e.ResumeOutcome != nil {
+		e.ResumeOutcome.At = inUTC(e.ResumeOutcome.At)
+	}
 	return &e, nil
 }
 

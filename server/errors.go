@@ -30,6 +30,7 @@ const (
 	CodeInstanceNotFailed   = "instance_not_failed"   // 409
 	CodeDecisionRequired    = "decision_required"     // 409: a resume lacks a decision for a pending task
 	CodeNoPendingDecision   = "no_pending_decision"   // 409: a decision names a task that waits for none
+	CodeResumePending       = "resume_pending"        // 409: another resume of the instance is queued
 	CodeBodyTooLarge        = "body_too_large"        // 413: the request body exceeds the server's limit
 	CodePayloadTooLarge     = "payload_too_large"     // 413: a payload exceeds the store's payload limit
 	CodeUnavailable         = "unavailable"           // 503: the store is closed or unreachable
@@ -46,7 +47,8 @@ var codeStatus = map[string]int{
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed, CodeInstanceExists: http.StatusConflict,
 	CodeInstanceFinished: http.StatusConflict, CodeInstanceNotFinished: http.StatusConflict,
 	CodeInstanceNotFailed: http.StatusConflict, CodeDecisionRequired: http.StatusConflict,
-	CodeNoPendingDecision: http.StatusConflict, CodeBodyTooLarge: http.StatusRequestEntityTooLarge,
+	CodeNoPendingDecision: http.StatusConflict, CodeResumePending: http.StatusConflict,
+	CodeBodyTooLarge:    http.StatusRequestEntityTooLarge,
 	CodePayloadTooLarge: http.StatusRequestEntityTooLarge,
 	CodeUnavailable:     http.StatusServiceUnavailable, CodeTimeout: http.StatusGatewayTimeout,
 	CodeInternal: http.StatusInternalServerError,
@@ -75,6 +77,7 @@ var sentinels = []struct {
 	{duro.ErrInstanceNotFailed, CodeInstanceNotFailed},
 	{duro.ErrDecisionRequired, CodeDecisionRequired},
 	{duro.ErrNoPendingDecision, CodeNoPendingDecision},
+	{duro.ErrResumePending, CodeResumePending},
 	{duro.ErrPayloadTooLarge, CodePayloadTooLarge},
 	{duro.ErrPayloadDecode, CodeInvalidArgument},
 	{backend.ErrClosed, CodeUnavailable},

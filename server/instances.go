@@ -144,11 +144,24 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if err := s.c.Resume(r.Context(), id, req.Reason, decisions...); err != nil {
+	rid, err := s.c.RequestResume(r.Context(), id, req.Reason, decisions...)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	accepted(w, id, "resume")
+	writeJSON(w, http.StatusAccepted, &ResumeResponse{ID: id, ResumeID: rid,
+		Status: "resume requested; a worker applies or refuses it at the instance's next step"})
+}
+
+// resumeOutcome serves GET /api/v1/instances/{id}/resumes/{resumeId}.
+// Resume IDs hold a slash ("resume/…"), escaped in the path as %2F.
+func (s *Server) resumeOutcome(w http.ResponseWriter, r *http.Request) {
+	o, err := s.c.ResumeOutcome(r.Context(), r.PathValue("id"), r.PathValue("resumeId"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, NewResumeOutcome(o))
 }
 
 // purge serves DELETE /api/v1/instances/{id}.

@@ -125,6 +125,7 @@ func (s *Server) register(reg *prometheus.Registry) {
 	s.handle("POST /api/v1/instances/{id}/events", s.raise)
 	s.handle("POST /api/v1/instances/{id}/suspend", s.suspend)
 	s.handle("POST /api/v1/instances/{id}/resume", s.resume)
+	s.handle("GET /api/v1/instances/{id}/resumes/{resumeId}", s.resumeOutcome)
 	s.handle("POST /api/v1/instances/{id}/rewind", s.rewind)
 	s.handle("POST /api/v1/instances/{id}/terminate", s.terminate)
 	s.handle("POST /api/v1/purge", s.purgeWhere)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"duro"
@@ -27,6 +28,38 @@ type Instance struct {
 	CustomStatus     json.RawMessage `json:"customStatus,omitempty"`
 	Failure          *Failure        `json:"failure,omitempty"`
 	Suspension       *Suspension     `json:"suspension,omitempty"`
+	// LastResume is the outcome of the last resume the instance's steps
+	// applied or refused.
+	LastResume *ResumeOutcome `json:"lastResume,omitempty"`
+}
+
+// ResumeOutcome says what became of a resume: GET
+// /api/v1/instances/{id}/resumes/{resumeId}, and in instances and history.
+type ResumeOutcome struct {
+	ResumeID string `json:"resumeId"`
+	// Status is "Pending", "Applied" or "Refused".
+	Status    duro.ResumeStatus  `json:"status"`
+	Reason    string             `json:"reason,omitempty"`
+	Decisions []*DecisionOutcome `json:"decisions,omitempty"`
+	At        time.Time          `json:"at,omitzero"`
+}
+
+// DecisionOutcome is what became of one decision of a resume.
+type DecisionOutcome struct {
+	TaskID int `json:"taskId"`
+	// Action is "retry", "result" or "fail".
+	Action string `json:"action"`
+	// Status is "Applied" or "Refused".
+	Status duro.ResumeStatus `json:"status"`
+	Reason string            `json:"reason,omitempty"`
+}
+
+// ResumeResponse is the answer to a ResumeRequest: the resume is queued,
+// and GET /api/v1/instances/{id}/resumes/{resumeId} reports its outcome.
+type ResumeResponse struct {
+	ID       string `json:"id"`
+	ResumeID string `json:"resumeId"`
+	Status   string `json:"status"`
 }
 
 // InstancePage is one page of instances, newest first.
@@ -104,7 +137,9 @@ type Event struct {
 	Activity   *backend.ActivityOptions `json:"activity,omitempty"`
 	Suspension *Suspension              `json:"suspension,omitempty"`
 	Decisions  []*Decision              `json:"decisions,omitempty"`
-	Rewind     *backend.Rewind          `json:"rewind,omitempty"`
+	// ResumeOutcome is set on the event that records a resume's outcome.
+	ResumeOutcome *ResumeOutcome  `json:"resumeOutcome,omitempty"`
+	Rewind        *backend.Rewind `json:"rewind,omitempty"`
 	// Entity holds an entity request's or lock's details.
 	Entity *backend.EntityRequest `json:"entity,omitempty"`
 }
@@ -269,8 +304,21 @@ func NewInstance(i *duro.Instance) *Instance {
 		ID: i.ID, Name: i.Name, Status: i.Status, ExecutionID: i.ExecutionID, ParentInstanceID: i.ParentInstanceID,
 		CreatedAt: utc(i.CreatedAt), UpdatedAt: utc(i.UpdatedAt), CompletedAt: utc(i.CompletedAt),
 		Input: Payload(i.RawInput), Output: Payload(i.RawOutput), CustomStatus: Payload(i.RawCustomStatus),
-		Failure: NewFailure(i.Failure), Suspension: NewSuspension(i.Suspension),
+		Failure: NewFailure(i.Failure), Suspension: NewSuspension(i.Suspension), LastResume: NewResumeOutcome(i.LastResume),
 	}
+}
+
+// NewResumeOutcome converts a resume's outcome (nil for nil).
+func NewResumeOutcome(o *duro.ResumeOutcome) *ResumeOutcome {
+	if o == nil {
+		return nil
+	}
+	out := &ResumeOutcome{ResumeID: o.ID, Status: o.Status, Reason: o.Reason, At: utc(o.At)}
+	for _, d := range o.Decisions {
+		out.Decisions = append(out.Decisions, &DecisionOutcome{TaskID: d.TaskID, Action: strings.ToLower(string(d.Action)),
+			Status: d.Status, Reason: d.Reason})
+	}
+	return out
 }
 
 // NewFailure converts a recorded failure (nil for nil).
@@ -309,7 +357,7 @@ func hasTaskID(t backend.EventType) bool {
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent,
 		backend.EventTaskDuplicate, backend.EventEntitySignaled, backend.EventEntityCalled,
 		backend.EventEntityResponse, backend.EventEntityLockRequested, backend.EventEntityLockGranted,
-		backend.EventEntityUnlocked:
+		backend.EventEntityUnlocked, backend.EventLateResult:
 		return true
 	}
 	return false
@@ -323,6 +371,7 @@ func NewEvent(e *duro.HistoryEvent) *Event {
 		Failure: NewFailure(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
 		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
 		Activity: e.Activity, Suspension: NewSuspension(e.Suspension), Rewind: e.Rewind, Entity: e.Entity,
+		ResumeOutcome: NewResumeOutcome(e.ResumeOutcome),
 	}
 	for _, d := range e.Decisions {
 		j.Decisions = append(j.Decisions, &Decision{TaskID: d.TaskID, Action: string(d.Action), Result: Payload(d.Result), Message: d.Message})

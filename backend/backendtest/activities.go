@@ -16,7 +16,7 @@ func activityTests() []test {
 		{"ClaimsOldestFirst", testActivityOldestFirst},
 		{"LiveLeaseNotClaimable", testActivityLiveLease},
 		{"DuplicateTaskIDIgnored", testDuplicateTaskIgnored},
-		{"ResultForFinishedInstanceDropped", testResultForFinished},
+		{"ResultForFinishedInstanceNotDelivered", testResultForFinished},
 		{"ResultForPurgedInstanceDropped", testResultForPurged},
 		{"AbandonRetryAt", testActivityAbandonRetryAt},
 		{"HeartbeatDetailsCarryToNextDelivery", testHeartbeatDetails},
@@ -157,11 +157,13 @@ func (e *env) droppedResult(what string, err error) {
 	}
 }
 
+// testResultForFinished: a result for a terminated instance reaches no
+// inbox (it is kept in the history instead: see LateResultKeptInHistory).
 func testResultForFinished(t *testing.T, e *env) {
 	_, tasks := e.startWithTasks("a", 1)
 	wi := e.claimActivity(tasks[0].ID, e.t0)
 	e.end("a", backend.StatusTerminated, e.at(time.Second))
-	e.droppedResult("CompleteActivity for a terminated instance", e.b.CompleteActivity(e.ctx, completed(wi, e.at(2*time.Second))))
+	e.wantErr("CompleteActivity for a terminated instance", e.b.CompleteActivity(e.ctx, completed(wi, e.at(2*time.Second))), backend.ErrInstanceFinished)
 	e.wantStatus("a", backend.StatusTerminated)
 	e.noStep(e.at(time.Hour), "a terminated instance takes no results")
 }

@@ -59,6 +59,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"List", listTests()},
 		{"Suspend", suspendTests()},
 		{"Rewind", rewindTests()},
+		{"Operator", append(operatorTests(), sdkOperatorTests()...)},
 		{"Persistence", persistenceTests()},
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},

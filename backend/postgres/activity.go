@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -45,7 +46,7 @@ UPDATE {s}.activity_tasks SET attempt = attempt + 1, lease_owner = $3,
 	lease_expires_at = ` + clock("$1") + ` + $4, claimed_at = ` + clock("$1") + `
 FROM pick WHERE id = pick.cid
 RETURNING id, instance_id, execution_id, task_id, name, input, options, attempt, pick.prev, created_at, seq,
-	lease_expires_at, heartbeat_details`
+	lease_expires_at, heartbeat_details, prior_attempts`
 
 // claimNamedActivitiesQuery is claimActivitiesQuery for the tasks of the
 // activities named by the array $5 only (ClaimParams.ActivityNames).
@@ -109,13 +110,14 @@ func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
 			taskID                           int64
 			opts                             string
 			attempt, prev, created, seq, exp int64
+			prior                            int64
 			details                          []byte
 		)
 		if err := rows.Scan(&task.ID, &task.InstanceID, &task.ExecutionID, &taskID, &task.Name, &task.Input, &opts,
-			&attempt, &prev, &created, &seq, &exp, &details); err != nil {
+			&attempt, &prev, &created, &seq, &exp, &details, &prior); err != nil {
 			return nil, err
 		}
-		task.TaskID = int(taskID)
+		task.TaskID, task.PriorAttempts = int(taskID), int(prior)
 		if err := json.Unmarshal([]byte(opts), &task.Options); err != nil {
 			return nil, fmt.Errorf("activity task %q: options: %w", task.ID, err)
 		}
@@ -170,6 +172,7 @@ func taskFence(id string, attempt int64, found bool, current, claimedAt int64) e
 // holds the instance's row in KEY SHARE mode (see CompleteActivity).
 var completeActivityQuery = `WITH d AS (
 	DELETE FROM {s}.activity_tasks WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0
+		AND visible_at <> ` + parkedSQL + `
 	RETURNING instance_id, execution_id
 ), st AS (
 	SELECT i.status FROM {s}.instances i JOIN d ON i.id = d.instance_id
@@ -191,7 +194,9 @@ SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`
 
 // CompleteActivity implements backend.Backend. The result goes to the
 // task's instance and execution as message ResultMessageID(TaskID); it is
-// dropped if the instance is gone or has finished. The whole completion is
+// dropped if the instance is gone. A task parked because its instance
+// finished while this delivery ran is completed by completeLate instead,
+// which keeps the result in the instance's history. The whole completion is
 // one round trip: a pipeline of three statements that PostgreSQL runs as
 // one implicit transaction (lock the instance's row, lock and read the
 // task, delete it and deliver the result, fenced by the attempt).
@@ -222,6 +227,9 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 	}
 	for try := 0; ; try++ {
 		inserted, err := b.completeActivity(ctx, p, data)
+		if errors.Is(err, errParked) {
+			return b.completeLate(ctx, op, p)
+		}
 		if err == nil {
 			b.signal(inserted, nil)
 			return nil
@@ -240,7 +248,7 @@ func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActiv
 	batch := &pgx.Batch{}
 	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
 		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
-	batch.Queue(b.q(`SELECT attempt, claimed_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
 	batch.Queue(b.q(completeActivityQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), nanos(p.Now))
 	br := b.pool.SendBatch(ctx, batch)
@@ -248,9 +256,9 @@ func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActiv
 	if _, err := br.Exec(); err != nil {
 		return false, err
 	}
-	var current, claimedAt int64
+	var current, claimedAt, visible int64
 	found := true
-	if err := br.QueryRow().Scan(&current, &claimedAt); errors.Is(err, pgx.ErrNoRows) {
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
 		found = false
 	} else if err != nil {
 		return false, err
@@ -266,21 +274,90 @@ func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActiv
 		if err := taskFence(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
 			return false, err
 		}
+		if visible == parkedAt {
+			return false, errParked
+		}
 		return false, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
 			p.TaskID, p.Attempt, backend.ErrLeaseLost)
 	}
 	return inserted > 0, nil
 }
 
+// errParked says that the task of a completion is parked: its instance
+// finished while the delivery ran.
+var errParked = errors.New("the task's instance has finished")
+
+// parkedSQL is parkedAt in SQL text.
+var parkedSQL = strconv.FormatInt(parkedAt, 10)
+
+// completeLate completes a parked task, in one transaction holding its
+// instance's row: it deletes the task, fenced by the attempt, and appends
+// a TaskCompleted or TaskFailed result to the instance's history as a
+// LateResult event (other results are dropped). It returns an error
+// wrapping ErrInstanceFinished once the task is deleted.
+func (b *Backend) completeLate(ctx context.Context, op string, p *backend.CompleteActivityParams) error {
+	var inst string
+	var ended backend.Status
+	err := b.write(ctx, op, p.Now, func(t *txn) error {
+		ended = ""
+		if err := t.queryRow(`SELECT instance_id FROM {s}.activity_tasks WHERE id = $1`, p.TaskID).Scan(&inst); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("activity task %q is gone: %w", p.TaskID, backend.ErrLeaseLost)
+			}
+			return err
+		}
+		st, err := t.lock(inst)
+		if err != nil {
+			return err
+		}
+		var name string
+		err = t.queryRow(`DELETE FROM {s}.activity_tasks WHERE id = $1 AND attempt = $2 AND attempt >= 1
+			AND claimed_at <> 0 RETURNING name`, p.TaskID, int64(p.Attempt)).Scan(&name)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("activity task %q: attempt %d is not its newest delivery, or it is gone: %w",
+				p.TaskID, p.Attempt, backend.ErrLeaseLost)
+		}
+		if err != nil {
+			return err
+		}
+		r, ok := st[inst]
+		if !ok {
+			return nil // gone with its history: nowhere to keep the result
+		}
+		ended = r.status
+		if !p.Result.Type.KeptLate() {
+			return nil
+		}
+		data, err := backend.EncodeEvent(backend.LateResult(p.Result, name, r.status))
+		if err != nil {
+			return err
+		}
+		_, err = t.exec(`INSERT INTO {s}.history (instance_id, seq, event)
+			SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM {s}.history WHERE instance_id = $1`, inst, data)
+		return err
+	})
+	if err == nil && ended != "" {
+		err = b.fail(op, fmt.Errorf("activity task %q: instance %q is %s; the result is kept in its history: %w",
+			p.TaskID, inst, ended, backend.ErrInstanceFinished))
+	}
+	return err
+}
+
 // fencedTaskUpdate runs a single-statement update of task id fenced by
 // attempt ($2), and if it changed nothing, reads the task to say why:
 // ErrLeaseLost.
 func (b *Backend) fencedTaskUpdate(ctx context.Context, op, id string, attempt int64, set string, args ...any) error {
+	return b.fencedTaskWrite(ctx, op, id, attempt, `UPDATE {s}.activity_tasks SET `+set+` WHERE id = $1 AND attempt = $2
+		AND attempt >= 1 AND claimed_at <> 0`, args...)
+}
+
+// fencedTaskWrite is fencedTaskUpdate for a whole statement, which must
+// write (or return) one row when delivery $2 of task $1 is the newest.
+func (b *Backend) fencedTaskWrite(ctx context.Context, op, id string, attempt int64, query string, args ...any) error {
 	if b.closed.Load() {
 		return b.fail(op, errClosed)
 	}
-	query := b.q(`UPDATE {s}.activity_tasks SET ` + set + ` WHERE id = $1 AND attempt = $2 AND attempt >= 1
-		AND claimed_at <> 0`)
+	query = b.q(query)
 	args = append([]any{id, attempt}, args...)
 	var n int64
 	for try := 0; ; try++ {
@@ -330,16 +407,30 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 		nanos(p.Now), int64(p.LeaseDuration), p.Details)
 }
 
+// abandonActivityQuery releases delivery $2 of task $1, visible again $4
+// ns after now by the database clock when $4 > 0, else at $3, or deletes the task if it is parked (its instance finished: nothing
+// delivers it again). Both halves see the same row version, so a task
+// parked concurrently is never made claimable again.
+var abandonActivityQuery = `WITH del AS (
+	DELETE FROM {s}.activity_tasks WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0
+		AND visible_at = ` + parkedSQL + ` RETURNING id
+), upd AS (
+	UPDATE {s}.activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ` + retryAt("$3", "$4") + `
+	WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0 AND visible_at <> ` + parkedSQL + `
+	RETURNING id
+)
+SELECT id FROM del UNION ALL SELECT id FROM upd`
+
 // AbandonActivity implements backend.Backend. The task is claimable again
 // p.RetryAfter after the abandon by the database clock when it is
-// positive, else at p.RetryAt (at once when zero), with Attempt+1.
+// positive, else at p.RetryAt (at once when zero), with Attempt+1; a
+// parked task (its instance finished) is deleted instead.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	if err := b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt,
-		`lease_owner = '', lease_expires_at = 0, visible_at = `+retryAt("$3", "$4"), nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
+	if err := b.fencedTaskWrite(ctx, op, p.ID, p.Attempt, abandonActivityQuery, nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
 		return err
 	}
 	b.signalRetry(p)

@@ -89,7 +89,12 @@
 // Suspended instance is claimable only for control messages and is handed
 // only those; Suspension is stored only with StatusSuspended and reported
 // as {Since: UpdatedAt} if a step passed none; a task's PriorAttempts is its
-// stored attempt until its first claim; rewinds and RewindInstances behave
+// stored attempt until its first claim, and is kept (column
+// prior_attempts, migration 002) for every claim to return; a finished
+// instance's tasks held by a delivery are parked (visible_at =
+// math.MaxInt64) for a late completion; resume outcomes are stored as JSON
+// (column resume_outcomes); an exclusive message is checked under the
+// instance's row lock, which steps take too; rewinds and RewindInstances behave
 // as there, as do StartInstances (children before messages) and
 // PurgeInstances. A step's messages come in the order they became visible
 // (sort_at, the later of visible_at and the write time, since migration

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 
@@ -274,15 +275,22 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 				unnest($2::bytea[]) WITH ORDINALITY AS e(data, ord)`), id, events)
 	}
 	t.queueWindow(batch, id, p.Window)
+	var resumes *string
+	if p.ResumeOutcomes != nil {
+		if resumes, err = encodeJSON(&p.ResumeOutcomes); err != nil {
+			return err
+		}
+	}
 	batch.Queue(t.b.q(`UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
 		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
-		completed_attempt = step_attempt, committed_steps = `+commitStepsUpdate+` WHERE id = $8`),
-		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id)
+		completed_attempt = step_attempt, committed_steps = `+commitStepsUpdate+`,
+		resume_outcomes = COALESCE($9, resume_outcomes) WHERE id = $8`),
+		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id, resumes)
 	taskAt := -1 // the task insert's place in the batch
 	if len(p.ActivityTasks) > 0 {
 		n := len(p.ActivityTasks)
 		ids, insts, execs, names, opts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		taskIDs, attempts := make([]int64, n), make([]int64, n)
+		taskIDs, attempts, priors := make([]int64, n), make([]int64, n), make([]int64, n)
 		inputs := make([][]byte, n)
 		owners := make([]string, n)
 		var claimNow, claimFor int64
@@ -295,7 +303,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 				return fmt.Errorf("activity task %q: %w", a.ID, err)
 			}
 			ids[i], insts[i], execs[i], names[i], opts[i] = a.ID, a.InstanceID, a.ExecutionID, a.Name, string(o)
-			taskIDs[i], attempts[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), a.Input
+			taskIDs[i], attempts[i], priors[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), int64(a.PriorAttempts), a.Input
 			if i < ec.max {
 				attempts[i]++
 				owners[i] = ec.claim.Owner
@@ -303,7 +311,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		}
 		taskAt = batch.Len()
 		batch.Queue(t.b.q(insertTasksQuery),
-			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, t.now, claimNow, claimFor)
+			ids, insts, execs, taskIDs, names, inputs, opts, attempts, owners, t.now, claimNow, claimFor, priors)
 	}
 	margs := make([][]any, len(msgs))
 	for i, m := range msgs {
@@ -355,7 +363,8 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 }
 
 // insertTasksQuery inserts a step's activity tasks (arrays $1-$9: ID,
-// instance, execution, task ID, name, input, options, attempt, owner) at
+// instance, execution, task ID, name, input, options, attempt, owner, and
+// $13: prior attempts) at
 // the step's time $10, ON CONFLICT DO NOTHING, and returns the IDs it
 // inserted with their lease expiry. A task with an owner is inserted
 // claimed (eager dispatch): leased for $12 ns from $11, the claim's Now, or
@@ -369,12 +378,12 @@ var insertTasksQuery = `WITH c AS MATERIALIZED (
 )
 INSERT INTO {s}.activity_tasks
 	(id, instance_id, execution_id, task_id, name, input, options, attempt, lease_owner, lease_expires_at,
-		claimed_at, created_at)
+		claimed_at, prior_attempts, created_at)
 SELECT u.id, u.inst, u.exec, u.task, u.name, u.input, u.opts, u.attempt, u.owner,
 	CASE WHEN u.owner <> '' THEN c.at + $12::bigint ELSE 0 END, CASE WHEN u.owner <> '' THEN c.at ELSE 0 END,
-	CASE WHEN u.owner <> '' THEN c.at ELSE $10::bigint END
+	u.prior, CASE WHEN u.owner <> '' THEN c.at ELSE $10::bigint END
 FROM c, unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bytea[], $7::text[],
-	$8::bigint[], $9::text[]) AS u(id, inst, exec, task, name, input, opts, attempt, owner)
+	$8::bigint[], $9::text[], $13::bigint[]) AS u(id, inst, exec, task, name, input, opts, attempt, owner, prior)
 ON CONFLICT (id) DO NOTHING RETURNING id, lease_expires_at`
 
 // commitStepsUpdate is the new committed_steps of a committing delivery:
@@ -541,12 +550,20 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 	}, true)
 }
 
-// finish deletes a terminal instance's remaining inbox, activity tasks and
-// request window.
+// parkedAt is the visible_at of a parked task: one whose instance finished
+// while a delivery held it. It is never claimed again; the delivery may
+// renew its lease and complete it (its result goes to the history as a
+// LateResult event).
+const parkedAt = math.MaxInt64
+
+// finish deletes a terminal instance's remaining inbox, request window and
+// the activity tasks no delivery holds, and parks those a delivery holds
+// (delivered and not handed back).
 func (t *txn) finish(id string) error {
 	batch := &pgx.Batch{}
 	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1`), id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`), id)
+	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND (claimed_at = 0 OR lease_owner = '')`), id)
+	batch.Queue(t.b.q(`UPDATE {s}.activity_tasks SET visible_at = $2 WHERE instance_id = $1`), id, int64(parkedAt))
 	batch.Queue(t.b.q(`DELETE FROM {s}.request_window WHERE instance_id = $1`), id)
 	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
 		return err

@@ -367,6 +367,11 @@ func (t *txn) rewind(id, msgID, reason string) error {
 		updated_at = $2 WHERE id = $3`, backend.StatusRunning, now, id); err != nil {
 		return err
 	}
+	// Deliveries still running when the instance failed belong to the
+	// failed run: the rewind enqueues again what must run again.
+	if _, err := t.exec(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND visible_at = $2`, id, int64(parkedAt)); err != nil {
+		return err
+	}
 	t.touch(id)
 	t.work = true
 	return t.insertMessage(&backend.Message{
@@ -378,7 +383,7 @@ func (t *txn) rewind(id, msgID, reason string) error {
 }
 
 // deleteInstanceData deletes an instance's history, inbox, consumed message
-// IDs, activity tasks and request window, keeping its row.
+// IDs, activity tasks, request window and resume outcomes, keeping its row.
 func (t *txn) deleteInstanceData(id string) error {
 	b := &pgx.Batch{}
 	for _, q := range []string{
@@ -387,6 +392,7 @@ func (t *txn) deleteInstanceData(id string) error {
 		`DELETE FROM {s}.inbox_consumed WHERE instance_id = $1`,
 		`DELETE FROM {s}.activity_tasks WHERE instance_id = $1`,
 		`DELETE FROM {s}.request_window WHERE instance_id = $1`,
+		`UPDATE {s}.instances SET resume_outcomes = NULL WHERE id = $1`,
 	} {
 		b.Queue(t.b.q(q), id)
 	}
@@ -398,18 +404,25 @@ func (t *txn) deleteInstanceData(id string) error {
 }
 
 const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
-	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
+	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
+	resume_outcomes`
 
 func scanInstance(s pgx.Row) (*backend.Instance, error) {
 	var (
 		in                        backend.Instance
 		failure, pid, pexec, susp *string
+		resumes                   *string
 		ptask                     *int64
 		created, updated, compAt  int64
 	)
 	if err := s.Scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp); err != nil {
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes); err != nil {
 		return nil, err
+	}
+	if resumes != nil {
+		if err := backend.DecodeResumeOutcomes([]byte(*resumes), &in.ResumeOutcomes); err != nil {
+			return nil, fmt.Errorf("instance %q: %w", in.ID, err)
+		}
 	}
 	in.CreatedAt, in.UpdatedAt, in.CompletedAt = fromNanos(created), fromNanos(updated), fromNanos(compAt)
 	if failure != nil {

@@ -117,7 +117,7 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 	for rows.Next() {
 		c := &cand{}
 		if err := rows.Scan(&c.task.ID, &c.task.InstanceID, &c.task.ExecutionID, &c.task.TaskID, &c.task.Name,
-			&c.task.Input, &c.opts, &c.prevClaim, &c.schedd, &c.details); err != nil {
+			&c.task.Input, &c.opts, &c.prevClaim, &c.schedd, &c.details, &c.task.PriorAttempts); err != nil {
 			_ = rows.Close()
 			return err
 		}
@@ -153,7 +153,7 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 // plans with the value of a bare "LIMIT ?" and re-prepares the statement
 // whenever it changes, which costs more than the claim.
 const claimActivitiesQuery = `SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at,
-	created_at, heartbeat_details FROM activity_tasks WHERE rowid IN (` + claimActivityRowids + `)
+	created_at, heartbeat_details, prior_attempts FROM activity_tasks WHERE rowid IN (` + claimActivityRowids + `)
 	ORDER BY created_at, rowid`
 
 // claimNamedActivitiesQuery is claimActivitiesQuery for the tasks of the
@@ -193,7 +193,10 @@ func (t *txn) taskFence(id string, attempt int64) (instanceID, executionID strin
 
 // CompleteActivity implements backend.Backend. The result goes to the
 // task's instance and execution as message ResultMessageID(TaskID); it is
-// dropped if the instance is gone or has finished.
+// dropped if the instance is gone. A task parked because its instance
+// finished while this delivery ran has its TaskCompleted or TaskFailed
+// result appended to the instance's history as a LateResult event, and
+// the call then returns ErrInstanceFinished.
 func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActivityParams) error {
 	const op = "complete activity"
 	switch {
@@ -209,12 +212,16 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 	if err != nil {
 		return b.fail(op, fmt.Errorf("message %q: %w", msgID, err))
 	}
-	return b.write(ctx, op, p.Now, len(data)+smallOp, func(t *txn) error {
+	var ended backend.Status // the instance had finished: the result went to its history
+	var inst string
+	err = b.write(ctx, op, p.Now, len(data)+smallOp, func(t *txn) error {
+		ended = ""
 		// The delete is the fence: it removes the task only if attempt is
 		// its newest delivery.
-		var inst, exec string
+		var exec, name string
+		var visible int64
 		err := t.queryRow(`DELETE FROM activity_tasks WHERE id = ? AND attempt = ? AND claimed_at <> 0
-			RETURNING instance_id, execution_id`, p.TaskID, p.Attempt).Scan(&inst, &exec)
+			RETURNING instance_id, execution_id, name, visible_at`, p.TaskID, p.Attempt).Scan(&inst, &exec, &name, &visible)
 		if errors.Is(err, sql.ErrNoRows) {
 			_, _, err = t.taskFence(p.TaskID, int64(p.Attempt))
 			if err == nil {
@@ -224,12 +231,41 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 		if err != nil {
 			return err
 		}
+		if visible == parkedAt {
+			ended, err = t.lateResult(inst, name, p.Result)
+			return err
+		}
 		err = t.deliver(&backend.Message{ID: msgID, InstanceID: inst, ExecutionID: exec, Event: p.Result}, data)
 		if err != nil && !isUndeliverable(err) {
 			return err
 		}
 		return nil
 	})
+	if err == nil && ended != "" {
+		err = b.fail(op, fmt.Errorf("activity task %q: instance %q is %s; the result is kept in its history: %w",
+			p.TaskID, inst, ended, backend.ErrInstanceFinished))
+	}
+	return err
+}
+
+// lateResult appends the result of activity name, which arrived after
+// instance id finished, to the instance's history as a LateResult event,
+// and returns the status the instance ended with. Results other than
+// TaskCompleted and TaskFailed are dropped.
+func (t *txn) lateResult(id, name string, result *backend.Event) (backend.Status, error) {
+	s, err := t.instanceStatus(id)
+	if errors.Is(err, backend.ErrInstanceNotFound) {
+		return "", nil // gone with its history: nowhere to keep it
+	}
+	if err != nil || !result.Type.KeptLate() {
+		return s, err
+	}
+	data, err := backend.EncodeEvent(backend.LateResult(result, name, s))
+	if err != nil {
+		return "", err
+	}
+	_, err = t.exec(appendHistoryQuery, id, data)
+	return s, err
 }
 
 // RenewActivityLease implements backend.Backend. A lapsed lease that nobody
@@ -256,7 +292,8 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 
 // AbandonActivity implements backend.Backend. The task is claimable again
 // p.RetryAfter after the abandon by the store's clock when it is positive,
-// else at p.RetryAt (at once when zero), with Attempt+1.
+// else at p.RetryAt (at once when zero), with Attempt+1; a parked task (its
+// instance finished) is deleted instead.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
 	if err := p.Validate(); err != nil {
@@ -266,8 +303,16 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
 			return err
 		}
+		// A parked task's instance has finished: nothing delivers it again.
+		res, err := t.exec(`DELETE FROM activity_tasks WHERE id = ? AND visible_at = ?`, p.ID, int64(parkedAt))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
 		t.work |= workTasks
-		_, err := t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?
+		_, err = t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?
 			WHERE id = ?`, nanos(retryAt(t, p)), p.ID)
 		return err
 	})

@@ -119,7 +119,21 @@
 //     task has had no delivery of its own, so Complete/Renew/Abandon of it
 //     fail with ErrLeaseLost whatever attempt they name, and that first
 //     claim has a zero PreviousDeliveryAt (the earlier deliveries belong to
-//     another task ID, whose times this store does not link).
+//     another task ID, whose times this store does not link). Every
+//     claim returns PriorAttempts (column prior_attempts, migration 004).
+//   - Instance.ResumeOutcomes are stored as JSON (column
+//     resume_outcomes, migration 004), replaced by a step that passes
+//     some, kept by one that passes nil, cleared when a finished instance
+//     is replaced. An exclusive message (Message.Exclusive) is checked
+//     against the instance's control messages by event type in the same
+//     write, which the single writer serializes.
+//   - A step that finishes its instance deletes its inbox and the tasks no
+//     delivery holds; a task a delivery holds (claimed_at <> 0 and a
+//     lease_owner) is parked at visible_at = math.MaxInt64, so no claim
+//     gets it, until that delivery completes it (the result goes to the
+//     history as a LateResult event and CompleteActivity returns
+//     ErrInstanceFinished), hands it back (the task is deleted), or the
+//     instance is rewound, replaced or purged (deleted).
 //   - RewindInstance and CompleteOrchestrationStepParams.RewindInstances
 //     rewind the same way: status Running, failure and completion time
 //     cleared, Output and history kept, updated at the call's (or the

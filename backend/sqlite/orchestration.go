@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"duro/backend"
@@ -253,7 +255,8 @@ type encodedStep struct {
 	msgs          [][]byte
 	opts          []string
 	failure, susp sql.NullString
-	size          int // bytes, roughly, for the batch bound
+	resumes       sql.NullString // NULL keeps the stored resume outcomes
+	size          int            // bytes, roughly, for the batch bound
 }
 
 func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error) {
@@ -267,7 +270,14 @@ func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error
 			return nil, fmt.Errorf("instance %q: suspension: %w", p.InstanceID, err)
 		}
 	}
-	enc.size += len(p.Output) + len(p.CustomStatus) + len(enc.failure.String) + len(enc.susp.String)
+	if p.ResumeOutcomes != nil {
+		data, err := json.Marshal(p.ResumeOutcomes)
+		if err != nil {
+			return nil, fmt.Errorf("instance %q: resume outcomes: %w", p.InstanceID, err)
+		}
+		enc.resumes = sql.NullString{String: string(data), Valid: true}
+	}
+	enc.size += len(p.Output) + len(p.CustomStatus) + len(enc.failure.String) + len(enc.susp.String) + len(enc.resumes.String)
 	enc.events = make([][]byte, len(p.NewEvents))
 	for i, e := range p.NewEvents {
 		if enc.events[i], err = backend.EncodeEvent(e); err != nil {
@@ -381,9 +391,10 @@ func (t *txn) updateInstance(p *backend.CompleteOrchestrationStepParams, enc *en
 	}
 	res, err := t.exec(`UPDATE instances SET status = ?, output = ?, failure = ?, custom_status = ?, suspension = ?,
 		updated_at = ?, completed_at = ?, lock_owner = '', lock_expires_at = 0, completed_attempt = step_attempt,
-		committed_steps = `+commitStepsUpdate+`
+		committed_steps = `+commitStepsUpdate+`,
+		resume_outcomes = COALESCE(?, resume_outcomes)
 		WHERE id = ? AND execution_id = ? AND step_attempt = ? AND completed_attempt < step_attempt`,
-		status, p.Output, enc.failure, p.CustomStatus, enc.susp, t.now.UnixNano(), completed,
+		status, p.Output, enc.failure, p.CustomStatus, enc.susp, t.now.UnixNano(), completed, enc.resumes,
 		p.InstanceID, p.ExecutionID, p.Attempt)
 	if err != nil {
 		return err
@@ -442,8 +453,8 @@ func (t *txn) insertTasks(tasks []*backend.ActivityTask, opts []string) ([]bool,
 }
 
 const insertTaskQuery = `INSERT INTO activity_tasks
-	(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt, prior_attempts)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?9, ?9) ON CONFLICT (id) DO NOTHING`
 
 // startChild creates a sub-orchestration, replacing a terminal instance of
 // the same ID. If a live one exists it is left alone and its parent task,
@@ -563,14 +574,22 @@ func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
 	}, nil)
 }
 
-// finish deletes a terminal instance's remaining inbox, activity tasks and
-// request window.
+// parkedAt is the visible_at of a parked task: one whose instance finished
+// while a delivery held it. It is never claimed again; the delivery may
+// renew its lease and complete it (its result goes to the history as a
+// LateResult event).
+const parkedAt = math.MaxInt64
+
+// finish deletes a terminal instance's remaining inbox and request window
+// and the activity tasks no delivery holds, and parks those a delivery holds (delivered and
+// not handed back).
 func (t *txn) finish(id string) error {
 	t.hist.drop(id)
 	for _, q := range []string{
 		`DELETE FROM inbox WHERE instance_id = ?`,
-		`DELETE FROM activity_tasks WHERE instance_id = ?`,
 		`DELETE FROM request_window WHERE instance_id = ?`,
+		`DELETE FROM activity_tasks WHERE instance_id = ? AND (claimed_at = 0 OR lease_owner = '')`,
+		`UPDATE activity_tasks SET visible_at = ` + strconv.FormatInt(parkedAt, 10) + ` WHERE instance_id = ?`,
 	} {
 		if _, err := t.exec(q, id); err != nil {
 			return err

@@ -207,7 +207,7 @@ func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool, star
 	}
 	if _, err := t.exec(`UPDATE instances SET name = ?2, execution_id = ?3, status = ?4, input = ?5, output = NULL,
 			failure = NULL, custom_status = NULL, created_at = ?6, updated_at = ?6, completed_at = 0,
-			suspension = NULL, parent_instance_id = ?7, parent_execution_id = ?8, parent_task_id = ?9,
+			suspension = NULL, resume_outcomes = NULL, parent_instance_id = ?7, parent_execution_id = ?8, parent_task_id = ?9,
 			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL
 		WHERE id = ?1`,
 		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now.UnixNano(), pid, pexec, ptask); err != nil {
@@ -254,6 +254,11 @@ func (t *txn) rewind(id, msgID, reason string) error {
 		updated_at = ? WHERE id = ?`, backend.StatusRunning, t.now.UnixNano(), id); err != nil {
 		return err
 	}
+	// Deliveries still running when the instance failed belong to the
+	// failed run: the rewind enqueues again what must run again.
+	if _, err := t.exec(`DELETE FROM activity_tasks WHERE instance_id = ? AND visible_at = ?`, id, int64(parkedAt)); err != nil {
+		return err
+	}
 	t.touched[id] = struct{}{}
 	t.work |= workSteps
 	return t.insertMessage(&backend.Message{
@@ -284,7 +289,8 @@ func (t *txn) deleteInstanceData(id string) error {
 }
 
 const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
-	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension`
+	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
+	resume_outcomes`
 
 type scanner interface {
 	Scan(dest ...any) error
@@ -295,11 +301,12 @@ func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
 	var (
 		in                        backend.Instance
 		failure, pid, pexec, susp sql.NullString
+		resumes                   sql.NullString
 		ptask                     sql.NullInt64
 		created, updated, compAt  int64
 	)
 	dest := append([]any{&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp}, extra...)
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes}, extra...)
 	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -312,6 +319,11 @@ func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
 	}
 	if pid.Valid {
 		in.Parent = &backend.ParentRef{InstanceID: pid.String, ExecutionID: pexec.String, TaskID: int(ptask.Int64)}
+	}
+	if resumes.Valid {
+		if err := backend.DecodeResumeOutcomes([]byte(resumes.String), &in.ResumeOutcomes); err != nil {
+			return nil, fmt.Errorf("instance %q: %w", in.ID, err)
+		}
 	}
 	if in.Status == backend.StatusSuspended {
 		if susp.Valid {

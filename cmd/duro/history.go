@@ -90,7 +90,9 @@ type eventJSON struct {
 	Activity   *backend.ActivityOptions `json:"activity,omitempty"`
 	Suspension *suspensionJSON          `json:"suspension,omitempty"`
 	Decisions  []decisionJSON           `json:"decisions,omitempty"`
-	Rewind     *backend.Rewind          `json:"rewind,omitempty"`
+	// ResumeOutcome is set on the event that records a resume's outcome.
+	ResumeOutcome *duro.ResumeOutcome `json:"resumeOutcome,omitempty"`
+	Rewind        *backend.Rewind     `json:"rewind,omitempty"`
 }
 
 // decisionJSON is the JSON form of an operator's decision on a task.
@@ -108,6 +110,7 @@ func toEventJSON(e *duro.HistoryEvent) eventJSON {
 		Failure: toFailureJSON(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
 		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
 		Activity: e.Activity, Suspension: toSuspensionJSON(e.Suspension), Rewind: e.Rewind,
+		ResumeOutcome: e.ResumeOutcome,
 	}
 	for _, d := range e.Decisions {
 		j.Decisions = append(j.Decisions, decisionJSON{TaskID: d.TaskID, Action: d.Action, Result: rawJSON(d.Result), Message: d.Message})
@@ -125,7 +128,7 @@ func hasTaskID(t backend.EventType) bool {
 	case backend.EventTaskScheduled, backend.EventTaskCompleted, backend.EventTaskFailed,
 		backend.EventTimerCreated, backend.EventTimerFired, backend.EventSubOrchestrationCreated,
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent,
-		backend.EventTaskDuplicate:
+		backend.EventTaskDuplicate, backend.EventLateResult:
 		return true
 	}
 	return false
@@ -321,6 +324,17 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 		if e.Reason != "" {
 			add("reason: " + e.Reason)
 		}
+	case backend.EventLateResult:
+		// "Charge completed after termination: ch_1"
+		what := "completed"
+		if e.Failure != nil {
+			what = "failed"
+		}
+		what = e.Name + " " + what + " after " + endWord(e.Status)
+		if len(e.Result) > 0 {
+			what += ": " + preview(e.Result, limit)
+		}
+		add(what, "attempt "+strconv.Itoa(e.Attempt), "not processed")
 	case backend.EventExecutionCompleted:
 		name = string(e.Status)
 		add("after " + shortDuration(e.Timestamp.Sub(start)))
@@ -372,6 +386,19 @@ func policyName(o *backend.ActivityOptions) string {
 }
 
 // isTaskResult reports the event types that complete a scheduled task.
+// endWord names how an instance that ended with status s ended.
+func endWord(s duro.Status) string {
+	switch s {
+	case duro.StatusTerminated:
+		return "termination"
+	case duro.StatusCompleted:
+		return "completion"
+	case duro.StatusFailed:
+		return "failure"
+	}
+	return "the end (" + string(s) + ")"
+}
+
 func isTaskResult(t backend.EventType) bool {
 	switch t {
 	case backend.EventTaskCompleted, backend.EventTaskFailed, backend.EventTimerFired,

@@ -199,3 +199,29 @@ func TestRenderTimelineControl(t *testing.T) {
 		t.Errorf("ExecutionRewound %+v", rewound)
 	}
 }
+
+// TestRenderLateResult: a result that came after the instance ended shows
+// what the activity did and that nothing processed it.
+func TestRenderLateResult(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
+	events := []*duro.HistoryEvent{
+		{Type: backend.EventExecutionTerminated, Timestamp: t0, Reason: "customer left"},
+		{Type: backend.EventLateResult, Timestamp: t0.Add(time.Second), TaskID: 0, Name: "Charge", Attempt: 1,
+			Result: []byte(`"ch_1"`), Status: duro.StatusTerminated},
+		{Type: backend.EventLateResult, Timestamp: t0.Add(2 * time.Second), TaskID: 1, Name: "Ship", Attempt: 2,
+			Failure: &duro.Failure{Message: "no stock"}, Status: duro.StatusTerminated},
+	}
+	var b strings.Builder
+	if err := renderTimeline(&b, events, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`LateResult                  #0  Charge  Charge completed after termination: "ch_1"  attempt 1  not processed`,
+		`LateResult                  #1  Ship    Ship failed after termination  attempt 2  not processed  failed: no stock`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, b.String())
+		}
+	}
+}

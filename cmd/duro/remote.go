@@ -30,6 +30,8 @@ type instanceAPI interface {
 	RaiseEvent(ctx context.Context, id, name string, data any) error
 	Suspend(ctx context.Context, id, reason string) error
 	Resume(ctx context.Context, id, reason string, decisions ...duro.Decision) error
+	RequestResume(ctx context.Context, id, reason string, decisions ...duro.Decision) (string, error)
+	ResumeOutcome(ctx context.Context, id, resumeID string) (*duro.ResumeOutcome, error)
 	Rewind(ctx context.Context, id, reason string) error
 	Terminate(ctx context.Context, id, reason string) error
 	Purge(ctx context.Context, id string) error
@@ -83,6 +85,7 @@ var codeSentinels = map[string]error{
 	server.CodeInstanceNotFailed:   duro.ErrInstanceNotFailed,
 	server.CodeDecisionRequired:    duro.ErrDecisionRequired,
 	server.CodeNoPendingDecision:   duro.ErrNoPendingDecision,
+	server.CodeResumePending:       duro.ErrResumePending,
 	server.CodePayloadTooLarge:     duro.ErrPayloadTooLarge,
 	server.CodeTimeout:             context.DeadlineExceeded,
 }
@@ -274,19 +277,38 @@ func (c *remoteClient) Suspend(ctx context.Context, id, reason string) error {
 
 // Resume implements instanceAPI.
 func (c *remoteClient) Resume(ctx context.Context, id, reason string, decisions ...duro.Decision) error {
+	_, err := c.RequestResume(ctx, id, reason, decisions...)
+	return err
+}
+
+// RequestResume implements instanceAPI.
+func (c *remoteClient) RequestResume(ctx context.Context, id, reason string, decisions ...duro.Decision) (string, error) {
 	req := &server.ResumeRequest{Reason: reason}
 	for _, d := range decisions {
 		sd := &server.Decision{TaskID: d.TaskID, Action: strings.ToLower(string(d.Action)), Message: d.Message}
 		if d.Action == duro.DecisionResult {
 			b, err := json.Marshal(d.Result)
 			if err != nil {
-				return err
+				return "", err
 			}
 			sd.Result = b
 		}
 		req.Decisions = append(req.Decisions, sd)
 	}
-	return c.call(ctx, http.MethodPost, instPath(id)+"/resume", nil, req, nil)
+	var rr server.ResumeResponse
+	if err := c.call(ctx, http.MethodPost, instPath(id)+"/resume", nil, req, &rr); err != nil {
+		return "", err
+	}
+	return rr.ResumeID, nil
+}
+
+// ResumeOutcome implements instanceAPI.
+func (c *remoteClient) ResumeOutcome(ctx context.Context, id, resumeID string) (*duro.ResumeOutcome, error) {
+	var o server.ResumeOutcome
+	if err := c.call(ctx, http.MethodGet, instPath(id)+"/resumes/"+url.PathEscape(resumeID), nil, nil, &o); err != nil {
+		return nil, err
+	}
+	return toSDKResumeOutcome(&o), nil
 }
 
 // Rewind implements instanceAPI.
@@ -394,7 +416,25 @@ func toSDKInstance(i *server.Instance) *duro.Instance {
 	return &duro.Instance{ID: i.ID, Name: i.Name, ExecutionID: i.ExecutionID, Status: i.Status,
 		CreatedAt: i.CreatedAt, UpdatedAt: i.UpdatedAt, CompletedAt: i.CompletedAt, Failure: toSDKFailure(i.Failure),
 		ParentInstanceID: i.ParentInstanceID, Suspension: toSDKSuspension(i.Suspension),
-		RawInput: raw(i.Input), RawOutput: raw(i.Output), RawCustomStatus: raw(i.CustomStatus)}
+		RawInput: raw(i.Input), RawOutput: raw(i.Output), RawCustomStatus: raw(i.CustomStatus),
+		LastResume: toSDKResumeOutcome(i.LastResume)}
+}
+
+func toSDKResumeOutcome(o *server.ResumeOutcome) *duro.ResumeOutcome {
+	if o == nil {
+		return nil
+	}
+	out := &duro.ResumeOutcome{ID: o.ResumeID, Status: o.Status, Reason: o.Reason, At: o.At}
+	for _, d := range o.Decisions {
+		action := duro.DecisionAction(d.Action)
+		for _, a := range []duro.DecisionAction{duro.DecisionRetry, duro.DecisionResult, duro.DecisionFail} {
+			if strings.EqualFold(d.Action, string(a)) {
+				action = a
+			}
+		}
+		out.Decisions = append(out.Decisions, &duro.DecisionOutcome{TaskID: d.TaskID, Action: action, Status: d.Status, Reason: d.Reason})
+	}
+	return out
 }
 
 func toSDKFailure(f *server.Failure) *duro.Failure {
@@ -425,7 +465,8 @@ func toSDKEvent(e *server.Event) *duro.HistoryEvent {
 	out := &backend.Event{Type: e.Type, Timestamp: e.Timestamp, Name: e.Name, InstanceID: e.InstanceID,
 		ExecutionID: e.ExecutionID, Input: raw(e.Input), Result: raw(e.Result), Failure: toSDKFailure(e.Failure),
 		FireAt: e.FireAt, Attempt: e.Attempt, Status: e.Status, Reason: e.Reason, Parent: e.Parent,
-		Activity: e.Activity, Suspension: toSDKSuspension(e.Suspension), Rewind: e.Rewind, Entity: e.Entity}
+		Activity: e.Activity, Suspension: toSDKSuspension(e.Suspension), Rewind: e.Rewind, Entity: e.Entity,
+		ResumeOutcome: toSDKResumeOutcome(e.ResumeOutcome)}
 	if e.TaskID != nil {
 		out.TaskID = *e.TaskID
 	}

@@ -122,9 +122,12 @@ func TestRemoteDecisions(t *testing.T) {
 	url := serveEnv(t, env.c)
 	cli(t, "resume", "pay", "--server", url).fails(t, exitFailure, `instance "pay" waits for a decision on task #0 (Charge, attempt 2)`)
 	cli(t, "resume", "pay", "--task", "3", "--retry", "--server", url).fails(t, exitFailure, "task #3 does not wait for a decision")
-	r := cli(t, "resume", "pay", "--result", `"PAY-9"`, "--server", url).ok(t)
-	if !strings.Contains(r.stdout, "task #0 (Charge): complete with result \"PAY-9\"") {
-		t.Errorf("resume:\n%s", r.stdout)
+	r := cli(t, "resume", "pay", "--result", `"PAY-9"`, "--wait", "--server", url).ok(t)
+	for _, w := range []string{"task #0 (Charge): complete with result \"PAY-9\"", " of pay: applied\n",
+		"  task #0 result: applied: completed with the operator's result\n"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("resume lacks %q:\n%s", w, r.stdout)
+		}
 	}
 	if inst := env.wait(t, "pay"); string(inst.RawOutput) != `["PAY-9"]` {
 		t.Errorf("pay: %s %s", inst.Status, inst.RawOutput)

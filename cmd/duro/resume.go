@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,8 +17,8 @@ import (
 )
 
 func (a *app) resumeCmd() *cobra.Command {
-	var reason, result, fail string
-	var retry bool
+	var reason, result, fail, outcome string
+	var retry, wait bool
 	var task int
 	var decide []string
 	cmd := &cobra.Command{
@@ -37,16 +39,26 @@ resume must decide every waiting task ('duro decisions' lists them):
 These decide the instance's only waiting task; --task N names it, and the
 resume fails if that task is not the one waiting. When several tasks wait,
 give one --decide per task: N=retry, N=result:JSON or N=fail:MESSAGE.
---result and result: take JSON, or @FILE to read it from a file.`,
+--result and result: take JSON, or @FILE to read it from a file.
+
+The resume is queued: the instance's next step applies it, or refuses it if
+the tasks that wait for a decision changed meanwhile. --wait waits for that
+outcome and prints it (a refused resume exits with an error). While a resume
+is queued, another one is refused at once.`,
 		Example: `  duro resume order-1 --reason "incident closed"
   duro resume order-1 --retry --reason "the provider has no charge"
   duro resume order-1 --task 3 --result '{"charge": "ch_1"}' --reason "the provider has the charge"
   duro resume order-1 --fail "refunded by hand"
-  duro resume order-1 --decide 3=retry --decide 5=fail:refunded --decide 7=result:'{"id": 1}'`,
+  duro resume order-1 --decide 3=retry --decide 5=fail:refunded --decide 7=result:'{"id": 1}'
+  duro resume order-1 --retry --wait
+  duro resume order-1 --outcome resume/0b5c… --wait`,
 		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			f := cmd.Flags()
+			if f.Changed("outcome") {
+				return a.resumeOutcome(cmd, id, outcome, wait)
+			}
 			short, err := shortDecision(retry, f.Changed("result"), result, f.Changed("fail"), fail)
 			if err != nil {
 				return err
@@ -100,10 +112,11 @@ give one --decide per task: N=retry, N=result:JSON or N=fail:MESSAGE.
 			for i, s := range specs {
 				decisions[i] = s.decision()
 			}
-			if err := c.Resume(ctx, id, reason, decisions...); err != nil {
+			rid, err := c.RequestResume(ctx, id, reason, decisions...)
+			if err != nil {
 				return explain(ctx, c, id, err)
 			}
-			fmt.Fprintf(a.stdout, "resume of %s requested; a worker applies it at the instance's next step\n", id)
+			fmt.Fprintf(a.stdout, "resume of %s requested (%s); a worker applies or refuses it at the instance's next step\n", id, rid)
 			byTask := map[int]*duro.PendingDecision{}
 			for _, pd := range pending {
 				byTask[pd.TaskID] = pd
@@ -114,7 +127,15 @@ give one --decide per task: N=retry, N=result:JSON or N=fail:MESSAGE.
 			if inst.Status != duro.StatusSuspended {
 				fmt.Fprintf(a.stdout, "note: %s is %s, not Suspended: the resume only undoes a suspension requested before it\n", id, inst.Status)
 			}
-			return nil
+			if !wait {
+				fmt.Fprintf(a.stdout, "its outcome: duro resume %s --outcome %s%s (or --wait)\n", quoteArg(id), quoteArg(rid), a.storeArg(cmd))
+				return nil
+			}
+			o, err := waitResume(ctx, c, id, rid)
+			if err != nil {
+				return err
+			}
+			return a.printResumeOutcome(id, o)
 		},
 	}
 	f := cmd.Flags()
@@ -124,7 +145,72 @@ give one --decide per task: N=retry, N=result:JSON or N=fail:MESSAGE.
 	f.StringVar(&fail, "fail", "", "decision: fail the waiting task with this `MESSAGE` (OperatorFailed, not retried)")
 	f.IntVar(&task, "task", 0, "the task `N` that --retry, --result or --fail decides (default: the only waiting task)")
 	f.StringArrayVar(&decide, "decide", nil, "decide one task: `N=DECISION`, DECISION being "+decisionSyntax+" (repeat for each waiting task)")
+	f.BoolVar(&wait, "wait", false, "wait until a worker applies or refuses the resume, and print the outcome")
+	f.StringVar(&outcome, "outcome", "", "print the outcome of the earlier resume `RESUME_ID` (with --wait, once it has one) instead of resuming")
 	return cmd
+}
+
+// resumeOutcome prints the outcome of resume rid of instance id.
+func (a *app) resumeOutcome(cmd *cobra.Command, id, rid string, wait bool) error {
+	f := cmd.Flags()
+	for _, name := range []string{"retry", "result", "fail", "task", "decide", "reason"} {
+		if f.Changed(name) {
+			return usageErrorf("--outcome reads a resume's outcome; it takes no --%s", name)
+		}
+	}
+	c, closeStore, err := a.client(cmd, false)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	ctx := cmd.Context()
+	var o *duro.ResumeOutcome
+	if wait {
+		o, err = waitResume(ctx, c, id, rid)
+	} else {
+		o, err = c.ResumeOutcome(ctx, id, rid)
+	}
+	if err != nil {
+		return explain(ctx, c, id, err)
+	}
+	return a.printResumeOutcome(id, o)
+}
+
+// waitResume polls the outcome of resume rid of instance id until a step
+// has applied or refused it.
+func waitResume(ctx context.Context, c instanceAPI, id, rid string) (*duro.ResumeOutcome, error) {
+	for d := 10 * time.Millisecond; ; d = min(2*d, 500*time.Millisecond) {
+		o, err := c.ResumeOutcome(ctx, id, rid)
+		if err != nil || o.Status != duro.ResumePending {
+			return o, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the outcome of resume %s of %s: %w", rid, id, ctx.Err())
+		case <-time.After(d):
+		}
+	}
+}
+
+// printResumeOutcome prints a resume's outcome, decision by decision; a
+// refused resume is an error.
+func (a *app) printResumeOutcome(id string, o *duro.ResumeOutcome) error {
+	line := fmt.Sprintf("resume %s of %s: %s", o.ID, id, strings.ToLower(string(o.Status)))
+	if o.Reason != "" {
+		line += ": " + o.Reason
+	}
+	fmt.Fprintln(a.stdout, line)
+	for _, d := range o.Decisions {
+		fmt.Fprintf(a.stdout, "  task #%d %s: %s", d.TaskID, strings.ToLower(string(d.Action)), strings.ToLower(string(d.Status)))
+		if d.Reason != "" {
+			fmt.Fprintf(a.stdout, ": %s", d.Reason)
+		}
+		fmt.Fprintln(a.stdout)
+	}
+	if o.Status == duro.ResumeRefused {
+		return fmt.Errorf("resume of %s refused: %s (decide again: duro decisions lists what waits)", id, o.Reason)
+	}
+	return nil
 }
 
 // decisionSpec is one decision from the command line.

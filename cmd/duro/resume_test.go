@@ -235,3 +235,26 @@ func TestResumeNotSuspended(t *testing.T) {
 		t.Fatalf("status %s", inst.Status)
 	}
 }
+
+// TestResumeWait: --wait prints what the step did with the resume, and
+// --outcome reads it again later.
+func TestResumeWait(t *testing.T) {
+	t.Parallel()
+	env := newDecisionEnv(t, "pay", 1)
+	r := cli(t, "resume", "pay", "--store", env.store, "--retry", "--wait").ok(t)
+	for _, w := range []string{"resume of pay requested (resume/", "resume resume/", " of pay: applied\n",
+		"  task #0 retry: applied: its code runs again as attempt 3\n"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	rid := r.stdout[strings.Index(r.stdout, "(resume/")+1:]
+	rid = rid[:strings.Index(rid, ")")]
+	o := cli(t, "resume", "pay", "--store", env.store, "--outcome", rid).ok(t)
+	if !strings.Contains(o.stdout, "resume "+rid+" of pay: applied") {
+		t.Errorf("--outcome:\n%s", o.stdout)
+	}
+	if inst := env.wait(t, "pay"); inst.Status != duro.StatusCompleted {
+		t.Errorf("status %s", inst.Status)
+	}
+}

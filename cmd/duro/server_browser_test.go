@@ -87,14 +87,18 @@ func TestDashboardDemo(t *testing.T) {
 	run("confirm", chromedp.Click(`#dialog-ok`, q), chromedp.WaitVisible(`#no-decisions`, q))
 
 	// The payment completes: ChargeCard ran once more, as attempt 3.
-	var output, retried string
+	var output, retried, resumed string
 	run("completed",
 		chromedp.Navigate(s.url+"/#/instances/order-1002"),
 		chromedp.WaitVisible(`section.instance[data-status="Completed"]`, q),
 		chromedp.Text(`#output`, &output, q),
-		chromedp.Text(`li.task[data-task="0"]`, &retried, q))
+		chromedp.Text(`li.task[data-task="0"]`, &retried, q),
+		chromedp.Text(`#last-resume`, &resumed, q))
 	if !strings.Contains(output, "PAY-order-1002") {
 		t.Errorf("output %q", output)
+	}
+	if !strings.HasPrefix(resumed, "applied") || !strings.Contains(resumed, "task #0 retry: applied (its code runs again as attempt 3)") {
+		t.Errorf("last resume %q", resumed)
 	}
 	for _, want := range []string{"operator decided: retry", "attempt 3: completed"} {
 		if !strings.Contains(retried, want) {

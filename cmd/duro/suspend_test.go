@@ -51,7 +51,8 @@ func TestSuspend(t *testing.T) {
 	}
 
 	r = cli(t, "resume", "s", "--reason", "all clear", "--store", env.store).ok(t)
-	if r.stdout != "resume of s requested; a worker applies it at the instance's next step\n" {
+	if !strings.HasPrefix(r.stdout, "resume of s requested (resume/") ||
+		!strings.Contains(r.stdout, "); a worker applies or refuses it at the instance's next step\nits outcome: duro resume s --outcome resume/") {
 		t.Errorf("resume stdout %q", r.stdout)
 	}
 	inst = env.wait(t, "s")

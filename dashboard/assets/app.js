@@ -182,6 +182,8 @@ async function instanceView(id) {
     inst.failure ? ["Failure", h("pre", {class: "error"}, failureText(inst.failure))] : null,
     inst.suspension ? ["Suspended", `since ${fmtTime(inst.suspension.since)}: ${inst.suspension.reason || "no reason given"}` +
       (inst.suspension.poisoned ? " (poisoned: resuming retries the step)" : "")] : null,
+    inst.lastResume ? ["Last resume", h("span", {id: "last-resume", class: inst.lastResume.status === "Refused" ? "error" : "",
+      dataset: {status: inst.lastResume.status}}, resumeText(inst.lastResume))] : null,
   ].filter(Boolean);
   const pending = inst.suspension && inst.suspension.pending ? inst.suspension.pending.map((pd) => ({
     instanceId: inst.id, orchestration: inst.name, suspendedAt: inst.suspension.since, reason: inst.suspension.reason, ...pd})) : [];
@@ -191,6 +193,13 @@ async function instanceView(id) {
     pending.length ? h("section", {}, h("h2", {}, "Waiting for your decision"), decisionCard(pending)) : null,
     h("dl", {class: "summary"}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     renderTimeline(hist.events, Date.now()));
+}
+
+// resumeText says what became of a resume and of each of its decisions.
+function resumeText(o) {
+  let text = o.status.toLowerCase() + (o.at ? " " + fmtTime(o.at) : "") + (o.reason ? ": " + o.reason : "");
+  for (const d of o.decisions || []) text += `; task #${d.taskId} ${d.action}: ${d.status.toLowerCase()}` + (d.reason ? ` (${d.reason})` : "");
+  return text;
 }
 
 function failureText(f) {

@@ -133,6 +133,9 @@ function marker(e, ts, t0) {
   if (e.type === "ExecutionResumed") text = "resumed" + (e.reason ? ": " + e.reason : "");
   if (e.type === "ExecutionRewound") text = "rewound" + (e.reason ? ": " + e.reason : "");
   if (e.type === "ExecutionTerminated") text = "terminated" + (e.reason ? ": " + e.reason : "");
+  if (e.type === "LateResult") text = `${e.name || "activity"} ${e.failure ? "failed" : "completed"} after ` +
+    ({Terminated: "termination", Completed: "completion", Failed: "failure"}[e.status] || "the end") +
+    (e.result !== undefined ? ": " + preview(e.result, 40) : e.failure ? ": " + e.failure.message : "") + " (not processed)";
   if (e.type === "EventRaised") text = `event ${e.name} raised` + (e.input !== undefined ? " " + preview(e.input, 40) : "");
   return {type: e.type, at: ts, text};
 }

@@ -26,6 +26,8 @@ type plan struct {
 	// requests to children.
 	messages []*backend.Message
 	rewinds  []*backend.RewindChild
+	// outcomes are the outcomes of the step's resume requests, in order.
+	outcomes []*backend.ResumeOutcome
 }
 
 // planStep applies the step's messages to the instance's suspension state.
@@ -67,17 +69,27 @@ func planStep(wi *backend.OrchestrationWorkItem, now time.Time, logger logFunc) 
 		case backend.EventExecutionResumed:
 			pl.consumed = append(pl.consumed, m.ID)
 			if !pl.suspended {
-				continue // idempotent
+				// Idempotent: nothing to resume (refused if it decides
+				// tasks, since none waits).
+				pl.outcomes = append(pl.outcomes, ResumeNotSuspended(m.ID, ev, now))
+				continue
 			}
 			if err := checkDecisions(pl.susp, ev.Decisions); err != nil {
 				// The pending tasks changed since the client checked: record
 				// the refusal so that operators see it, and stay suspended.
-				logger("duro: resume refused; the instance stays suspended", "instance", inst.ID, "err", err)
+				logger("duro: resume refused; the instance stays suspended", "instance", inst.ID, "resume", m.ID, "err", err)
+				pending := map[int]bool{}
+				for _, pd := range pl.susp.Pending {
+					pending[pd.TaskID] = true
+				}
+				o := ResumeRefused(m.ID, ev, err.Error(), pending, now)
+				pl.outcomes = append(pl.outcomes, o)
 				pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionSuspended,
-					Reason: "resume refused (" + err.Error() + "): " + pl.susp.Reason, Suspension: cloneSuspension(pl.susp), Timestamp: now})
+					Reason: "resume refused (" + err.Error() + "): " + pl.susp.Reason, Suspension: cloneSuspension(pl.susp),
+					ResumeOutcome: o, Timestamp: now})
 				continue
 			}
-			pl.resume(wi, ev, now)
+			pl.resume(wi, m.ID, ev, now)
 			for _, h := range held {
 				pl.consumed = append(pl.consumed, h.ID)
 				pl.events = append(pl.events, h.Event)
@@ -109,16 +121,23 @@ func (pl *plan) suspend(reason string, now time.Time, quiet bool) {
 	}
 }
 
-func (pl *plan) resume(wi *backend.OrchestrationWorkItem, ev *backend.Event, now time.Time) {
+func (pl *plan) resume(wi *backend.OrchestrationWorkItem, id string, ev *backend.Event, now time.Time) {
 	inst := wi.Instance
-	pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionResumed, Reason: ev.Reason,
-		Decisions: ev.Decisions, Timestamp: now})
 	pending := map[int]*backend.PendingDecision{}
 	if pl.susp != nil {
 		for _, pd := range pl.susp.Pending {
 			pending[pd.TaskID] = pd
 		}
 	}
+	o := ResumeApplied(id, ev, func(taskID int) int {
+		if pd := pending[taskID]; pd != nil {
+			return pd.Attempt + 1
+		}
+		return 0
+	}, now)
+	pl.outcomes = append(pl.outcomes, o)
+	pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionResumed, Reason: ev.Reason,
+		Decisions: ev.Decisions, ResumeOutcome: o, Timestamp: now})
 	for _, d := range ev.Decisions {
 		pd := pending[d.TaskID]
 		switch d.Action {

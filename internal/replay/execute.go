@@ -66,6 +66,8 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 		for _, m := range wi.Messages {
 			out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
 		}
+		out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes,
+			refuseResumes(wi.Messages, "the instance had finished", now))
 		return out, nil
 	}
 	for _, m := range wi.Messages {
@@ -75,11 +77,14 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 				out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
 			}
 			terminateStep(out, inst, wi.History, m.Event, now)
+			out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes,
+				refuseResumes(wi.Messages, "the instance was terminated", now))
 			return out, nil
 		}
 	}
 	pl := planStep(wi, now, logger.Warn)
 	out.ConsumedMessageIDs = pl.consumed
+	out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes, pl.outcomes)
 
 	fn, ok := p.Lookup(inst.Name)
 	if !ok {

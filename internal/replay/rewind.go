@@ -43,10 +43,12 @@ func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now
 	tasks := map[int]*state{}
 	maxID := -1
 	// attempts is the highest delivery attempt history mentions per task
-	// (results, failures, duplicates), so re-runs continue the numbering.
+	// (results, failures, duplicates, results that came after the end), so
+	// re-runs continue the numbering.
 	attempts := map[int]int{}
 	for i, e := range h {
-		if e.Attempt > attempts[e.TaskID] && (completionKind[e.Type] != "" || e.Type == backend.EventTaskDuplicate) {
+		if e.Attempt > attempts[e.TaskID] && (completionKind[e.Type] != "" || e.Type == backend.EventTaskDuplicate ||
+			e.Type == backend.EventLateResult) {
 			attempts[e.TaskID] = e.Attempt
 		}
 		switch {
