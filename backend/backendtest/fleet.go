@@ -194,7 +194,10 @@ func testSplitFleetAtMostOnce(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mustOutput[string](t, inst); got != "duplicate attempt=2" || calls.Load() != 0 {
+	// Attempt 2, or 3 when the first activity worker's claim in flight as
+	// it stopped took a delivery it handed back unstarted (allowed: attempt
+	// numbers stay unique, the code ran once).
+	if got := mustOutput[string](t, inst); (got != "duplicate attempt=2" && got != "duplicate attempt=3") || calls.Load() != 0 {
 		t.Fatalf("output %q, the second activity worker ran the code %d times; want a possible duplicate, not run",
 			got, calls.Load())
 	}

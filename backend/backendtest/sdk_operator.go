@@ -38,27 +38,32 @@ func registerShip(r *duro.Registry) {
 	})
 }
 
-// testRewoundPoisonedActivityRuns poisons an activity (no worker has its
-// code: every delivery is handed back), deploys the code and rewinds: the
-// rewound task is delivered once more, with the next attempt number, and
-// its code runs instead of being poisoned again for the deliveries before
-// the rewind.
+// testRewoundPoisonedActivityRuns poisons an activity (two deliveries die
+// before their code finishes, as crashed workers' would; the third is over
+// the call's MaxDeliveries of 2), then rewinds: the rewound task is
+// delivered once more, with the next attempt number, and its code runs
+// instead of being poisoned again for the deliveries before the rewind.
 func testRewoundPoisonedActivityRuns(t *testing.T, e *env) {
+	// The orchestration worker does not register Label, so it claims no
+	// Label task: the deliveries below are the only ones until the activity
+	// worker starts.
 	first := newSDKEnv(t, e.b, registerShip)
 	ctx := bg(t)
 	id, err := first.client.Start(ctx, "Ship", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst, err := first.client.Wait(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if inst.Status != duro.StatusFailed || inst.Failure == nil || inst.Failure.Type != duro.FailureTypePoisoned {
-		t.Fatalf("before the fix: %s, failure %+v; want Failed, poisoned", inst.Status, inst.Failure)
-	}
-	if err := first.worker.Stop(ctx); err != nil {
-		t.Fatal(err)
+	for n := 1; n <= 2; n++ {
+		var wi *backend.ActivityWorkItem
+		if !poll(30*time.Second, func() bool {
+			wi, err = e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "crashed", LeaseDuration: time.Millisecond})
+			return err != nil || wi != nil
+		}) || err != nil {
+			t.Fatalf("claim %d of Label: %v", n, err)
+		}
+		if wi.Task.Name != "Label" || wi.Attempt != n {
+			t.Fatalf("claim %d: %s attempt %d", n, wi.Task.Name, wi.Attempt)
+		}
 	}
 
 	var runs atomic.Int32
@@ -71,7 +76,15 @@ func testRewoundPoisonedActivityRuns(t *testing.T, e *env) {
 			return "label for " + in, nil
 		})
 	})
-	if err := second.client.Rewind(ctx, id, "Label deployed"); err != nil {
+	inst, err := second.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Status != duro.StatusFailed || inst.Failure == nil || inst.Failure.Type != duro.FailureTypePoisoned || runs.Load() != 0 {
+		t.Fatalf("before the rewind: %s, failure %+v, code ran %d times; want Failed, poisoned, not run",
+			inst.Status, inst.Failure, runs.Load())
+	}
+	if err := second.client.Rewind(ctx, id, "looked into it"); err != nil {
 		t.Fatal(err)
 	}
 	inst, err = second.client.Wait(ctx, id)
