@@ -188,9 +188,7 @@ func entityWindowTests() []test {
 // pollUntil waits for cond, observed every few milliseconds, for up to 30s.
 func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
+	if !poll(30*time.Second, cond) {
+		t.Fatalf("timed out waiting until %s", what)
 	}
 }
