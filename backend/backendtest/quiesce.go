@@ -154,16 +154,9 @@ func entityAfterMarker(t *testing.T, c *duro.Client, id duro.EntityID, marker in
 	}
 	got := 0
 	if !poll(30*time.Second, func() bool {
-		st, err := c.GetEntity(context.Background(), id)
-		if err != nil {
-			return false
-		}
-		var v counter
-		if st.State(&v) != nil {
-			return false
-		}
-		got = v.Value
-		return got >= marker
+		var ok bool
+		got, ok = counterValue(c, id)
+		return ok && got >= marker
 	}) {
 		t.Fatalf("entity %s = %d: the marker add(%d) was never processed", id, got, marker)
 	}

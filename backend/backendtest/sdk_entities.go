@@ -53,16 +53,9 @@ func waitEntity(t *testing.T, c *duro.Client, id duro.EntityID, want int) {
 	t.Helper()
 	got := 0
 	if !poll(30*time.Second, func() bool {
-		st, err := c.GetEntity(context.Background(), id)
-		if err != nil {
-			return false
-		}
-		var v counter
-		if st.State(&v) != nil {
-			return false
-		}
-		got = v.Value
-		return got == want
+		var ok bool
+		got, ok = counterValue(c, id)
+		return ok && got == want
 	}) {
 		t.Fatalf("entity %s = %d, want %d", id, got, want)
 	}
@@ -386,4 +379,18 @@ func testCriticalSectionsExclusive(t *testing.T, e *env) {
 	if total != 0 {
 		t.Fatalf("x + y = %d, want 0", total)
 	}
+}
+
+// counterValue reads a counter entity's value; false if it cannot be read
+// (yet).
+func counterValue(c *duro.Client, id duro.EntityID) (int, bool) {
+	st, err := c.GetEntity(context.Background(), id)
+	if err != nil {
+		return 0, false
+	}
+	var v counter
+	if st.State(&v) != nil {
+		return 0, false
+	}
+	return v.Value, true
 }

@@ -110,13 +110,7 @@ func testRewoundPoisonedActivityRuns(t *testing.T, e *env) {
 // delivery, not a third one beyond the limit.
 func testRetryDecisionGetsFreshBudget(t *testing.T, e *env) {
 	var runs atomic.Int32
-	second := func(r *duro.Registry) {
-		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
-			runs.Add(1)
-			return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
-		})
-		registerPay(r)
-	}
+	second := countingCharge(&runs)
 	opts := duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend, MaxDeliveries: 2}
 	id, client, _ := redeliverUntil(t, e.b, opts, second, duro.StatusSuspended)
 	ctx := bg(t)
@@ -279,13 +273,7 @@ func testTerminateKeepsLateResult(t *testing.T, e *env) {
 // until a worker applies it, then applied, decision by decision.
 func testSecondResumeRefused(t *testing.T, e *env) {
 	var runs atomic.Int32
-	second := func(r *duro.Registry) {
-		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
-			runs.Add(1)
-			return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
-		})
-		registerPay(r)
-	}
+	second := countingCharge(&runs)
 	opts := duro.CallOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend}
 	id, client, w := redeliverUntil(t, e.b, opts, second, duro.StatusSuspended)
 	ctx := bg(t)
@@ -518,5 +506,18 @@ func testEntityResumeOutcome(t *testing.T, e *env) {
 	}
 	if inst, err := env.client.Wait(ctx, id); err != nil || mustOutput[int](t, inst) != 42 {
 		t.Fatalf("%+v %v", inst, err)
+	}
+}
+
+// countingCharge registers Pay and a Charge that counts its runs in runs
+// and answers with its attempt number: the fixed build an operator's
+// decision runs on.
+func countingCharge(runs *atomic.Int32) func(r *duro.Registry) {
+	return func(r *duro.Registry) {
+		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+			runs.Add(1)
+			return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
+		})
+		registerPay(r)
 	}
 }

@@ -116,14 +116,7 @@ func testRenewStoreClock(t *testing.T, e *env) {
 		t.Fatalf("after the renewed lease: ClaimOrchestrationStep = %+v, want the next delivery of \"s\"", wi2)
 	}
 
-	wi = e.createNow("a")
-	p, tk := scheduleOne(wi, time.Now())
-	e.noErr("CompleteOrchestrationStep", e.b.CompleteOrchestrationStep(e.ctx, p))
-	aw, err := e.b.ClaimActivity(e.ctx, workerClaim("worker"))
-	e.noErr("ClaimActivity(Now zero)", err)
-	if aw == nil || aw.Task.ID != tk.ID {
-		t.Fatalf("ClaimActivity(Now zero) = %+v, want task %q", aw, tk.ID)
-	}
+	aw, tk := claimNewActivity(t, e, "a")
 	e.noErr("RenewActivityLease(Now zero)", e.b.RenewActivityLease(e.ctx, &backend.RenewLeaseParams{
 		ID: tk.ID, Attempt: int64(aw.Attempt), LeaseDuration: renewed}))
 	done = time.Now()
@@ -148,14 +141,7 @@ func testRetryAfterStoreClock(t *testing.T, e *env) {
 		t.Fatalf("10m after the abandon: ClaimOrchestrationStep = %+v, want the next delivery of \"s\"", wi2)
 	}
 
-	wi = e.createNow("a")
-	p, tk := scheduleOne(wi, time.Now())
-	e.noErr("CompleteOrchestrationStep", e.b.CompleteOrchestrationStep(e.ctx, p))
-	aw, err := e.b.ClaimActivity(e.ctx, workerClaim("worker"))
-	e.noErr("ClaimActivity(Now zero)", err)
-	if aw == nil || aw.Task.ID != tk.ID {
-		t.Fatalf("ClaimActivity(Now zero) = %+v, want task %q", aw, tk.ID)
-	}
+	aw, tk := claimNewActivity(t, e, "a")
 	e.noErr("AbandonActivity(RetryAfter 10m)", e.b.AbandonActivity(e.ctx, &backend.AbandonParams{
 		ID: tk.ID, Attempt: int64(aw.Attempt), RetryAt: skewedRetry(), RetryAfter: after}))
 	done = time.Now()
@@ -163,4 +149,18 @@ func testRetryAfterStoreClock(t *testing.T, e *env) {
 	if aw2 := e.tryClaimActivity(done.Add(after + clockSlack)); aw2 == nil || aw2.Task.ID != tk.ID || aw2.Attempt != 2 {
 		t.Fatalf("10m after the abandon: ClaimActivity = %+v, want task %q as attempt 2", aw2, tk.ID)
 	}
+}
+
+// claimNewActivity creates instance id, schedules one activity task in its
+// first step and claims it as a worker does (Now zero).
+func claimNewActivity(t *testing.T, e *env, id string) (*backend.ActivityWorkItem, *backend.ActivityTask) {
+	t.Helper()
+	p, tk := scheduleOne(e.createNow(id), time.Now())
+	e.noErr("CompleteOrchestrationStep", e.b.CompleteOrchestrationStep(e.ctx, p))
+	aw, err := e.b.ClaimActivity(e.ctx, workerClaim("worker"))
+	e.noErr("ClaimActivity(Now zero)", err)
+	if aw == nil || aw.Task.ID != tk.ID {
+		t.Fatalf("ClaimActivity(Now zero) = %+v, want task %q", aw, tk.ID)
+	}
+	return aw, tk
 }
