@@ -114,6 +114,8 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt),
 			RetryAfter: retryAfter, Unstarted: !r.ran}); err != nil {
 			r.logger().Warn("duro: abandon activity", "err", err)
+		} else if !r.ran {
+			w.stats.activitiesReleased.Add(1)
 		}
 		return
 	}

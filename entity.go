@@ -115,9 +115,12 @@ func (e *EntityQueueFullError) Is(target error) bool { return target == ErrEntit
 
 // OperationOptions configure an entity operation at registration.
 type OperationOptions struct {
-	// Guarantee is AtLeastOnce (default) or AtMostOnce. An AtMostOnce
-	// operation in a batch delivered again (attempt > 1) is not run: the
-	// OnDuplicate policy applies instead.
+	// Guarantee is AtLeastOnce (default) or AtMostOnce. A batch marks
+	// itself started, durably, before its first AtMostOnce operation runs;
+	// an AtMostOnce operation in a batch delivered again after such a mark
+	// is not run: the OnDuplicate policy applies instead. A batch handed
+	// back before (by a worker without the entity, or a stopping one)
+	// does not count.
 	Guarantee Guarantee
 	// OnDuplicate is OnDuplicateFail (the default: a caller gets a
 	// *PossibleDuplicateError; a signal is dropped and logged),

@@ -214,6 +214,9 @@ func testStopReleasesClaimed(t *testing.T, e *env) {
 	if n := first.Load(); n != 0 {
 		t.Fatalf("the stopping worker ran Charge %d times; a delivery claimed as Stop began must be released", n)
 	}
+	if n := stopping.worker.Stats().ActivitiesReleased; n != 1 {
+		t.Fatalf("the stopping worker's ActivitiesReleased = %d, want 1", n)
+	}
 	newSDKEnv(t, e.b, chargeOnce(&second, seen))
 	waitStatus(t, stopping.client, id, duro.StatusCompleted)
 	inst, err := stopping.client.Get(ctx, id)
