@@ -326,10 +326,19 @@ func (b *Backend) StartActivity(ctx context.Context, p *backend.StartParams) err
 		return b.fail(op, err)
 	}
 	seq, err := b.writeSeq(ctx, op, time.Time{}, 0, func(t *txn) error {
-		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
+		// The update is the fence; taskFence says why it wrote nothing.
+		res, err := t.exec(`UPDATE activity_tasks SET started_attempt = attempt
+			WHERE id = ? AND attempt = ? AND claimed_at <> 0`, p.ID, p.Attempt)
+		if err != nil {
 			return err
 		}
-		_, err := t.exec(`UPDATE activity_tasks SET started_attempt = attempt WHERE id = ?`, p.ID)
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		_, _, err = t.taskFence(p.ID, p.Attempt)
+		if err == nil {
+			err = fmt.Errorf("activity task %q: attempt %d not marked started", p.ID, p.Attempt)
+		}
 		return err
 	})
 	if err != nil {
