@@ -58,22 +58,22 @@ const (
 	// path (its span started) and its process died before the delivery
 	// ended: the crash window between the claim (or the start mark) and
 	// the code's first durable act. The fate of the process follows.
-	CauseKilledDuring = "crash: worker died during an earlier delivery"
+	CauseKilledDuring = "crash: killed during an earlier delivery"
 	// CauseNeverSeen: an earlier attempt reached no worker's code path:
 	// the claiming worker died right after the claim (an eager claim in a
 	// step's commit, a kill after the claim) or the claim's reply was lost.
-	CauseNeverSeen = "crash: an earlier claim never reached the code (worker died after claiming, or the claim reply was lost)"
+	CauseNeverSeen = "crash: an earlier claim never reached the code"
 	// CauseLeaseLost: an earlier delivery ended because it lost its lease
 	// (its worker was paused past the lease, or cut off) before the code
 	// ran.
-	CauseLeaseLost = "pause: an earlier delivery lost its lease before the code ran"
+	CauseLeaseLost = "pause: an earlier delivery lost its lease"
 	// CauseStopped: every earlier delivery ended without running the code,
 	// one of them on a worker being stopped gracefully (SIGTERM).
-	CauseStopped = "stop: an earlier delivery was given up by a gracefully stopping worker"
+	CauseStopped = "stop: given up by a stopping worker"
 	// CauseHandedBack: every earlier delivery ended without running the
 	// code (handed back, released, or an alarm of its own whose outcome was
 	// not kept), none on a stopping worker.
-	CauseHandedBack = "hand-back: every earlier delivery ended without running the code"
+	CauseHandedBack = "hand-back: earlier deliveries ended unstarted"
 )
 
 // crashCause reports whether a cause counts among the crashes (kills,
