@@ -27,6 +27,7 @@ func (a *app) chaosCmd() *cobra.Command {
 		seed              uint64
 		output, breakName string
 		keep, splitFleet  bool
+		rolling, missing  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -36,12 +37,19 @@ func (a *app) chaosCmd() *cobra.Command {
 at-least-once and at-most-once activities with each duplicate policy), and
 for --duration injects faults: SIGKILL of random workers, kills at chosen
 points of a work item's life (fault points), pauses longer than a lease
-(SIGSTOP/SIGCONT), and, on PostgreSQL, killed database connections. Killed
-workers are restarted. Then it lets the workload finish and checks, against a
-ledger the activities write outside the engine: no instance lost, no
-at-most-once call run twice, no at-least-once call skipped, exactly one
-result per task. It exits 1 when an invariant breaks, printing the offending
-instance's history.
+(SIGSTOP/SIGCONT), rolling restarts (a graceful stop with SIGTERM, half of
+them restarting the worker without one activity, as an older build would
+run), and, on PostgreSQL, killed database connections. Stopped workers are
+restarted. Then it lets the workload finish and checks, against a ledger the
+activities write outside the engine: no instance lost, no at-most-once call
+run twice, no at-least-once call skipped, exactly one result per task. It
+exits 1 when an invariant breaks, printing the offending instance's history.
+
+It also counts the possible duplicates of at-most-once calls (a failed
+duplicate, a suspension for a decision, a reconciler call) and the false
+alarms among them: those none of whose earlier deliveries ran the code,
+broken down by what became of those deliveries (handed back or stopped,
+killed, paused, never reached). False alarms are not violations.
 
 With --split-fleet the workers are orchestration-only and activity-only
 processes, as in a fleet that deploys them separately: the orchestrations
@@ -91,8 +99,9 @@ seed of the random faults is printed; --seed replays the same fault plan.`,
 				Ledger:   ledger,
 				Workers:  workers,
 				Duration: duration, Drain: drain, Rate: rate, Seed: seed, Break: breakName,
-				SplitFleet: splitFleet,
-				Log:        a.stderr,
+				SplitFleet:        splitFleet,
+				NoRollingRestarts: !rolling, NoMissingActivity: !missing,
+				Log: a.stderr,
 				WorkerCommand: func(env []string) *exec.Cmd {
 					c := exec.Command(self, "chaos", "worker", "--store", workerStore(store), "--ledger", ledger)
 					c.Env = append(os.Environ(), env...)
@@ -131,6 +140,8 @@ seed of the random faults is printed; --seed replays the same fault plan.`,
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory (store and ledger)")
 	f.BoolVar(&splitFleet, "split-fleet", false, "run orchestration-only and activity-only workers (at least 2 workers)")
+	f.BoolVar(&rolling, "rolling-restarts", true, "include rolling restarts (SIGTERM, graceful stop) in the faults")
+	f.BoolVar(&missing, "missing-activity", true, "restart half of the rolled workers without one activity (needs --rolling-restarts)")
 	f.StringVar(&breakName, "break", "", "arm a deliberate engine bug, to check that chaos catches it (at-most-once)")
 	_ = f.MarkHidden("break")
 	cmd.AddCommand(a.chaosWorkerCmd())

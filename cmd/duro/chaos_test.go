@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,8 +72,89 @@ func TestChaos(t *testing.T) {
 			if tc.split && (!rep.SplitFleet || rep.AtMostOnceCalls == 0 || rep.WorkersThatRanCode == 0) {
 				t.Fatalf("split-fleet report %+v", rep)
 			}
+			if rep.FalseAlarms > rep.PossibleDuplicates || rep.AfterHandBack+rep.AfterCrash != rep.FalseAlarms {
+				t.Fatalf("false alarms %d (after hand-back %d, after crash %d) of %d possible duplicates",
+					rep.FalseAlarms, rep.AfterHandBack, rep.AfterCrash, rep.PossibleDuplicates)
+			}
+			if tc.ok && rep.PossibleDuplicates == 0 && rep.DuplicatesPrevented > 0 {
+				t.Fatalf("the workers prevented %d duplicates but the report counts no possible duplicate", rep.DuplicatesPrevented)
+			}
 			if !tc.ok && rep.AtMostOnceMaxExecutions < 2 {
 				t.Fatalf("the broken build was caught for another reason: %v", rep.Violations)
+			}
+		})
+	}
+}
+
+// TestChaosWorkerSIGTERM starts a chaos worker process (this test binary
+// as `duro chaos worker`) and sends it SIGTERM, as a rolling restart does:
+// it stops gracefully (Worker.Stop) and exits 0 instead of dying of the
+// signal. A worker told to miss an activity the workload lacks refuses to
+// start, saying why.
+func TestChaosWorkerSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns worker processes")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		missing string
+		ok      bool
+	}{
+		{missing: "", ok: true},
+		{missing: chaos.ActivityCharge, ok: true},
+		{missing: "ChaosRefund", ok: false},
+	} {
+		t.Run("missing="+tc.missing, func(t *testing.T) {
+			dir := t.TempDir()
+			ledger := filepath.Join(dir, "ledger.db")
+			cmd := exec.Command(self, "chaos", "worker", "--store", filepath.Join(dir, "chaos.db"), "--ledger", ledger)
+			cmd.Env = append(os.Environ(), "DURO_TEST_MAIN=1", chaos.MissingEnv+"="+tc.missing)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			if !tc.ok {
+				select {
+				case err := <-done:
+					if err == nil || !strings.Contains(stderr.String(), "not an activity of the workload") {
+						t.Fatalf("exit %v, stderr %q; want a failure naming the unknown activity", err, stderr.String())
+					}
+				case <-time.After(30 * time.Second):
+					_ = cmd.Process.Kill()
+					t.Fatal("the worker with an unknown missing activity did not exit")
+				}
+				return
+			}
+			// The worker writes its counters once it runs.
+			stats := fmt.Sprintf("%s.stats.%d.json", ledger, cmd.Process.Pid)
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if _, err := os.Stat(stats); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					t.Fatalf("the worker never started: %s", stderr.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("after SIGTERM: %v (%s); want a graceful exit 0", err, stderr.String())
+				}
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatal("the worker did not stop within 30s of SIGTERM")
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -45,6 +46,11 @@ type Report struct {
 	// the activities).
 	CodeOnOrchestrationWorkers int `json:"activityExecutionsOnOrchestrationWorkers"`
 
+	// AlarmStats counts the possible duplicates of at-most-once calls and
+	// the false alarms among them (none of the call's earlier deliveries
+	// ran its code). False alarms are not violations.
+	AlarmStats
+
 	Faults     map[string]int `json:"faultsInjected"`
 	Violations []string       `json:"violations"`
 	OK         bool           `json:"ok"`
@@ -70,6 +76,7 @@ func (r *run) check(ctx context.Context, c *duro.Client, be backend.Backend, ids
 		return err
 	}
 	defer l.Close()
+	var alarms []Alarm
 	queue := append([]string(nil), ids...)
 	for len(queue) > 0 {
 		id := queue[0]
@@ -98,6 +105,7 @@ func (r *run) check(ctx context.Context, c *duro.Client, be backend.Backend, ids
 			rep.Lost++
 			rep.violate("instance %s never finished: %s\n%s", id, inst.Status, historyText(h))
 		}
+		alarms = append(alarms, historyAlarms(id, h)...)
 		scheduled := map[int]*backend.Event{}
 		results := map[int]int{}
 		for _, ev := range h {
@@ -111,7 +119,7 @@ func (r *run) check(ctx context.Context, c *duro.Client, be backend.Backend, ids
 			case resultTypes[ev.Type]:
 				results[ev.TaskID]++
 				if ev.Type == backend.EventTaskCompleted && ev.Attempt > 0 && scheduled[ev.TaskID] != nil &&
-					scheduled[ev.TaskID].Name == "ChaosStep" {
+					scheduled[ev.TaskID].Name == ActivityStep {
 					ran, err := l.Ran(ctx, id, ev.TaskID)
 					if err != nil {
 						return err
@@ -152,6 +160,9 @@ func (r *run) check(ctx context.Context, c *duro.Client, be backend.Backend, ids
 			rep.violate("at-most-once call %s task %d ran %d times\n%s", k.instance, k.task, n, historyText(h))
 		}
 	}
+	if err := r.judgeAlarms(ctx, l, alarms); err != nil {
+		return err
+	}
 	if rep.WorkersThatRanCode, err = l.Workers(ctx); err != nil {
 		return err
 	}
@@ -172,6 +183,29 @@ func (r *run) check(ctx context.Context, c *duro.Client, be backend.Backend, ids
 	r.sumStats()
 	rep.OK = len(rep.Violations) == 0 && rep.Lost == 0 && rep.UnexpectedFailed == 0 && rep.CodeOnOrchestrationWorkers == 0 &&
 		rep.AtMostOnceMaxExecutions <= 1 && rep.AtLeastOnceNeverRan == 0 && rep.TasksWithoutOneResult == 0
+	return nil
+}
+
+// judgeAlarms counts the alarms — those of the histories and the
+// reconciler calls in the ledger — and the false ones among them.
+func (r *run) judgeAlarms(ctx context.Context, l *Ledger, alarms []Alarm) error {
+	rec, err := l.Reconciles(ctx)
+	if err != nil {
+		return err
+	}
+	alarms = append(alarms, rec...)
+	ran, err := l.Attempts(ctx, policyAMO)
+	if err != nil {
+		return err
+	}
+	deliveries, err := readDeliveries(r.cfg.Ledger)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	fates := maps.Clone(r.fates)
+	r.mu.Unlock()
+	r.report.AlarmStats = classifyAlarms(alarms, ran, deliveries, fates)
 	return nil
 }
 
@@ -226,6 +260,23 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("at-most-once max executions per call", r.AtMostOnceMaxExecutions, "must be <= 1")
 	row("at-least-once calls that never ran", r.AtLeastOnceNeverRan, "must be 0")
 	row("tasks without exactly one result", r.TasksWithoutOneResult, "must be 0")
+	row("possible duplicates (at-most-once alarms)", r.PossibleDuplicates, "")
+	for _, src := range []string{AlarmFailed, AlarmSuspended, AlarmReconciled} {
+		if n := r.BySource[src]; n > 0 {
+			row("  from "+src, n, "")
+		}
+	}
+	row("FALSE ALARMS (no earlier delivery ran the code)", r.FalseAlarms, "not a violation")
+	row("  after hand-backs or stops", r.AfterHandBack, "a precise engine raises none")
+	row("  after crashes, pauses, lost claims", r.AfterCrash, "")
+	causes := make([]string, 0, len(r.Causes))
+	for c := range r.Causes {
+		causes = append(causes, c)
+	}
+	sort.Strings(causes)
+	for _, c := range causes {
+		row("  cause: "+c, r.Causes[c], "")
+	}
 	row("stale completions rejected", r.StaleCompletionsRejected, "")
 	row("duplicates prevented", r.DuplicatesPrevented, "")
 	row("redeliveries", r.Redeliveries, "")
@@ -248,6 +299,13 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	row("invariants", verdict, "")
 	_ = tw.Flush()
+	if r.FalseAlarms > 0 {
+		fmt.Fprintf(w, "false alarms: %d of %d possible duplicates (%d after hand-backs or stops, %d after crashes); for example:\n",
+			r.FalseAlarms, r.PossibleDuplicates, r.AfterHandBack, r.AfterCrash)
+		for _, e := range r.Examples {
+			fmt.Fprintf(w, "  %s task %d attempt %d (%s): %s\n", e.Instance, e.Task, e.Attempt, e.Source, e.Cause)
+		}
+	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "violation: %s\n", v)
 	}

@@ -50,6 +50,15 @@ type Config struct {
 	// activities) instead of workers that run everything: the activities'
 	// guarantees then come from the activity workers' registration only.
 	SplitFleet bool
+	// NoRollingRestarts turns off the rolling restarts in the fault mix
+	// (on by default): a worker stopped gracefully with SIGTERM (it calls
+	// Worker.Stop) and started again.
+	NoRollingRestarts bool
+	// NoMissingActivity turns off the rolling restarts that start the
+	// worker again without one of the workload's activities, as an older
+	// build would run (on by default, for half of the rolling restarts,
+	// while another worker with every activity runs).
+	NoMissingActivity bool
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -97,14 +106,21 @@ type run struct {
 	stopAll atomic.Bool
 	// roles holds the role of every worker process started, by pid.
 	roles map[int]string
+	// fates holds how every worker process that ended ended (Fate*), by
+	// pid.
+	fates map[int]string
 }
 
 type proc struct {
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	armed    string
-	byUs     bool
+	byUs     bool // SIGKILLed by the coordinator
+	terming  bool // SIGTERMed by the coordinator (a rolling restart)
 	stopping bool
+	// missing is the activity the running process lacks; nextMissing the
+	// one the next start will lack ("" for none).
+	missing, nextMissing string
 }
 
 func (r *run) intn(n int) int {
@@ -147,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.defaults()
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		report: &Report{Seed: cfg.Seed, Backend: "", Faults: map[string]int{}, SplitFleet: cfg.SplitFleet},
-		roles:  map[int]string{}}
+		roles:  map[int]string{}, fates: map[int]string{}}
 	mode := ""
 	if cfg.SplitFleet {
 		mode = " (split fleet: orchestration-only and activity-only workers)"
@@ -253,9 +269,17 @@ loop:
 
 func (r *run) faultDelay() time.Duration { return time.Duration(150+r.intn(500)) * time.Millisecond }
 
-// injectFault picks a fault and applies it to a random worker.
+// injectFault picks a fault and applies it to a random worker. A sixth of
+// the faults are rolling restarts (unless Config.NoRollingRestarts); the
+// rest are split as before: half SIGKILL, three tenths SIGSTOP, a fifth
+// killed database connections.
 func (r *run) injectFault(ctx context.Context) {
-	p := r.procs[r.intn(len(r.procs))]
+	i := r.intn(len(r.procs))
+	p := r.procs[i]
+	if !r.cfg.NoRollingRestarts && r.intn(6) == 0 {
+		r.rollingRestart(i, p)
+		return
+	}
 	kind := r.intn(10)
 	switch {
 	case kind < 5:
@@ -293,6 +317,47 @@ func (r *run) injectFault(ctx context.Context) {
 	}
 }
 
+// rollingRestart stops worker i gracefully (SIGTERM: it calls Worker.Stop)
+// for keepAlive to start it again; half of the time (unless
+// Config.NoMissingActivity) the new process lacks one of the workload's
+// activities, if another worker that runs activities has them all.
+func (r *run) rollingRestart(i int, p *proc) {
+	missing := ""
+	if !r.cfg.NoMissingActivity && r.role(i) != RoleOrchestrations && r.intn(2) == 0 {
+		missing = Activities[r.intn(len(Activities))]
+		if !r.otherFullWorker(i) {
+			missing = ""
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil || p.terming {
+		return
+	}
+	if p.cmd.Process.Signal(syscall.SIGTERM) != nil {
+		return
+	}
+	p.terming, p.nextMissing = true, missing
+	r.count(FateSIGTERM)
+}
+
+// otherFullWorker reports whether a worker other than i runs the
+// activities and has (and will have, after a pending restart) all of them.
+func (r *run) otherFullWorker(i int) bool {
+	for j, q := range r.procs {
+		if j == i || r.role(j) == RoleOrchestrations {
+			continue
+		}
+		q.mu.Lock()
+		full := q.missing == "" && q.nextMissing == ""
+		q.mu.Unlock()
+		if full {
+			return true
+		}
+	}
+	return false
+}
+
 // keepAlive runs worker process i, restarting it whenever it dies, until the
 // run stops.
 func (r *run) keepAlive(i int, p *proc) {
@@ -308,18 +373,28 @@ func (r *run) keepAlive(i int, p *proc) {
 		}
 		role := r.role(i)
 		env = append(env, RoleEnv+"="+role)
+		p.mu.Lock()
+		missing := p.nextMissing
+		p.nextMissing = ""
+		p.mu.Unlock()
+		if missing != "" {
+			env = append(env, MissingEnv+"="+missing)
+		}
 		cmd := r.cfg.WorkerCommand(env)
 		p.mu.Lock()
 		if p.stopping {
 			p.mu.Unlock()
 			return
 		}
-		p.cmd, p.armed, p.byUs = cmd, armed, false
+		p.cmd, p.armed, p.byUs, p.terming, p.missing = cmd, armed, false, false, missing
 		err := cmd.Start()
 		if err == nil {
 			r.mu.Lock()
 			r.roles[cmd.Process.Pid] = role
 			r.mu.Unlock()
+			if missing != "" {
+				r.count("restart missing activity " + missing)
+			}
 		}
 		p.mu.Unlock()
 		if err != nil {
@@ -327,17 +402,29 @@ func (r *run) keepAlive(i int, p *proc) {
 			time.Sleep(500 * time.Millisecond)
 			continue
 		}
-		err = cmd.Wait()
+		_ = cmd.Wait() // how it ended is in cmd.ProcessState
 		p.mu.Lock()
-		byUs, stopping := p.byUs, p.stopping
-		p.cmd = nil
+		byUs, terming, stopping := p.byUs, p.terming, p.stopping
+		p.cmd, p.missing = nil, ""
 		p.mu.Unlock()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && !byUs {
-				r.count("fault point: " + armed)
-			}
+		fate := FateExited
+		killed := false
+		if cmd.ProcessState != nil {
+			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			killed = ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 		}
+		switch {
+		case killed && !byUs:
+			fate = fateFaultPre + armed
+			r.count(fate)
+		case killed:
+			fate = FateSIGKILL
+		case terming:
+			fate = FateSIGTERM
+		}
+		r.mu.Lock()
+		r.fates[cmd.Process.Pid] = fate
+		r.mu.Unlock()
 		if stopping {
 			return
 		}

@@ -30,7 +30,12 @@ func OpenLedger(path string) (*Ledger, error) {
 		instance TEXT NOT NULL, task INTEGER NOT NULL, activity TEXT NOT NULL,
 		attempt INTEGER NOT NULL, policy TEXT NOT NULL, pid INTEGER NOT NULL, at INTEGER NOT NULL);
 		CREATE TABLE IF NOT EXISTS fences (
-		instance TEXT NOT NULL, task INTEGER NOT NULL, attempt INTEGER NOT NULL, PRIMARY KEY (instance, task))`); err != nil {
+		instance TEXT NOT NULL, task INTEGER NOT NULL, attempt INTEGER NOT NULL, PRIMARY KEY (instance, task));
+		CREATE TABLE IF NOT EXISTS refused (
+		instance TEXT NOT NULL, task INTEGER NOT NULL, activity TEXT NOT NULL,
+		attempt INTEGER NOT NULL, policy TEXT NOT NULL, pid INTEGER NOT NULL, at INTEGER NOT NULL);
+		CREATE TABLE IF NOT EXISTS reconciles (
+		instance TEXT NOT NULL, task INTEGER NOT NULL, attempt INTEGER NOT NULL, pid INTEGER NOT NULL, at INTEGER NOT NULL)`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger %s: %w", path, err)
 	}
@@ -45,7 +50,10 @@ func (l *Ledger) Close() error { return l.db.Close() }
 var ErrFenced = errors.New("fenced: a newer delivery reconciled this call")
 
 // Record appends one execution, durably, unless a reconciliation has fenced
-// the call off for this attempt (then ErrFenced and nothing is recorded).
+// the call off for this attempt: then it returns ErrFenced and records the
+// refused attempt apart (the code started, but its effect was refused), so
+// that it counts as an earlier run when alarms are judged (Attempts) and
+// never as an execution (Executions).
 // That is what a real provider must do for OnDuplicateReconcile's retry to
 // be safe against an earlier delivery that was only paused (see
 // docs/guarantees.md): remember the highest attempt that asked, and refuse
@@ -62,6 +70,13 @@ func (l *Ledger) Record(ctx context.Context, instance string, task int, activity
 		return err
 	}
 	if fence > attempt {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO refused VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			instance, task, activity, attempt, policy, os.Getpid(), time.Now().UnixNano()); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
 		return ErrFenced
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -69,6 +84,53 @@ func (l *Ledger) Record(ctx context.Context, instance string, task int, activity
 		return err
 	}
 	return tx.Commit()
+}
+
+// RecordReconcile appends one invocation of the workload's reconciler: a
+// delivery the engine treated as a possible duplicate (an alarm).
+func (l *Ledger) RecordReconcile(ctx context.Context, instance string, task, attempt int) error {
+	_, err := l.db.ExecContext(ctx, `INSERT INTO reconciles VALUES (?, ?, ?, ?, ?)`,
+		instance, task, attempt, os.Getpid(), time.Now().UnixNano())
+	return err
+}
+
+// Reconciles returns the recorded reconciler invocations, oldest first.
+func (l *Ledger) Reconciles(ctx context.Context) ([]Alarm, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT instance, task, attempt FROM reconciles ORDER BY at`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read reconciler calls: %w", err)
+	}
+	defer rows.Close()
+	var out []Alarm
+	for rows.Next() {
+		a := Alarm{Source: AlarmReconciled}
+		if err := rows.Scan(&a.Instance, &a.Task, &a.Attempt); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Attempts returns, per (instance, task) of one policy, the attempts whose
+// code started: the recorded executions and the attempts a fence refused.
+func (l *Ledger) Attempts(ctx context.Context, policy string) (map[taskKey][]int, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT instance, task, attempt FROM ledger WHERE policy = ?
+		UNION ALL SELECT instance, task, attempt FROM refused WHERE policy = ?`, policy, policy)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read attempts: %w", err)
+	}
+	defer rows.Close()
+	out := map[taskKey][]int{}
+	for rows.Next() {
+		var k taskKey
+		var a int
+		if err := rows.Scan(&k.instance, &k.task, &a); err != nil {
+			return nil, err
+		}
+		out[k] = append(out[k], a)
+	}
+	return out, rows.Err()
 }
 
 // FenceAndCheck raises the call's fence to attempt — older deliveries can

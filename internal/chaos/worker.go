@@ -18,32 +18,39 @@ import (
 const (
 	activityLease = time.Second
 	stepLease     = time.Second
+	// stopDeadline bounds a graceful stop (ctx done: SIGTERM in `duro chaos
+	// worker`): Worker.Stop lets the work in flight finish until then.
+	stopDeadline = 5 * time.Second
 )
 
 // WorkerMain is the body of a chaos worker process: it runs the workload
-// (the part of it its role, RoleEnv, names) on be until ctx is done,
-// recording executions in the ledger at ledgerPath and its counters in a
-// stats file beside it. Fault points are armed from the environment
-// (DURO_TEST_FAULT).
+// (the part of it its role, RoleEnv, names, less the activity MissingEnv
+// names) on be until ctx is done, then stops the worker gracefully (within
+// five seconds). It records executions in the ledger at ledgerPath, and
+// beside it its counters (a stats file) and the activity deliveries it
+// runs (a deliveries file, through the worker's tracer). Fault points are
+// armed from the environment (DURO_TEST_FAULT).
 func WorkerMain(ctx context.Context, be backend.Backend, ledgerPath string, logger *slog.Logger) error {
 	fault.EnableFromEnv()
-	role := os.Getenv(RoleEnv)
-	switch role {
-	case RoleAll, RoleOrchestrations, RoleActivities:
-	default:
-		return fmt.Errorf("chaos worker: unknown role %q in %s", role, RoleEnv)
-	}
+	role, missing := os.Getenv(RoleEnv), os.Getenv(MissingEnv)
 	l, err := OpenLedger(ledgerPath)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	reg := duro.NewRegistry()
-	RegisterRole(reg, l, role)
+	if err := RegisterRole(reg, l, role, missing); err != nil {
+		return fmt.Errorf("chaos worker (%s=%q, %s=%q): %w", RoleEnv, role, MissingEnv, missing, err)
+	}
+	tracer, err := newDeliveryTracer(deliveriesPath(ledgerPath, os.Getpid()), ActivityCharge)
+	if err != nil {
+		return err
+	}
+	defer tracer.Close()
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		ActivityLeaseDuration: activityLease, OrchestrationLeaseDuration: stepLease,
 		PollInterval: 50 * time.Millisecond, ActivityConcurrency: 16, MaxDeliveries: 50, MaxStepDeliveries: 50,
-		Logger: logger,
+		Logger: logger, Tracer: tracer,
 	})
 	if err != nil {
 		return err
@@ -58,7 +65,7 @@ func WorkerMain(ctx context.Context, be backend.Backend, ledgerPath string, logg
 		writeStats(statsPath, w.Stats())
 		select {
 		case <-ctx.Done():
-			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			stopCtx, cancel := context.WithTimeout(context.Background(), stopDeadline)
 			defer cancel()
 			err := w.Stop(stopCtx)
 			writeStats(statsPath, w.Stats())

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"duro"
@@ -53,25 +54,64 @@ const (
 // RoleEnv is the environment variable that gives a worker process its role.
 const RoleEnv = "DURO_CHAOS_ROLE"
 
+// MissingEnv is the environment variable that names an activity a worker
+// process does not register, as a worker of an older build would during a
+// rolling deploy: it leaves that activity's tasks to the workers that have
+// it.
+const MissingEnv = "DURO_CHAOS_MISSING"
+
+// The workload's activities.
+const (
+	// ActivityStep is at least once.
+	ActivityStep = "ChaosStep"
+	// ActivityCharge is at most once, with the policy its call names.
+	ActivityCharge = "ChaosCharge"
+)
+
+// Activities lists the workload's activities: those a worker may be
+// started without (MissingEnv).
+var Activities = []string{ActivityStep, ActivityCharge}
+
+// ErrUnknownActivity is returned by RegisterRole for a missing activity
+// that is not one of Activities.
+var ErrUnknownActivity = errors.New("chaos: not an activity of the workload")
+
 // Register registers the workload's code, recording executions in l.
-func Register(reg *duro.Registry, l *Ledger) { RegisterRole(reg, l, RoleAll) }
+func Register(reg *duro.Registry, l *Ledger) {
+	if err := RegisterRole(reg, l, RoleAll, ""); err != nil {
+		panic(err) // unreachable: RoleAll with nothing missing
+	}
+}
 
 // RegisterRole registers the part of the workload's code a worker of role
-// runs: its activities, its orchestrations, or both. An orchestration-only
-// worker knows nothing of the activities' options: ChaosCharge is at most
-// once only by the activity workers' registration, so that is what they
-// must enforce.
-func RegisterRole(reg *duro.Registry, l *Ledger, role string) {
+// runs: its activities, its orchestrations, or both, leaving out the
+// activity named missing ("" for none; one of Activities). An
+// orchestration-only worker knows nothing of the activities' options:
+// ChaosCharge is at most once only by the activity workers' registration,
+// so that is what they must enforce.
+func RegisterRole(reg *duro.Registry, l *Ledger, role, missing string) error {
+	switch role {
+	case RoleAll, RoleOrchestrations, RoleActivities:
+	default:
+		return fmt.Errorf("chaos: unknown worker role %q", role)
+	}
+	if missing != "" && !slices.Contains(Activities, missing) {
+		return fmt.Errorf("%w: %q (want one of %v)", ErrUnknownActivity, missing, Activities)
+	}
+	if missing != "" && role == RoleOrchestrations {
+		return fmt.Errorf("chaos: an orchestration-only worker registers no activity, so it cannot miss %q", missing)
+	}
 	if role != RoleOrchestrations {
-		registerActivities(reg, l)
+		registerActivities(reg, l, missing)
 	}
 	if role != RoleActivities {
 		registerOrchestrations(reg)
 	}
+	return nil
 }
 
-// registerActivities registers the workload's activities.
-func registerActivities(reg *duro.Registry, l *Ledger) {
+// registerActivities registers the workload's activities but missing.
+func registerActivities(reg *duro.Registry, l *Ledger, missing string) {
 	effect := func(ctx duro.ActivityContext, policy string, minMS, maxMS int) error {
 		if err := l.Record(ctx, ctx.InstanceID(), ctx.TaskID(), ctx.Name(), ctx.Attempt(), policy); err != nil {
 			return err
@@ -86,12 +126,22 @@ func registerActivities(reg *duro.Registry, l *Ledger) {
 			return ctx.Err()
 		}
 	}
-	duro.RegisterActivity(reg, "ChaosStep", func(ctx duro.ActivityContext, n int) (int, error) {
-		return n + 1, effect(ctx, policyALO, 0, 40)
-	})
-	duro.RegisterActivity(reg, "ChaosCharge", func(ctx duro.ActivityContext, _ string) (string, error) {
+	if missing != ActivityStep {
+		duro.RegisterActivity(reg, ActivityStep, func(ctx duro.ActivityContext, n int) (int, error) {
+			return n + 1, effect(ctx, policyALO, 0, 40)
+		})
+	}
+	if missing == ActivityCharge {
+		return
+	}
+	duro.RegisterActivity(reg, ActivityCharge, func(ctx duro.ActivityContext, _ string) (string, error) {
 		return "charged", effect(ctx, policyAMO, 50, 300)
 	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, Reconcile: func(ctx duro.ActivityContext, _ *duro.Payload) (duro.ReconcileDecision, error) {
+		// Every call is an alarm: the engine took this delivery for a
+		// possible duplicate.
+		if err := l.RecordReconcile(ctx, ctx.InstanceID(), ctx.TaskID(), ctx.Attempt()); err != nil {
+			return duro.ReconcileDecision{}, err
+		}
 		ran, err := l.FenceAndCheck(ctx, ctx.InstanceID(), ctx.TaskID(), ctx.Attempt())
 		switch {
 		case err != nil:
@@ -108,7 +158,7 @@ func registerOrchestrations(reg *duro.Registry) {
 	duro.RegisterOrchestration(reg, WorkSequence, func(ctx *duro.OrchestrationContext, _ any) (int, error) {
 		n := 0
 		for range 3 {
-			if err := ctx.CallActivity("ChaosStep", n).Await(&n); err != nil {
+			if err := ctx.CallActivity(ActivityStep, n).Await(&n); err != nil {
 				return 0, err
 			}
 		}
@@ -117,7 +167,7 @@ func registerOrchestrations(reg *duro.Registry) {
 	duro.RegisterOrchestration(reg, WorkFanOut, func(ctx *duro.OrchestrationContext, _ any) (int, error) {
 		ts := make([]*duro.Task, 5)
 		for i := range ts {
-			ts[i] = ctx.CallActivity("ChaosStep", i)
+			ts[i] = ctx.CallActivity(ActivityStep, i)
 		}
 		if err := ctx.AwaitAll(ts...); err != nil {
 			return 0, err
@@ -143,12 +193,12 @@ func registerOrchestrations(reg *duro.Registry) {
 			return "", err
 		}
 		var n int
-		return s, ctx.CallActivity("ChaosStep", 1).Await(&n)
+		return s, ctx.CallActivity(ActivityStep, 1).Await(&n)
 	})
 	pay := func(on duro.OnDuplicate) func(*duro.OrchestrationContext, any) (string, error) {
 		return func(ctx *duro.OrchestrationContext, _ any) (string, error) {
 			var s string
-			err := ctx.CallActivity("ChaosCharge", "card", duro.CallOptions{OnDuplicate: on}).Await(&s)
+			err := ctx.CallActivity(ActivityCharge, "card", duro.CallOptions{OnDuplicate: on}).Await(&s)
 			if errors.Is(err, duro.ErrPossibleDuplicate) {
 				return "", duro.NewNonRetryableError("Duplicate", duplicateFailure)
 			}
