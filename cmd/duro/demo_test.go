@@ -188,16 +188,9 @@ func TestDemoRefusesForeignWork(t *testing.T) {
 
 // TestDemoBinary builds the real command and runs its demo.
 func TestDemoBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "duro")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDuro(ctx, t)
 	cmd := exec.CommandContext(ctx, bin, "demo")
 	cmd.Env = append(os.Environ(), "DURO_STORE=")
 	var stdout, stderr strings.Builder
@@ -218,4 +211,20 @@ func TestDemoBinary(t *testing.T) {
 	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != exitUsage {
 		t.Errorf("duro start without a name: %v, want exit %d", err, exitUsage)
 	}
+}
+
+// buildDuro builds the real command into a temporary directory, for tests
+// that run the binary (it skips them in -short mode), and marks the test
+// parallel.
+func buildDuro(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "duro")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

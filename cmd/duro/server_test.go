@@ -246,16 +246,9 @@ func TestServerDemoNeedsDemoWorker(t *testing.T) {
 // gracefully (releasing unstarted work, letting running activities
 // finish) and the server exits 0.
 func TestServerDemoSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "duro")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDuro(ctx, t)
 	cmd := exec.CommandContext(ctx, bin, "server", "--store", filepath.Join(t.TempDir(), "s.db"), "--demo",
 		"--listen", "127.0.0.1:0", "--stop-timeout", "20s")
 	out := &syncBuffer{}

@@ -89,7 +89,7 @@ func (c *Config) defaults() {
 
 // faultPoints are the points a worker process may be armed to die at.
 var faultPoints = []string{
-	fault.ActivityClaimBeforeCommit, fault.ActivityAfterClaim, fault.ActivityBeforeComplete,
+	fault.ActivityClaimBeforeCommit, fault.ActivityAfterClaim, fault.ActivityAfterStart, fault.ActivityBeforeComplete,
 	fault.ActivityAfterComplete, fault.StepBeforeCommit, fault.StepAfterCommit,
 }
 
