@@ -75,7 +75,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"RequestWindow", windowTests()},
 		{"EntityWindow", entityWindowTests()},
 		{"Fleet", fleetTests()},
-		{"InFlight", inFlightTests()},
+		{"InFlight", append(inFlightTests(), sdkInFlightTests()...)},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of
