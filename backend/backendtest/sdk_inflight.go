@@ -93,7 +93,7 @@ func testTerminateLeasedStepWaits(t *testing.T, e *env) {
 // heartbeatWorker starts a worker with fast heartbeats named name.
 func heartbeatWorker(t *testing.T, be backend.Backend, name string, register func(r *duro.Registry)) *sdkEnv {
 	t.Helper()
-	return newSDKEnvOpts(t, be, &duro.WorkerOptions{Name: name, HeartbeatInterval: 20 * time.Millisecond,
+	return newSDKEnvOpts(t, be, &duro.WorkerOptions{Name: name, HeartbeatInterval: 100 * time.Millisecond,
 		OrchestrationConcurrency: 3, ActivityConcurrency: 4}, register)
 }
 

@@ -13,8 +13,8 @@ import (
 	"duro/server"
 )
 
-// startHeartbeatWorker runs a worker named name on store with fast
-// heartbeats, registering what register does; it returns the worker (stopped
+// startHeartbeatWorker runs a worker named name on store with heartbeats
+// every 500ms (live for 1.5s after each), registering what register does; it returns the worker (stopped
 // at cleanup) and its backend.
 func startHeartbeatWorker(t *testing.T, store, name string, register func(*duro.Registry)) (*duro.Worker, backend.Backend) {
 	t.Helper()
@@ -26,7 +26,7 @@ func startHeartbeatWorker(t *testing.T, store, name string, register func(*duro.
 	reg := duro.NewRegistry()
 	register(reg)
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{Name: name, PollInterval: 10 * time.Millisecond,
-		HeartbeatInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		HeartbeatInterval: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
