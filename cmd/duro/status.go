@@ -54,7 +54,11 @@ prints the same as a JSON object.`,
 			// does not keep the summary from printing.
 			f, ferr := c.InFlight(ctx, inst.ID)
 			if asJSON {
-				return writeJSON(a.stdout, statusJSON{instanceJSON: toInstanceJSON(inst), InFlight: server.NewInFlight(f)})
+				out := statusJSON{instanceJSON: toInstanceJSON(inst)}
+				if f != nil && (!f.Status.IsTerminal() || len(f.Activities) > 0) {
+					out.InFlight = server.NewInFlight(f)
+				}
+				return writeJSON(a.stdout, out)
 			}
 			if err := renderInstance(a.stdout, inst, a.storeArg(cmd)); err != nil {
 				return err
