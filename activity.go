@@ -21,11 +21,27 @@ type ActivityContext interface {
 	Name() string
 	// Attempt is this delivery's number, starting at 1. It is durably
 	// recorded before the code runs and no two deliveries of the same task
-	// share it, across crashes, lease expiry and concurrent workers. A value
-	// above 1 means an earlier delivery may have run (part of) the code.
+	// share it, across crashes, lease expiry and concurrent workers. Every
+	// claim takes a number, including claims whose code never ran (a
+	// worker that stopped, or that lacked the activity, handed the task
+	// back), so a value above 1 alone does not mean the code ran before:
+	// MayBeDuplicate says that.
 	Attempt() int
-	// IsFirstAttempt reports Attempt() == 1.
+	// IsFirstAttempt reports Attempt() == 1: no delivery of the task was
+	// claimed before this one.
 	IsFirstAttempt() bool
+	// MayBeDuplicate reports whether an earlier delivery of the same call
+	// may have started the code, so that this one could repeat its
+	// effects. For an at-most-once activity it is exact up to an instant:
+	// a delivery marks itself started, durably, just before the code runs,
+	// and only marked deliveries count (a crash between the mark and the
+	// code is counted, conservatively). Such a delivery runs only when an
+	// operator approved it or a ReconcileFunc decided to run it again. For
+	// an at-least-once activity, whose deliveries do not mark, every
+	// earlier delivery counts unless it was handed back before the code
+	// ran. An operator's retry decision and a rewind, which schedule the
+	// call again, count the earlier task's deliveries as possibly started.
+	MayBeDuplicate() bool
 	// PreviousDeliveryAt is when the previous delivery started (zero on the
 	// first attempt).
 	PreviousDeliveryAt() time.Time
@@ -69,6 +85,8 @@ type activityContext struct {
 	signal  func(id EntityID, op string, input any, msgID string) error
 	execID  string
 	signals int
+	// maybeDup is MayBeDuplicate's answer.
+	maybeDup bool
 }
 
 func (a *activityContext) SignalEntity(id EntityID, op string, input any) error {
@@ -88,6 +106,7 @@ func (a *activityContext) TaskID() int                   { return a.taskID }
 func (a *activityContext) Name() string                  { return a.name }
 func (a *activityContext) Attempt() int                  { return a.attempt }
 func (a *activityContext) IsFirstAttempt() bool          { return a.attempt == 1 }
+func (a *activityContext) MayBeDuplicate() bool          { return a.maybeDup }
 func (a *activityContext) PreviousDeliveryAt() time.Time { return a.previous }
 func (a *activityContext) Logger() *slog.Logger {
 	if a.run != nil {

@@ -41,7 +41,14 @@ type activityRun struct {
 	// enforced is set when this worker's registration changed the task's
 	// recorded options (inForce); the delivery's result records it.
 	enforced *backend.ActivityOptions
+	// ran is set when the delivery started the code: it marked itself
+	// started, or (at least once) called it.
+	ran bool
 }
+
+// errStopping hands back a delivery that the worker claimed but had not
+// started when Stop was called.
+var errStopping = errors.New("worker stopping")
 
 // runActivity executes one delivery of an activity task: it keeps the lease
 // renewed, applies the task's guarantee (at-most-once, poison), runs the code,
@@ -87,18 +94,28 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 		return
 	}
 	if abandon != nil || (ctx.Err() != nil && failure != nil) {
-		// Hand the task back: the worker is stopping and the code gave up,
-		// or a reconciliation failed and should be tried again later.
+		// Hand the task back: the worker is stopping (before the code
+		// started, or the code gave up when Stop's deadline passed), the
+		// activity is not registered here, or a reconciliation failed and
+		// should be tried again later. A delivery whose code did not start
+		// is released unstarted: the next one is not a possible duplicate
+		// on its account.
 		var retryAfter time.Duration // by the store's clock
 		r.outcome, r.outcomeErr = telemetry.OutcomeHandedBack, abandon
-		if abandon != nil {
+		switch {
+		case errors.Is(abandon, errStopping):
+			r.logger().Debug("duro: worker stopping; activity delivery released unstarted")
+		case abandon != nil:
 			retryAfter = w.opts.PollInterval * 10
-			r.logger().Warn("duro: activity delivery handed back", "err", abandon)
+			r.logger().Warn("duro: activity delivery handed back", "err", abandon, "code_started", r.ran)
 		}
 		actx, c := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer c()
-		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt), RetryAfter: retryAfter}); err != nil {
+		if err := w.be.AbandonActivity(actx, &backend.AbandonParams{ID: task.ID, Attempt: int64(wi.Attempt),
+			RetryAfter: retryAfter, Unstarted: !r.ran}); err != nil {
 			r.logger().Warn("duro: abandon activity", "err", err)
+		} else if !r.ran {
+			w.stats.activitiesReleased.Add(1)
 		}
 		return
 	}
@@ -206,7 +223,15 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 	// its earlier deliveries in PriorAttempts, so they start a fresh
 	// budget while attempt numbers continue (A1). The delivery an operator
 	// approved runs whatever the count.
-	deliveries := wi.Attempt - task.PriorAttempts
+	select {
+	case <-w.stopping:
+		// Stop was called after the claim (an eager claim, a batch claim
+		// made as Stop began): release the delivery for another worker
+		// rather than start code that Stop would have to wait for.
+		return nil, nil, errStopping
+	default:
+	}
+	deliveries := wi.Attempt - task.PriorAttempts - wi.Released
 	if deliveries > maxDeliveries && wi.Attempt != task.Options.ApprovedAttempt {
 		w.stats.activitiesPoisoned.Add(1)
 		r.logger().Error("duro: activity poisoned: too many deliveries", "deliveries", deliveries, "max_deliveries", maxDeliveries)
@@ -218,23 +243,26 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		// MaxDeliveries the task fails as poisoned.
 		return nil, nil, fmt.Errorf("activity %q is not registered with this worker: %w", task.Name, ErrNotRegistered)
 	}
+	dup := r.possibleDuplicate()
 	r.actx = activityContext{
 		Context: r.ctx, instanceID: task.InstanceID, taskID: task.TaskID, name: task.Name,
 		attempt: wi.Attempt, previous: wi.PreviousDeliveryAt, run: r, p: w.p,
 		details: wi.HeartbeatDetails, execID: task.ExecutionID,
+		maybeDup: dup || task.PriorAttempts > 0,
 	}
 	actx := &r.actx
-	opts, err := r.inForce(r.ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !opts.AtMostOnce || wi.Attempt == 1 || wi.Attempt == opts.ApprovedAttempt || fault.Broken(fault.BreakAtMostOnce) {
+	opts := r.inForce()
+	if !opts.AtMostOnce {
+		r.ran = true
 		result, failure = r.call(actx)
 		return result, failure, nil
 	}
+	if !dup || wi.Attempt == opts.ApprovedAttempt || fault.Broken(fault.BreakAtMostOnce) {
+		return r.startAndCall(actx)
+	}
 
-	// An at-most-once task delivered again: an earlier delivery may have run.
-	dup := &PossibleDuplicateError{Attempt: wi.Attempt, PreviousDeliveryAt: wi.PreviousDeliveryAt}
+	// An earlier delivery of the at-most-once task may have run the code.
+	dupErr := &PossibleDuplicateError{Attempt: wi.Attempt, PreviousDeliveryAt: wi.PreviousDeliveryAt}
 	policy := OnDuplicate(opts.OnDuplicate)
 	if policy == OnDuplicateReconcile && r.ra.opts.Reconcile == nil {
 		r.logger().Warn("duro: OnDuplicateReconcile without a ReconcileFunc; failing the task as a possible duplicate")
@@ -254,8 +282,7 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 		switch d.kind {
 		case decideRetry:
 			r.logger().Info("duro: reconciler decided to run the activity again")
-			result, failure = r.call(actx)
-			return result, failure, nil
+			return r.startAndCall(actx)
 		case decideResult:
 			b, err := w.p.encode(fmt.Sprintf("reconciled result of activity %q", task.Name), d.result)
 			if err != nil {
@@ -274,21 +301,55 @@ func (r *activityRun) decide() (result []byte, failure *backend.Failure, abandon
 	default:
 		w.stats.duplicatesFailed.Add(1)
 		r.logger().Warn("duro: at-most-once activity not run again: possible duplicate")
-		return nil, engineFailure(FailureTypePossibleDuplicate, task.Name, dup), nil
+		return nil, engineFailure(FailureTypePossibleDuplicate, task.Name, dupErr), nil
 	}
+}
+
+// possibleDuplicate reports whether an earlier delivery of the task may
+// have started its code. A delivery that marked itself started may have;
+// for a task recorded at most once, whose every delivery marks itself
+// started before its code runs, only those. A task recorded at least once
+// may have been run by deliveries that did not mark (a worker that does
+// not register it at most once): there, every earlier delivery counts
+// unless it was released unstarted.
+func (r *activityRun) possibleDuplicate() bool {
+	wi := r.wi
+	if wi.StartedAttempt > 0 {
+		return true
+	}
+	if r.task.Options.AtMostOnce {
+		return false
+	}
+	return wi.Attempt-1-r.task.PriorAttempts-wi.Released > 0
+}
+
+// startAndCall marks the delivery started, durably, and then runs the
+// code. A stale delivery cannot start (ErrLeaseLost cancels r.ctx, and
+// nothing is committed); any other failure to mark hands the delivery
+// back, unstarted.
+func (r *activityRun) startAndCall(actx *activityContext) (result []byte, failure *backend.Failure, abandon error) {
+	err := r.w.be.StartActivity(r.ctx, &backend.StartParams{ID: r.task.ID, Attempt: int64(r.wi.Attempt)})
+	if errors.Is(err, backend.ErrLeaseLost) {
+		r.cancel(err)
+		return nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("mark the delivery started: %w", err)
+	}
+	r.ran = true
+	fault.Point(fault.ActivityAfterStart)
+	result, failure = r.call(actx)
+	return result, failure, nil
 }
 
 // inForce returns the options this delivery enforces: the task's recorded
 // ones strengthened by this worker's registration (see inForce). When they
-// differ the result event records them, and when the registration made the
-// task at most once, the claim, which the backend made durable only for a
-// task recorded at most once, is made durable now, before any code runs
-// (A1).
-func (r *activityRun) inForce(ctx context.Context) (backend.ActivityOptions, error) {
+// differ the result event records them.
+func (r *activityRun) inForce() backend.ActivityOptions {
 	recorded := r.task.Options
 	opts := inForce(recorded, &r.ra.opts)
 	if opts == recorded {
-		return opts, nil
+		return opts
 	}
 	r.enforced = &opts
 	if recorded.OnDuplicate != "" && recorded.OnDuplicate != opts.OnDuplicate {
@@ -298,14 +359,7 @@ func (r *activityRun) inForce(ctx context.Context) (backend.ActivityOptions, err
 		r.logger().Debug("duro: this worker's registration makes the activity at most once",
 			"scheduled_at_most_once", recorded.AtMostOnce, "policy", opts.OnDuplicate)
 	}
-	if opts.AtMostOnce && !recorded.AtMostOnce {
-		if cs, ok := r.w.be.(backend.ClaimSyncer); ok {
-			if err := cs.SyncClaims(ctx); err != nil {
-				return opts, fmt.Errorf("make the claim of an at-most-once activity durable: %w", err)
-			}
-		}
-	}
-	return opts, nil
+	return opts
 }
 
 func (r *activityRun) reconcile(actx *activityContext) (d ReconcileDecision, err error) {

@@ -70,8 +70,8 @@ func crashWorkerMain() {
 	fault.EnableFromEnv()
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		ActivityLeaseDuration: time.Second, OrchestrationLeaseDuration: time.Second, PollInterval: 20 * time.Millisecond,
-		ActivityConcurrency: 128,
-		Logger:              slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		ActivityConcurrency: 128, DisableEagerActivities: os.Getenv("DURO_CRASH_NO_EAGER") != "",
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)

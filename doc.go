@@ -60,8 +60,12 @@
 //
 // By default activities run at least once: after a crash they run again with
 // the next attempt number. An activity registered (or called) with
-// Guarantee AtMostOnce runs its code on attempt 1 only; a later delivery
-// applies its OnDuplicate policy instead: OnDuplicateFail fails the task with
+// Guarantee AtMostOnce runs its code on at most one delivery: each delivery
+// marks itself started, durably, just before the code runs, and a later
+// delivery after one that marked (a possible duplicate) applies its
+// OnDuplicate policy instead — deliveries handed back unstarted (a worker
+// that stopped, or lacked the activity) do not count, and
+// ActivityContext.MayBeDuplicate tells code the same: OnDuplicateFail fails the task with
 // a *PossibleDuplicateError, OnDuplicateSuspend suspends the instance until an
 // operator resumes it with a Decision (RetryTask, CompleteTask, FailTask —
 // Client.PendingDecisions lists them), OnDuplicateReconcile asks a

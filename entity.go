@@ -53,12 +53,20 @@ type EntityContext interface {
 	Operation() string
 	// Attempt is the delivery number of the batch of operations this one
 	// belongs to, starting at 1 (A1). A batch is redelivered when a worker
-	// died before committing it: above 1, this operation may have run before
-	// (its effects on the state were not committed, but any I/O it did may
-	// have happened).
+	// died before committing it, or handed it back (a worker without the
+	// entity, a worker that stopped): above 1, this operation may have run
+	// before (its effects on the state were not committed, but any I/O it
+	// did may have happened) — MayBeDuplicate says whether it may have.
 	Attempt() int
 	// IsFirstAttempt reports Attempt() == 1.
 	IsFirstAttempt() bool
+	// MayBeDuplicate reports whether an earlier delivery of the batch may
+	// have run this operation. Before the first at-most-once operation of
+	// a batch runs, the batch marks itself started, durably; for an
+	// at-most-once operation only such marked deliveries count. For an
+	// at-least-once operation any earlier delivery of the batch counts.
+	// An operation an operator approved to run again reports true.
+	MayBeDuplicate() bool
 	// SignalEntity sends an operation to another entity (or this one). It is
 	// sent when the batch commits, with an ID derived from this request, so
 	// a re-run batch does not signal twice.
@@ -107,9 +115,12 @@ func (e *EntityQueueFullError) Is(target error) bool { return target == ErrEntit
 
 // OperationOptions configure an entity operation at registration.
 type OperationOptions struct {
-	// Guarantee is AtLeastOnce (default) or AtMostOnce. An AtMostOnce
-	// operation in a batch delivered again (attempt > 1) is not run: the
-	// OnDuplicate policy applies instead.
+	// Guarantee is AtLeastOnce (default) or AtMostOnce. A batch marks
+	// itself started, durably, before its first AtMostOnce operation runs;
+	// an AtMostOnce operation in a batch delivered again after such a mark
+	// is not run: the OnDuplicate policy applies instead. A batch handed
+	// back before (by a worker without the entity, or a stopping one)
+	// does not count.
 	Guarantee Guarantee
 	// OnDuplicate is OnDuplicateFail (the default: a caller gets a
 	// *PossibleDuplicateError; a signal is dropped and logged),
@@ -232,6 +243,8 @@ type entityContext struct {
 	signals  []outSignal
 	starts   []outStart
 	sequence int
+	// maybeDup is MayBeDuplicate's answer.
+	maybeDup bool
 }
 
 type outSignal struct {
@@ -249,6 +262,7 @@ func (c *entityContext) EntityID() EntityID   { return c.id }
 func (c *entityContext) Operation() string    { return c.op }
 func (c *entityContext) Attempt() int         { return c.attempt }
 func (c *entityContext) IsFirstAttempt() bool { return c.attempt == 1 }
+func (c *entityContext) MayBeDuplicate() bool { return c.maybeDup }
 func (c *entityContext) DeleteState()         { c.deleted = true }
 func (c *entityContext) Logger() *slog.Logger { return c.logger }
 

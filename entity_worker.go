@@ -114,6 +114,43 @@ type entityStep struct {
 	replaying bool
 	// resumes are the outcomes of the batch's resume requests.
 	resumes []*backend.ResumeOutcome
+	// started is set once the batch has marked itself started
+	// (backend.Backend.StartOrchestrationStep), before its first
+	// at-most-once operation runs; startErr is set if that failed, and
+	// then the batch is handed back with nothing applied.
+	started  bool
+	startErr error
+}
+
+// start marks the batch started before an at-most-once operation runs, so
+// that the batch's next delivery knows an earlier one may have run it.
+// It reports whether the operation may run.
+func (s *entityStep) start() bool {
+	if s.started {
+		return true
+	}
+	if s.startErr != nil {
+		return false
+	}
+	err := s.w.be.StartOrchestrationStep(s.ctx, &backend.StartParams{
+		ID: s.wi.Instance.ID, ExecutionID: s.wi.Instance.ExecutionID, Attempt: s.wi.Attempt})
+	if err != nil {
+		s.startErr = fmt.Errorf("entity %s: mark the batch started before an at-most-once operation: %w", s.id, err)
+		return false
+	}
+	s.started = true
+	return true
+}
+
+// mayBeDuplicate reports whether an earlier delivery of the batch may have
+// run its operations: for at-most-once operations, whether one marked
+// itself started; for the others (which do not mark), whether there was
+// an earlier delivery since the last committed batch at all.
+func (s *entityStep) mayBeDuplicate(op *entityOp) bool {
+	if op.opts.Guarantee == AtMostOnce {
+		return s.wi.StartedAttempt > 0
+	}
+	return s.wi.StartedAttempt > 0 || s.wi.Deliveries > 1
 }
 
 // control applies the control messages a suspended entity receives: a
@@ -171,7 +208,7 @@ func (s *entityStep) control(wi *backend.OrchestrationWorkItem) {
 				attempt = susp.Pending[0].Attempt + 1
 			}
 			ctx := &entityContext{Context: s.ctx, id: s.id, op: p.Event.Name, attempt: attempt, p: s.w.p, reqID: p.ID,
-				now: s.now, logger: s.log.With("operation", p.Event.Name)}
+				now: s.now, logger: s.log.With("operation", p.Event.Name), maybeDup: true}
 			s.run(p, p.Event, req, op, ctx, func(f *backend.Failure) {
 				s.respond(req.Caller, &backend.Event{Type: backend.EventEntityResponse, TaskID: taskIDOf(req.Caller), Failure: f, Timestamp: s.now})
 			})
@@ -233,9 +270,6 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 			return nil, err
 		}
 	}
-	if err := s.syncBeforeAtMostOnce(); err != nil {
-		return nil, err
-	}
 	if inst.Status == backend.StatusSuspended {
 		// Only control messages reach a suspended entity.
 		s.control(wi)
@@ -253,6 +287,9 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 				s.resumes = append(s.resumes, replay.ResumeNotSuspended(m.ID, m.Event, now))
 			}
 		}
+	}
+	if s.startErr != nil {
+		return nil, s.startErr
 	}
 	env.Modified = now
 	s.out.ResumeOutcomes = replay.KeepResumeOutcomes(inst.ResumeOutcomes, s.resumes)
@@ -273,38 +310,6 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 		return nil, err
 	}
 	return s.out, nil
-}
-
-// syncBeforeAtMostOnce makes the batch's claim durable (A1) before any
-// code runs when the batch may run an at-most-once operation or its
-// reconciler: a store whose commits are not synced (backend.ClaimSyncer)
-// could otherwise forget the attempt in a power loss and deliver the batch
-// again as attempt 1. Batches of at-least-once operations do not pay.
-func (s *entityStep) syncBeforeAtMostOnce() error {
-	cs, ok := s.w.be.(backend.ClaimSyncer)
-	if !ok {
-		return nil
-	}
-	atMostOnce := func(m *backend.Message) bool {
-		if m == nil || m.Event == nil || m.Event.Type != backend.EventEntityRequest {
-			return false
-		}
-		op := s.reg.ops[m.Event.Name]
-		return op != nil && op.opts.Guarantee == AtMostOnce
-	}
-	need := atMostOnce(s.env.Pending)
-	for _, list := range [][]*backend.Message{s.wi.Messages, s.env.Queue} {
-		for _, m := range list {
-			need = need || atMostOnce(m)
-		}
-	}
-	if !need {
-		return nil
-	}
-	if err := cs.SyncClaims(s.ctx); err != nil {
-		return fmt.Errorf("entity %s: make the batch's claim durable before an at-most-once operation: %w", s.id, err)
-	}
-	return nil
 }
 
 // pruneWindow forgets processed IDs beyond the window's count and age.
@@ -555,8 +560,12 @@ func (s *entityStep) operate(m *backend.Message, ev *backend.Event, req *backend
 		return
 	}
 	ctx := &entityContext{Context: s.ctx, id: s.id, op: ev.Name, attempt: s.wi.Deliveries, p: s.w.p, reqID: m.ID, now: s.now,
-		logger: s.log.With("operation", ev.Name)}
-	if op.opts.Guarantee == AtMostOnce && ctx.attempt > 1 {
+		logger: s.log.With("operation", ev.Name), maybeDup: s.mayBeDuplicate(op)}
+	// An at-most-once operation is a possible duplicate when an earlier
+	// delivery of this batch marked itself started: a batch handed back
+	// unstarted (by a worker without the entity, or one that stopped) or
+	// lost before it started does not count.
+	if op.opts.Guarantee == AtMostOnce && ctx.maybeDup {
 		dup := &PossibleDuplicateError{Attempt: ctx.attempt, PreviousDeliveryAt: s.wi.Instance.UpdatedAt}
 		switch op.opts.OnDuplicate {
 		case OnDuplicateSuspend:
@@ -581,7 +590,8 @@ func (s *entityStep) reconcile(m *backend.Message, ev *backend.Event, req *backe
 		return
 	}
 	actx := &activityContext{Context: s.ctx, instanceID: s.id.String(), taskID: -1, name: ev.Name, attempt: ctx.attempt,
-		previous: s.wi.Instance.UpdatedAt, logger: ctx.logger, p: s.w.p, heartbeat: func([]byte) error { return nil }}
+		previous: s.wi.Instance.UpdatedAt, logger: ctx.logger, p: s.w.p, heartbeat: func([]byte) error { return nil },
+		maybeDup: true}
 	d, err := func() (d ReconcileDecision, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -619,6 +629,9 @@ func taskIDOf(ref *backend.ParentRef) int {
 func (s *entityStep) run(m *backend.Message, ev *backend.Event, req *backend.EntityRequest, op *entityOp, ctx *entityContext, fail func(*backend.Failure)) {
 	if s.leaseLost() {
 		return
+	}
+	if op.opts.Guarantee == AtMostOnce && !s.start() {
+		return // the batch is handed back
 	}
 	state, exists, result, err := func() (state []byte, exists bool, result any, err error) {
 		defer func() {

@@ -134,6 +134,10 @@ type ActivityInFlight struct {
 	Owner          string
 	OwnerLive      bool
 	LeaseExpiresAt time.Time
+	// StartedAttempt is the newest delivery that marked itself started
+	// before running at-most-once code (0: none did), so a delivery after
+	// it is a possible duplicate.
+	StartedAttempt int
 	// ClaimedAt is when the newest delivery was claimed; ScheduledAt when
 	// the step that enqueued the task committed.
 	ClaimedAt   time.Time
@@ -365,7 +369,7 @@ func buildInFlight(bi *backend.Instance, hist []*backend.Event, rows *backend.In
 
 // fromRow fills a's delivery state from its stored task.
 func fromRow(a *ActivityInFlight, t *backend.TaskState, now time.Time, live map[string]bool) {
-	a.Attempt, a.ClaimedAt = t.Attempt, t.ClaimedAt
+	a.Attempt, a.ClaimedAt, a.StartedAttempt = t.Attempt, t.ClaimedAt, t.StartedAttempt
 	if !t.ScheduledAt.IsZero() {
 		a.ScheduledAt = t.ScheduledAt
 	}

@@ -19,9 +19,13 @@ const (
 	// AtLeastOnce runs the code until one delivery completes: after a crash
 	// or a lost lease it runs again, with the next attempt number.
 	AtLeastOnce
-	// AtMostOnce runs the code only on attempt 1. A later delivery means an
-	// earlier one's outcome is unknown (it may have done the work); the code
-	// is not invoked and the OnDuplicate policy decides.
+	// AtMostOnce runs the code on at most one delivery. A delivery after
+	// one that started the code (it marks itself started, durably, just
+	// before the code runs) means that one's outcome is unknown (it may
+	// have done the work); the code is not invoked and the OnDuplicate
+	// policy decides. Deliveries that never started (handed back by a
+	// worker that stopped or lacked the activity, or lost before their
+	// start mark) do not count.
 	AtMostOnce
 )
 

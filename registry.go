@@ -54,7 +54,8 @@ type ActivityOptions struct {
 	// registers an activity AtMostOnce runs it at most once whatever the
 	// scheduling worker recorded (a split fleet, a rolling deploy).
 	Guarantee Guarantee
-	// OnDuplicate is the AtMostOnce policy for a delivery with attempt > 1.
+	// OnDuplicate is the AtMostOnce policy for a possible duplicate: a
+	// delivery after one that started the code.
 	// Set, it decides for the deliveries this worker executes, over the
 	// call's CallOptions.OnDuplicate. Default: the call's, else
 	// OnDuplicateFail.

@@ -35,6 +35,10 @@ type WorkerStats struct {
 	// queue of requests waiting for a lock was full
 	// (WorkerOptions.EntityQueueLimit).
 	EntityRequestsRejected int64
+	// ActivitiesReleased counts activity deliveries handed back before
+	// their code started (the worker was stopping, or lacks the activity):
+	// they do not make the next delivery a possible duplicate.
+	ActivitiesReleased int64
 }
 
 type workerStats struct {
@@ -42,6 +46,7 @@ type workerStats struct {
 	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 	eagerActivities, entityRequestsRejected                atomic.Int64
+	activitiesReleased                                     atomic.Int64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -53,6 +58,6 @@ func (w *Worker) Stats() WorkerStats {
 		DuplicatesReconciled: s.duplicatesReconciled.Load(), StaleCompletionsRejected: s.staleRejected.Load(),
 		ActivitiesPoisoned: s.activitiesPoisoned.Load(), StepsPoisoned: s.stepsPoisoned.Load(),
 		DuplicatesSuspended: s.duplicatesSuspended.Load(), EagerActivities: s.eagerActivities.Load(),
-		EntityRequestsRejected: s.entityRequestsRejected.Load(),
+		EntityRequestsRejected: s.entityRequestsRejected.Load(), ActivitiesReleased: s.activitiesReleased.Load(),
 	}
 }

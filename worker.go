@@ -228,6 +228,9 @@ type Worker struct {
 	cancelClaim context.CancelFunc
 	cancelWork  context.CancelFunc
 	done        chan struct{}
+	// stopping is closed when Stop is called: deliveries claimed but not
+	// started by then are released unstarted.
+	stopping chan struct{}
 }
 
 // NewWorker returns a worker for be running the code in reg. opts may be nil.
@@ -269,6 +272,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	w.cancelClaim, w.cancelWork = cancelClaim, cancelWork
 	w.done = make(chan struct{})
+	w.stopping = make(chan struct{})
 
 	var orchWake, actWake func() <-chan struct{}
 	if n, ok := w.be.(backend.WorkNotifier); ok {
@@ -346,10 +350,16 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops claiming work and waits for in-flight work to finish. When ctx
-// is done first, in-flight activities are cancelled and their work items
-// abandoned, so another worker redelivers them (with the next attempt number).
-// Stop returns ctx's error in that case, after every goroutine has exited.
+// Stop stops claiming work and waits for in-flight work to finish: a
+// graceful scale-in. Activity deliveries claimed but not started when Stop
+// is called (an eager claim, a claim made as Stop began) are released
+// unstarted, so the next delivery is not a possible duplicate on their
+// account; code that runs keeps its lease renewed until it returns. When
+// ctx is done first, the running activities' contexts are cancelled and
+// their deliveries handed back once the code returns, so another worker
+// redelivers them (with the next attempt number; an at-most-once one as a
+// possible duplicate, since its code had started). Stop returns ctx's
+// error in that case, after every goroutine has exited.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.started || w.stopped {
@@ -358,6 +368,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.stopped = true
 	w.mu.Unlock()
+	close(w.stopping)
 	w.cancelClaim()
 	select {
 	case <-w.done:
@@ -415,6 +426,16 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		outcome = telemetry.OutcomePoisoned
 		params = replay.PoisonStep(wi, reason, time.Now())
 	} else if replay.EntityName(inst.ID) != "" {
+		select {
+		case <-w.stopping:
+			// Claimed as Stop began: hand the batch back before any of
+			// its operations runs (nothing marked it started).
+			lease.stop()
+			outcome = telemetry.OutcomeHandedBack
+			w.abandonStep(wi, 0)
+			return
+		default:
+		}
 		params, err = w.executeEntity(lease.ctx, wi, stepLog())
 	} else {
 		params, err = w.execute(wi, stepLog)

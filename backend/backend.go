@@ -223,6 +223,12 @@ type OrchestrationWorkItem struct {
 	Deliveries int
 	// LeaseExpiresAt is when the claim lapses.
 	LeaseExpiresAt time.Time
+	// StartedAttempt is the attempt number of the newest earlier delivery
+	// since the last committed step that marked itself started
+	// (StartOrchestrationStep), or 0 when none did: an earlier delivery
+	// of this step may have run code that must run at most once only if
+	// it is not 0.
+	StartedAttempt int64
 }
 
 // CompleteOrchestrationStepParams are the effects of one orchestration step,
@@ -350,6 +356,27 @@ type ActivityWorkItem struct {
 	// HeartbeatDetails are the details of the last heartbeat of any earlier
 	// delivery (nil if none), so a redelivery can resume from progress.
 	HeartbeatDetails []byte
+	// StartedAttempt is the attempt number of the newest earlier delivery
+	// of this task that marked itself started (StartActivity), or 0 when
+	// none did.
+	StartedAttempt int
+	// Released counts the earlier deliveries of this task that were
+	// released unstarted (AbandonParams.Unstarted): they provably did not
+	// run the code. The other earlier deliveries, Attempt - 1 -
+	// Task.PriorAttempts - Released of them, either marked themselves
+	// started or ended (a crash, a lapsed lease) without saying.
+	Released int
+}
+
+// StartParams mark one delivery started: the code it must run at most
+// once is about to run (see Backend.StartActivity).
+type StartParams struct {
+	// ID is the activity task ID or the instance ID.
+	ID      string
+	Attempt int64
+	// ExecutionID, for orchestration steps, is the execution the delivery
+	// works on; when set, a different current execution is ErrLeaseLost.
+	ExecutionID string
 }
 
 // CompleteActivityParams finish one delivery of an activity task.
@@ -396,6 +423,12 @@ type AbandonParams struct {
 	// ExecutionID, for orchestration steps, is the execution the delivery
 	// worked on; when set, a different current execution is ErrLeaseLost.
 	ExecutionID string
+	// Unstarted, for activity tasks, says that the delivery did not run
+	// the task's code and did not mark itself started: the task's next
+	// deliveries count it in ActivityWorkItem.Released. It is ignored
+	// for a delivery that marked itself started, and for orchestration
+	// steps (whose start marks alone decide).
+	Unstarted bool
 }
 
 // Backend is the storage seam. Implementations must be safe for concurrent use
@@ -455,6 +488,14 @@ type Backend interface {
 	RenewOrchestrationLease(ctx context.Context, p *RenewLeaseParams) error
 	// AbandonOrchestrationStep releases a step's lease; ErrLeaseLost as above.
 	AbandonOrchestrationStep(ctx context.Context, p *AbandonParams) error
+	// StartOrchestrationStep marks delivery p.Attempt of instance p.ID's
+	// step started, durably before it returns: the worker is about to run
+	// code of the step that must run at most once (an at-most-once entity
+	// operation). The next deliveries of the same step carry the mark in
+	// OrchestrationWorkItem.StartedAttempt; a committed step clears it.
+	// ErrLeaseLost unless p.Attempt is the newest delivery (a stale
+	// delivery cannot start, so two deliveries never both start).
+	StartOrchestrationStep(ctx context.Context, p *StartParams) error
 
 	// ClaimActivity leases one visible activity task whose lease is free or
 	// lapsed, oldest first, incrementing its attempt number. It returns nil,
@@ -479,6 +520,15 @@ type Backend interface {
 	RenewActivityLease(ctx context.Context, p *RenewLeaseParams) error
 	// AbandonActivity releases an activity's lease; ErrLeaseLost as above.
 	AbandonActivity(ctx context.Context, p *AbandonParams) error
+	// StartActivity marks delivery p.Attempt of activity task p.ID
+	// started, durably before it returns: the worker is about to run the
+	// task's code and must know, at any later delivery, whether an earlier
+	// one may have run it. The task's next deliveries carry the mark in
+	// ActivityWorkItem.StartedAttempt. It makes the delivery's claim
+	// durable too (A1), so a backend need not sync claims of at-most-once
+	// tasks. ErrLeaseLost unless p.Attempt is the newest delivery: a stale
+	// delivery cannot start, so two deliveries never both start.
+	StartActivity(ctx context.Context, p *StartParams) error
 
 	// Close releases the backend's resources. Calls after Close return
 	// ErrClosed.
@@ -543,22 +593,6 @@ type RequestWindow interface {
 	// errors.ErrUnsupported; the worker then keeps the window in the
 	// entity's custom status.
 	ProcessedRequests(ctx context.Context, instanceID string, ids []string) ([]ProcessedRequest, error)
-}
-
-// ClaimSyncer is an optional capability of a backend whose commits may not
-// be on stable storage when they return (SQLite with synchronous=NORMAL).
-// Such a backend already syncs the claim of a task whose stored options say
-// AtMostOnce before returning it (A1); a worker calls SyncClaims before it
-// runs code it must run at most once although the claim path could not
-// know: an activity that the executing worker registers AtMostOnce while
-// the scheduling worker recorded it at least once, or an at-most-once
-// entity operation (entity batches are claimed as steps). Backends whose
-// commits are durable need not implement it; wrappers of a backend must
-// forward it.
-type ClaimSyncer interface {
-	// SyncClaims makes every claim this backend has committed so far
-	// durable, or fails.
-	SyncClaims(ctx context.Context) error
 }
 
 // KindNotifier is an optional refinement of WorkNotifier for backends that

@@ -79,6 +79,10 @@ type TaskState struct {
 	ExpiresAt time.Time
 	// ClaimedAt is when the newest delivery was claimed (zero: never).
 	ClaimedAt time.Time
+	// StartedAttempt is the newest delivery that marked itself started
+	// (Backend.StartActivity: its at-most-once code ran, or may have), 0
+	// if none did.
+	StartedAttempt int
 	// VisibleAt is when the task may be claimed (again): zero for at once,
 	// a later time for a task handed back with a delay.
 	VisibleAt time.Time

@@ -116,6 +116,19 @@ func (p *AbandonParams) Validate() error {
 	return nil
 }
 
+// Validate checks start-mark params.
+func (p *StartParams) Validate() error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.ID == "":
+		return errors.New("empty ID")
+	case p.Attempt < 1:
+		return fmt.Errorf("attempt %d: must be positive", p.Attempt)
+	}
+	return nil
+}
+
 // Validate checks that a message has an ID, an instance and an event.
 func (m *Message) Validate() error {
 	switch {

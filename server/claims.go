@@ -15,7 +15,7 @@ import (
 // backend to the workers, and the plain one to clients. The wrapper keeps
 // be's WorkNotifier and BatchClaimer capabilities, and is always a
 // backend.StepActivityClaimer: it counts the activities a step's commit
-// claims, and claims none when be cannot. It forwards backend.ClaimSyncer and
+// claims, and claims none when be cannot. It forwards
 // backend.RequestWindow.
 func (m *Metrics) Backend(be backend.Backend) backend.Backend {
 	mb := &meteredBackend{Backend: be, m: m}
@@ -140,15 +140,6 @@ func (b *meteredBackend) CompleteOrchestrationStepClaim(ctx context.Context, p *
 	return wis, err
 }
 
-// SyncClaims implements backend.ClaimSyncer: it forwards to be, and does
-// nothing when be's commits are durable anyway.
-func (b *meteredBackend) SyncClaims(ctx context.Context) error {
-	if cs, ok := b.Backend.(backend.ClaimSyncer); ok {
-		return cs.SyncClaims(ctx)
-	}
-	return nil
-}
-
 // ProcessedRequests implements backend.RequestWindow: it forwards to be,
 // and returns errors.ErrUnsupported when be keeps no window (entities then
 // keep theirs in their custom status).
@@ -216,7 +207,6 @@ func (b *meteredBackend) PruneWorkers(ctx context.Context, p *backend.PruneWorke
 
 var (
 	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
-	_ backend.ClaimSyncer         = (*meteredBackend)(nil)
 	_ backend.RequestWindow       = (*meteredBackend)(nil)
 	_ backend.InFlightReader      = (*meteredBackend)(nil)
 	_ backend.InstanceClaimer     = (*meteredBackend)(nil)

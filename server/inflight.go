@@ -54,6 +54,7 @@ type ActivityInFlight struct {
 	State          duro.ActivityState      `json:"state,omitempty"`
 	Options        backend.ActivityOptions `json:"options"`
 	Attempt        int                     `json:"attempt"`
+	StartedAttempt int                     `json:"startedAttempt,omitempty"`
 	Owner          string                  `json:"owner,omitempty"`
 	OwnerLive      bool                    `json:"ownerLive,omitempty"`
 	LeaseExpiresAt time.Time               `json:"leaseExpiresAt,omitzero"`
@@ -83,7 +84,7 @@ func NewInFlight(f *duro.InFlight) *InFlight {
 	}
 	for _, a := range f.Activities {
 		out.Activities = append(out.Activities, &ActivityInFlight{TaskID: a.TaskID, Activity: a.Name, State: a.State,
-			Options: a.Options, Attempt: a.Attempt, Owner: a.Owner, OwnerLive: a.OwnerLive,
+			Options: a.Options, Attempt: a.Attempt, StartedAttempt: a.StartedAttempt, Owner: a.Owner, OwnerLive: a.OwnerLive,
 			LeaseExpiresAt: utc(a.LeaseExpiresAt), ClaimedAt: utc(a.ClaimedAt), ScheduledAt: utc(a.ScheduledAt),
 			NextAttemptAt: utc(a.NextAttemptAt), LastFailure: NewFailure(a.LastFailure)})
 	}

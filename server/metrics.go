@@ -30,7 +30,7 @@ type Metrics struct {
 	storeAt   time.Time
 	storeSnap storeSnapshot
 
-	completed, redelivered, duplicates, stale, poisoned, instances, pending, backlog *prometheus.Desc
+	completed, redelivered, released, rejected, duplicates, stale, poisoned, instances, pending, backlog *prometheus.Desc
 }
 
 type storeSnapshot struct {
@@ -69,6 +69,10 @@ func NewMetrics(c *duro.Client) *Metrics {
 			"Work items whose outcome committed, by kind.", kind, nil),
 		redelivered: prometheus.NewDesc("duro_activity_redeliveries_total",
 			"Activity deliveries with attempt > 1.", nil, nil),
+		released: prometheus.NewDesc("duro_activity_deliveries_released_total",
+			"Activity deliveries handed back before their code started (a stopping worker, an unregistered activity); they are not possible duplicates.", nil, nil),
+		rejected: prometheus.NewDesc("duro_entity_requests_rejected_total",
+			"Entity requests refused because the entity's queue of requests waiting for its lock was full.", nil, nil),
 		duplicates: prometheus.NewDesc("duro_duplicates_total",
 			"At-most-once deliveries not run because an earlier delivery may have run, by the policy applied (fail, suspend, reconcile).",
 			[]string{"policy"}, nil),
@@ -116,6 +120,8 @@ func (m *Metrics) Stats() duro.WorkerStats {
 		t.StaleCompletionsRejected += s.StaleCompletionsRejected
 		t.ActivitiesPoisoned += s.ActivitiesPoisoned
 		t.StepsPoisoned += s.StepsPoisoned
+		t.EntityRequestsRejected += s.EntityRequestsRejected
+		t.ActivitiesReleased += s.ActivitiesReleased
 	}
 	return t
 }
@@ -125,7 +131,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.claimed.Describe(ch)
 	m.stepRedeliv.Describe(ch)
 	m.claimLatency.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.completed, m.redelivered, m.duplicates, m.stale, m.poisoned, m.instances, m.pending, m.backlog} {
+	for _, d := range []*prometheus.Desc{m.completed, m.redelivered, m.released, m.rejected, m.duplicates, m.stale, m.poisoned, m.instances, m.pending, m.backlog} {
 		ch <- d
 	}
 }
@@ -142,6 +148,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.completed, s.StepsCompleted, KindOrchestration)
 	counter(m.completed, s.ActivitiesCompleted, KindActivity)
 	counter(m.redelivered, s.Redeliveries)
+	counter(m.released, s.ActivitiesReleased)
+	counter(m.rejected, s.EntityRequestsRejected)
 	counter(m.duplicates, s.DuplicatesFailed, "fail")
 	counter(m.duplicates, s.DuplicatesSuspended, "suspend")
 	counter(m.duplicates, s.DuplicatesReconciled, "reconcile")

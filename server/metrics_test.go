@@ -77,6 +77,8 @@ func TestMetricsDuplicateSuspended(t *testing.T) {
 		`duro_pending_decisions`:                            1,
 		`duro_claim_latency_seconds_count{kind="activity"}`: 1,
 		`duro_step_redeliveries_total`:                      0,
+		`duro_activity_deliveries_released_total`:           0,
+		`duro_entity_requests_rejected_total`:               0,
 	})
 
 	r := b.do("POST", "/api/v1/instances/p1/resume", `{"decisions":[{"taskId":0,"action":"retry"}]}`)

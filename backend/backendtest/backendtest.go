@@ -75,6 +75,8 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"RequestWindow", windowTests()},
 		{"EntityWindow", entityWindowTests()},
 		{"Fleet", fleetTests()},
+		{"StartMarks", startMarkTests()},
+		{"PreciseAtMostOnce", preciseTests()},
 		{"InFlight", append(inFlightTests(), sdkInFlightTests()...)},
 	}
 	for _, g := range groups {

@@ -251,13 +251,15 @@ func testSplitFleetPolicy(t *testing.T, e *env) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := mustOutput[string](t, inst); got != "reconciled attempt 2" {
+				// Attempt 3 when the first worker's claim in flight as it
+				// stopped took a delivery it released unstarted.
+				if got := mustOutput[string](t, inst); got != "reconciled attempt 2" && got != "reconciled attempt 3" {
 					t.Fatalf("output %q, want the executing worker's reconciler's result", got)
 				}
 				return
 			}
 			pending, err := client.PendingDecisions(bg(t))
-			if err != nil || len(pending) != 1 || pending[0].Attempt != 2 || !pending[0].Options.AtMostOnce ||
+			if err != nil || len(pending) != 1 || (pending[0].Attempt != 2 && pending[0].Attempt != 3) || !pending[0].Options.AtMostOnce ||
 				pending[0].Options.OnDuplicate != string(duro.OnDuplicateSuspend) {
 				t.Fatalf("pending %+v, %v; want Charge attempt 2 with the enforced at-most-once/Suspend", pending, err)
 			}

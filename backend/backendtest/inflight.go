@@ -113,6 +113,7 @@ func testInFlightStepAndTasks(t *testing.T, e *env) {
 	if err != nil || awi == nil || awi.Task.ID != one.ID {
 		t.Fatalf("ClaimActivity = %+v, %v; want task 1", awi, err)
 	}
+	e.noErr("StartActivity", e.b.StartActivity(e.ctx, &backend.StartParams{ID: one.ID, Attempt: int64(awi.Attempt)}))
 	f = e.inFlight("f")
 	if f.Step.Owner != "" || f.Step.Deliveries != 0 || f.Step.Attempt != 1 || f.Messages != 0 {
 		t.Fatalf("after the step: %+v, %d messages", f.Step, f.Messages)
@@ -126,13 +127,13 @@ func testInFlightStepAndTasks(t *testing.T, e *env) {
 	}
 	got1, got2 := byID[1], byID[2]
 	if got1 == nil || got1.ID != one.ID || got1.Name != "act" || got1.ExecutionID != c.ExecutionID ||
-		got1.Attempt != 1 || got1.Owner != "worker-b" || got1.Parked {
+		got1.Attempt != 1 || got1.StartedAttempt != 1 || got1.Owner != "worker-b" || got1.Parked {
 		t.Fatalf("claimed task: %+v", got1)
 	}
 	e.wantTime("task 1 lease expiry", got1.ExpiresAt, e.at(time.Second+lease))
 	e.wantTime("task 1 claimed at", got1.ClaimedAt, e.at(time.Second))
 	e.wantTime("task 1 scheduled at", got1.ScheduledAt, e.t0)
-	if got2 == nil || got2.Name != "other" || got2.Attempt != 0 || got2.Owner != "" || !got2.ClaimedAt.IsZero() ||
+	if got2 == nil || got2.Name != "other" || got2.Attempt != 0 || got2.StartedAttempt != 0 || got2.Owner != "" || !got2.ClaimedAt.IsZero() ||
 		!got2.Options.AtMostOnce || !got2.VisibleAt.IsZero() {
 		t.Fatalf("waiting task: %+v", got2)
 	}

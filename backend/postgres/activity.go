@@ -46,7 +46,7 @@ UPDATE {s}.activity_tasks SET attempt = attempt + 1, lease_owner = $3,
 	lease_expires_at = ` + clock("$1") + ` + $4, claimed_at = ` + clock("$1") + `
 FROM pick WHERE id = pick.cid
 RETURNING id, instance_id, execution_id, task_id, name, input, options, attempt, pick.prev, created_at, seq,
-	lease_expires_at, heartbeat_details, prior_attempts`
+	lease_expires_at, heartbeat_details, prior_attempts, started_attempt, released`
 
 // claimNamedActivitiesQuery is claimActivitiesQuery for the tasks of the
 // activities named by the array $5 only (ClaimParams.ActivityNames).
@@ -110,11 +110,11 @@ func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
 			taskID                           int64
 			opts                             string
 			attempt, prev, created, seq, exp int64
-			prior                            int64
+			prior, started, released         int64
 			details                          []byte
 		)
 		if err := rows.Scan(&task.ID, &task.InstanceID, &task.ExecutionID, &taskID, &task.Name, &task.Input, &opts,
-			&attempt, &prev, &created, &seq, &exp, &details, &prior); err != nil {
+			&attempt, &prev, &created, &seq, &exp, &details, &prior, &started, &released); err != nil {
 			return nil, err
 		}
 		task.TaskID, task.PriorAttempts = int(taskID), int(prior)
@@ -128,6 +128,8 @@ func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
 			ScheduledAt:        fromNanos(created),
 			LeaseExpiresAt:     fromNanos(exp),
 			HeartbeatDetails:   details,
+			StartedAttempt:     int(started),
+			Released:           int(released),
 		}, created: created, seq: seq})
 	}
 	if err := rows.Err(); err != nil {
@@ -415,7 +417,8 @@ var abandonActivityQuery = `WITH del AS (
 	DELETE FROM {s}.activity_tasks WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0
 		AND visible_at = ` + parkedSQL + ` RETURNING id
 ), upd AS (
-	UPDATE {s}.activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ` + retryAt("$3", "$4") + `
+	UPDATE {s}.activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ` + retryAt("$3", "$4") + `,
+		released = released + CASE WHEN $5 AND started_attempt <> attempt THEN 1 ELSE 0 END
 	WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0 AND visible_at <> ` + parkedSQL + `
 	RETURNING id
 )
@@ -424,15 +427,28 @@ SELECT id FROM del UNION ALL SELECT id FROM upd`
 // AbandonActivity implements backend.Backend. The task is claimable again
 // p.RetryAfter after the abandon by the database clock when it is
 // positive, else at p.RetryAt (at once when zero), with Attempt+1; a
-// parked task (its instance finished) is deleted instead.
+// parked task (its instance finished) is deleted instead. With
+// p.Unstarted, a delivery that did not mark itself started is counted in
+// the task's released deliveries.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	if err := b.fencedTaskWrite(ctx, op, p.ID, p.Attempt, abandonActivityQuery, nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
+	if err := b.fencedTaskWrite(ctx, op, p.ID, p.Attempt, abandonActivityQuery, nanos(p.RetryAt), int64(p.RetryAfter), p.Unstarted); err != nil {
 		return err
 	}
 	b.signalRetry(p)
 	return nil
+}
+
+// StartActivity implements backend.Backend: it records the delivery as the
+// task's newest started one, in one fenced statement (durable on return
+// with synchronous_commit on, PostgreSQL's default).
+func (b *Backend) StartActivity(ctx context.Context, p *backend.StartParams) error {
+	const op = "start activity"
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
+	}
+	return b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt, `started_attempt = attempt`)
 }

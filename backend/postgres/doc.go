@@ -44,8 +44,11 @@
 // ClaimOrchestrationSteps claim up to max work items in that one
 // statement). A claim whose reply is lost (the connection dies after the
 // commit) leaves a lease nobody works on: it lapses, and the next claim
-// gets the next attempt number; an at-most-once task then sees a possible
-// duplicate, the conservative answer.
+// gets the next attempt number. The lost claim made no start mark, so an
+// at-most-once task is not a possible duplicate on its account: a
+// delivery marks itself started (StartActivity, StartOrchestrationStep: one
+// fenced UPDATE, durable like any commit) just before at-most-once code
+// runs, and only marked deliveries count.
 //
 // A2, fencing. CompleteActivity, the Renew and Abandon methods and
 // CompleteOrchestrationStep check, in the statement or transaction that

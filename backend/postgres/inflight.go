@@ -47,7 +47,7 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		}
 		f.NextMessageAt = fromNanos(deref(next))
 		rows, err := tx.Query(ctx, b.q(`SELECT id, execution_id, task_id, name, options, attempt, prior_attempts,
-				lease_owner, lease_expires_at, claimed_at, visible_at, created_at
+				lease_owner, lease_expires_at, claimed_at, visible_at, created_at, started_attempt
 			FROM {s}.activity_tasks WHERE instance_id = $1 ORDER BY created_at, task_id, id`), instanceID)
 		if err != nil {
 			return err
@@ -55,17 +55,17 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		var (
 			ts                                  *backend.TaskState
 			opts                                string
-			taskID, att, prior                  int64
+			taskID, att, prior, started         int64
 			leaseExp, claimed, visible, created int64
 		)
 		ts = &backend.TaskState{}
 		_, err = pgx.ForEachRow(rows, []any{&ts.ID, &ts.ExecutionID, &taskID, &ts.Name, &opts, &att, &prior,
-			&ts.Owner, &leaseExp, &claimed, &visible, &created}, func() error {
+			&ts.Owner, &leaseExp, &claimed, &visible, &created, &started}, func() error {
 			t := *ts
 			if err := json.Unmarshal([]byte(opts), &t.Options); err != nil {
 				return fmt.Errorf("activity task %q: options: %w", t.ID, err)
 			}
-			t.TaskID, t.Attempt, t.PriorAttempts = int(taskID), int(att), int(prior)
+			t.TaskID, t.Attempt, t.PriorAttempts, t.StartedAttempt = int(taskID), int(att), int(prior), int(started)
 			t.ExpiresAt, t.ClaimedAt, t.ScheduledAt = fromNanos(leaseExp), fromNanos(claimed), fromNanos(created)
 			if visible == parkedAt {
 				t.Parked = true

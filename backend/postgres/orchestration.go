@@ -47,7 +47,7 @@ var claimStepsQuery = `WITH now_ready AS MATERIALIZED (
 UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $3,
 	lock_expires_at = ` + clock("$1") + ` + $4
 FROM pick WHERE id = pick.cid
-RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, lock_expires_at, ` + instanceColumns
+RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + instanceColumns
 
 // ClaimOrchestrationSteps leases up to max orchestration steps in one round
 // trip: it is ClaimOrchestrationStep for several instances at once, with
@@ -72,7 +72,7 @@ var claimInstanceStepQuery = `WITH pick AS (
 UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $3,
 	lock_expires_at = ` + clock("$1") + ` + $4
 FROM pick WHERE id = pick.cid
-RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, lock_expires_at, ` + instanceColumns
+RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + instanceColumns
 
 // claimStepsOf claims up to max steps, or, when only is set, the step of
 // that instance alone (ClaimInstanceStep).
@@ -137,14 +137,18 @@ func scanClaimedSteps(rows pgx.Rows) ([]*backend.OrchestrationWorkItem, int64, e
 	var wis []*backend.OrchestrationWorkItem
 	var now int64
 	for rows.Next() {
-		var completed, expires int64
+		var completed, started, expires int64
 		wi := &backend.OrchestrationWorkItem{}
-		in, err := scanInstance(prefixRow{rows, []any{&now, &wi.Attempt, &completed, &expires}})
+		in, err := scanInstance(prefixRow{rows, []any{&now, &wi.Attempt, &completed, &started, &expires}})
 		if err != nil {
 			return nil, 0, err
 		}
 		wi.Instance = in
 		wi.Deliveries = int(wi.Attempt - completed)
+		if started > completed {
+			// A start mark made since the last committed step.
+			wi.StartedAttempt = started
+		}
 		wi.LeaseExpiresAt = fromNanos(expires)
 		wi.History = []*backend.Event{}
 		wis = append(wis, wi)
@@ -362,6 +366,17 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 	}
 	b.signalRetry(p)
 	return nil
+}
+
+// StartOrchestrationStep implements backend.Backend: it records the
+// delivery as the step's newest started one, in one fenced statement
+// (durable on return with synchronous_commit on, PostgreSQL's default).
+func (b *Backend) StartOrchestrationStep(ctx context.Context, p *backend.StartParams) error {
+	const op = "start orchestration step"
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
+	}
+	return b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt, `step_started = step_attempt`)
 }
 
 // retryAt is the SQL for the time abandoned work is visible again: the

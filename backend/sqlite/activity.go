@@ -42,7 +42,6 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 	var (
 		wis   []*backend.ActivityWorkItem
 		opts  []string
-		atMO  bool
 		claim = activityClaim{owner: p.Owner, lease: p.LeaseDuration}
 	)
 	if p.ActivityNames != nil {
@@ -55,7 +54,7 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 		}
 		claim.names = string(names)
 	}
-	seq, err := b.writeSeq(ctx, op, p.Now, 0, func(t *txn) error {
+	err := b.write(ctx, op, p.Now, 0, func(t *txn) error {
 		wis, opts = wis[:0], opts[:0]
 		return claim.run(t, max, func(wi *backend.ActivityWorkItem, o string) {
 			wis = append(wis, wi)
@@ -71,18 +70,11 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 			// it is retried after the lease.
 			return nil, b.fail(op, fmt.Errorf("activity task %q: options: %w", wi.Task.ID, err))
 		}
-		atMO = atMO || wi.Task.Options.AtMostOnce
 	}
-	if atMO && b.syncWAL != nil {
-		// With synchronous=NORMAL the commit above is not on disk yet: a
-		// power loss could forget the attempt and run the code again as
-		// attempt 1. An at-most-once claim must be durable before its code
-		// runs, so sync the WAL now (A1), once for every claim committed
-		// by then.
-		if err := b.syncCommit(seq); err != nil {
-			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", wis[0].Task.ID, err))
-		}
-	}
+	// With synchronous=NORMAL the commit above may not be on disk yet.
+	// That is fine for every claim: a worker marks an at-most-once
+	// delivery started (StartActivity, which syncs) before its code runs,
+	// and that sync makes the claim durable too (A1).
 	return wis, nil
 }
 
@@ -112,12 +104,14 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 		opts              string
 		prevClaim, schedd int64
 		details           []byte
+		started, released int
 	}
 	var cands []*cand
 	for rows.Next() {
 		c := &cand{}
 		if err := rows.Scan(&c.task.ID, &c.task.InstanceID, &c.task.ExecutionID, &c.task.TaskID, &c.task.Name,
-			&c.task.Input, &c.opts, &c.prevClaim, &c.schedd, &c.details, &c.task.PriorAttempts); err != nil {
+			&c.task.Input, &c.opts, &c.prevClaim, &c.schedd, &c.details, &c.task.PriorAttempts,
+			&c.started, &c.released); err != nil {
 			_ = rows.Close()
 			return err
 		}
@@ -140,6 +134,8 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 			ScheduledAt:        fromNanos(cd.schedd),
 			LeaseExpiresAt:     expires,
 			HeartbeatDetails:   cd.details,
+			StartedAttempt:     cd.started,
+			Released:           cd.released,
 		}, cd.opts)
 		fault.Point(fault.ActivityClaimBeforeCommit)
 	}
@@ -153,7 +149,7 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 // plans with the value of a bare "LIMIT ?" and re-prepares the statement
 // whenever it changes, which costs more than the claim.
 const claimActivitiesQuery = `SELECT id, instance_id, execution_id, task_id, name, input, options, claimed_at,
-	created_at, heartbeat_details, prior_attempts FROM activity_tasks WHERE rowid IN (` + claimActivityRowids + `)
+	created_at, heartbeat_details, prior_attempts, started_attempt, released FROM activity_tasks WHERE rowid IN (` + claimActivityRowids + `)
 	ORDER BY created_at, rowid`
 
 // claimNamedActivitiesQuery is claimActivitiesQuery for the tasks of the
@@ -293,7 +289,9 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 // AbandonActivity implements backend.Backend. The task is claimable again
 // p.RetryAfter after the abandon by the store's clock when it is positive,
 // else at p.RetryAt (at once when zero), with Attempt+1; a parked task (its
-// instance finished) is deleted instead.
+// instance finished) is deleted instead. With p.Unstarted, a delivery that
+// did not mark itself started is counted in the task's released
+// deliveries.
 func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
 	const op = "abandon activity"
 	if err := p.Validate(); err != nil {
@@ -312,10 +310,52 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 			return err
 		}
 		t.work |= workTasks
-		_, err = t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?
-			WHERE id = ?`, nanos(retryAt(t, p)), p.ID)
+		_, err = t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?1,
+			released = released + (?2 AND started_attempt <> attempt) WHERE id = ?3`, nanos(retryAt(t, p)), p.Unstarted, p.ID)
 		return err
 	})
+}
+
+// StartActivity implements backend.Backend: it records the delivery as
+// the task's newest started one and, with synchronous=NORMAL, syncs the
+// WAL before returning (one fsync for every start and claim committed by
+// then: concurrent starts share it).
+func (b *Backend) StartActivity(ctx context.Context, p *backend.StartParams) error {
+	const op = "start activity"
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
+	}
+	seq, err := b.writeSeq(ctx, op, time.Time{}, 0, func(t *txn) error {
+		// The update is the fence; taskFence says why it wrote nothing.
+		res, err := t.exec(`UPDATE activity_tasks SET started_attempt = attempt
+			WHERE id = ? AND attempt = ? AND claimed_at <> 0`, p.ID, p.Attempt)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		_, _, err = t.taskFence(p.ID, p.Attempt)
+		if err == nil {
+			err = fmt.Errorf("activity task %q: attempt %d not marked started", p.ID, p.Attempt)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return b.syncStart(op, seq, p.ID)
+}
+
+// syncStart makes the start mark committed in commit seq durable.
+func (b *Backend) syncStart(op string, seq uint64, id string) error {
+	if b.syncWAL == nil {
+		return nil
+	}
+	if err := b.syncCommit(seq); err != nil {
+		return b.fail(op, fmt.Errorf("sync WAL for the start of %q: %w", id, err))
+	}
+	return nil
 }
 
 func encodeActivityOptions(o backend.ActivityOptions) (string, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"duro/backend"
 )
@@ -35,27 +36,6 @@ func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimPa
 // different instance, in claim order. All claims commit before it returns.
 func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
 	return b.claimSteps(ctx, "claim orchestration steps", p, max)
-}
-
-// SyncClaims implements backend.ClaimSyncer: with synchronous=NORMAL it
-// syncs the WAL, unless a sync made since the last commit already covers
-// every claim returned so far; under FULL and EXTRA (and in memory) commits
-// are as durable as they get, and it does nothing.
-func (b *Backend) SyncClaims(ctx context.Context) error {
-	if b.closed.Load() {
-		return b.fail("sync claims", backend.ErrClosed)
-	}
-	if b.syncWAL == nil {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return b.fail("sync claims", err)
-	}
-	// A claim's commit is counted before the claim returns.
-	if err := b.syncCommit(b.w.commits.Load()); err != nil {
-		return b.fail("sync claims", fmt.Errorf("sync WAL: %w", err))
-	}
-	return nil
 }
 
 // claimedStep is a claimed step whose events are still encoded: they are
@@ -91,12 +71,12 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 		// The ready columns are kept exact, so a candidate always has a
 		// visible message; stale only guards against a stale summary.
 		for stale := 0; len(claimed) < max && stale < 3; {
-			var attempt, completed int64
+			var attempt, completed, started int64
 			q, args := claimStepUpdate, []any{n, p.Owner, expires.UnixNano()}
 			if only != "" {
 				q, args = claimInstanceStepUpdate, append(args, only)
 			}
-			in, err := scanInstance(t.queryRow(q, args...), &attempt, &completed)
+			in, err := scanInstance(t.queryRow(q, args...), &attempt, &completed, &started)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil
 			}
@@ -131,7 +111,7 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 			}
 			claimed = append(claimed, claimedStep{
 				wi: &backend.OrchestrationWorkItem{Instance: in, Messages: ids, Attempt: attempt,
-					Deliveries: int(attempt - completed), LeaseExpiresAt: expires},
+					Deliveries: int(attempt - completed), LeaseExpiresAt: expires, StartedAttempt: startedSince(started, completed)},
 				prefix: prefix, epoch: epoch, history: h, msgs: msgs,
 			})
 		}
@@ -168,13 +148,22 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 // ?2 until ?3, in one statement that returns the instance, its step
 // attempt and its completed attempt.
 const claimStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, lock_owner = ?2, lock_expires_at = ?3
-	WHERE id = (` + claimStepQuery + `) RETURNING ` + instanceColumns + `, step_attempt, completed_attempt`
+	WHERE id = (` + claimStepQuery + `) RETURNING ` + instanceColumns + `, step_attempt, completed_attempt, step_started`
+
+// startedSince is a step's start mark, step_started, if it was made since
+// the last committed step (completed_attempt), else 0.
+func startedSince(started, completed int64) int64 {
+	if started > completed {
+		return started
+	}
+	return 0
+}
 
 // claimInstanceStepUpdate is claimStepUpdate for instance ?4 alone, if it
 // has a visible message and no live lease at ?1.
 const claimInstanceStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, lock_owner = ?2, lock_expires_at = ?3
 	WHERE id = ?4 AND ready_at IS NOT NULL AND ready_at <= ?1 AND lock_expires_at <= ?1
-	RETURNING ` + instanceColumns + `, step_attempt, completed_attempt`
+	RETURNING ` + instanceColumns + `, step_attempt, completed_attempt, step_started`
 
 // claimStepQuery picks the instance to claim at ?1: the better of the first
 // free instance with a message visible at once (ready_at = 0, in ready_key
@@ -227,3 +216,24 @@ const (
 	visibleControlMessagesQuery = `SELECT id, execution_id, event, visible_at FROM inbox INDEXED BY inbox_control_sort
 		WHERE instance_id = ?1 AND control = 1 AND visible_at <= ?2 ORDER BY sort_at, seq LIMIT ?3`
 )
+
+// StartOrchestrationStep implements backend.Backend: it records the
+// delivery as the step's newest started one and, with
+// synchronous=NORMAL, syncs the WAL before returning.
+func (b *Backend) StartOrchestrationStep(ctx context.Context, p *backend.StartParams) error {
+	const op = "start orchestration step"
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
+	}
+	seq, err := b.writeSeq(ctx, op, time.Time{}, 0, func(t *txn) error {
+		if err := t.fence(p.ID, p.ExecutionID, p.Attempt); err != nil {
+			return err
+		}
+		_, err := t.exec(`UPDATE instances SET step_started = step_attempt WHERE id = ?`, p.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return b.syncStart(op, seq, p.ID)
+}

@@ -58,10 +58,12 @@
 //     kernel crash may be rolled back: an attempt number could then be handed
 //     out again after the machine restarts, and a step or an activity
 //     completion could be lost (and redone). It is several times faster.
-//     The claim of an at-most-once task is the exception: it syncs the WAL
-//     before it returns (one sync covers every claim committed by then).
-//     So is an entity batch that holds an at-most-once operation: the
-//     worker calls SyncClaims (backend.ClaimSyncer) before the batch runs.
+//     The start mark of a delivery that runs code at most once is the
+//     exception (StartActivity, StartOrchestrationStep): it syncs the WAL
+//     before it returns, which makes the delivery's claim durable too (one
+//     sync covers every commit made by then, and concurrent starts share
+//     it), so an attempt number seen by at-most-once code is never handed
+//     out again.
 //   - EXTRA is FULL plus a sync of the directory after deleting a journal;
 //     in WAL mode it costs little more than FULL.
 //

@@ -40,7 +40,7 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		}
 		f.NextMessageAt = fromNanos(next.Int64)
 		rows, err := d.query(`SELECT id, execution_id, task_id, name, options, attempt, prior_attempts, lease_owner,
-				lease_expires_at, claimed_at, visible_at, created_at
+				lease_expires_at, claimed_at, visible_at, created_at, started_attempt
 			FROM activity_tasks WHERE instance_id = ? ORDER BY created_at, task_id, id`, instanceID)
 		if err != nil {
 			return err
@@ -50,7 +50,7 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 			var opts string
 			var leaseExp, claimed, visible, created int64
 			if err := rows.Scan(&ts.ID, &ts.ExecutionID, &ts.TaskID, &ts.Name, &opts, &ts.Attempt, &ts.PriorAttempts,
-				&ts.Owner, &leaseExp, &claimed, &visible, &created); err != nil {
+				&ts.Owner, &leaseExp, &claimed, &visible, &created, &ts.StartedAttempt); err != nil {
 				_ = rows.Close()
 				return err
 			}

@@ -54,7 +54,6 @@ var (
 	_ backend.Backend      = (*Backend)(nil)
 	_ backend.WorkNotifier = (*Backend)(nil)
 	_ backend.KindNotifier = (*Backend)(nil)
-	_ backend.ClaimSyncer  = (*Backend)(nil)
 )
 
 // Open opens the SQLite database file at path, creating it if needed, applies

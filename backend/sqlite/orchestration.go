@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 
@@ -84,7 +83,7 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 		max = len(p.ActivityTasks)
 	}
 	var claimed []*backend.ActivityWorkItem
-	seq, err := b.writeSeq(ctx, op, p.Now, enc.size, func(t *txn) error {
+	err = b.write(ctx, op, p.Now, enc.size, func(t *txn) error {
 		claimed = claimed[:0]
 		err := t.updateInstance(p, enc)
 		if errors.Is(err, errStepCommitted) {
@@ -166,15 +165,8 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 	if err != nil {
 		return nil, err
 	}
-	if b.syncWAL != nil && slices.ContainsFunc(claimed, func(wi *backend.ActivityWorkItem) bool {
-		return wi.Task.Options.AtMostOnce
-	}) {
-		// As in claimActivities: an at-most-once claim is on disk before
-		// its code runs (A1).
-		if err := b.syncCommit(seq); err != nil {
-			return nil, b.fail(op, fmt.Errorf("sync WAL for at-most-once claim of %q: %w", claimed[0].Task.ID, err))
-		}
-	}
+	// Eager claims need no sync: a worker marks an at-most-once delivery
+	// started (StartActivity, which syncs) before its code runs.
 	// Tests lose the reply here, after the step has committed.
 	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
 		return nil, b.fail(op, err)

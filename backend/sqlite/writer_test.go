@@ -277,49 +277,6 @@ func TestStaleSummaryRepaired(t *testing.T) {
 	}
 }
 
-// TestBatchClaimSyncsWALOnce claims several at-most-once tasks in one batch
-// under synchronous=NORMAL: the WAL is synced once for all of them, after
-// the commit and before the claim returns.
-func TestBatchClaimSyncsWALOnce(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	b, err := Open(ctx, filepath.Join(t.TempDir(), "n.db"), &Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
-	if err := b.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "i", Name: "o", ExecutionID: "e"}); err != nil {
-		t.Fatal(err)
-	}
-	claim := &backend.ClaimParams{Owner: "w", LeaseDuration: time.Minute}
-	wi, err := b.ClaimOrchestrationStep(ctx, claim)
-	if err != nil || wi == nil {
-		t.Fatal(wi, err)
-	}
-	p := &backend.CompleteOrchestrationStepParams{InstanceID: "i", ExecutionID: "e", Attempt: wi.Attempt,
-		Status: backend.StatusRunning, ConsumedMessageIDs: []string{wi.Messages[0].ID}}
-	for i := range 3 {
-		p.ActivityTasks = append(p.ActivityTasks, &backend.ActivityTask{ID: backend.TaskMessageID("i", "e", i),
-			InstanceID: "i", ExecutionID: "e", TaskID: i, Name: "a", Options: backend.ActivityOptions{AtMostOnce: true}})
-	}
-	if err := b.CompleteOrchestrationStep(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	wis, err := b.ClaimActivities(ctx, claim, 5)
-	if err != nil || len(wis) != 3 {
-		t.Fatalf("%d claimed, %v", len(wis), err)
-	}
-	if n := b.walSyncs.Load(); n != 1 {
-		t.Fatalf("%d WAL syncs, want 1", n)
-	}
-	if _, err := b.ClaimActivities(ctx, claim, 5); err != nil {
-		t.Fatal(err)
-	}
-	if n := b.walSyncs.Load(); n != 1 {
-		t.Fatalf("%d WAL syncs after an empty claim, want 1", n)
-	}
-}
-
 // TestHistCache checks the cache's rules: a fill read before an
 // invalidation is ignored, a shorter fill does not replace a longer one, a
 // different execution misses, and the size bound evicts the least recently

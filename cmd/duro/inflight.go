@@ -116,6 +116,13 @@ func activityText(f *duro.InFlight, a *duro.ActivityInFlight) string {
 	case duro.ActivityLeaseExpired:
 		s += fmt.Sprintf("attempt %d was leased to %s until %s; the next claim delivers it again as attempt %d",
 			a.Attempt, ownerText(a.Owner, a.OwnerLive, f.WorkersKnown), whenText(a.LeaseExpiresAt, f.Now), a.Attempt+1)
+		if a.Options.AtMostOnce {
+			if a.StartedAttempt > 0 {
+				s += fmt.Sprintf(", a possible duplicate: attempt %d started its code", a.StartedAttempt)
+			} else {
+				s += ", not a duplicate: no delivery started its code"
+			}
+		}
 	case duro.ActivityDelayed:
 		s += fmt.Sprintf("attempt %d handed back; delivered again %s", a.Attempt, whenText(a.NextAttemptAt, f.Now))
 	case duro.ActivityRetryWait:
@@ -166,7 +173,7 @@ func toSDKInFlight(in *server.Instance) *duro.InFlight {
 			NextMessageAt: s.NextMessageAt}}
 	for _, a := range f.Activities {
 		out.Activities = append(out.Activities, &duro.ActivityInFlight{TaskID: a.TaskID, Name: a.Activity, State: a.State,
-			Options: a.Options, Attempt: a.Attempt, Owner: a.Owner, OwnerLive: a.OwnerLive, LeaseExpiresAt: a.LeaseExpiresAt,
+			Options: a.Options, Attempt: a.Attempt, StartedAttempt: a.StartedAttempt, Owner: a.Owner, OwnerLive: a.OwnerLive, LeaseExpiresAt: a.LeaseExpiresAt,
 			ClaimedAt: a.ClaimedAt, ScheduledAt: a.ScheduledAt, NextAttemptAt: a.NextAttemptAt,
 			LastFailure: toSDKFailure(a.LastFailure)})
 	}

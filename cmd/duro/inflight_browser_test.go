@@ -71,7 +71,8 @@ func TestDashboardInFlight(t *testing.T) {
 		chromedp.Text(`#pending-activities tr[data-task="0"]`, &charge, q),
 		chromedp.Text(`#blocked`, &blocked, q),
 		chromedp.Text(`#step-state`, &step, q))
-	for _, want := range []string{"Charge", "at-most-once", "LeaseExpired", "again as attempt 2", "killed-worker", "no live worker"} {
+	for _, want := range []string{"Charge", "at-most-once", "LeaseExpired", "again as attempt 2", "not a duplicate (no delivery started its code)",
+		"killed-worker", "no live worker"} {
 		if !strings.Contains(charge, want) {
 			t.Errorf("the charge's row lacks %q: %q", want, charge)
 		}

@@ -34,6 +34,8 @@ type serverOptions struct {
 	maxBody   int64
 	trace     telemetry.TraceConfig
 	logFormat string
+	// stopTimeout bounds the demo worker's graceful stop on SIGTERM.
+	stopTimeout time.Duration
 }
 
 func (a *app) serverCmd() *cobra.Command {
@@ -78,6 +80,8 @@ apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", defaultListen, "the `ADDRESS` to listen on (host:port)")
 	f.BoolVar(&o.demo, "demo", false, "also run a worker with the demo's workflows (see above)")
+	f.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second,
+		"on SIGTERM or Ctrl-C, how long the demo worker lets running activities finish (releasing unstarted ones at once) before it hands them back")
 	f.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "the largest request body accepted, in `BYTES`")
 	f.StringVar(&o.trace.Exporter, "trace-exporter", telemetry.ExporterNone, "where the demo worker's spans go: none, stdout or otlp")
 	f.StringVar(&o.trace.Endpoint, "trace-endpoint", "", "the OTLP/HTTP `URL` for --trace-exporter otlp (default: OTEL_EXPORTER_OTLP_ENDPOINT or https://localhost:4318)")
@@ -172,7 +176,7 @@ func (a *app) runServer(cmd *cobra.Command, o *serverOptions) error {
 		if err := checkServerDemoStore(ctx, c, a.store); err != nil {
 			return err
 		}
-		dh = &demoHost{be: metrics.Backend(be), log: logger, tracer: tp, metrics: metrics,
+		dh = &demoHost{be: metrics.Backend(be), log: logger, tracer: tp, metrics: metrics, stopTimeout: o.stopTimeout,
 			out: &demoPrinter{w: a.stdout, start: time.Now()}}
 		info.Workers = "demo"
 		info.Samples = demoSamples()

@@ -29,6 +29,8 @@ type demoHost struct {
 	metrics *server.Metrics
 	out     *demoPrinter
 	n       int
+	// stopTimeout bounds the graceful stop when the server stops.
+	stopTimeout time.Duration
 }
 
 // run runs workers until ctx is done.
@@ -56,9 +58,19 @@ func (h *demoHost) run(ctx context.Context) error {
 		what := ""
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// A graceful scale-in: claimed deliveries that have not
+			// started are released at once, unstarted; running code has
+			// stopTimeout to finish, its leases renewed meanwhile.
+			h.out.line("worker", "%s stopping: releasing unstarted work, letting running activities finish", name)
+			timeout := h.stopTimeout
+			if timeout <= 0 {
+				timeout = 30 * time.Second
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			_ = w.Stop(sctx)
+			if err := w.Stop(sctx); err != nil {
+				h.out.line("worker", "%s: running activities did not finish in %s; handed back", name, timeout)
+			}
 			return nil
 		case <-acts.charging:
 			what = "charge"

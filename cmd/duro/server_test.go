@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -236,5 +238,47 @@ func TestServerDemoNeedsDemoWorker(t *testing.T) {
 	_, body := s.get(t, "/api/v1/info", "")
 	if err := json.Unmarshal([]byte(body), &info); err != nil || info.Workers != "" {
 		t.Errorf("info %s", body)
+	}
+}
+
+// TestServerDemoSIGTERM runs the real binary's demo worker and sends it
+// SIGTERM, as an orchestrator scaling in does: the worker stops
+// gracefully (releasing unstarted work, letting running activities
+// finish) and the server exits 0.
+func TestServerDemoSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "duro")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, bin, "server", "--store", filepath.Join(t.TempDir(), "s.db"), "--demo",
+		"--listen", "127.0.0.1:0", "--stop-timeout", "20s")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "demo-worker-1 started"); {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the demo worker did not start:\n%s", out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("duro server after SIGTERM: %v\n%s", err, out)
+	}
+	for _, want := range []string{"demo-worker-1 stopping: releasing unstarted work, letting running activities finish", "duro server stopped"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

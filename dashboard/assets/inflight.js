@@ -29,7 +29,9 @@ const STEP_TEXT = {
 const ACTIVITY_TEXT = {
   Waiting: (a) => a.attempt ? `waiting for delivery ${a.attempt + 1}` : "waiting for its first delivery",
   Running: () => "running",
-  LeaseExpired: (a) => `lease lapsed: the next claim delivers it again as attempt ${a.attempt + 1}`,
+  LeaseExpired: (a) => `lease lapsed: the next claim delivers it again as attempt ${a.attempt + 1}` +
+    (a.options && a.options.atMostOnce ? (a.startedAttempt ? `, a possible duplicate (attempt ${a.startedAttempt} started its code)` :
+      ", not a duplicate (no delivery started its code)") : ""),
   Delayed: () => "handed back, delivered again later",
   RetryWait: () => "failed; waiting for the retry policy's next try",
   ResultPending: () => "completed; the next step takes its result",

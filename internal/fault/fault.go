@@ -32,6 +32,10 @@ const (
 	ActivityClaimBeforeCommit = "activity-claim-before-commit"
 	// ActivityAfterClaim: the claim has committed; the code has not started.
 	ActivityAfterClaim = "activity-after-claim"
+	// ActivityAfterStart: an at-most-once delivery has marked itself
+	// started; its code has not run (the instant in which a crash makes
+	// the next delivery a possible duplicate although the code never ran).
+	ActivityAfterStart = "activity-after-start"
 	// ActivityBeforeComplete: the code returned; its completion has not
 	// committed.
 	ActivityBeforeComplete = "activity-before-complete"
