@@ -270,16 +270,23 @@ func (c *Client) RaiseEvent(ctx context.Context, id, name string, data any) erro
 
 // Terminate asks the instance to stop. The next orchestration step records
 // the termination, terminates its running sub-orchestrations and tells its
-// parent; no more orchestration code runs. It returns ErrInstanceNotFound or
-// ErrInstanceFinished.
+// parent; no more orchestration code runs. When no worker holds the
+// instance's step (none is running, or none registers its orchestration:
+// a Pending instance nobody can start) and the store can claim one
+// instance's step (backend.InstanceClaimer), the client runs that step
+// itself, so the instance is Terminated when Terminate returns; otherwise
+// the worker that holds it records the termination. It returns
+// ErrInstanceNotFound or ErrInstanceFinished.
 func (c *Client) Terminate(ctx context.Context, id, reason string) error {
+	msgID := "terminate/" + uuid.NewString()
 	err := c.be.EnqueueMessage(ctx, &backend.Message{
-		ID: "terminate/" + uuid.NewString(), InstanceID: id,
+		ID: msgID, InstanceID: id,
 		Event: &backend.Event{Type: backend.EventExecutionTerminated, Reason: reason, Timestamp: time.Now().UTC()},
 	})
 	if err != nil {
 		return fmt.Errorf("duro: terminate %q: %w", id, err)
 	}
+	c.terminateNow(ctx, id, msgID)
 	return nil
 }
 

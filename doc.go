@@ -84,7 +84,15 @@
 // Client.ResumeOutcome reports; Client.Rewind takes a Failed instance back
 // to the point before its first failure and re-runs what failed;
 // Client.Terminate and Client.Purge end and delete instances (a result that
-// arrives after the end is kept in the history as a LateResult event).
+// arrives after the end is kept in the history as a LateResult event; a
+// termination that no worker would record, because none holds or can run
+// the instance, the client records itself).
+//
+// Client.InFlight shows what an instance has in flight: its step, each
+// activity call not finished with its attempt, lease owner and expiry,
+// last failure and next retry, its timers, and what blocks it. Workers
+// record heartbeats in the store (WorkerOptions.HeartbeatInterval), which
+// Client.Workers lists, live and recently gone.
 //
 // # Entities
 //

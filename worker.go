@@ -87,6 +87,14 @@ type WorkerOptions struct {
 	EntityQueueLimit int
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// HeartbeatInterval is how often the worker records its heartbeat in
+	// the store (when it keeps them, backend.WorkerRegistry): its name,
+	// host, registrations and busy slots, for 'duro workers', the API and
+	// the dashboard, and to flag instances no live worker can run. A
+	// worker counts as gone three intervals after its last heartbeat, or
+	// at once after Stop. Negative turns heartbeats off (the worker is then
+	// invisible to operators). Default: DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
 	// Tracer receives a span for each orchestration step and each activity
 	// delivery, all of an execution's spans in one trace (see
 	// docs/server.md). Default: a no-op provider.
@@ -149,6 +157,9 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.EntityQueueLimit == 0 {
 		o.EntityQueueLimit = DefaultEntityQueueLimit
 	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -176,6 +187,8 @@ func (o WorkerOptions) validate() error {
 		return fmt.Errorf("duro: WorkerOptions.EntityDedupWindow (%d) and EntityDedupAge (%v) must not be negative", o.EntityDedupWindow, o.EntityDedupAge)
 	case o.EntityQueueLimit < 0:
 		return fmt.Errorf("duro: WorkerOptions.EntityQueueLimit is %d; want > 0", o.EntityQueueLimit)
+	case o.HeartbeatInterval > 0 && o.HeartbeatInterval < 10*time.Millisecond:
+		return fmt.Errorf("duro: WorkerOptions.HeartbeatInterval is %v; want >= 10ms (or negative: off)", o.HeartbeatInterval)
 	case o.MaxStepDeliveries < 0:
 		return fmt.Errorf("duro: WorkerOptions.MaxStepDeliveries is %d; want > 0", o.MaxStepDeliveries)
 	}
@@ -329,7 +342,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); orch.Run(claimCtx, workCtx) }()
 	go func() { defer wg.Done(); act.Run(claimCtx, workCtx) }()
-	go func() { wg.Wait(); close(w.done) }()
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	beats := w.startHeartbeat(claimCtx, drained, orch, act)
+	go func() { <-beats; close(w.done) }()
 	w.log.Debug("duro: worker started")
 	return nil
 }

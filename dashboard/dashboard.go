@@ -2,7 +2,9 @@
 // page of plain HTML, CSS and JavaScript, embedded in the binary (no CDN, no
 // build step), that talks to the JSON API of package server. It shows the
 // instances with filters and live status, each instance's history as a
-// timeline, and the tasks that wait for an operator's decision, with the
+// timeline and its work in flight (pending activities with their attempts,
+// lease owners and retries), the workers and their heartbeats, and the
+// tasks that wait for an operator's decision, with the
 // decisions and the suspend, resume, rewind and terminate actions behind a
 // confirmation.
 //

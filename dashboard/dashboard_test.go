@@ -25,6 +25,7 @@ func TestHandler(t *testing.T) {
 		{"/assets/style.css", 200, "text/css", "@media (max-width: 700px)"},
 		{"/assets/ui.js", 200, "javascript", "const api"},
 		{"/assets/timeline.js", 200, "javascript", "function buildTimeline"},
+		{"/assets/inflight.js", 200, "javascript", "function workersView"},
 		{"/assets/nope.js", 404, "", ""},
 		{"/instances", 404, "", ""},
 	}

@@ -150,9 +150,67 @@ func (b *meteredBackend) ProcessedRequests(ctx context.Context, instanceID strin
 	return nil, fmt.Errorf("server: the wrapped backend keeps no request window: %w", errors.ErrUnsupported)
 }
 
+// errNotForwarded is what a forwarded capability returns when the wrapped
+// backend lacks it.
+func errNotForwarded(what string) error {
+	return fmt.Errorf("server: the wrapped backend has no %s: %w", what, errors.ErrUnsupported)
+}
+
+// InFlight implements backend.InFlightReader: it forwards to be, and
+// returns errors.ErrUnsupported when be cannot.
+func (b *meteredBackend) InFlight(ctx context.Context, instanceID string) (*backend.InFlight, error) {
+	if r, ok := b.Backend.(backend.InFlightReader); ok {
+		return r.InFlight(ctx, instanceID)
+	}
+	return nil, errNotForwarded("in-flight view")
+}
+
+// ClaimInstanceStep implements backend.InstanceClaimer: it forwards to be,
+// and claims nothing when be cannot. The claim is counted like the others.
+func (b *meteredBackend) ClaimInstanceStep(ctx context.Context, instanceID string, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	ic, ok := b.Backend.(backend.InstanceClaimer)
+	if !ok {
+		return nil, nil
+	}
+	wi, err := ic.ClaimInstanceStep(ctx, instanceID, p)
+	if wi != nil {
+		b.m.observeStep(wi, claimTime(p))
+	}
+	return wi, err
+}
+
+// UpsertWorker implements backend.WorkerRegistry: it forwards to be, and
+// returns errors.ErrUnsupported when be keeps no heartbeats (workers then
+// record none).
+func (b *meteredBackend) UpsertWorker(ctx context.Context, p *backend.UpsertWorkerParams) error {
+	if r, ok := b.Backend.(backend.WorkerRegistry); ok {
+		return r.UpsertWorker(ctx, p)
+	}
+	return errNotForwarded("worker registry")
+}
+
+// ListWorkers implements backend.WorkerRegistry: it forwards to be.
+func (b *meteredBackend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams) (*backend.WorkerList, error) {
+	if r, ok := b.Backend.(backend.WorkerRegistry); ok {
+		return r.ListWorkers(ctx, p)
+	}
+	return nil, errNotForwarded("worker registry")
+}
+
+// PruneWorkers implements backend.WorkerRegistry: it forwards to be.
+func (b *meteredBackend) PruneWorkers(ctx context.Context, p *backend.PruneWorkersParams) (int, error) {
+	if r, ok := b.Backend.(backend.WorkerRegistry); ok {
+		return r.PruneWorkers(ctx, p)
+	}
+	return 0, errNotForwarded("worker registry")
+}
+
 var (
 	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
 	_ backend.RequestWindow       = (*meteredBackend)(nil)
+	_ backend.InFlightReader      = (*meteredBackend)(nil)
+	_ backend.InstanceClaimer     = (*meteredBackend)(nil)
+	_ backend.WorkerRegistry      = (*meteredBackend)(nil)
 )
 
 func claimTime(p *backend.ClaimParams) time.Time {

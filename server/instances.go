@@ -49,14 +49,21 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, &StartResponse{ID: id})
 }
 
-// get serves GET /api/v1/instances/{id}.
+// get serves GET /api/v1/instances/{id}, with the instance's work in
+// flight.
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	inst, err := s.c.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NewInstance(inst))
+	out := NewInstance(inst)
+	if f, err := s.c.InFlight(r.Context(), inst.ID); err == nil {
+		out.InFlight = NewInFlight(f)
+	} else if !errors.Is(err, duro.ErrInstanceNotFound) {
+		s.log.Warn("server: in-flight work", "instance", inst.ID, "err", err)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // history serves GET /api/v1/instances/{id}/history.
@@ -100,9 +107,27 @@ func (s *Server) suspend(w http.ResponseWriter, r *http.Request) {
 	s.withReason(w, r, "suspension", s.c.Suspend)
 }
 
-// terminate serves POST /api/v1/instances/{id}/terminate.
+// terminate serves POST /api/v1/instances/{id}/terminate. When no worker
+// held the instance, the client recorded the termination at once, and the
+// answer says so.
 func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
-	s.withReason(w, r, "termination", s.c.Terminate)
+	req, err := decodeReason(r.Body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	if err := s.c.Terminate(r.Context(), id, req.Reason); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if inst, err := s.c.Get(r.Context(), id); err == nil && inst.Status == duro.StatusTerminated {
+		writeJSON(w, http.StatusAccepted, map[string]string{
+			"id": id, "status": "terminated: no worker held the instance, so the termination was recorded at once",
+		})
+		return
+	}
+	accepted(w, id, "termination")
 }
 
 // rewind serves POST /api/v1/instances/{id}/rewind. A rewind takes effect

@@ -1,7 +1,7 @@
 // Package server is duro's management HTTP API: an http.Handler that serves
 // a JSON API over a duro.Client (start, get, list, history, raise, suspend,
 // resume with decisions, rewind, terminate, purge, pending decisions,
-// entities), health and readiness probes, Prometheus metrics and the API's
+// entities, in-flight work and workers), health and readiness probes, Prometheus metrics and the API's
 // OpenAPI document, and mounts the web dashboard (package dashboard).
 //
 // The routes are standard net/http ServeMux patterns, listed with their
@@ -130,6 +130,7 @@ func (s *Server) register(reg *prometheus.Registry) {
 	s.handle("POST /api/v1/instances/{id}/terminate", s.terminate)
 	s.handle("POST /api/v1/purge", s.purgeWhere)
 	s.handle("GET /api/v1/decisions", s.decisions)
+	s.handle("GET /api/v1/workers", s.workers)
 	s.handle("GET /api/v1/entities", s.entities)
 	s.handle("POST /api/v1/entities/clean", s.cleanEntities)
 	s.handle("GET /api/v1/entities/{name}/{key}", s.entity)

@@ -31,6 +31,9 @@ type Instance struct {
 	// LastResume is the outcome of the last resume the instance's steps
 	// applied or refused.
 	LastResume *ResumeOutcome `json:"lastResume,omitempty"`
+	// InFlight is the instance's work in flight; only
+	// GET /api/v1/instances/{id} carries it.
+	InFlight *InFlight `json:"inFlight,omitempty"`
 }
 
 // ResumeOutcome says what became of a resume: GET

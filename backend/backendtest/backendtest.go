@@ -77,6 +77,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Fleet", fleetTests()},
 		{"StartMarks", startMarkTests()},
 		{"PreciseAtMostOnce", preciseTests()},
+		{"InFlight", append(inFlightTests(), sdkInFlightTests()...)},
 	}
 	for _, g := range groups {
 		// The group itself is not parallel: t.Run returns only after all of

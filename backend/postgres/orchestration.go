@@ -59,6 +59,24 @@ func (b *Backend) ClaimOrchestrationSteps(ctx context.Context, p *backend.ClaimP
 }
 
 func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	return b.claimStepsOf(ctx, op, p, max, "")
+}
+
+// claimInstanceStepQuery is claimStepsQuery for instance $5 alone, if it
+// has a visible message and no live lease.
+var claimInstanceStepQuery = `WITH pick AS (
+	SELECT id AS cid FROM {s}.instances
+	 WHERE id = $5 AND ready_at IS NOT NULL AND ready_at <= ` + clock("$1") + ` AND lock_expires_at <= ` + clock("$1") + `
+	 LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED
+)
+UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $3,
+	lock_expires_at = ` + clock("$1") + ` + $4
+FROM pick WHERE id = pick.cid
+RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + instanceColumns
+
+// claimStepsOf claims up to max steps, or, when only is set, the step of
+// that instance alone (ClaimInstanceStep).
+func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimParams, max int, only string) ([]*backend.OrchestrationWorkItem, error) {
 	if err := p.Validate(); err != nil {
 		return nil, b.fail(op, err)
 	}
@@ -75,7 +93,11 @@ func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimPar
 	// The claim is one statement: nothing to retry but a failure before it
 	// was sent.
 	for try := 0; ; try++ {
-		rows, err := b.pool.Query(ctx, b.q(claimStepsQuery), nanos(p.Now), max, p.Owner, int64(p.LeaseDuration))
+		query, args := claimStepsQuery, []any{nanos(p.Now), max, p.Owner, int64(p.LeaseDuration)}
+		if only != "" {
+			query, args = claimInstanceStepQuery, append(args, only)
+		}
+		rows, err := b.pool.Query(ctx, b.q(query), args...)
 		if err == nil {
 			wis, now, err = scanClaimedSteps(rows)
 		}

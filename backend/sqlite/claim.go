@@ -51,6 +51,12 @@ type claimedStep struct {
 }
 
 func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimParams, max int) ([]*backend.OrchestrationWorkItem, error) {
+	return b.claimStepsOf(ctx, op, p, max, "")
+}
+
+// claimStepsOf claims up to max steps, or, when only is set, the step of
+// that instance alone (ClaimInstanceStep).
+func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimParams, max int, only string) ([]*backend.OrchestrationWorkItem, error) {
 	if err := p.Validate(); err != nil {
 		return nil, b.fail(op, err)
 	}
@@ -66,7 +72,11 @@ func (b *Backend) claimSteps(ctx context.Context, op string, p *backend.ClaimPar
 		// visible message; stale only guards against a stale summary.
 		for stale := 0; len(claimed) < max && stale < 3; {
 			var attempt, completed, started int64
-			in, err := scanInstance(t.queryRow(claimStepUpdate, n, p.Owner, expires.UnixNano()), &attempt, &completed, &started)
+			q, args := claimStepUpdate, []any{n, p.Owner, expires.UnixNano()}
+			if only != "" {
+				q, args = claimInstanceStepUpdate, append(args, only)
+			}
+			in, err := scanInstance(t.queryRow(q, args...), &attempt, &completed, &started)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil
 			}
@@ -148,6 +158,12 @@ func startedSince(started, completed int64) int64 {
 	}
 	return 0
 }
+
+// claimInstanceStepUpdate is claimStepUpdate for instance ?4 alone, if it
+// has a visible message and no live lease at ?1.
+const claimInstanceStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, lock_owner = ?2, lock_expires_at = ?3
+	WHERE id = ?4 AND ready_at IS NOT NULL AND ready_at <= ?1 AND lock_expires_at <= ?1
+	RETURNING ` + instanceColumns + `, step_attempt, completed_attempt, step_started`
 
 // claimStepQuery picks the instance to claim at ?1: the better of the first
 // free instance with a message visible at once (ready_at = 0, in ready_key

@@ -41,6 +41,8 @@ type instanceAPI interface {
 	ListEntities(ctx context.Context, q duro.EntityQuery) (*duro.EntityPage, error)
 	SignalEntity(ctx context.Context, id duro.EntityID, op string, input any, opts ...duro.SignalOptions) error
 	CleanEntities(ctx context.Context) (purged, asked int, err error)
+	InFlight(ctx context.Context, id string) (*duro.InFlight, error)
+	Workers(ctx context.Context) (*duro.WorkerList, error)
 }
 
 var (

@@ -1,8 +1,18 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
+
+	"duro/server"
 )
+
+// statusJSON is status -o json: the instance with its work in flight.
+type statusJSON struct {
+	instanceJSON
+	InFlight *server.InFlight `json:"inFlight,omitempty"`
+}
 
 func (a *app) statusCmd() *cobra.Command {
 	var output string
@@ -13,8 +23,15 @@ func (a *app) statusCmd() *cobra.Command {
 times, input, output and custom status (as JSON) and, for a failed instance,
 the failure's type and message. For a suspended instance it shows why and
 since when, whether its step was poisoned, the tasks that await an
-operator's decision, and the command that resumes it. -o json prints the
-same as a JSON object.`,
+operator's decision, and the command that resumes it.
+
+Under "In flight" it shows the work the instance has in flight: its
+orchestration step (waiting, running on a worker, or leased to one whose
+lease lapsed), each activity call that has not finished (its task,
+attempt, lease owner and expiry, its last failure and when it runs
+again), its timers, and what keeps it from progressing, such as no live
+worker registering its orchestration ('duro workers' lists them). -o json
+prints the same as a JSON object.`,
 		Example: `  duro status order-1
   duro status order-1 -o json | jq .output`,
 		Args: exactArgs("ID"),
@@ -33,10 +50,27 @@ same as a JSON object.`,
 			if err != nil {
 				return explain(ctx, c, args[0], err)
 			}
+			// The work in flight; a store or server that cannot show it
+			// does not keep the summary from printing.
+			f, ferr := c.InFlight(ctx, inst.ID)
 			if asJSON {
-				return writeJSON(a.stdout, toInstanceJSON(inst))
+				out := statusJSON{instanceJSON: toInstanceJSON(inst)}
+				if f != nil && (!f.Status.IsTerminal() || len(f.Activities) > 0) {
+					out.InFlight = server.NewInFlight(f)
+				}
+				return writeJSON(a.stdout, out)
 			}
-			return renderInstance(a.stdout, inst, a.storeArg(cmd))
+			if err := renderInstance(a.stdout, inst, a.storeArg(cmd)); err != nil {
+				return err
+			}
+			if ferr != nil {
+				_, err := fmt.Fprintf(a.stdout, "In flight:     unavailable: %v\n", ferr)
+				return err
+			}
+			if f == nil {
+				return nil
+			}
+			return renderInFlight(a.stdout, f)
 		},
 	}
 	addOutputFlag(cmd, &output)

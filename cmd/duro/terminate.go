@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"duro"
 )
 
 func (a *app) terminateCmd() *cobra.Command {
@@ -11,10 +13,13 @@ func (a *app) terminateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "terminate ID",
 		Short: "Ask an instance to stop",
-		Long: `Terminate asks the instance ID to stop. The request waits in the instance's
-inbox: the next step a worker runs records the termination (status
-Terminated), terminates its running sub-orchestrations and runs no more
-orchestration code. Activities already running are not interrupted.`,
+		Long: `Terminate asks the instance ID to stop: a step records the termination
+(status Terminated), terminates its running sub-orchestrations and runs no
+more orchestration code. Activities already running are not interrupted.
+When no worker holds the instance's step (none is running, or none
+registers its orchestration, such as a Pending instance nobody can start),
+terminate records the termination itself, at once; otherwise the request
+waits in the inbox for the worker that holds the step.`,
 		Example: `  duro terminate order-1 --reason "customer cancelled"`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -28,7 +33,11 @@ orchestration code. Activities already running are not interrupted.`,
 			if err := c.Terminate(ctx, id, reason); err != nil {
 				return explain(ctx, c, id, err)
 			}
-			fmt.Fprintf(a.stdout, "termination of %s requested; a worker records it at the instance's next step\n", id)
+			if inst, err := c.Get(ctx, id); err == nil && inst.Status == duro.StatusTerminated {
+				fmt.Fprintf(a.stdout, "terminated %s (no worker held it, so the termination was recorded at once)\n", id)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "termination of %s requested; the worker that holds it records it at the instance's next step\n", id)
 			return nil
 		},
 	}

@@ -7,7 +7,7 @@ const POLL_MS = 2000;
 const state = {info: null, view: null, timer: null, pageTokens: [""]};
 
 // route parses location.hash: #/instances?status=…, #/instances/ID,
-// #/decisions, #/entities.
+// #/decisions, #/entities, #/workers.
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/instances";
   const [path, query] = hash.split("?");
@@ -27,6 +27,7 @@ async function render() {
     if (r.name === "instances" && r.id) node = await instanceView(r.id);
     else if (r.name === "decisions") node = await decisionsView();
     else if (r.name === "entities") node = await entitiesView();
+    else if (r.name === "workers") node = await workersView();
     else node = await listView(r.query);
     if (dialog.busy) return; // keep the page under an open dialog as it is
     // Keep what the reader opened across refreshes.
@@ -192,6 +193,7 @@ async function instanceView(id) {
     actions(inst),
     pending.length ? h("section", {}, h("h2", {}, "Waiting for your decision"), decisionCard(pending)) : null,
     h("dl", {class: "summary"}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    inFlightSection(inst),
     renderTimeline(hist.events, Date.now()));
 }
 

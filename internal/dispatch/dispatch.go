@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,18 @@ type Loop[T any] struct {
 	slots   chan struct{}
 	wg      *sync.WaitGroup
 	workCtx context.Context
+	// busy counts the handlers running.
+	busy atomic.Int64
+}
+
+// Busy returns how many handlers are running now.
+func (l *Loop[T]) Busy() int { return int(l.busy.Load()) }
+
+// handle runs Handle for item, counted in Busy.
+func (l *Loop[T]) handle(ctx context.Context, item T) {
+	l.busy.Add(1)
+	defer l.busy.Add(-1)
+	l.Handle(ctx, item)
 }
 
 // Reserve takes up to n free handler slots without waiting, for work
@@ -80,7 +93,7 @@ func (l *Loop[T]) Hand(reserved int, items []T) {
 		go func() {
 			defer l.wg.Done()
 			defer func() { <-l.slots }()
-			l.Handle(l.workCtx, item)
+			l.handle(l.workCtx, item)
 		}()
 	}
 	for range reserved - len(items) {
@@ -155,7 +168,7 @@ func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				l.Handle(workCtx, item)
+				l.handle(workCtx, item)
 			}()
 		}
 		if len(items) < n {
