@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"duro/backend"
+	"duro/backend/rules"
 	"duro/internal/fault"
 )
 
@@ -165,28 +166,6 @@ const claimActivityRowids = `SELECT r FROM (
 		WHERE visible_at > 0 AND visible_at <= ?1 AND lease_expires_at <= ?1 ORDER BY visible_at LIMIT ?2+0)
 ) ORDER BY created_at LIMIT ?2+0`
 
-// taskFence checks that attempt is the newest delivery of an existing task
-// and returns the task's instance and execution; otherwise ErrLeaseLost.
-func (t *txn) taskFence(id string, attempt int64) (instanceID, executionID string, err error) {
-	var current, claimedAt int64
-	err = t.queryRow(`SELECT attempt, claimed_at, instance_id, execution_id FROM activity_tasks WHERE id = ?`, id).
-		Scan(&current, &claimedAt, &instanceID, &executionID)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return "", "", fmt.Errorf("activity task %q is gone: %w", id, backend.ErrLeaseLost)
-	case err != nil:
-		return "", "", err
-	case claimedAt == 0:
-		// Not delivered yet: its attempt number is PriorAttempts, which
-		// belongs to deliveries of an earlier task.
-		return "", "", fmt.Errorf("activity task %q has not been delivered: %w", id, backend.ErrLeaseLost)
-	case attempt < 1 || attempt != current:
-		return "", "", fmt.Errorf("activity task %q: attempt %d, newest delivery is %d: %w",
-			id, attempt, current, backend.ErrLeaseLost)
-	}
-	return instanceID, executionID, nil
-}
-
 // CompleteActivity implements backend.Backend. The result goes to the
 // task's instance and execution as message ResultMessageID(TaskID); it is
 // dropped if the instance is gone. A task parked because its instance
@@ -232,7 +211,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 			return err
 		}
 		err = t.deliver(&backend.Message{ID: msgID, InstanceID: inst, ExecutionID: exec, Event: p.Result}, data)
-		if err != nil && !isUndeliverable(err) {
+		if err != nil && !rules.Undeliverable(err) {
 			return err
 		}
 		return nil
@@ -249,7 +228,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 // and returns the status the instance ended with. Results other than
 // TaskCompleted and TaskFailed are dropped.
 func (t *txn) lateResult(id, name string, result *backend.Event) (backend.Status, error) {
-	s, err := t.instanceStatus(id)
+	s, err := t.InstanceStatus(id)
 	if errors.Is(err, backend.ErrInstanceNotFound) {
 		return "", nil // gone with its history: nowhere to keep it
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // ClaimOrchestrationStep implements backend.Backend. Among the instances
@@ -148,7 +149,7 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 // ?2 until ?3, in one statement that returns the instance, its step
 // attempt and its completed attempt.
 const claimStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, lock_owner = ?2, lock_expires_at = ?3
-	WHERE id = (` + claimStepQuery + `) RETURNING ` + instanceColumns + `, step_attempt, completed_attempt, step_started`
+	WHERE id = (` + claimStepQuery + `) RETURNING ` + rules.InstanceColumns + `, step_attempt, completed_attempt, step_started`
 
 // startedSince is a step's start mark, step_started, if it was made since
 // the last committed step (completed_attempt), else 0.
@@ -163,7 +164,7 @@ func startedSince(started, completed int64) int64 {
 // has a visible message and no live lease at ?1.
 const claimInstanceStepUpdate = `UPDATE instances SET step_attempt = step_attempt + 1, lock_owner = ?2, lock_expires_at = ?3
 	WHERE id = ?4 AND ready_at IS NOT NULL AND ready_at <= ?1 AND lock_expires_at <= ?1
-	RETURNING ` + instanceColumns + `, step_attempt, completed_attempt, step_started`
+	RETURNING ` + rules.InstanceColumns + `, step_attempt, completed_attempt, step_started`
 
 // claimStepQuery picks the instance to claim at ?1: the better of the first
 // free instance with a message visible at once (ready_at = 0, in ready_key

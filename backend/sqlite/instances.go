@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // CreateInstance implements backend.Backend.
@@ -18,12 +19,14 @@ func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceP
 		return b.fail(op, err)
 	}
 	at := now(p.Now)
-	start, err := backend.EncodeEvent(startMessage(p, at).Event)
+	start := rules.StartMessage(p, at)
+	data, err := backend.EncodeEvent(start.Event)
 	if err != nil {
 		return b.fail(op, fmt.Errorf("instance %q: start message: %w", p.ID, err))
 	}
-	return b.write(ctx, op, at, 2*len(start)+smallOp, func(t *txn) error {
-		return t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished, start)
+	return b.write(ctx, op, at, 2*len(data)+smallOp, func(t *txn) error {
+		t.preEncode(start.ID, data)
+		return rules.CreateInstance(t, p, p.IfExists == backend.IfExistsReplaceFinished)
 	})
 }
 
@@ -38,7 +41,7 @@ func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance
 	return in, err
 }
 
-const getInstanceQuery = `SELECT ` + instanceColumns + ` FROM instances WHERE id = ?`
+const getInstanceQuery = `SELECT ` + rules.InstanceColumns + ` FROM instances WHERE id = ?`
 
 func (d *dbtx) getInstance(id string) (*backend.Instance, error) {
 	in, err := scanInstance(d.queryRow(getInstanceQuery, id))
@@ -161,14 +164,14 @@ func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) e
 		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
 	}
 	return b.write(ctx, op, p.Now, 0, func(t *txn) error {
-		return t.rewind(p.InstanceID, p.MessageID, p.Reason)
+		return rules.Rewind(t, p.InstanceID, p.MessageID, p.Reason)
 	})
 }
 
 // PurgeInstance implements backend.Backend.
 func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
 	return b.write(ctx, "purge instance", time.Time{}, 0, func(t *txn) error {
-		s, err := t.instanceStatus(id)
+		s, err := t.InstanceStatus(id)
 		if err != nil {
 			return err
 		}
@@ -317,7 +320,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 			one = []backend.Status{s}
 		}
 		where, wargs := filterSQL(one, p.Name, p.CreatedFrom, p.CreatedTo)
-		parts = append(parts, `SELECT * FROM (SELECT `+instanceColumns+` FROM instances WHERE `+where+after+
+		parts = append(parts, `SELECT * FROM (SELECT `+rules.InstanceColumns+` FROM instances WHERE `+where+after+
 			` ORDER BY created_at DESC, id DESC LIMIT ?)`)
 		args = append(append(append(args, wargs...), afterArgs...), size+1)
 	}

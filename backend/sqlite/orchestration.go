@@ -7,35 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"duro/backend"
+	"duro/backend/rules"
 	"duro/internal/fault"
 )
-
-// fence checks that attempt is the newest delivery of the instance's step and
-// that the step is not completed yet; otherwise it returns ErrLeaseLost.
-func (t *txn) fence(id, executionID string, attempt int64) error {
-	var current, completed int64
-	var exec string
-	err := t.queryRow(`SELECT step_attempt, completed_attempt, execution_id FROM instances WHERE id = ?`, id).
-		Scan(&current, &completed, &exec)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("instance %q is gone: %w", id, backend.ErrLeaseLost)
-	case err != nil:
-		return err
-	case executionID != "" && executionID != exec:
-		return fmt.Errorf("instance %q: delivery of execution %q, current execution is %q: %w",
-			id, executionID, exec, backend.ErrLeaseLost)
-	case attempt < 1 || attempt != current:
-		return fmt.Errorf("instance %q: attempt %d, newest delivery is %d: %w", id, attempt, current, backend.ErrLeaseLost)
-	case completed >= attempt:
-		return fmt.Errorf("instance %q: attempt %d already completed its step: %w", id, attempt, backend.ErrLeaseLost)
-	}
-	return nil
-}
 
 // CompleteOrchestrationStep implements backend.Backend: all effects commit in
 // one transaction (O1), in this order: fencing check with the instance row
@@ -113,31 +90,10 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 		if err != nil {
 			return err
 		}
-		// Children first: a message of this step may address an instance
-		// the step starts (an entity created by its first signal).
-		for _, c := range p.StartInstances {
-			if err := t.startChild(c); err != nil {
-				return err
-			}
-		}
-		for i, m := range p.Messages {
-			if err := t.deliver(m, enc.msgs[i]); err != nil && !isUndeliverable(err) {
-				return err
-			}
-		}
-		for _, c := range p.RewindInstances {
-			if err := t.rewindChild(c); err != nil {
-				return err
-			}
-		}
-		if p.ContinueAsNew != nil {
-			if err := t.continueAsNew(p.InstanceID, p.ContinueAsNew); err != nil {
-				return err
-			}
-		} else if p.Status.IsTerminal() {
-			if err := t.finish(p.InstanceID); err != nil {
-				return err
-			}
+		if err := rules.StepRelations(t, p, func(i int, m *backend.Message) error {
+			return t.deliver(m, enc.msgs[i])
+		}); err != nil {
+			return err
 		}
 		// The lease is free again: messages that arrived during the step,
 		// and whatever the step sent, are claimable.
@@ -300,10 +256,6 @@ func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error
 	return enc, nil
 }
 
-func isUndeliverable(err error) bool {
-	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
-}
-
 // consume deletes the consumed messages from the instance's inbox and
 // remembers their IDs for the current execution. A few messages (the usual
 // step) take two simple statements each; more go in as one JSON array, in
@@ -448,148 +400,11 @@ const insertTaskQuery = `INSERT INTO activity_tasks
 	(id, instance_id, execution_id, task_id, name, input, options, created_at, attempt, prior_attempts)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?9, ?9) ON CONFLICT (id) DO NOTHING`
 
-// startChild creates a sub-orchestration, replacing a terminal instance of
-// the same ID. If a live one exists it is left alone and its parent task,
-// when there is one, gets a SubOrchestrationFailed message instead.
-func (t *txn) startChild(c *backend.CreateInstanceParams) error {
-	err := t.createInstance(c, true, nil)
-	if !errors.Is(err, backend.ErrInstanceExists) {
-		return err
-	}
-	par := c.Parent
-	if par == nil {
-		return nil
-	}
-	err = t.deliver(&backend.Message{
-		ID:          backend.ResultMessageID(backend.TaskMessageID(par.InstanceID, par.ExecutionID, par.TaskID)),
-		InstanceID:  par.InstanceID,
-		ExecutionID: par.ExecutionID,
-		Event: &backend.Event{
-			Type:      backend.EventSubOrchestrationFailed,
-			Timestamp: t.now,
-			TaskID:    par.TaskID,
-			Failure:   &backend.Failure{Message: "instance " + c.ID + " already exists"},
-		},
-	}, nil)
-	if err != nil && !isUndeliverable(err) {
-		return err
-	}
-	return nil
-}
-
-// rewindChild rewinds a failed sub-orchestration. A child that does not
-// exist or is not Failed is left alone, and its parent's task gets a
-// SubOrchestrationFailed message (ID c.FailMessageID) instead; it is dropped
-// if the parent cannot take messages.
-func (t *txn) rewindChild(c *backend.RewindChild) error {
-	err := t.rewind(c.InstanceID, c.MessageID, c.Reason)
-	var why string
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, backend.ErrInstanceNotFound):
-		why = "it does not exist"
-	case errors.Is(err, backend.ErrInstanceNotFailed):
-		s, serr := t.instanceStatus(c.InstanceID)
-		if serr != nil {
-			return serr
-		}
-		why = "status " + string(s)
-	default:
-		return err
-	}
-	err = t.deliver(&backend.Message{
-		ID:          c.FailMessageID,
-		InstanceID:  c.Parent.InstanceID,
-		ExecutionID: c.Parent.ExecutionID,
-		Event: &backend.Event{
-			Type:      backend.EventSubOrchestrationFailed,
-			Timestamp: t.now,
-			TaskID:    c.Parent.TaskID,
-			Failure: &backend.Failure{
-				Message:      "cannot rewind sub-orchestration " + c.InstanceID + ": " + why,
-				Type:         "RewindFailed",
-				NonRetryable: true,
-			},
-		},
-	}, nil)
-	if err != nil && !isUndeliverable(err) {
-		return err
-	}
-	return nil
-}
-
-// continueAsNew starts a new execution: clears the history and the consumed
-// IDs, switches execution and input, drops the messages and tasks of other
-// executions and enqueues the new ExecutionStarted message.
-func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
-	t.hist.invalidate(id)
-	var name string
-	var pid, pexec sql.NullString
-	var ptask sql.NullInt64
-	if err := t.queryRow(`SELECT name, parent_instance_id, parent_execution_id, parent_task_id
-		FROM instances WHERE id = ?`, id).Scan(&name, &pid, &pexec, &ptask); err != nil {
-		return err
-	}
-	var parent *backend.ParentRef
-	if pid.Valid {
-		parent = &backend.ParentRef{InstanceID: pid.String, ExecutionID: pexec.String, TaskID: int(ptask.Int64)}
-	}
-	exec := can.NewExecutionID
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
-		{`UPDATE instances SET execution_id = ?, input = ? WHERE id = ?`, []any{exec, can.Input, id}},
-		{`DELETE FROM history WHERE instance_id = ?`, []any{id}},
-		{`DELETE FROM inbox_consumed WHERE instance_id = ?`, []any{id}},
-		{`DELETE FROM inbox WHERE instance_id = ? AND execution_id <> '' AND execution_id <> ?`, []any{id, exec}},
-		{`DELETE FROM activity_tasks WHERE instance_id = ? AND execution_id <> ?`, []any{id, exec}},
-	} {
-		if _, err := t.exec(q.sql, q.args...); err != nil {
-			return err
-		}
-	}
-	t.touched[id] = struct{}{}
-	return t.insertMessage(&backend.Message{
-		ID:          backend.StartMessageID(id, exec),
-		InstanceID:  id,
-		ExecutionID: exec,
-		Event: &backend.Event{
-			Type:        backend.EventExecutionStarted,
-			Timestamp:   t.now,
-			Name:        name,
-			ExecutionID: exec,
-			Input:       can.Input,
-			Parent:      parent,
-		},
-	}, nil)
-}
-
 // parkedAt is the visible_at of a parked task: one whose instance finished
 // while a delivery held it. It is never claimed again; the delivery may
 // renew its lease and complete it (its result goes to the history as a
 // LateResult event).
 const parkedAt = math.MaxInt64
-
-// finish deletes a terminal instance's remaining inbox and request window
-// and the activity tasks no delivery holds, and parks those a delivery holds (delivered and
-// not handed back).
-func (t *txn) finish(id string) error {
-	t.hist.drop(id)
-	for _, q := range []string{
-		`DELETE FROM inbox WHERE instance_id = ?`,
-		`DELETE FROM request_window WHERE instance_id = ?`,
-		`DELETE FROM activity_tasks WHERE instance_id = ? AND (claimed_at = 0 OR lease_owner = '')`,
-		`UPDATE activity_tasks SET visible_at = ` + strconv.FormatInt(parkedAt, 10) + ` WHERE instance_id = ?`,
-	} {
-		if _, err := t.exec(q, id); err != nil {
-			return err
-		}
-	}
-	t.touched[id] = struct{}{}
-	return nil
-}
 
 // RenewOrchestrationLease implements backend.Backend. A lapsed lease that
 // nobody claimed since may be renewed; a delivery that completed its step or

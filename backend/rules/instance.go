@@ -1,0 +1,94 @@
+package rules
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"duro/backend"
+)
+
+// InstanceColumns are the columns of an instance row that ScanInstance
+// reads, in its order. Both SQL backends store an instance with these
+// names: times as Unix nanoseconds (0 for none), failure, suspension and
+// resume outcomes as JSON text (NULL for none), the parent as three
+// nullable columns.
+const InstanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
+	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
+	resume_outcomes`
+
+// ScanInstance decodes an instance row: scan receives the destinations of
+// InstanceColumns (a caller reading more columns adds its own before or
+// after them). The nullable columns are scanned into sql.Null* values,
+// which database/sql, pgx and the SQLite backend's own connection all
+// accept (sql.Scanner).
+func ScanInstance(scan func(dest ...any) error) (*backend.Instance, error) {
+	var (
+		in                        backend.Instance
+		failure, pid, pexec, susp sql.NullString
+		resumes                   sql.NullString
+		ptask                     sql.NullInt64
+		created, updated, compAt  int64
+	)
+	if err := scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes); err != nil {
+		return nil, err
+	}
+	in.CreatedAt, in.UpdatedAt, in.CompletedAt = FromNanos(created), FromNanos(updated), FromNanos(compAt)
+	if failure.Valid {
+		in.Failure = new(backend.Failure)
+		if err := json.Unmarshal([]byte(failure.String), in.Failure); err != nil {
+			return nil, fmt.Errorf("instance %q: failure: %w", in.ID, err)
+		}
+	}
+	if pid.Valid {
+		in.Parent = &backend.ParentRef{InstanceID: pid.String, ExecutionID: pexec.String, TaskID: int(ptask.Int64)}
+	}
+	if resumes.Valid {
+		if err := backend.DecodeResumeOutcomes([]byte(resumes.String), &in.ResumeOutcomes); err != nil {
+			return nil, fmt.Errorf("instance %q: %w", in.ID, err)
+		}
+	}
+	if in.Status == backend.StatusSuspended {
+		if susp.Valid {
+			in.Suspension = new(backend.Suspension)
+			if err := json.Unmarshal([]byte(susp.String), in.Suspension); err != nil {
+				return nil, fmt.Errorf("instance %q: suspension: %w", in.ID, err)
+			}
+			in.Suspension.InUTC()
+		} else {
+			// Suspended without a stored suspension (a step that passed
+			// none): report one, since the instance is suspended.
+			in.Suspension = &backend.Suspension{Since: in.UpdatedAt}
+		}
+	}
+	return &in, nil
+}
+
+// Nanos stores a time as Unix nanoseconds; the zero time is 0.
+func Nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// FromNanos is the inverse of Nanos, in UTC.
+func FromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// ValidStatuses returns an error naming the first status of ss that is
+// not a known one.
+func ValidStatuses(ss []backend.Status) error {
+	for _, s := range ss {
+		if !s.Valid() {
+			return fmt.Errorf("unknown status %q", s)
+		}
+	}
+	return nil
+}
