@@ -126,15 +126,18 @@ func (a *app) entityListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Short:   "List entities, newest first",
-		Example: "  duro entity list --name counter\n  duro entity list --all --empty",
+		Example: "  duro entity list --name counter\n  duro entity list --all --include-empty",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, err := parseOutput(output)
 			if err != nil {
 				return err
 			}
-			if size < 0 {
-				return usageErrorf("--page-size %d is negative", size)
+			if err := checkPageSize(size); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("empty") {
+				fmt.Fprintln(a.stderr, "duro: --empty is now --include-empty, as the API's includeEmpty")
 			}
 			c, closeStore, err := a.client(cmd, false)
 			if err != nil {
@@ -183,9 +186,11 @@ func (a *app) entityListCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "only entities with this name")
-	f.BoolVar(&empty, "empty", false, "include entities without state")
+	f.BoolVar(&empty, "include-empty", false, "include entities without state (the API's includeEmpty)")
+	f.BoolVar(&empty, "empty", false, "the same as --include-empty")
+	_ = f.MarkHidden("empty")
 	f.BoolVar(&all, "all", false, "read every page")
-	f.IntVar(&size, "page-size", 100, "instances read per page")
+	f.IntVar(&size, "page-size", defaultPageSize, fmt.Sprintf("entities read per page, 1 to %d", maxPageSize))
 	f.StringVar(&token, "page-token", "", "continue a listing")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd

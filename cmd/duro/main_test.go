@@ -79,6 +79,8 @@ func newStore(t *testing.T) string {
 //	FailOnce  calls the activity Step for "a", "b" (which fails on its first
 //	          run) and "c", and returns their results joined; a rewind
 //	          completes it
+//	Stage     sets its input as its custom status and waits for the event
+//	          "go"
 type testEnv struct {
 	store string
 	c     *duro.Client
@@ -104,6 +106,12 @@ func newTestEnv(t *testing.T) *testEnv {
 		return nil, duro.NewError("Boom", "it broke")
 	})
 	registerFailOnce(reg)
+	duro.RegisterOrchestration(reg, "Stage", func(ctx *duro.OrchestrationContext, stage json.RawMessage) (any, error) {
+		if err := ctx.SetCustomStatus(stage); err != nil {
+			return nil, err
+		}
+		return nil, ctx.WaitForEvent("go", -1).Await(nil)
+	})
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

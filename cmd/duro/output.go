@@ -28,8 +28,14 @@ type instanceJSON struct {
 	Input            json.RawMessage `json:"input,omitempty"`
 	Output           json.RawMessage `json:"output,omitempty"`
 	CustomStatus     json.RawMessage `json:"customStatus,omitempty"`
+	InputSize        int             `json:"inputSize"`
+	OutputSize       int             `json:"outputSize"`
+	CustomStatusSize int             `json:"customStatusSize"`
 	Failure          *failureJSON    `json:"failure,omitempty"`
 	Suspension       *suspensionJSON `json:"suspension,omitempty"`
+	// PayloadsOmitted is set in lists, which leave out inputs, outputs
+	// and large custom statuses ('duro status ID' shows them).
+	PayloadsOmitted bool `json:"payloadsOmitted,omitempty"`
 }
 
 func toInstanceJSON(i *duro.Instance) instanceJSON {
@@ -37,8 +43,20 @@ func toInstanceJSON(i *duro.Instance) instanceJSON {
 		ID: i.ID, Name: i.Name, Status: i.Status, ExecutionID: i.ExecutionID, ParentInstanceID: i.ParentInstanceID,
 		CreatedAt: utc(i.CreatedAt), UpdatedAt: utc(i.UpdatedAt), CompletedAt: utc(i.CompletedAt),
 		Input: rawJSON(i.RawInput), Output: rawJSON(i.RawOutput), CustomStatus: rawJSON(i.RawCustomStatus),
-		Failure: toFailureJSON(i.Failure), Suspension: toSuspensionJSON(i.Suspension),
+		InputSize: i.InputSize, OutputSize: i.OutputSize, CustomStatusSize: i.CustomStatusSize,
+		Failure: toFailureJSON(i.Failure), Suspension: toSuspensionJSON(i.Suspension), PayloadsOmitted: i.PayloadsOmitted,
 	}
+}
+
+// byteSize renders a payload size for people: 0 B, 812 B, 2.0 MiB.
+func byteSize(n int) string {
+	switch {
+	case n < 1024:
+		return strconv.Itoa(n) + " B"
+	case n < 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
 }
 
 // suspensionJSON is the JSON form of an instance's suspension.

@@ -218,10 +218,12 @@ func (c *remoteClient) List(ctx context.Context, o duro.ListOptions) (*duro.Inst
 	}
 	setQuery(q, "status", strings.Join(ss, ","))
 	setQuery(q, "name", o.Name)
+	setQuery(q, "idPrefix", o.IDPrefix)
+	setQuery(q, "customStatus", o.CustomStatus)
 	setQuery(q, "createdFrom", rfc3339(o.CreatedFrom))
 	setQuery(q, "createdTo", rfc3339(o.CreatedTo))
 	if o.PageSize > 0 {
-		q.Set("pageSize", strconv.Itoa(min(o.PageSize, 1000)))
+		q.Set("pageSize", strconv.Itoa(o.PageSize))
 	}
 	setQuery(q, "pageToken", o.PageToken)
 	var page server.InstancePage
@@ -369,7 +371,7 @@ func (c *remoteClient) ListEntities(ctx context.Context, q duro.EntityQuery) (*d
 		v.Set("includeEmpty", "true")
 	}
 	if q.PageSize > 0 {
-		v.Set("pageSize", strconv.Itoa(min(q.PageSize, 1000)))
+		v.Set("pageSize", strconv.Itoa(q.PageSize))
 	}
 	setQuery(v, "pageToken", q.PageToken)
 	var page server.EntityPage
@@ -417,7 +419,8 @@ func toSDKInstance(i *server.Instance) *duro.Instance {
 		CreatedAt: i.CreatedAt, UpdatedAt: i.UpdatedAt, CompletedAt: i.CompletedAt, Failure: toSDKFailure(i.Failure),
 		ParentInstanceID: i.ParentInstanceID, Suspension: toSDKSuspension(i.Suspension),
 		RawInput: raw(i.Input), RawOutput: raw(i.Output), RawCustomStatus: raw(i.CustomStatus),
-		LastResume: toSDKResumeOutcome(i.LastResume)}
+		InputSize: i.InputSize, OutputSize: i.OutputSize, CustomStatusSize: i.CustomStatusSize,
+		PayloadsOmitted: i.PayloadsOmitted, LastResume: toSDKResumeOutcome(i.LastResume)}
 }
 
 func toSDKResumeOutcome(o *server.ResumeOutcome) *duro.ResumeOutcome {

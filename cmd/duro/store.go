@@ -87,13 +87,17 @@ func (a *app) client(cmd *cobra.Command, create bool) (instanceAPI, func(), erro
 	return duro.NewClient(be, nil), func() { _ = be.Close() }, nil
 }
 
-// storeArg is the --store argument of the commands the CLI prints: empty
-// unless --store was given (DURO_STORE carries over to a printed command).
+// storeArg is the --store or --server argument of the commands the CLI
+// prints: empty unless one was given on the command line (DURO_STORE and
+// DURO_SERVER carry over to a printed command). A token is never printed.
 func (a *app) storeArg(cmd *cobra.Command) string {
-	if !cmd.Flags().Changed("store") {
-		return ""
+	switch {
+	case cmd.Flags().Changed("server"):
+		return " --server " + quoteArg(a.server)
+	case cmd.Flags().Changed("store"):
+		return " --store " + quoteArg(a.store)
 	}
-	return " --store " + quoteArg(a.store)
+	return ""
 }
 
 // explain turns the SDK's sentinel errors about instance id into messages
