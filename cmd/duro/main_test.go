@@ -81,6 +81,8 @@ func newStore(t *testing.T) string {
 //	          completes it
 //	Stage     sets its input as its custom status and waits for the event
 //	          "go"
+//	Ship      waits up to an hour for the event "shipped" and returns its
+//	          data (its timeout timer is not needed once the event comes)
 type testEnv struct {
 	store string
 	c     *duro.Client
@@ -111,6 +113,11 @@ func newTestEnv(t *testing.T) *testEnv {
 			return nil, err
 		}
 		return nil, ctx.WaitForEvent("go", -1).Await(nil)
+	})
+	duro.RegisterOrchestration(reg, "Ship", func(ctx *duro.OrchestrationContext, _ any) (json.RawMessage, error) {
+		var data json.RawMessage
+		err := ctx.WaitForEvent("shipped", time.Hour).Await(&data)
+		return data, err
 	})
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
