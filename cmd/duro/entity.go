@@ -80,7 +80,7 @@ func (a *app) entityGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ func (a *app) entityListCmd() *cobra.Command {
 			if cmd.Flags().Changed("empty") {
 				fmt.Fprintln(a.stderr, "duro: --empty is now --include-empty, as the API's includeEmpty")
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -222,7 +222,7 @@ signal with a given key once (within its window of processed requests).`,
 			if raw != nil {
 				payload = raw
 			}
-			c, closeStore, err := a.client(cmd, true)
+			c, closeStore, err := a.client(cmd, storeCreate)
 			if err != nil {
 				return err
 			}
@@ -245,7 +245,7 @@ func (a *app) entityCleanCmd() *cobra.Command {
 		Short: "Remove empty entities whose window of processed requests has expired",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}

@@ -38,7 +38,7 @@ rewinds the tasks they re-run. -o json prints the events as JSON.`,
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}

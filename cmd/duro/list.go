@@ -58,7 +58,7 @@ ID' shows them); -o json leaves them out too, and custom statuses over 1 KiB.`,
 			if err := checkPageSize(pageSize); err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}

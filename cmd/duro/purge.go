@@ -57,7 +57,7 @@ instances it deleted.`,
 				return err
 			}
 			f.Name = name
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ its status; the exit status is then non-zero unless it Completed.`,
 			if raw != nil {
 				payload = raw
 			}
-			c, closeStore, err := a.client(cmd, true)
+			c, closeStore, err := a.client(cmd, storeCreate)
 			if err != nil {
 				return err
 			}

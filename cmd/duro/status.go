@@ -23,7 +23,7 @@ same as a JSON object.`,
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}

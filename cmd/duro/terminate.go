@@ -19,7 +19,7 @@ orchestration code. Activities already running are not interrupted.`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}
