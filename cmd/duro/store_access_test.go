@@ -61,7 +61,7 @@ func TestReadOnlyStore(t *testing.T) {
 	t.Parallel()
 	store := newStore(t)
 	cli(t, "start", "Echo", "--store", store, "--id", "e1", "--input", `"hi"`).ok(t) // no worker: Pending
-	data, err := os.ReadFile(store) // closed, so the file holds everything
+	data, err := os.ReadFile(store)                                                  // closed, so the file holds everything
 
 	if err != nil {
 		t.Fatal(err)
