@@ -60,8 +60,10 @@ func otherUser(t *testing.T, dir string) func(args ...string) result {
 func TestReadOnlyStore(t *testing.T) {
 	t.Parallel()
 	store := newStore(t)
-	cli(t, "start", "Echo", "--store", store, "--id", "e1", "--input", `"hi"`).ok(t) // no worker: Pending
-	data, err := os.ReadFile(store)                                                  // closed, so the file holds everything
+	// No worker: e1 stays Pending. The CLI closed the store, so the file
+	// holds everything (no write-ahead log).
+	cli(t, "start", "Echo", "--store", store, "--id", "e1", "--input", `"hi"`).ok(t)
+	data, err := os.ReadFile(store)
 
 	if err != nil {
 		t.Fatal(err)
