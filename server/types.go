@@ -182,6 +182,8 @@ type Entity struct {
 	LockedBy     string          `json:"lockedBy,omitempty"`
 	Queued       int             `json:"queued,omitempty"`
 	LastModified time.Time       `json:"lastModified,omitzero"`
+	// Suspension is set while the entity is suspended (poisoned).
+	Suspension *Suspension `json:"suspension,omitempty"`
 }
 
 // EntityPage is one page of entities.
@@ -399,5 +401,5 @@ func NewEvent(e *duro.HistoryEvent) *Event {
 // NewEntity converts an entity's state.
 func NewEntity(e *duro.EntityState) *Entity {
 	return &Entity{ID: e.ID.String(), Name: e.ID.Name, Key: e.ID.Key, Exists: e.Exists, State: Payload(e.RawState),
-		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: utc(e.LastModified)}
+		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: utc(e.LastModified), Suspension: NewSuspension(e.Suspension)}
 }

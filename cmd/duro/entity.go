@@ -53,11 +53,12 @@ type entityJSON struct {
 	LockedBy     string          `json:"lockedBy,omitempty"`
 	Queued       int             `json:"queued,omitempty"`
 	LastModified string          `json:"lastModified,omitempty"`
+	Suspension   *suspensionJSON `json:"suspension,omitempty"`
 }
 
 func toEntityJSON(e *duro.EntityState) entityJSON {
 	j := entityJSON{ID: e.ID.String(), Name: e.ID.Name, Key: e.ID.Key, Exists: e.Exists, State: rawJSON(e.RawState),
-		LockedBy: e.LockedBy, Queued: e.Queued}
+		LockedBy: e.LockedBy, Queued: e.Queued, Suspension: toSuspensionJSON(e.Suspension)}
 	if !e.LastModified.IsZero() {
 		j.LastModified = formatTime(e.LastModified)
 	}
@@ -96,10 +97,26 @@ func (a *app) entityGetCmd() *cobra.Command {
 				return writeJSON(a.stdout, toEntityJSON(st))
 			}
 			fmt.Fprintf(a.stdout, "Entity:        %s\n", id)
-			if st.Exists {
+			if s := st.Suspension; s != nil {
+				what := "suspended"
+				if s.Poisoned {
+					what = "poisoned: its operations kept failing before they committed"
+				}
+				fmt.Fprintf(a.stdout, "Suspended:     since %s, %s\n", formatTime(s.Since), what)
+				if s.Reason != "" {
+					fmt.Fprintf(a.stdout, "Reason:        %s\n", s.Reason)
+				}
+			}
+			switch {
+			case st.Exists:
 				fmt.Fprintf(a.stdout, "State:         %s\n", payloadText(st.RawState))
-			} else {
+			case st.Suspension != nil:
+				fmt.Fprintf(a.stdout, "State:         (none yet: its requests wait until it is resumed)\n")
+			default:
 				fmt.Fprintf(a.stdout, "State:         (none)\n")
+			}
+			if st.Suspension != nil {
+				fmt.Fprintf(a.stdout, "Resume with:   duro resume %s%s\n", quoteArg(id.String()), a.storeArg(cmd))
 			}
 			if st.LockedBy != "" {
 				fmt.Fprintf(a.stdout, "Locked by:     %s\n", st.LockedBy)

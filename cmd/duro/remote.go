@@ -482,5 +482,5 @@ func toSDKEvent(e *server.Event) *duro.HistoryEvent {
 
 func toSDKEntity(e *server.Entity) *duro.EntityState {
 	return &duro.EntityState{ID: duro.EntityID{Name: e.Name, Key: e.Key}, Exists: e.Exists, RawState: raw(e.State),
-		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: e.LastModified}
+		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: e.LastModified, Suspension: toSDKSuspension(e.Suspension)}
 }

@@ -11,7 +11,8 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show an instance's status, input, output and failure",
 		Long: `Status shows a summary of the instance ID: its status, orchestration name,
 times, input, output and custom status (as JSON) and, for a failed instance,
-the failure's type and message. For a suspended instance it shows why and
+the failure's type and message; for a terminated one, the termination's
+reason and time. For a suspended instance it shows why and
 since when, whether its step was poisoned, the tasks that await an
 operator's decision, and the command that resumes it. -o json prints the
 same as a JSON object.`,
@@ -33,10 +34,13 @@ same as a JSON object.`,
 			if err != nil {
 				return explain(ctx, c, args[0], err)
 			}
+			term := termination(ctx, c, inst)
 			if asJSON {
-				return writeJSON(a.stdout, toInstanceJSON(inst))
+				j := toInstanceJSON(inst)
+				j.Termination = term
+				return writeJSON(a.stdout, j)
 			}
-			return renderInstance(a.stdout, inst, a.storeArg(cmd))
+			return renderInstance(a.stdout, inst, a.storeArg(cmd), term)
 		},
 	}
 	addOutputFlag(cmd, &output)

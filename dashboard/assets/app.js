@@ -434,7 +434,9 @@ function resumeWith(inst, tasks, chosen) {
 async function entitiesView() {
   const page = await api.get("/api/v1/entities?includeEmpty=true");
   const rows = page.entities.map((e) => h("tr", {},
-    h("td", {"data-label": "Entity"}, e.id), h("td", {"data-label": "State"}, h("code", {}, preview(e.state, 120))),
+    h("td", {"data-label": "Entity"}, e.id,
+      e.suspension ? h("span", {class: "badge status-suspended", title: e.suspension.reason}, e.suspension.poisoned ? "poisoned" : "suspended") : null),
+    h("td", {"data-label": "State"}, e.suspension && !e.exists ? h("span", {class: "muted"}, e.suspension.reason) : h("code", {}, preview(e.state, 120))),
     h("td", {"data-label": "Locked by"}, e.lockedBy || "–"), h("td", {"data-label": "Queued"}, e.queued || 0),
     h("td", {"data-label": "Modified"}, fmtTime(e.lastModified))));
   return h("section", {}, h("h1", {}, "Entities"),
