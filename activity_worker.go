@@ -69,7 +69,13 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 	}
 	if wi.Attempt > 1 {
 		w.stats.redeliveries.Add(1)
-		r.logger().Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
+		if wi.PreviousDeliveryAt.IsZero() {
+			// The first delivery of a task enqueued again by a rewind or
+			// an operator's retry: its attempts continue the earlier ones.
+			r.logger().Info("duro: activity runs again (rewind or retry decision)", "prior_attempts", task.PriorAttempts)
+		} else {
+			r.logger().Info("duro: activity redelivered", "previous_delivery", wi.PreviousDeliveryAt)
+		}
 	}
 	// The code's context carries the delivery's span, for its own spans.
 	spanCtx, span := telemetry.StartActivity(ctx, w.tr, wi)

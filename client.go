@@ -158,6 +158,14 @@ type Instance struct {
 	RawInput        []byte
 	RawOutput       []byte
 	RawCustomStatus []byte
+	// PayloadsOmitted is set on an instance listed with
+	// ListOptions.OmitPayloads: RawInput and RawOutput are nil, and so are
+	// RawCustomStatus when it is over 1 KiB and the inputs of the pending
+	// decisions; Get returns them whole.
+	PayloadsOmitted bool
+	// InputSize, OutputSize and CustomStatusSize are the sizes of the
+	// encoded payloads in bytes, omitted or not.
+	InputSize, OutputSize, CustomStatusSize int
 
 	p payloads
 }
@@ -167,7 +175,12 @@ func (c *Client) instance(bi *backend.Instance) *Instance {
 		ID: bi.ID, Name: bi.Name, ExecutionID: bi.ExecutionID, Status: bi.Status,
 		CreatedAt: bi.CreatedAt, UpdatedAt: bi.UpdatedAt, CompletedAt: bi.CompletedAt, Failure: bi.Failure,
 		RawInput: bi.Input, RawOutput: bi.Output, RawCustomStatus: bi.CustomStatus, p: c.p,
-		Suspension: bi.Suspension,
+		Suspension: bi.Suspension, PayloadsOmitted: bi.Omitted,
+		InputSize: len(bi.Input), OutputSize: len(bi.Output), CustomStatusSize: len(bi.CustomStatus),
+	}
+	if bi.Omitted {
+		i.InputSize, i.OutputSize, i.CustomStatusSize = bi.InputSize, bi.OutputSize, bi.CustomStatusSize
+		i.Suspension = withoutInputs(bi.Suspension)
 	}
 	if bi.Parent != nil {
 		i.ParentInstanceID = bi.Parent.InstanceID
@@ -176,6 +189,22 @@ func (c *Client) instance(bi *backend.Instance) *Instance {
 		i.LastResume = bi.ResumeOutcomes[n-1]
 	}
 	return i
+}
+
+// withoutInputs returns a copy of s without the inputs of its pending
+// decisions (nil for nil).
+func withoutInputs(s *Suspension) *Suspension {
+	if s == nil || len(s.Pending) == 0 {
+		return s
+	}
+	out := *s
+	out.Pending = make([]*PendingDecision, len(s.Pending))
+	for k, pd := range s.Pending {
+		c := *pd
+		c.Input = nil
+		out.Pending[k] = &c
+	}
+	return &out
 }
 
 // Input decodes the instance's input into v.
@@ -325,14 +354,25 @@ func (c *Client) PurgeWhere(ctx context.Context, f PurgeFilter) (int, error) {
 
 // ListOptions filter and page Client.List. Zero fields do not filter.
 type ListOptions struct {
-	Statuses    []Status
-	Name        string
+	Statuses []Status
+	// Name matches the orchestration name exactly.
+	Name string
+	// IDPrefix matches the instance IDs that start with it.
+	IDPrefix string
+	// CustomStatus matches the instances whose encoded custom status
+	// contains it (case-sensitive).
+	CustomStatus string
+	// CreatedFrom (inclusive) and CreatedTo (exclusive) bound creation time.
 	CreatedFrom time.Time
 	CreatedTo   time.Time
 	// PageSize defaults to 100.
 	PageSize int
 	// PageToken continues from a previous page's NextPageToken.
 	PageToken string
+	// OmitPayloads lists the instances without their inputs and outputs
+	// (and custom statuses over 1 KiB), with their sizes instead: see
+	// Instance.PayloadsOmitted. For lists shown to people.
+	OmitPayloads bool
 }
 
 // InstancePage is one page of Client.List, newest first.
@@ -345,8 +385,9 @@ type InstancePage struct {
 // List returns one page of instances, newest first.
 func (c *Client) List(ctx context.Context, o ListOptions) (*InstancePage, error) {
 	page, err := c.be.ListInstances(ctx, &backend.ListInstancesParams{
-		Statuses: o.Statuses, Name: o.Name, CreatedFrom: o.CreatedFrom, CreatedTo: o.CreatedTo,
-		PageSize: o.PageSize, PageToken: o.PageToken,
+		Statuses: o.Statuses, Name: o.Name, IDPrefix: o.IDPrefix, CustomStatus: o.CustomStatus,
+		CreatedFrom: o.CreatedFrom, CreatedTo: o.CreatedTo, PageSize: o.PageSize, PageToken: o.PageToken,
+		OmitPayloads: o.OmitPayloads,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("duro: list: %w", err)

@@ -90,7 +90,11 @@ type EntityState struct {
 	Rejected int
 	// LastModified is when the entity last processed a batch.
 	LastModified time.Time
-	p            payloads
+	// Suspension is set while the entity is suspended: poisoned, when its
+	// batches kept failing (an entity no worker has registered, say), with
+	// its requests kept until it is resumed.
+	Suspension *Suspension
+	p          payloads
 }
 
 // State decodes the entity's state into v.
@@ -112,6 +116,9 @@ func (c *Client) entityState(bi *backend.Instance) (*EntityState, error) {
 	}
 	if env.Lock != nil {
 		st.LockedBy = env.Lock.Owner
+	}
+	if bi.Status == StatusSuspended {
+		st.Suspension = bi.Suspension
 	}
 	return st, nil
 }

@@ -421,6 +421,9 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	var err error
 	if wi.Deliveries > w.opts.MaxStepDeliveries {
 		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
+		if cause := w.notRegistered(inst); cause != "" {
+			reason += "; on worker " + w.opts.Name + ": " + cause
+		}
 		stepLog().Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
 		w.stats.stepsPoisoned.Add(1)
 		outcome = telemetry.OutcomePoisoned
@@ -584,6 +587,22 @@ func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log func() *slog.Log
 	return replay.Execute(&replay.Params{
 		WorkItem: wi, Lookup: w.lookupFn, Now: time.Now(), Logger: w.log, FailureFromError: w.failureFn,
 	})
+}
+
+// notRegistered names the code this worker lacks to run the instance's
+// steps ("" if it has it), which is why they were handed back until the
+// instance was poisoned.
+func (w *Worker) notRegistered(inst *backend.Instance) string {
+	if name := replay.EntityName(inst.ID); name != "" {
+		if _, ok := w.reg.entity(name); !ok {
+			return fmt.Sprintf("entity not registered: %q", name)
+		}
+		return ""
+	}
+	if _, ok := w.lookupFn(inst.Name); !ok {
+		return fmt.Sprintf("%v: %q", replay.ErrNotRegistered, inst.Name)
+	}
+	return ""
 }
 
 // abandonStep hands a step back, to be claimed again after retryAfter (by

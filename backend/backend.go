@@ -83,7 +83,20 @@ type Instance struct {
 	// ResumeOutcomes are the outcomes of the last resumes the instance's
 	// steps applied or refused, oldest first (the engine keeps a few).
 	ResumeOutcomes []*ResumeOutcome
+	// Omitted is set on an instance listed with
+	// ListInstancesParams.OmitPayloads: Input and Output are left out (nil),
+	// and so is CustomStatus when it is over MaxListedCustomStatus bytes;
+	// InputSize, OutputSize and CustomStatusSize give their lengths.
+	Omitted bool
+	// InputSize, OutputSize and CustomStatusSize are the payloads' lengths
+	// in bytes, set only with Omitted (otherwise len(Input) and so on say
+	// it).
+	InputSize, OutputSize, CustomStatusSize int
 }
+
+// MaxListedCustomStatus is the largest custom status, in bytes, that a
+// listing with ListInstancesParams.OmitPayloads keeps.
+const MaxListedCustomStatus = 1024
 
 // Message is an entry of an instance's inbox: an event waiting to be processed
 // by the instance's next orchestration step.
@@ -161,6 +174,12 @@ type ListInstancesParams struct {
 	Statuses []Status
 	// Name matches the orchestration name exactly.
 	Name string
+	// IDPrefix matches the instance IDs that start with it (byte-wise).
+	IDPrefix string
+	// CustomStatus matches the instances whose stored custom status
+	// contains these bytes (case-sensitive; "\"shipped\"" finds the JSON
+	// string "shipped").
+	CustomStatus string
 	// CreatedFrom and CreatedTo bound the creation time: From inclusive, To
 	// exclusive.
 	CreatedFrom time.Time
@@ -169,6 +188,26 @@ type ListInstancesParams struct {
 	PageSize int
 	// PageToken continues a listing; it is the NextPageToken of the previous page.
 	PageToken string
+	// OmitPayloads leaves out the payloads a list shown to people has no
+	// room for, so that a page of instances with large inputs stays small:
+	// the instances come with Omitted set, without Input and Output, and
+	// without a CustomStatus over MaxListedCustomStatus bytes, with their
+	// sizes instead. GetInstance returns them whole.
+	OmitPayloads bool
+}
+
+// PrefixEnd returns the smallest string greater than every string that
+// starts with prefix, for a range scan (id >= prefix AND id < end); ok is
+// false when there is none (prefix is empty or all 0xff bytes).
+func PrefixEnd(prefix string) (end string, ok bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
 }
 
 // InstancePage is one page of Backend.ListInstances, newest first.

@@ -1,12 +1,13 @@
 // Package dashboard is duro's web dashboard: an http.Handler serving one
 // page of plain HTML, CSS and JavaScript, embedded in the binary (no CDN, no
 // build step), that talks to the JSON API of package server. It shows the
-// instances with filters and live status, each instance's history as a
-// timeline and its work in flight (pending activities with their attempts,
-// lease owners and retries), the workers and their heartbeats, and the
-// tasks that wait for an operator's decision, with the
-// decisions and the suspend, resume, rewind and terminate actions behind a
-// confirmation.
+// instances with live status, their custom statuses and payload sizes, and
+// a search by status, ID prefix, orchestration, custom status and creation
+// time; each instance's history as a timeline, a compact table or JSON, and
+// its work in flight (pending activities with their attempts, lease owners
+// and retries); the workers and their heartbeats; and the tasks that wait
+// for an operator's decision, with the decisions and the raise event,
+// suspend, resume, rewind and terminate actions behind a confirmation.
 //
 // Mount it as server.Options.Dashboard; it serves "/" and "/assets/".
 package dashboard

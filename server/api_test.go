@@ -269,6 +269,11 @@ func TestAuth(t *testing.T) {
 		{name: "wrong token", method: "GET", path: "/api/v1/instances", hdr: []string{"Authorization: Bearer nope"}, status: 401, code: CodeUnauthorized},
 		{name: "not bearer", method: "GET", path: "/api/v1/instances", hdr: []string{"Authorization: Basic czNjcmV0"}, status: 401, code: CodeUnauthorized},
 		{name: "right token", method: "GET", path: "/api/v1/instances", hdr: ok, status: 200},
+		// The scheme is case-insensitive (RFC 9110); the token is not.
+		{name: "lower-case scheme", method: "GET", path: "/api/v1/instances", hdr: []string{"Authorization: bearer s3cret"}, status: 200},
+		{name: "upper-case scheme", method: "GET", path: "/api/v1/instances", hdr: []string{"Authorization: BEARER s3cret"}, status: 200},
+		{name: "token case matters", method: "GET", path: "/api/v1/instances", hdr: []string{"Authorization: Bearer S3CRET"}, status: 401, code: CodeUnauthorized},
+		{name: "scheme only", method: "GET", path: "/api/v1/instances", hdr: []string{"Authorization: Bearer"}, status: 401, code: CodeUnauthorized},
 		{name: "post without token", method: "POST", path: "/api/v1/instances", body: `{"name":"Echo"}`, status: 401, code: CodeUnauthorized},
 		{name: "metrics without token", method: "GET", path: "/metrics", status: 401, code: CodeUnauthorized},
 		{name: "metrics with token", method: "GET", path: "/metrics", hdr: ok, status: 200},

@@ -209,13 +209,13 @@ func parseStatus(v string) (duro.Status, error) {
 const maxPageSize = 1000
 
 // decodeListQuery reads the query of GET /api/v1/instances: status (comma
-// separated or repeated), name, createdFrom, createdTo (RFC 3339),
-// pageSize, pageToken.
+// separated or repeated), name, idPrefix, customStatus, createdFrom,
+// createdTo (RFC 3339), pageSize, pageToken.
 func decodeListQuery(q url.Values) (duro.ListOptions, error) {
 	var o duro.ListOptions
 	for key := range q {
 		switch key {
-		case "status", "name", "createdFrom", "createdTo", "pageSize", "pageToken":
+		case "status", "name", "idPrefix", "customStatus", "createdFrom", "createdTo", "pageSize", "pageToken":
 		default:
 			return o, invalid("unknown query parameter %q", key)
 		}
@@ -233,6 +233,14 @@ func decodeListQuery(q url.Values) (duro.ListOptions, error) {
 		}
 	}
 	o.Name = q.Get("name")
+	o.IDPrefix = q.Get("idPrefix")
+	if err := checkID("idPrefix", o.IDPrefix); err != nil {
+		return o, err
+	}
+	o.CustomStatus = q.Get("customStatus")
+	if len(o.CustomStatus) > maxIDBytes {
+		return o, invalid("customStatus is %d bytes; the limit is %d", len(o.CustomStatus), maxIDBytes)
+	}
 	var err error
 	if o.CreatedFrom, err = queryTime(q, "createdFrom"); err != nil {
 		return o, err

@@ -17,6 +17,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	opts.OmitPayloads = true
 	page, err := s.c.List(r.Context(), opts)
 	if err != nil {
 		s.writeError(w, r, err)

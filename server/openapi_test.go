@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -67,4 +68,72 @@ func TestOpenAPIRoutes(t *testing.T) {
 	if r.status != 200 || string(r.body) != string(OpenAPI()) {
 		t.Errorf("served document differs (%d)", r.status)
 	}
+}
+
+// TestOpenAPISchemas fails when a document's schema and its Go type differ
+// in their properties, so the document says what the API answers.
+func TestOpenAPISchemas(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+				AllOf      []json.RawMessage          `json:"allOf"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]any{
+		"Instance": Instance{}, "InstancePage": InstancePage{}, "PendingDecision": PendingDecision{},
+		"Suspension": Suspension{}, "ResumeOutcome": ResumeOutcome{}, "DecisionOutcome": DecisionOutcome{},
+		"Failure": Failure{}, "Event": Event{}, "History": History{}, "Entity": Entity{}, "EntityPage": EntityPage{},
+		"Info": Info{}, "Sample": Sample{}, "StartRequest": StartRequest{}, "RaiseRequest": RaiseRequest{},
+		"ResumeRequest": ResumeRequest{}, "ResumeResponse": ResumeResponse{}, "PurgeRequest": PurgeRequest{},
+		"PurgeResponse": PurgeResponse{}, "SignalRequest": SignalRequest{}, "CleanResponse": CleanResponse{},
+		"Decision": Decision{}, "Error": Error{}, "ErrorBody": ErrorBody{},
+	}
+	for name, v := range types {
+		s, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("openapi.json has no schema %s", name)
+			continue
+		}
+		if len(s.AllOf) > 0 {
+			continue
+		}
+		var documented []string
+		for p := range s.Properties {
+			documented = append(documented, p)
+		}
+		fields := jsonFields(reflect.TypeOf(v))
+		sort.Strings(documented)
+		sort.Strings(fields)
+		if !slices.Equal(documented, fields) {
+			t.Errorf("schema %s has properties %v; the Go type has %v", name, documented, fields)
+		}
+	}
+}
+
+// jsonFields lists the JSON names of a struct's fields, embedded ones
+// included.
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" {
+			out = append(out, jsonFields(f.Type)...)
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	return out
 }

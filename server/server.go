@@ -192,9 +192,12 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
+// authorized reports whether the request carries the token. The scheme's
+// name is case-insensitive (RFC 9110, section 11.1): "bearer" is "Bearer".
 func (s *Server) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.token)) == 1
+	scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.token)) == 1
 }
 
 // routeLabel is the request's route pattern, bounded for metrics.

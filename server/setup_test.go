@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 //	WaitForGo waits for the event "go" and returns its data
 //	Boom      fails
 //	Pay       calls Charge (AtMostOnce, OnDuplicateSuspend) and returns its result
+//	Stage     sets its input as its custom status and waits for the event "go"
 //
 // and the entity "counter" with the operation "add".
 type bundle struct {
@@ -92,6 +93,12 @@ func (b *bundle) registry() *duro.Registry {
 		var data json.RawMessage
 		err := ctx.WaitForEvent("go", -1).Await(&data)
 		return data, err
+	})
+	duro.RegisterOrchestration(reg, "Stage", func(ctx *duro.OrchestrationContext, stage json.RawMessage) (any, error) {
+		if err := ctx.SetCustomStatus(stage); err != nil {
+			return nil, err
+		}
+		return nil, ctx.WaitForEvent("go", -1).Await(nil)
 	})
 	duro.RegisterOrchestration(reg, "Boom", func(*duro.OrchestrationContext, any) (any, error) {
 		return nil, duro.NewError("Boom", "it broke")

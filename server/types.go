@@ -26,14 +26,23 @@ type Instance struct {
 	Input            json.RawMessage `json:"input,omitempty"`
 	Output           json.RawMessage `json:"output,omitempty"`
 	CustomStatus     json.RawMessage `json:"customStatus,omitempty"`
-	Failure          *Failure        `json:"failure,omitempty"`
-	Suspension       *Suspension     `json:"suspension,omitempty"`
+	// InputSize, OutputSize and CustomStatusSize are the stored payloads'
+	// sizes in bytes.
+	InputSize        int         `json:"inputSize"`
+	OutputSize       int         `json:"outputSize"`
+	CustomStatusSize int         `json:"customStatusSize"`
+	Failure          *Failure    `json:"failure,omitempty"`
+	Suspension       *Suspension `json:"suspension,omitempty"`
 	// LastResume is the outcome of the last resume the instance's steps
 	// applied or refused.
 	LastResume *ResumeOutcome `json:"lastResume,omitempty"`
 	// InFlight is the instance's work in flight; only
 	// GET /api/v1/instances/{id} carries it.
 	InFlight *InFlight `json:"inFlight,omitempty"`
+	// PayloadsOmitted is true in lists (GET /api/v1/instances), which leave
+	// out inputs, outputs, custom statuses over 1 KiB and the inputs of
+	// pending decisions: GET /api/v1/instances/{id} has them.
+	PayloadsOmitted bool `json:"payloadsOmitted,omitempty"`
 }
 
 // ResumeOutcome says what became of a resume: GET
@@ -97,10 +106,12 @@ type PendingDecision struct {
 	TaskID   int    `json:"taskId"`
 	Activity string `json:"activity"`
 	// Attempt is the delivery that found the possible duplicate.
-	Attempt            int                     `json:"attempt"`
-	PreviousDeliveryAt time.Time               `json:"previousDeliveryAt,omitzero"`
-	Input              json.RawMessage         `json:"input,omitempty"`
-	Options            backend.ActivityOptions `json:"options"`
+	Attempt            int             `json:"attempt"`
+	PreviousDeliveryAt time.Time       `json:"previousDeliveryAt,omitzero"`
+	Input              json.RawMessage `json:"input,omitempty"`
+	// InputSize is the input's size in bytes (lists leave the input out).
+	InputSize int                     `json:"inputSize,omitempty"`
+	Options   backend.ActivityOptions `json:"options"`
 }
 
 // PendingTask is a PendingDecision with its instance, as listed by
@@ -174,6 +185,8 @@ type Entity struct {
 	LockedBy     string          `json:"lockedBy,omitempty"`
 	Queued       int             `json:"queued,omitempty"`
 	LastModified time.Time       `json:"lastModified,omitzero"`
+	// Suspension is set while the entity is suspended (poisoned).
+	Suspension *Suspension `json:"suspension,omitempty"`
 }
 
 // EntityPage is one page of entities.
@@ -307,7 +320,9 @@ func NewInstance(i *duro.Instance) *Instance {
 		ID: i.ID, Name: i.Name, Status: i.Status, ExecutionID: i.ExecutionID, ParentInstanceID: i.ParentInstanceID,
 		CreatedAt: utc(i.CreatedAt), UpdatedAt: utc(i.UpdatedAt), CompletedAt: utc(i.CompletedAt),
 		Input: Payload(i.RawInput), Output: Payload(i.RawOutput), CustomStatus: Payload(i.RawCustomStatus),
+		InputSize: i.InputSize, OutputSize: i.OutputSize, CustomStatusSize: i.CustomStatusSize,
 		Failure: NewFailure(i.Failure), Suspension: NewSuspension(i.Suspension), LastResume: NewResumeOutcome(i.LastResume),
+		PayloadsOmitted: i.PayloadsOmitted,
 	}
 }
 
@@ -348,7 +363,7 @@ func NewSuspension(s *duro.Suspension) *Suspension {
 // NewPendingDecision converts a pending decision.
 func NewPendingDecision(pd *duro.PendingDecision) *PendingDecision {
 	return &PendingDecision{TaskID: pd.TaskID, Activity: pd.Name, Attempt: pd.Attempt,
-		PreviousDeliveryAt: utc(pd.PreviousDeliveryAt), Input: Payload(pd.Input), Options: pd.Options}
+		PreviousDeliveryAt: utc(pd.PreviousDeliveryAt), Input: Payload(pd.Input), InputSize: len(pd.Input), Options: pd.Options}
 }
 
 // hasTaskID reports whether events of type t carry a meaningful task ID
@@ -389,5 +404,5 @@ func NewEvent(e *duro.HistoryEvent) *Event {
 // NewEntity converts an entity's state.
 func NewEntity(e *duro.EntityState) *Entity {
 	return &Entity{ID: e.ID.String(), Name: e.ID.Name, Key: e.ID.Key, Exists: e.Exists, State: Payload(e.RawState),
-		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: utc(e.LastModified)}
+		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: utc(e.LastModified), Suspension: NewSuspension(e.Suspension)}
 }

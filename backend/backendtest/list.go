@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,9 @@ func listTests() []test {
 		{"FilterStatuses", testListStatuses},
 		{"FilterName", testListName},
 		{"FilterCreatedRange", testListCreatedRange},
+		{"FilterIDPrefix", testListIDPrefix},
+		{"FilterCustomStatus", testListCustomStatus},
+		{"OmitPayloads", testListOmitPayloads},
 		{"PageSize", testListPageSize},
 		{"DefaultPageSize", testListDefaultPageSize},
 		{"WalkAllPagesExactlyOnce", testListWalk},
@@ -360,4 +364,83 @@ func testPurgeEmptyFilter(t *testing.T, e *env) {
 		t.Fatalf("PurgeInstances with no filter: purged %d, err = nil; want an error", n)
 	}
 	e.wantStatus("c", backend.StatusCompleted)
+}
+
+func testListIDPrefix(t *testing.T, e *env) {
+	ids := []string{"order-1", "order-10", "order-2", "orders", "ORDER-3", "pay-1", "order\U0010ffff", "order\U0010ffff\U0010ffff", "ordes"}
+	for i, id := range ids {
+		e.create(id, func(p *backend.CreateInstanceParams) { p.Now = e.at(time.Duration(i) * time.Second) })
+	}
+	e.wantList(`with prefix "order-1"`, backend.ListInstancesParams{IDPrefix: "order-1"}, "order-10", "order-1")
+	e.wantList(`with prefix "order"`, backend.ListInstancesParams{IDPrefix: "order"}, "order\U0010ffff\U0010ffff", "order\U0010ffff", "orders", "order-2", "order-10", "order-1")
+	e.wantList(`with prefix "order-", 1 a page`, backend.ListInstancesParams{IDPrefix: "order-", PageSize: 1}, "order-2", "order-10", "order-1")
+	e.wantList(`with prefix "order\U0010ffff"`, backend.ListInstancesParams{IDPrefix: "order\U0010ffff"}, "order\U0010ffff\U0010ffff", "order\U0010ffff")
+	e.wantList(`with prefix "pay-1" named "x"`, backend.ListInstancesParams{IDPrefix: "pay-1", Name: "x"})
+	e.wantList(`with prefix "zzz"`, backend.ListInstancesParams{IDPrefix: "zzz"})
+}
+
+func testListCustomStatus(t *testing.T, e *env) {
+	statuses := []string{`"awaiting shipment"`, `{"stage":"shipped","n":2}`, `"Shipped"`, ``, `"shipped"`}
+	for i, cs := range statuses {
+		id := fmt.Sprint("c", i)
+		at := e.at(time.Duration(i) * time.Second)
+		e.create(id, func(p *backend.CreateInstanceParams) { p.Now = at })
+		e.commit(e.claimStep(id, at), at, func(p *backend.CompleteOrchestrationStepParams) {
+			p.Status = backend.StatusRunning
+			if cs != "" {
+				p.CustomStatus = []byte(cs)
+			}
+		})
+	}
+	e.wantList(`with custom status containing "shipped"`, backend.ListInstancesParams{CustomStatus: "shipped"}, "c4", "c1")
+	e.wantList(`with custom status containing "\"shipped\""`, backend.ListInstancesParams{CustomStatus: `"shipped"`}, "c4", "c1")
+	e.wantList(`with custom status containing "ship", 1 a page`, backend.ListInstancesParams{CustomStatus: "ship", PageSize: 1}, "c4", "c1", "c0")
+	e.wantList(`with custom status containing "%"`, backend.ListInstancesParams{CustomStatus: "%"})
+	e.wantList(`with custom status containing "Shipped" and ID prefix "c2"`, backend.ListInstancesParams{CustomStatus: "Shipped", IDPrefix: "c2"}, "c2")
+}
+
+func testListOmitPayloads(t *testing.T, e *env) {
+	big := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
+	small := []byte(`"shipped"`)
+	large := []byte(`"` + strings.Repeat("s", backend.MaxListedCustomStatus) + `"`)
+	e.create("done", func(p *backend.CreateInstanceParams) { p.Input = big })
+	e.commit(e.claimStep("done", e.t0), e.t0, func(p *backend.CompleteOrchestrationStepParams) {
+		p.Status = backend.StatusCompleted
+		p.Output = []byte(`{"ok":true}`)
+		p.CustomStatus = small
+	})
+	e.create("busy", func(p *backend.CreateInstanceParams) { p.Now = e.at(time.Second); p.Input = nil })
+	e.commit(e.claimStep("busy", e.at(time.Second)), e.at(time.Second), func(p *backend.CompleteOrchestrationStepParams) {
+		p.Status = backend.StatusRunning
+		p.CustomStatus = large
+	})
+	page, err := e.b.ListInstances(e.ctx, &backend.ListInstancesParams{OmitPayloads: true})
+	e.noErr("ListInstances(OmitPayloads)", err)
+	if len(page.Instances) != 2 {
+		t.Fatalf("ListInstances(OmitPayloads) = %d instances, want 2", len(page.Instances))
+	}
+	busy, done := page.Instances[0], page.Instances[1]
+	if !done.Omitted || done.Input != nil || done.Output != nil || done.InputSize != len(big) || done.OutputSize != len(`{"ok":true}`) {
+		t.Errorf("done listed with Omitted %v, input %d bytes (size %d), output %q (size %d); want no payloads, sizes %d and %d",
+			done.Omitted, len(done.Input), done.InputSize, done.Output, done.OutputSize, len(big), len(`{"ok":true}`))
+	}
+	if string(done.CustomStatus) != string(small) || done.CustomStatusSize != len(small) {
+		t.Errorf("done listed with custom status %q (size %d), want %q: a small one is kept", done.CustomStatus, done.CustomStatusSize, small)
+	}
+	if done.Status != backend.StatusCompleted || done.Name != orchName || done.ExecutionID != "done-e1" {
+		t.Errorf("done listed as %+v, want its name, execution and status", done)
+	}
+	if !busy.Omitted || busy.CustomStatus != nil || busy.CustomStatusSize != len(large) || busy.InputSize != 0 || busy.OutputSize != 0 {
+		t.Errorf("busy listed with custom status of %d bytes (size %d), input size %d, output size %d; want it left out, size %d, and sizes 0",
+			len(busy.CustomStatus), busy.CustomStatusSize, busy.InputSize, busy.OutputSize, len(large))
+	}
+	// Without OmitPayloads, and from GetInstance, every payload is there.
+	full, err := e.b.ListInstances(e.ctx, &backend.ListInstancesParams{})
+	e.noErr("ListInstances", err)
+	if got := full.Instances[1]; got.Omitted || string(got.Input) != string(big) || string(got.Output) != `{"ok":true}` {
+		t.Errorf("a full listing has Omitted %v and input of %d bytes, want the input whole", got.Omitted, len(got.Input))
+	}
+	if got := e.instance("busy"); got.Omitted || string(got.CustomStatus) != string(large) {
+		t.Errorf("GetInstance(busy) has Omitted %v and a custom status of %d bytes, want %d", got.Omitted, len(got.CustomStatus), len(large))
+	}
 }

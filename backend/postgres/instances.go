@@ -261,6 +261,13 @@ func filterSQL(statuses []string, name string, from, to time.Time) (string, []an
 	return strings.Join(conds, " AND "), args
 }
 
+// listedColumns are instanceColumns without the payloads a listing with
+// OmitPayloads leaves out, followed by the payloads' lengths.
+var listedColumns = strings.NewReplacer(
+	"input, output,", "NULL::bytea, NULL::bytea,",
+	"custom_status,", "CASE WHEN length(custom_status) <= "+strconv.Itoa(backend.MaxListedCustomStatus)+" THEN custom_status END,",
+).Replace(instanceColumns) + ", COALESCE(length(input), 0), COALESCE(length(output), 0), COALESCE(length(custom_status), 0)"
+
 // DefaultPageSize is the page size of ListInstances when PageSize is 0.
 const DefaultPageSize = 100
 
@@ -287,6 +294,17 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 		statuses = append(statuses, string(s))
 	}
 	where, args := filterSQL(statuses, p.Name, p.CreatedFrom, p.CreatedTo)
+	if p.IDPrefix != "" {
+		// id is COLLATE "C" (byte order): the lower bound is a range of
+		// the primary key. (An upper bound from backend.PrefixEnd need not
+		// be valid UTF-8, which text parameters must be.)
+		args = append(args, p.IDPrefix)
+		where += fmt.Sprintf(" AND id >= $%d AND starts_with(id, $%d)", len(args), len(args))
+	}
+	if p.CustomStatus != "" {
+		args = append(args, []byte(p.CustomStatus))
+		where += fmt.Sprintf(" AND position($%d::bytea in custom_status) > 0", len(args))
+	}
 	if p.PageToken != "" {
 		at, id, err := backend.DecodePageToken(p.PageToken)
 		if err != nil {
@@ -296,7 +314,11 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 		where += fmt.Sprintf(" AND (created_at, id) < ($%d, $%d)", len(args)-1, len(args))
 	}
 	args = append(args, size+1)
-	query := b.q(`SELECT ` + instanceColumns + ` FROM {s}.instances WHERE ` + where +
+	columns := instanceColumns
+	if p.OmitPayloads {
+		columns = listedColumns
+	}
+	query := b.q(`SELECT ` + columns + ` FROM {s}.instances WHERE ` + where +
 		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)))
 	page := &backend.InstancePage{Instances: []*backend.Instance{}}
 	err := b.read(ctx, op, func(q querier) error {
@@ -307,9 +329,18 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 		}
 		defer rows.Close()
 		for rows.Next() {
-			in, err := scanInstance(rows)
+			var sizes [3]int
+			var extra []any
+			if p.OmitPayloads {
+				extra = []any{&sizes[0], &sizes[1], &sizes[2]}
+			}
+			in, err := scanInstance(rows, extra...)
 			if err != nil {
 				return err
+			}
+			if p.OmitPayloads {
+				in.Omitted = true
+				in.InputSize, in.OutputSize, in.CustomStatusSize = sizes[0], sizes[1], sizes[2]
 			}
 			page.Instances = append(page.Instances, in)
 		}

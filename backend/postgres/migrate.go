@@ -82,23 +82,26 @@ const migrationLockKey = 0x6475726f // "duro"
 // fails if the schema was migrated by a newer build. Open calls it unless
 // Options.SkipMigrate is set; a CLI calls it on a pool it opened itself.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	return migrate(ctx, pool, schema, slog.New(slog.DiscardHandler))
+	if err := migrate(ctx, pool, schema, slog.New(slog.DiscardHandler)); err != nil {
+		return fmt.Errorf("postgres: %w", connectError(err))
+	}
+	return nil
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *slog.Logger) error {
 	if err := ValidSchema(schema); err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
+		return fmt.Errorf("migrate: %w", err)
 	}
 	// Fast path: a schema that is up to date costs one query.
 	st, err := migrationStatus(ctx, pool, schema)
 	if err != nil {
-		return fmt.Errorf("postgres: migrate %s: %w", schema, err)
+		return fmt.Errorf("migrate schema %s: %w", schema, err)
 	}
 	latest := migrations[len(migrations)-1].Version
 	pending := false
 	for _, s := range st {
 		if s.Version > latest {
-			return fmt.Errorf("postgres: migrate %s: schema version %d is newer than this build supports (%d)",
+			return fmt.Errorf("migrate schema %s: schema version %d is newer than this build supports (%d)",
 				schema, s.Version, latest)
 		}
 		pending = pending || s.Pending()
@@ -109,7 +112,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *slog.L
 	for _, m := range migrations {
 		applied, err := applyMigration(ctx, pool, schema, m, latest)
 		if err != nil {
-			return fmt.Errorf("postgres: migrate %s: version %d (%s): %w", schema, m.Version, m.Name, err)
+			return fmt.Errorf("migrate schema %s: version %d (%s): %w", schema, m.Version, m.Name, err)
 		}
 		if applied {
 			log.Info("postgres: applied migration", "schema", schema, "version", m.Version, "name", m.Name)

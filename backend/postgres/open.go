@@ -66,6 +66,11 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 	if opts != nil {
 		o = *opts
 	}
+	if urlSchema != "" {
+		if err := ValidSchema(urlSchema); err != nil {
+			return nil, fmt.Errorf("postgres: open: the URL's %s: %w", SchemaParam, err)
+		}
+	}
 	if o.Schema, err = schemaFor(urlSchema, o.Schema); err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
@@ -109,6 +114,11 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 		maxStepMessages: o.MaxStepMessages,
 		pollInterval:    o.PollInterval,
 	}
+	// Connect first, so that an unreachable server reads as one.
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open: %w", connectError(err))
+	}
 	if o.SkipMigrate {
 		err = checkMigrated(ctx, pool, o.Schema)
 	} else {
@@ -116,7 +126,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 	}
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: open: %w", err)
+		return nil, fmt.Errorf("postgres: open: %w", connectError(err))
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel

@@ -407,7 +407,8 @@ const instanceColumns = `id, name, execution_id, status, input, output, failure,
 	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
 	resume_outcomes`
 
-func scanInstance(s pgx.Row) (*backend.Instance, error) {
+// scanInstance scans the instanceColumns of a row, then extra.
+func scanInstance(s pgx.Row, extra ...any) (*backend.Instance, error) {
 	var (
 		in                        backend.Instance
 		failure, pid, pexec, susp *string
@@ -415,8 +416,9 @@ func scanInstance(s pgx.Row) (*backend.Instance, error) {
 		ptask                     *int64
 		created, updated, compAt  int64
 	)
-	if err := s.Scan(&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes); err != nil {
+	dest := append([]any{&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
+		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes}, extra...)
+	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
 	if resumes != nil {

@@ -14,6 +14,12 @@
 // worker after a crash); their write transactions wait for each other for
 // up to Options.BusyTimeout.
 //
+// A file or directory this process may not write makes Open fail with
+// ErrReadOnly and a sentence naming the access it needs (never SQLite's
+// bare result codes); Options.ReadOnly opens such a store for reading only,
+// and Options.Immutable, for a directory it may not write either, reads the
+// file without locks.
+//
 // # Group commit
 //
 // Operations that arrive while the writer is busy queue, and the writer

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -271,6 +272,35 @@ func filterSQL(statuses []backend.Status, name string, from, to time.Time) (stri
 	return strings.Join(conds, " AND "), args
 }
 
+// listedColumns are rules.InstanceColumns without the payloads a listing with
+// OmitPayloads leaves out, followed by the payloads' lengths.
+var listedColumns = strings.NewReplacer(
+	"input, output,", "NULL, NULL,",
+	"custom_status,", "CASE WHEN "+byteLength("custom_status")+" <= "+strconv.Itoa(backend.MaxListedCustomStatus)+" THEN custom_status END,",
+).Replace(rules.InstanceColumns) + ", " + byteLength("input") + ", " + byteLength("output") + ", " + byteLength("custom_status")
+
+// byteLength is the SQL length in bytes of a payload column (0 for NULL).
+func byteLength(col string) string { return "COALESCE(length(CAST(" + col + " AS BLOB)), 0)" }
+
+// listFilterSQL adds the filters only listings have (ID prefix, custom
+// status) to a filterSQL clause.
+func listFilterSQL(where string, args []any, p *backend.ListInstancesParams) (string, []any) {
+	if p.IDPrefix != "" {
+		where += " AND id >= ?"
+		args = append(args, p.IDPrefix)
+		if end, ok := backend.PrefixEnd(p.IDPrefix); ok {
+			where += " AND id < ?"
+			args = append(args, end)
+		}
+	}
+	if p.CustomStatus != "" {
+		// instr on two blobs compares bytes.
+		where += " AND instr(custom_status, ?) > 0"
+		args = append(args, []byte(p.CustomStatus))
+	}
+	return where, args
+}
+
 // DefaultPageSize is the page size of ListInstances when PageSize is 0.
 const DefaultPageSize = 100
 
@@ -312,6 +342,10 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	if len(statuses) == 0 {
 		statuses = []backend.Status{""}
 	}
+	columns := rules.InstanceColumns
+	if p.OmitPayloads {
+		columns = listedColumns
+	}
 	var parts []string
 	var args []any
 	for _, s := range statuses {
@@ -320,7 +354,8 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 			one = []backend.Status{s}
 		}
 		where, wargs := filterSQL(one, p.Name, p.CreatedFrom, p.CreatedTo)
-		parts = append(parts, `SELECT * FROM (SELECT `+rules.InstanceColumns+` FROM instances WHERE `+where+after+
+		where, wargs = listFilterSQL(where, wargs, p)
+		parts = append(parts, `SELECT * FROM (SELECT `+columns+` FROM instances WHERE `+where+after+
 			` ORDER BY created_at DESC, id DESC LIMIT ?)`)
 		args = append(append(append(args, wargs...), afterArgs...), size+1)
 	}
@@ -336,10 +371,19 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 			return err
 		}
 		for rows.Next() {
-			in, err := scanInstance(rows)
+			var sizes [3]int
+			var extra []any
+			if p.OmitPayloads {
+				extra = []any{&sizes[0], &sizes[1], &sizes[2]}
+			}
+			in, err := scanInstance(rows, extra...)
 			if err != nil {
 				_ = rows.Close()
 				return err
+			}
+			if p.OmitPayloads {
+				in.Omitted = true
+				in.InputSize, in.OutputSize, in.CustomStatusSize = sizes[0], sizes[1], sizes[2]
 			}
 			page.Instances = append(page.Instances, in)
 		}

@@ -48,6 +48,8 @@ type Backend struct {
 	syncWAL func() error
 	// walSyncs counts syncWAL calls, for tests.
 	walSyncs atomic.Int64
+	// readOnly is Options.ReadOnly: every write fails with ErrReadOnly.
+	readOnly bool
 }
 
 var (
@@ -77,6 +79,13 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	busy := strconv.FormatInt(o.BusyTimeout.Milliseconds(), 10)
 	cache := "&_pragma=cache_size(-" + strconv.Itoa(o.CacheKiB) + ")"
 	uri := fileURI(abs)
+	if o.ReadOnly {
+		b, err := openReadOnly(ctx, abs, uri+"?mode=ro&_pragma=busy_timeout("+busy+")&_pragma=query_only(1)"+cache, o)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open %s read-only: %w", path, err)
+		}
+		return b, nil
+	}
 	wdb, err := sql.Open("sqlite", uri+"?_txlock=immediate"+
 		"&_pragma=busy_timeout("+busy+")"+
 		"&_pragma=journal_mode(WAL)"+
@@ -108,7 +117,13 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	}
 	if err := b.init(ctx); err != nil {
 		_ = wdb.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, accessError(abs, err))
+	}
+	// SQLite opens a file it may not write, and fails at the first write.
+	if !canOpen(abs, os.O_WRONLY) {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w: this user may not write %s; commands that change the store need write access to it",
+			path, ErrReadOnly, abs)
 	}
 	var mode string
 	if err := wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -129,6 +144,61 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	b.rdb = rdb
 	b.start()
 	return b, nil
+}
+
+// openReadOnly opens the file at abs with Options.ReadOnly: one pool for
+// reads (the writer never gets an operation), no migration, and a schema
+// that must be this build's.
+func openReadOnly(ctx context.Context, abs, uri string, o Options) (*Backend, error) {
+	if _, err := os.Stat(abs); err != nil {
+		return nil, err // mode=ro would say "unable to open database file"
+	}
+	if o.Immutable {
+		if _, err := os.Stat(abs + "-wal"); err == nil {
+			return nil, fmt.Errorf("%s-wal exists: a process has the store open, or left changes in its journal, which a read "+
+				"without locks would not see; give this user write access to the directory, or read it when no process has it open",
+				filepath.Base(abs))
+		}
+		uri += "&immutable=1"
+	}
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(o.ReadConns)
+	db.SetMaxIdleConns(o.ReadConns)
+	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages, readOnly: true}
+	if err := checkSchema(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, accessError(abs, err)
+	}
+	b.start()
+	return b, nil
+}
+
+// checkSchema fails unless db has every migration of this build, and no
+// newer one.
+func checkSchema(ctx context.Context, db *sql.DB) error {
+	st, err := migrationStatus(ctx, db)
+	if err != nil {
+		return err
+	}
+	latest := migrations[len(migrations)-1].Version
+	applied := 0
+	for _, s := range st {
+		if !s.Pending() {
+			applied = max(applied, s.Version)
+		}
+	}
+	switch {
+	case applied == 0:
+		return errors.New("the file holds no duro store (no migration applied)")
+	case applied > latest:
+		return fmt.Errorf("database schema version %d is newer than this build supports (%d)", applied, latest)
+	case applied < latest:
+		return fmt.Errorf("the store's schema is version %d and this build's %d: open it once with write access to migrate it", applied, latest)
+	}
+	return nil
 }
 
 // OpenMemory returns a backend on a private in-memory SQLite database: the
@@ -316,6 +386,10 @@ func (b *Backend) fail(op string, err error) error {
 	if b.closed.Load() && !errors.Is(err, backend.ErrClosed) &&
 		(errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "database is closed")) {
 		err = fmt.Errorf("%w: %v", backend.ErrClosed, err)
+	}
+	if sqliteCode(err)&0xff == codeReadOnly && !errors.Is(err, ErrReadOnly) {
+		// The file or its directory became read-only since Open.
+		err = fmt.Errorf("%w: SQLite may not write the file or its directory (%v)", ErrReadOnly, err)
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }

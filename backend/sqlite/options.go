@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -43,6 +44,20 @@ type Options struct {
 	// Logger receives the backend's log records (migrations, warnings).
 	// Default: records are discarded.
 	Logger *slog.Logger
+
+	// ReadOnly opens the file for reading only, for inspecting a store this
+	// process may not write (a read-only file): no migrations are applied
+	// (the store's schema must be this build's), and every write fails with
+	// ErrReadOnly. Other processes may write the store meanwhile. SQLite
+	// still needs to write the shared-memory file beside the store (PATH-shm)
+	// unless Immutable is set.
+	ReadOnly bool
+
+	// Immutable, with ReadOnly, reads the file without any lock or
+	// shared-memory file: for a store in a directory this process cannot
+	// write, which no process writes while it is open. It is refused when a
+	// write-ahead log (PATH-wal) exists, whose changes it would not see.
+	Immutable bool
 }
 
 // Defaults of Options.
@@ -98,6 +113,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.Immutable && !r.ReadOnly {
+		return r, errors.New("invalid Options.Immutable: it needs ReadOnly")
 	}
 	return r, nil
 }

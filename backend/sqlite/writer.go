@@ -169,6 +169,9 @@ func (b *Backend) writeSeq(ctx context.Context, op string, at time.Time, size in
 	if b.closed.Load() {
 		return 0, b.fail(op, backend.ErrClosed)
 	}
+	if b.readOnly {
+		return 0, b.fail(op, fmt.Errorf("%w (opened with Options.ReadOnly)", ErrReadOnly))
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, b.fail(op, err)
 	}

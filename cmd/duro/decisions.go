@@ -38,7 +38,7 @@ resume command to use. -o json prints the same as a JSON array.`,
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}

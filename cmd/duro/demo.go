@@ -128,8 +128,9 @@ func (a *app) runDemo(cmd *cobra.Command, keep bool) error {
 	}
 	defer func() { _ = be.Close() }()
 	c := duro.NewClient(be, nil)
+	var leftovers []*duro.Instance
 	if !temp {
-		if err := checkDemoStore(ctx, c, path); err != nil {
+		if leftovers, err = checkDemoStore(ctx, c, path); err != nil {
 			return err
 		}
 	}
@@ -150,6 +151,9 @@ func (a *app) runDemo(cmd *cobra.Command, keep bool) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	workers := &demoWorkers{be: be, reg: reg, log: logger, out: out}
 	defer workers.stop()
+	if err := finishLeftovers(ctx, be, c, leftovers, out, logger); err != nil {
+		return err
+	}
 	if err := workers.start(ctx); err != nil {
 		return err
 	}
@@ -438,9 +442,9 @@ func printDemoHistory(ctx context.Context, c *duro.Client, id string, out *demoP
 	if err != nil {
 		return err
 	}
-	out.printf("\nHistory of %s (duro history %s):\n", id, id)
+	out.printf("\nHistory of %s (duro history %s, without its OrchestratorStarted step markers):\n", id, id)
 	var b strings.Builder
-	if err := renderTimeline(&b, events, false); err != nil {
+	if err := renderEvents(&b, events, false, false); err != nil {
 		return err
 	}
 	out.printf("%s", b.String())
@@ -448,30 +452,73 @@ func printDemoHistory(ctx context.Context, c *duro.Client, id string, out *demoP
 }
 
 // checkDemoStore refuses a store with unfinished instances of other
-// orchestrations: the demo's worker would fail them as not registered.
-func checkDemoStore(ctx context.Context, c *duro.Client, path string) error {
-	opts := duro.ListOptions{Statuses: []duro.Status{duro.StatusPending, duro.StatusRunning, duro.StatusSuspended}}
+// orchestrations: the demo's worker would fail them as not registered. It
+// returns the demo's own unfinished instances, which an interrupted run
+// left behind.
+func checkDemoStore(ctx context.Context, c *duro.Client, path string) ([]*duro.Instance, error) {
+	opts := duro.ListOptions{Statuses: []duro.Status{duro.StatusPending, duro.StatusRunning, duro.StatusSuspended}, OmitPayloads: true}
+	var mine []*duro.Instance
 	for {
 		page, err := c.List(ctx, opts)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, i := range page.Instances {
 			switch i.Name {
 			case demoOrchestration, demoSubOrch, demoPayOrch:
-				if i.ID == demoInstanceID || i.ID == demoPayInstanceID {
-					return fmt.Errorf("an earlier demo left its instance %s unfinished (%s) in %s: use another --store", i.ID, i.Status, path)
-				}
+				mine = append(mine, i)
 			default:
-				return fmt.Errorf("%s holds unfinished instances of other orchestrations (%s %s, %s); the demo's worker would fail them: use another --store",
+				return nil, fmt.Errorf("%s holds unfinished instances of other orchestrations (%s %s, %s); the demo's worker would fail them: use another --store",
 					path, i.Name, i.ID, i.Status)
 			}
 		}
 		if page.NextPageToken == "" {
-			return nil
+			return mine, nil
 		}
 		opts.PageToken = page.NextPageToken
 	}
+}
+
+// finishLeftovers terminates the instances an interrupted demo run left
+// unfinished, with a worker of the demo's orchestrations only (their
+// activities must not run again, nor their narration mix with this run's),
+// and waits until they have finished, so that this run can start the demo's
+// instances again.
+func finishLeftovers(ctx context.Context, be backend.Backend, c *duro.Client, leftovers []*duro.Instance, out *demoPrinter, log *slog.Logger) error {
+	if len(leftovers) == 0 {
+		return nil
+	}
+	for _, i := range leftovers {
+		out.line("demo", "an earlier, interrupted demo left %s %s: terminating it, so that this run starts over", i.ID, i.Status)
+		err := c.Terminate(ctx, i.ID, "left unfinished by an interrupted duro demo")
+		if err != nil && !errors.Is(err, duro.ErrInstanceFinished) && !errors.Is(err, duro.ErrInstanceNotFound) {
+			return err
+		}
+	}
+	reg := duro.NewRegistry()
+	duro.RegisterOrchestration(reg, demoOrchestration, processOrder)
+	duro.RegisterOrchestration(reg, demoSubOrch, issueInvoice)
+	duro.RegisterOrchestration(reg, demoPayOrch, payOrder)
+	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{Name: "demo-cleanup", PollInterval: 20 * time.Millisecond, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(sctx)
+	}()
+	for _, i := range leftovers {
+		// A step leased by a killed process waits for its lease to lapse.
+		if _, err := c.Wait(ctx, i.ID); err != nil && !errors.Is(err, duro.ErrInstanceNotFound) {
+			return fmt.Errorf("demo: waiting for the earlier run's %s to finish: %w", i.ID, err)
+		}
+	}
+	out.printf("\n")
+	return nil
 }
 
 // demoOutcome prints the first part's outcome, output and history, and

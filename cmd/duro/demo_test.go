@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,54 @@ func checkDemo(t *testing.T, r result) {
 			t.Errorf("demo output matches %s:\n%s", p, r.stdout)
 		}
 	}
+	checkDemoTimes(t, r.stdout)
+}
+
+// checkDemoTimes fails if a history the demo prints has a time before the
+// line above it.
+func checkDemoTimes(t *testing.T, out string) {
+	t.Helper()
+	line := regexp.MustCompile(`^ +\+(\d+\.\d{3})s  `)
+	histories := 0
+	for _, block := range strings.Split(out, "History of ")[1:] {
+		histories++
+		last := -1.0
+		for _, l := range strings.Split(block, "\n")[1:] {
+			m := line.FindStringSubmatch(l)
+			if m == nil {
+				break
+			}
+			v, err := strconv.ParseFloat(m[1], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v < last {
+				t.Errorf("a history's times go back (+%.3fs after +%.3fs):\n%s", v, last, block)
+				break
+			}
+			last = v
+		}
+	}
+	if histories != 2 {
+		t.Errorf("the demo printed %d histories, want 2", histories)
+	}
+}
+
+// TestDemoFinishesLeftovers: an earlier run of the demo on the same store,
+// interrupted, left its instances unfinished; the next run finishes them
+// and runs the demo, instead of refusing the store.
+func TestDemoFinishesLeftovers(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	cli(t, "start", demoOrchestration, "--store", store, "--id", demoInstanceID, "--input", `{"id":"order-1001"}`).ok(t)
+	cli(t, "start", demoPayOrch, "--store", store, "--id", demoPayInstanceID, "--input", `{"id":"order-1002"}`).ok(t)
+	r := cli(t, "demo", "--store", store)
+	for _, id := range []string{demoInstanceID, demoPayInstanceID} {
+		if want := "an earlier, interrupted demo left " + id + " Pending: terminating it"; !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	checkDemo(t, r)
 }
 
 func TestDemoOnGivenStore(t *testing.T) {

@@ -239,7 +239,10 @@ func (d *demoActivities) chargeCard(ctx duro.ActivityContext, o demoOrder) (stri
 
 func (d *demoActivities) sendNotification(ctx duro.ActivityContext, n demoNotice) (string, error) {
 	d.out.activity(ctx, "%-5s to %s: %q", n.Channel, n.To, n.Text)
-	if err := work(ctx); err != nil {
+	// The channels take different times, so that their results arrive
+	// one after the other, in a repeatable order.
+	extra := map[string]time.Duration{"sms": 15 * time.Millisecond, "push": 30 * time.Millisecond}[n.Channel]
+	if err := workFor(ctx, demoWorkTime+extra); err != nil {
 		return "", err
 	}
 	return "sent", nil
@@ -255,8 +258,11 @@ func (d *demoActivities) renderInvoice(ctx duro.ActivityContext, o demoOrder) (s
 }
 
 // work stands for the time an activity's real work takes.
-func work(ctx duro.ActivityContext) error {
-	t := time.NewTimer(demoWorkTime)
+func work(ctx duro.ActivityContext) error { return workFor(ctx, demoWorkTime) }
+
+// workFor is work that takes d.
+func workFor(ctx duro.ActivityContext, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

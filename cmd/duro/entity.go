@@ -53,11 +53,12 @@ type entityJSON struct {
 	LockedBy     string          `json:"lockedBy,omitempty"`
 	Queued       int             `json:"queued,omitempty"`
 	LastModified string          `json:"lastModified,omitempty"`
+	Suspension   *suspensionJSON `json:"suspension,omitempty"`
 }
 
 func toEntityJSON(e *duro.EntityState) entityJSON {
 	j := entityJSON{ID: e.ID.String(), Name: e.ID.Name, Key: e.ID.Key, Exists: e.Exists, State: rawJSON(e.RawState),
-		LockedBy: e.LockedBy, Queued: e.Queued}
+		LockedBy: e.LockedBy, Queued: e.Queued, Suspension: toSuspensionJSON(e.Suspension)}
 	if !e.LastModified.IsZero() {
 		j.LastModified = formatTime(e.LastModified)
 	}
@@ -80,7 +81,7 @@ func (a *app) entityGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -96,10 +97,26 @@ func (a *app) entityGetCmd() *cobra.Command {
 				return writeJSON(a.stdout, toEntityJSON(st))
 			}
 			fmt.Fprintf(a.stdout, "Entity:        %s\n", id)
-			if st.Exists {
+			if s := st.Suspension; s != nil {
+				what := "suspended"
+				if s.Poisoned {
+					what = "poisoned: its operations kept failing before they committed"
+				}
+				fmt.Fprintf(a.stdout, "Suspended:     since %s, %s\n", formatTime(s.Since), what)
+				if s.Reason != "" {
+					fmt.Fprintf(a.stdout, "Reason:        %s\n", s.Reason)
+				}
+			}
+			switch {
+			case st.Exists:
 				fmt.Fprintf(a.stdout, "State:         %s\n", payloadText(st.RawState))
-			} else {
+			case st.Suspension != nil:
+				fmt.Fprintf(a.stdout, "State:         (none yet: its requests wait until it is resumed)\n")
+			default:
 				fmt.Fprintf(a.stdout, "State:         (none)\n")
+			}
+			if st.Suspension != nil {
+				fmt.Fprintf(a.stdout, "Resume with:   duro resume %s%s\n", quoteArg(id.String()), a.storeArg(cmd))
 			}
 			if st.LockedBy != "" {
 				fmt.Fprintf(a.stdout, "Locked by:     %s\n", st.LockedBy)
@@ -126,17 +143,20 @@ func (a *app) entityListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Short:   "List entities, newest first",
-		Example: "  duro entity list --name counter\n  duro entity list --all --empty",
+		Example: "  duro entity list --name counter\n  duro entity list --all --include-empty",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, err := parseOutput(output)
 			if err != nil {
 				return err
 			}
-			if size < 0 {
-				return usageErrorf("--page-size %d is negative", size)
+			if err := checkPageSize(size); err != nil {
+				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			if cmd.Flags().Changed("empty") {
+				fmt.Fprintln(a.stderr, "duro: --empty is now --include-empty, as the API's includeEmpty")
+			}
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -183,9 +203,11 @@ func (a *app) entityListCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "only entities with this name")
-	f.BoolVar(&empty, "empty", false, "include entities without state")
+	f.BoolVar(&empty, "include-empty", false, "include entities without state (the API's includeEmpty)")
+	f.BoolVar(&empty, "empty", false, "the same as --include-empty")
+	_ = f.MarkHidden("empty")
 	f.BoolVar(&all, "all", false, "read every page")
-	f.IntVar(&size, "page-size", 100, "instances read per page")
+	f.IntVar(&size, "page-size", defaultPageSize, fmt.Sprintf("entities read per page, 1 to %d", maxPageSize))
 	f.StringVar(&token, "page-token", "", "continue a listing")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -217,7 +239,7 @@ signal with a given key once (within its window of processed requests).`,
 			if raw != nil {
 				payload = raw
 			}
-			c, closeStore, err := a.client(cmd, true)
+			c, closeStore, err := a.client(cmd, storeCreate)
 			if err != nil {
 				return err
 			}
@@ -240,7 +262,7 @@ func (a *app) entityCleanCmd() *cobra.Command {
 		Short: "Remove empty entities whose window of processed requests has expired",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}

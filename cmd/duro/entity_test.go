@@ -83,10 +83,15 @@ func TestEntity(t *testing.T) {
 		}
 	}
 	if r := cli(t, "entity", "list", "--store", store).ok(t); strings.Contains(r.stdout, "@counter@a") {
-		t.Fatalf("an empty entity is listed without --empty:\n%s", r.stdout)
+		t.Fatalf("an empty entity is listed without --include-empty:\n%s", r.stdout)
 	}
-	if r := cli(t, "entity", "list", "--empty", "--store", store).ok(t); !strings.Contains(r.stdout, "@counter@a") {
-		t.Fatalf("--empty does not list it:\n%s", r.stdout)
+	if r := cli(t, "entity", "list", "--include-empty", "--store", store).ok(t); !strings.Contains(r.stdout, "@counter@a") {
+		t.Fatalf("--include-empty does not list it:\n%s", r.stdout)
+	}
+	// The old name still works, and says the new one.
+	if r := cli(t, "entity", "list", "--empty", "--store", store).ok(t); !strings.Contains(r.stdout, "@counter@a") ||
+		!strings.Contains(r.stderr, "--empty is now --include-empty") {
+		t.Fatalf("--empty:\n%s\n%s", r.stdout, r.stderr)
 	}
 	r = cli(t, "entity", "clean", "--store", store).ok(t)
 	if !strings.Contains(r.stdout, "asked 1 empty entities") {

@@ -38,7 +38,7 @@ rewinds the tasks they re-run. -o json prints the events as JSON.`,
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -141,6 +141,24 @@ const previewRunes = 60
 // Results are paired with the event that scheduled them (same task ID) to
 // name them and show how long they took.
 func renderTimeline(w io.Writer, events []*duro.HistoryEvent, full bool) error {
+	return renderEvents(w, events, full, true)
+}
+
+// renderEvents is renderTimeline, with or without the OrchestratorStarted
+// events. Each of those carries its step's time, which comes after the
+// times of the messages the step then records (an event is timed when it
+// happened, not when a step took it in): without them, a timeline's times
+// go forward.
+func renderEvents(w io.Writer, events []*duro.HistoryEvent, full, steps bool) error {
+	if !steps {
+		var kept []*duro.HistoryEvent
+		for _, e := range events {
+			if e.Type != backend.EventOrchestratorStarted {
+				kept = append(kept, e)
+			}
+		}
+		events = kept
+	}
 	if len(events) == 0 {
 		_, err := fmt.Fprintln(w, "no events")
 		return err

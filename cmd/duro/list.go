@@ -17,7 +17,7 @@ type listJSON struct {
 }
 
 func (a *app) listCmd() *cobra.Command {
-	var output, statuses, name, from, to, token string
+	var output, statuses, name, prefix, custom, from, to, token string
 	var pageSize int
 	var all bool
 	cmd := &cobra.Command{
@@ -26,10 +26,16 @@ func (a *app) listCmd() *cobra.Command {
 		Long: `List prints the instances of the store, newest first, one page at a time,
 with the token of the next page. Filters combine: --status takes a
 comma-separated list of statuses (` + statusNames(allStatuses) + `);
+--id-prefix matches the start of instance IDs; --custom-status matches
+custom statuses that contain the text (as stored: JSON, case-sensitive);
 --created-from (inclusive) and --created-to (exclusive) take RFC 3339 times,
-dates, or durations ago (24h, 7d).`,
+dates, or durations ago (24h, 7d).
+
+Lists show the sizes of inputs and outputs, not the payloads ('duro status
+ID' shows them); -o json leaves them out too, and custom statuses over 1 KiB.`,
 		Example: `  duro list --status Running,Suspended
   duro list --name ProcessOrder --created-from 24h --all
+  duro list --id-prefix order- --custom-status shipped
   duro list --page-size 20 --page-token TOKEN -o json`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,7 +43,8 @@ dates, or durations ago (24h, 7d).`,
 			if err != nil {
 				return err
 			}
-			opts := duro.ListOptions{Name: name, PageSize: pageSize, PageToken: token}
+			opts := duro.ListOptions{Name: name, IDPrefix: prefix, CustomStatus: custom, PageSize: pageSize, PageToken: token,
+				OmitPayloads: true}
 			if opts.Statuses, err = parseStatuses("status", statuses, false); err != nil {
 				return err
 			}
@@ -48,10 +55,10 @@ dates, or durations ago (24h, 7d).`,
 			if opts.CreatedTo, err = parseTimeFlag("created-to", to, now, false); err != nil {
 				return err
 			}
-			if pageSize < 0 {
-				return usageErrorf("--page-size must not be negative")
+			if err := checkPageSize(pageSize); err != nil {
+				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -84,9 +91,11 @@ dates, or durations ago (24h, 7d).`,
 	addOutputFlag(cmd, &output)
 	f.StringVar(&statuses, "status", "", "only these statuses, comma-separated")
 	f.StringVar(&name, "name", "", "only instances of this orchestration")
+	f.StringVar(&prefix, "id-prefix", "", "only instances whose ID starts with this")
+	f.StringVar(&custom, "custom-status", "", "only instances whose custom status contains this text")
 	f.StringVar(&from, "created-from", "", "only instances created at or after this time")
 	f.StringVar(&to, "created-to", "", "only instances created before this time")
-	f.IntVar(&pageSize, "page-size", 0, "instances per page (default 100)")
+	f.IntVar(&pageSize, "page-size", defaultPageSize, fmt.Sprintf("instances per page, 1 to %d", maxPageSize))
 	f.StringVar(&token, "page-token", "", "continue from a previous page's next page token")
 	f.BoolVar(&all, "all", false, "fetch every page")
 	return cmd
@@ -97,9 +106,10 @@ func renderList(a *app, insts []*duro.Instance, next string) error {
 		fmt.Fprintln(a.stdout, "no instances")
 	} else {
 		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED\tUPDATED")
+		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED\tUPDATED\tINPUT\tOUTPUT\tCUSTOM STATUS")
 		for _, i := range insts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ID, i.Name, i.Status, formatTime(i.CreatedAt), formatTime(i.UpdatedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Name, i.Status, formatTime(i.CreatedAt), formatTime(i.UpdatedAt),
+				sizeText(i.InputSize), sizeText(i.OutputSize), customStatusText(i))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -109,4 +119,39 @@ func renderList(a *app, insts []*duro.Instance, next string) error {
 		fmt.Fprintf(a.stdout, "\nnext page token: %s\n(continue with --page-token %s, or pass --all)\n", next, quoteArg(next))
 	}
 	return nil
+}
+
+// Page sizes of list and entity list: the API's bounds.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// checkPageSize refuses a --page-size outside what the API accepts, so a
+// store and a server answer the same command line alike.
+func checkPageSize(n int) error {
+	if n < 1 || n > maxPageSize {
+		return usageErrorf("--page-size %d: want 1 to %d", n, maxPageSize)
+	}
+	return nil
+}
+
+// sizeText is a payload size for a list: "-" for none.
+func sizeText(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return byteSize(n)
+}
+
+// customStatusText is a listed instance's custom status on one line, or
+// its size when the listing left it out.
+func customStatusText(i *duro.Instance) string {
+	switch {
+	case len(i.RawCustomStatus) > 0:
+		return preview(i.RawCustomStatus, 40)
+	case i.CustomStatusSize > 0:
+		return "(" + byteSize(i.CustomStatusSize) + ")"
+	}
+	return "-"
 }

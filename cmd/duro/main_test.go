@@ -79,6 +79,10 @@ func newStore(t *testing.T) string {
 //	FailOnce  calls the activity Step for "a", "b" (which fails on its first
 //	          run) and "c", and returns their results joined; a rewind
 //	          completes it
+//	Stage     sets its input as its custom status and waits for the event
+//	          "go"
+//	Ship      waits up to an hour for the event "shipped" and returns its
+//	          data (its timeout timer is not needed once the event comes)
 type testEnv struct {
 	store string
 	c     *duro.Client
@@ -104,6 +108,17 @@ func newTestEnv(t *testing.T) *testEnv {
 		return nil, duro.NewError("Boom", "it broke")
 	})
 	registerFailOnce(reg)
+	duro.RegisterOrchestration(reg, "Stage", func(ctx *duro.OrchestrationContext, stage json.RawMessage) (any, error) {
+		if err := ctx.SetCustomStatus(stage); err != nil {
+			return nil, err
+		}
+		return nil, ctx.WaitForEvent("go", -1).Await(nil)
+	})
+	duro.RegisterOrchestration(reg, "Ship", func(ctx *duro.OrchestrationContext, _ any) (json.RawMessage, error) {
+		var data json.RawMessage
+		err := ctx.WaitForEvent("shipped", time.Hour).Await(&data)
+		return data, err
+	})
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{
 		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -168,7 +183,9 @@ func TestRoot(t *testing.T) {
 		{name: "unknown flag", args: []string{"list", "--bogus"}, code: exitUsage, err: "unknown flag: --bogus"},
 		{name: "too many args", args: []string{"status", "a", "b"}, code: exitUsage, err: "want 1 argument(s) (ID), got 2"},
 		{name: "negative timeout", args: []string{"list", "--store", store, "--timeout", "-1s"}, code: exitUsage, err: "--timeout"},
-		{name: "postgres unreachable", args: []string{"list", "--store", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2"}, code: exitFailure, err: "PostgreSQL"},
+		{name: "postgres unreachable", args: []string{"list", "--store", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2"}, code: exitFailure, err: "duro: PostgreSQL store: cannot connect to 127.0.0.1:1 (user u, database db): connection refused\n"},
+		{name: "bad duro_schema", args: []string{"list", "--store", "postgres://u@127.0.0.1:1/db?duro_schema=Bad"}, code: exitFailure,
+			err: `duro: PostgreSQL store: the URL's duro_schema: schema name "Bad": want lower-case letters`},
 		{name: "missing store", args: []string{"list", "--store", filepath.Join(t.TempDir(), "nope.db")}, code: exitFailure, err: "does not exist"},
 		{name: "store from env", env: map[string]string{"DURO_STORE": store}, args: []string{"list"}, out: "no instances"},
 		{name: "flag beats env", env: map[string]string{"DURO_STORE": "/nonexistent/x.db"}, args: []string{"list", "--store", store}, out: "no instances"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,8 +29,40 @@ type instanceJSON struct {
 	Input            json.RawMessage `json:"input,omitempty"`
 	Output           json.RawMessage `json:"output,omitempty"`
 	CustomStatus     json.RawMessage `json:"customStatus,omitempty"`
+	InputSize        int             `json:"inputSize"`
+	OutputSize       int             `json:"outputSize"`
+	CustomStatusSize int             `json:"customStatusSize"`
 	Failure          *failureJSON    `json:"failure,omitempty"`
 	Suspension       *suspensionJSON `json:"suspension,omitempty"`
+	// PayloadsOmitted is set in lists, which leave out inputs, outputs
+	// and large custom statuses ('duro status ID' shows them).
+	PayloadsOmitted bool `json:"payloadsOmitted,omitempty"`
+	// Termination is set, by status, for a Terminated instance.
+	Termination *terminationJSON `json:"termination,omitempty"`
+}
+
+// terminationJSON is when and why an instance was terminated.
+type terminationJSON struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// termination reads, from its history, why a Terminated instance was
+// terminated (nil for other instances, or a history without the event).
+func termination(ctx context.Context, c instanceAPI, inst *duro.Instance) *terminationJSON {
+	if inst.Status != duro.StatusTerminated {
+		return nil
+	}
+	h, err := c.History(ctx, inst.ID)
+	if err != nil {
+		return nil
+	}
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Type == backend.EventExecutionTerminated {
+			return &terminationJSON{Reason: h[i].Reason, At: utc(h[i].Timestamp)}
+		}
+	}
+	return nil
 }
 
 func toInstanceJSON(i *duro.Instance) instanceJSON {
@@ -37,8 +70,20 @@ func toInstanceJSON(i *duro.Instance) instanceJSON {
 		ID: i.ID, Name: i.Name, Status: i.Status, ExecutionID: i.ExecutionID, ParentInstanceID: i.ParentInstanceID,
 		CreatedAt: utc(i.CreatedAt), UpdatedAt: utc(i.UpdatedAt), CompletedAt: utc(i.CompletedAt),
 		Input: rawJSON(i.RawInput), Output: rawJSON(i.RawOutput), CustomStatus: rawJSON(i.RawCustomStatus),
-		Failure: toFailureJSON(i.Failure), Suspension: toSuspensionJSON(i.Suspension),
+		InputSize: i.InputSize, OutputSize: i.OutputSize, CustomStatusSize: i.CustomStatusSize,
+		Failure: toFailureJSON(i.Failure), Suspension: toSuspensionJSON(i.Suspension), PayloadsOmitted: i.PayloadsOmitted,
 	}
+}
+
+// byteSize renders a payload size for people: 0 B, 812 B, 2.0 MiB.
+func byteSize(n int) string {
+	switch {
+	case n < 1024:
+		return strconv.Itoa(n) + " B"
+	case n < 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
 }
 
 // suspensionJSON is the JSON form of an instance's suspension.
@@ -171,8 +216,9 @@ func failureText(f *duro.Failure) string {
 }
 
 // renderInstance writes the readable summary of status and start --wait.
-// store is the --store argument that printed commands need ("" for none).
-func renderInstance(w io.Writer, i *duro.Instance, store string) error {
+// store is the --store argument that printed commands need ("" for none);
+// term, if not nil, is the instance's termination.
+func renderInstance(w io.Writer, i *duro.Instance, store string, term *terminationJSON) error {
 	type row struct{ k, v string }
 	rows := []row{
 		{"ID", i.ID},
@@ -203,6 +249,13 @@ func renderInstance(w io.Writer, i *duro.Instance, store string) error {
 		row{"Output", payloadText(i.RawOutput)},
 		row{"Custom status", payloadText(i.RawCustomStatus)},
 	)
+	if term != nil {
+		reason := term.Reason
+		if reason == "" {
+			reason = "(no reason given)"
+		}
+		rows = append(rows, row{"Terminated", reason + ", at " + formatTime(term.At)})
+	}
 	if i.Failure != nil {
 		rows = append(rows, row{"Failure", failureText(i.Failure)})
 		if i.Failure.Stack != "" {

@@ -32,7 +32,7 @@ instance that has finished takes no more events.`,
 			if raw != nil {
 				payload = raw
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}

@@ -220,10 +220,12 @@ func (c *remoteClient) List(ctx context.Context, o duro.ListOptions) (*duro.Inst
 	}
 	setQuery(q, "status", strings.Join(ss, ","))
 	setQuery(q, "name", o.Name)
+	setQuery(q, "idPrefix", o.IDPrefix)
+	setQuery(q, "customStatus", o.CustomStatus)
 	setQuery(q, "createdFrom", rfc3339(o.CreatedFrom))
 	setQuery(q, "createdTo", rfc3339(o.CreatedTo))
 	if o.PageSize > 0 {
-		q.Set("pageSize", strconv.Itoa(min(o.PageSize, 1000)))
+		q.Set("pageSize", strconv.Itoa(o.PageSize))
 	}
 	setQuery(q, "pageToken", o.PageToken)
 	var page server.InstancePage
@@ -371,7 +373,7 @@ func (c *remoteClient) ListEntities(ctx context.Context, q duro.EntityQuery) (*d
 		v.Set("includeEmpty", "true")
 	}
 	if q.PageSize > 0 {
-		v.Set("pageSize", strconv.Itoa(min(q.PageSize, 1000)))
+		v.Set("pageSize", strconv.Itoa(q.PageSize))
 	}
 	setQuery(v, "pageToken", q.PageToken)
 	var page server.EntityPage
@@ -419,7 +421,8 @@ func toSDKInstance(i *server.Instance) *duro.Instance {
 		CreatedAt: i.CreatedAt, UpdatedAt: i.UpdatedAt, CompletedAt: i.CompletedAt, Failure: toSDKFailure(i.Failure),
 		ParentInstanceID: i.ParentInstanceID, Suspension: toSDKSuspension(i.Suspension),
 		RawInput: raw(i.Input), RawOutput: raw(i.Output), RawCustomStatus: raw(i.CustomStatus),
-		LastResume: toSDKResumeOutcome(i.LastResume)}
+		InputSize: i.InputSize, OutputSize: i.OutputSize, CustomStatusSize: i.CustomStatusSize,
+		PayloadsOmitted: i.PayloadsOmitted, LastResume: toSDKResumeOutcome(i.LastResume)}
 }
 
 func toSDKResumeOutcome(o *server.ResumeOutcome) *duro.ResumeOutcome {
@@ -481,5 +484,5 @@ func toSDKEvent(e *server.Event) *duro.HistoryEvent {
 
 func toSDKEntity(e *server.Entity) *duro.EntityState {
 	return &duro.EntityState{ID: duro.EntityID{Name: e.Name, Key: e.Key}, Exists: e.Exists, RawState: raw(e.State),
-		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: e.LastModified}
+		LockedBy: e.LockedBy, Queued: e.Queued, LastModified: e.LastModified, Suspension: toSDKSuspension(e.Suspension)}
 }

@@ -88,7 +88,7 @@ is queued, another one is refused at once.`,
 				specs = append(specs, s)
 			}
 
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}
@@ -158,7 +158,7 @@ func (a *app) resumeOutcome(cmd *cobra.Command, id, rid string, wait bool) error
 			return usageErrorf("--outcome reads a resume's outcome; it takes no --%s", name)
 		}
 	}
-	c, closeStore, err := a.client(cmd, false)
+	c, closeStore, err := a.client(cmd, storeRead)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ fixed activity, bring the service back), or the tasks fail again.`,
 		Args:    exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeWrite)
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"duro"
+	"duro/backend"
+	"duro/backend/sqlite"
 )
 
 func TestRewind(t *testing.T) {
@@ -97,5 +102,92 @@ func TestRewindErrors(t *testing.T) {
 			t.Parallel()
 			cli(t, append([]string{"--store", tt.store}, tt.args...)...).fails(t, tt.code, tt.err)
 		})
+	}
+}
+
+// TestRewindTimes: a rewind is recorded at its own time, even when no
+// worker runs until later, and a timer whose time passed while the
+// instance was Failed fires at the rewind, not in the past; the history's
+// times after the rewind never go back before it.
+func TestRewindTimes(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	be, err := sqlite.Open(context.Background(), store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = be.Close() }()
+	register := func(fail bool) *duro.Registry {
+		reg := duro.NewRegistry()
+		duro.RegisterActivity(reg, "Mail", func(duro.ActivityContext, string) (string, error) {
+			if fail {
+				return "", errors.New("mail server down")
+			}
+			return "sent", nil
+		})
+		// Mail fails while a 50ms timer is pending: the timer is cut off.
+		duro.RegisterOrchestration(reg, "Notify", func(ctx *duro.OrchestrationContext, _ any) (string, error) {
+			timer := ctx.CreateTimer(50 * time.Millisecond)
+			var out string
+			if err := ctx.CallActivity("Mail", "x").Await(&out); err != nil {
+				return "", err
+			}
+			return out, timer.Await(nil)
+		})
+		return reg
+	}
+	c := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first := startWorker(t, be, register(true))
+	if _, err := c.Start(ctx, "Notify", nil, duro.StartOptions{InstanceID: "n"}); err != nil {
+		t.Fatal(err)
+	}
+	if inst, err := c.Wait(ctx, "n"); err != nil || inst.Status != duro.StatusFailed {
+		t.Fatalf("n: %v %+v", err, inst)
+	}
+	if err := first.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.History(ctx, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fireAt time.Time
+	for _, e := range h {
+		if e.Type == backend.EventTimerCreated {
+			fireAt = e.FireAt
+		}
+	}
+	// The timer's time passes while the instance is Failed and no worker
+	// runs; then the rewind, and only later a worker.
+	time.Sleep(time.Until(fireAt) + 20*time.Millisecond)
+	before := time.Now()
+	if err := c.Rewind(ctx, "n", "the mail server is back"); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	time.Sleep(100 * time.Millisecond) // the worker comes later
+	startWorker(t, be, register(false))
+	if inst, err := c.Wait(ctx, "n"); err != nil || inst.Status != duro.StatusCompleted {
+		t.Fatalf("n after the rewind: %v %+v", err, inst)
+	}
+	if h, err = c.History(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	rewound := false
+	for _, e := range h {
+		switch {
+		case e.Type == backend.EventExecutionRewound:
+			rewound = true
+			if e.Timestamp.Before(before.Add(-time.Millisecond)) || e.Timestamp.After(after.Add(time.Millisecond)) {
+				t.Errorf("ExecutionRewound at %s, want the rewind's time, between %s and %s", e.Timestamp, before, after)
+			}
+		case rewound && e.Timestamp.Before(before.Add(-time.Millisecond)):
+			t.Errorf("%s #%d after the rewind at %s, before the rewind (%s)", e.Type, e.TaskID, e.Timestamp, before)
+		}
+	}
+	if !rewound {
+		t.Fatal("no ExecutionRewound in the history")
 	}
 }

@@ -31,6 +31,7 @@ const defaultListen = "127.0.0.1:8233"
 type serverOptions struct {
 	listen    string
 	demo      bool
+	create    bool
 	maxBody   int64
 	trace     telemetry.TraceConfig
 	logFormat string
@@ -60,6 +61,10 @@ first charge, as a crash would, so PayOrder's at-most-once ChargeCard waits
 for your decision on the dashboard's Decisions page. Use --demo on a store
 of its own.
 
+A SQLite store that does not exist is an error (a mistyped --store would
+serve an empty store), unless --create asks for a new one; --demo, whose
+store is its own, creates it too.
+
 Authentication: with a token (--token, DURO_TOKEN or --token-file) every
 API request and /metrics need "Authorization: Bearer TOKEN". Without one,
 the server listens on a loopback address only, and refuses requests to any
@@ -69,6 +74,7 @@ Tracing is off unless --trace-exporter is stdout or otlp (OTLP over HTTP to
 --trace-endpoint, or to OTEL_EXPORTER_OTLP_ENDPOINT). --timeout does not
 apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 		Example: `  duro server --store demo.db --demo
+  duro server --store new.db --create
   duro server --store prod.db --listen 0.0.0.0:8233 --token-file /run/secrets/duro-token
   duro server --store demo.db --trace-exporter otlp --trace-endpoint http://localhost:4318`,
 		Args:        exactArgs(),
@@ -82,6 +88,7 @@ apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 	f.BoolVar(&o.demo, "demo", false, "also run a worker with the demo's workflows (see above)")
 	f.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second,
 		"on SIGTERM or Ctrl-C, how long the demo worker lets running activities finish (releasing unstarted ones at once) before it hands them back")
+	f.BoolVar(&o.create, "create", false, "create the SQLite store if it does not exist")
 	f.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "the largest request body accepted, in `BYTES`")
 	f.StringVar(&o.trace.Exporter, "trace-exporter", telemetry.ExporterNone, "where the demo worker's spans go: none, stdout or otlp")
 	f.StringVar(&o.trace.Endpoint, "trace-endpoint", "", "the OTLP/HTTP `URL` for --trace-exporter otlp (default: OTEL_EXPORTER_OTLP_ENDPOINT or https://localhost:4318)")
@@ -151,6 +158,15 @@ func (a *app) runServer(cmd *cobra.Command, o *serverOptions) error {
 	ctx := cmd.Context()
 	if !a.storeGiven(cmd) {
 		fmt.Fprintf(a.stdout, "store: %s (the default; name another with --store)\n", a.store)
+	}
+	if !o.create && !o.demo {
+		ok, err := storeExists(a.store)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("store %s does not exist: give --create to make a new one, or name another with --store PATH or DURO_STORE", a.store)
+		}
 	}
 	be, err := openStore(ctx, a.store)
 	if err != nil {

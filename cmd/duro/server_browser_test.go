@@ -113,6 +113,22 @@ func TestDashboardDemo(t *testing.T) {
 	shot("8-phone-instance")
 	run("phone list", chromedp.Navigate(s.url+"/#/instances"), chromedp.WaitVisible(`tr[data-id="order-1002"]`, q))
 	shot("9-phone-list")
+
+	// order-1001 has finished too: none of its tasks runs on.
+	var tasks string
+	run("the finished order", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(s.url+"/#/instances/order-1001"),
+		chromedp.WaitVisible(`section.instance[data-id="order-1001"][data-status="Completed"] li.task[data-task="7"]`, q),
+		chromedp.Text(`#timeline ol.tasks`, &tasks, q))
+	if strings.Contains(tasks, "so far") || strings.Contains(tasks, "running") {
+		t.Errorf("a task of the finished order-1001 runs on:\n%s", tasks)
+	}
+	shot("10-finished-order-timeline")
+	run("compact history", chromedp.Click(`.tabs a[data-view="compact"]`, q), chromedp.WaitVisible(`#history-compact`, q))
+	shot("11-history-compact")
+	run("JSON history", chromedp.Click(`.tabs a[data-view="json"]`, q), chromedp.WaitVisible(`#history-json`, q))
+	shot("12-history-json")
+	run("entities", chromedp.Click(`a[data-nav="entities"]`, q), chromedp.WaitVisible(`main h1`, q))
+	shot("13-entities")
 	if n := strings.Count(s.out.String(), "possible duplicate; suspending"); n != 1 {
 		t.Errorf("the payment was suspended %d times, want 1:\n%s", n, s.out)
 	}

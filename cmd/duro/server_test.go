@@ -226,6 +226,25 @@ func waitRemote(t *testing.T, url, id, status string) instanceJSON {
 	}
 }
 
+// TestServerMissingStore: 'duro server' refuses a store that does not
+// exist, as the other commands do, unless asked to create it.
+func TestServerMissingStore(t *testing.T) {
+	t.Parallel()
+	typo := filepath.Join(t.TempDir(), "typo.db")
+	cli(t, "server", "--store", typo).fails(t, exitFailure,
+		"store "+typo+" does not exist: give --create to make a new one, or name another with --store PATH or DURO_STORE")
+	if _, err := os.Stat(typo); err == nil {
+		t.Fatal("the refused store was created")
+	}
+	s := startServer(t, nil, "--store", typo, "--create")
+	if code, body := s.get(t, "/api/v1/instances", ""); code != 200 {
+		t.Errorf("a created store: %d %s", code, body)
+	}
+	if _, err := os.Stat(typo); err != nil {
+		t.Errorf("--create made no store: %v", err)
+	}
+}
+
 // TestServerDemoNeedsDemoWorker: 'duro demo --server' says what to do when
 // the server runs no demo worker.
 func TestServerDemoNeedsDemoWorker(t *testing.T) {

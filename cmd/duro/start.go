@@ -44,7 +44,7 @@ its status; the exit status is then non-zero unless it Completed.`,
 			if raw != nil {
 				payload = raw
 			}
-			c, closeStore, err := a.client(cmd, true)
+			c, closeStore, err := a.client(cmd, storeCreate)
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ its status; the exit status is then non-zero unless it Completed.`,
 			if err != nil {
 				return waitError(ctx, c, got, name, a.timeout, err)
 			}
-			if err := renderInstance(a.stdout, inst, a.storeArg(cmd)); err != nil {
+			if err := renderInstance(a.stdout, inst, a.storeArg(cmd), termination(ctx, c, inst)); err != nil {
 				return err
 			}
 			if inst.Status != duro.StatusCompleted {

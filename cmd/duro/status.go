@@ -21,7 +21,8 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show an instance's status, input, output and failure",
 		Long: `Status shows a summary of the instance ID: its status, orchestration name,
 times, input, output and custom status (as JSON) and, for a failed instance,
-the failure's type and message. For a suspended instance it shows why and
+the failure's type and message; for a terminated one, the termination's
+reason and time. For a suspended instance it shows why and
 since when, whether its step was poisoned, the tasks that await an
 operator's decision, and the command that resumes it.
 
@@ -40,7 +41,7 @@ prints the same as a JSON object.`,
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}
@@ -50,17 +51,20 @@ prints the same as a JSON object.`,
 			if err != nil {
 				return explain(ctx, c, args[0], err)
 			}
+			term := termination(ctx, c, inst)
 			// The work in flight; a store or server that cannot show it
 			// does not keep the summary from printing.
 			f, ferr := c.InFlight(ctx, inst.ID)
 			if asJSON {
-				out := statusJSON{instanceJSON: toInstanceJSON(inst)}
+				j := toInstanceJSON(inst)
+				j.Termination = term
+				out := statusJSON{instanceJSON: j}
 				if f != nil && (!f.Status.IsTerminal() || len(f.Activities) > 0) {
 					out.InFlight = server.NewInFlight(f)
 				}
 				return writeJSON(a.stdout, out)
 			}
-			if err := renderInstance(a.stdout, inst, a.storeArg(cmd)); err != nil {
+			if err := renderInstance(a.stdout, inst, a.storeArg(cmd), term); err != nil {
 				return err
 			}
 			if ferr != nil {

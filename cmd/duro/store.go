@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -19,6 +20,26 @@ import (
 // openStore opens the store named by spec: a SQLite file path, or a
 // postgres:// URL (whose duro_schema parameter names the task hub).
 func openStore(ctx context.Context, spec string) (backend.Backend, error) {
+	return openStoreFor(ctx, spec, storeCreate, nil)
+}
+
+// storeAccess is what a command does with its store.
+type storeAccess int
+
+const (
+	// storeRead only reads: a store this user may not write is opened
+	// read-only.
+	storeRead storeAccess = iota
+	// storeWrite changes an existing store.
+	storeWrite
+	// storeCreate changes the store, creating a SQLite file if needed.
+	storeCreate
+)
+
+// openStoreFor opens the store for access. A read of a SQLite file this
+// user may not write opens it read-only, without locks when its directory
+// is not writable either (a note goes to stderr, if not nil).
+func openStoreFor(ctx context.Context, spec string, access storeAccess, stderr io.Writer) (backend.Backend, error) {
 	switch {
 	case spec == "":
 		return nil, usageErrorf("no store: give --store PATH or set DURO_STORE")
@@ -26,16 +47,54 @@ func openStore(ctx context.Context, spec string) (backend.Backend, error) {
 		be, err := postgres.Open(ctx, spec, nil) // the URL may carry ?duro_schema=HUB
 		if err != nil {
 			// Never echo the URL: it may hold a password.
-			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+			if msg, ok := strings.CutPrefix(err.Error(), "postgres: open: "); ok {
+				err = &trimmedError{msg: msg, err: err}
+			}
+			return nil, fmt.Errorf("PostgreSQL store: %w", err)
 		}
 		return be, nil
 	}
 	be, err := sqlite.Open(ctx, spec, nil)
+	if err != nil && access == storeRead && errors.Is(err, sqlite.ErrReadOnly) {
+		var rerr error
+		if be, rerr = sqlite.Open(ctx, spec, &sqlite.Options{ReadOnly: true}); rerr == nil {
+			return be, nil
+		}
+		// A directory this user may not write: SQLite cannot keep its
+		// shared memory beside the file, so read it without locks.
+		if be, rerr = sqlite.Open(ctx, spec, &sqlite.Options{ReadOnly: true, Immutable: true}); rerr == nil {
+			if stderr != nil {
+				fmt.Fprintf(stderr, "duro: note: this user may not write the directory of %s: read the file as it is, without locks\n", spec)
+			}
+			return be, nil
+		}
+		err = rerr
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", spec, err)
+		return nil, fmt.Errorf("store %s: %w", spec, trimSQLitePrefix(err, spec))
 	}
 	return be, nil
 }
+
+// trimSQLitePrefix drops the "sqlite: open PATH: " the backend puts before
+// its errors, which the CLI's "store PATH: " says already.
+func trimSQLitePrefix(err error, spec string) error {
+	for _, p := range []string{"sqlite: open " + spec + " read-only: ", "sqlite: open " + spec + ": "} {
+		if msg, ok := strings.CutPrefix(err.Error(), p); ok {
+			return &trimmedError{msg: msg, err: err}
+		}
+	}
+	return err
+}
+
+// trimmedError is err with a shorter message.
+type trimmedError struct {
+	msg string
+	err error
+}
+
+func (e *trimmedError) Error() string { return e.msg }
+func (e *trimmedError) Unwrap() error { return e.err }
 
 func isPostgresURL(spec string) bool {
 	s := strings.ToLower(spec)
@@ -60,10 +119,11 @@ func storeExists(spec string) (bool, error) {
 	}
 }
 
-// client opens the store and returns a client for it, with the function that
-// closes it. Unless create is set, a store that does not exist is an error.
+// client opens the store for access and returns a client for it, with the
+// function that closes it. Unless access is storeCreate, a store that does
+// not exist is an error.
 // With --server it returns a client of that server's API instead.
-func (a *app) client(cmd *cobra.Command, create bool) (instanceAPI, func(), error) {
+func (a *app) client(cmd *cobra.Command, access storeAccess) (instanceAPI, func(), error) {
 	if a.server != "" {
 		c, err := a.remote(cmd)
 		if err != nil {
@@ -71,7 +131,7 @@ func (a *app) client(cmd *cobra.Command, create bool) (instanceAPI, func(), erro
 		}
 		return c, func() {}, nil
 	}
-	if !create {
+	if access != storeCreate {
 		ok, err := storeExists(a.store)
 		if err != nil {
 			return nil, nil, err
@@ -80,20 +140,24 @@ func (a *app) client(cmd *cobra.Command, create bool) (instanceAPI, func(), erro
 			return nil, nil, fmt.Errorf("store %s does not exist (name another with --store PATH or DURO_STORE)", a.store)
 		}
 	}
-	be, err := openStore(cmd.Context(), a.store)
+	be, err := openStoreFor(cmd.Context(), a.store, access, a.stderr)
 	if err != nil {
 		return nil, nil, err
 	}
 	return duro.NewClient(be, nil), func() { _ = be.Close() }, nil
 }
 
-// storeArg is the --store argument of the commands the CLI prints: empty
-// unless --store was given (DURO_STORE carries over to a printed command).
+// storeArg is the --store or --server argument of the commands the CLI
+// prints: empty unless one was given on the command line (DURO_STORE and
+// DURO_SERVER carry over to a printed command). A token is never printed.
 func (a *app) storeArg(cmd *cobra.Command) string {
-	if !cmd.Flags().Changed("store") {
-		return ""
+	switch {
+	case cmd.Flags().Changed("server"):
+		return " --server " + quoteArg(a.server)
+	case cmd.Flags().Changed("store"):
+		return " --store " + quoteArg(a.store)
 	}
-	return " --store " + quoteArg(a.store)
+	return ""
 }
 
 // explain turns the SDK's sentinel errors about instance id into messages

@@ -27,6 +27,22 @@ func TestTerminate(t *testing.T) {
 		t.Errorf("history lacks the reason:\n%s", h.stdout)
 	}
 	cli(t, "terminate", "t", "--store", env.store).fails(t, exitFailure, `instance "t" has already finished (Terminated)`)
+
+	// status says why, as text and as JSON, on a store and through a
+	// server alike.
+	url := serveEnv(t, env.c)
+	for _, where := range [][]string{{"--store", env.store}, {"--server", url}} {
+		st := cli(t, append([]string{"status", "t"}, where...)...).ok(t)
+		if !strings.Contains(st.stdout, "Terminated:    no longer needed, at ") {
+			t.Errorf("status %s lacks the termination's reason:\n%s", where[0], st.stdout)
+		}
+		st = cli(t, append([]string{"status", "t", "-o", "json"}, where...)...).ok(t)
+		var j instanceJSON
+		decodeJSON(t, st.stdout, &j)
+		if j.Termination == nil || j.Termination.Reason != "no longer needed" || j.Termination.At.IsZero() {
+			t.Errorf("status -o json %s: termination %+v", where[0], j.Termination)
+		}
+	}
 }
 
 func TestTerminateErrors(t *testing.T) {

@@ -39,7 +39,7 @@ last heartbeat. -o json prints the same as the API's GET /api/v1/workers.`,
 			if err != nil {
 				return err
 			}
-			c, closeStore, err := a.client(cmd, false)
+			c, closeStore, err := a.client(cmd, storeRead)
 			if err != nil {
 				return err
 			}

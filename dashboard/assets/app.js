@@ -24,7 +24,7 @@ async function render() {
   const main = document.getElementById("main");
   try {
     let node;
-    if (r.name === "instances" && r.id) node = await instanceView(r.id);
+    if (r.name === "instances" && r.id) node = await instanceView(r.id, r.query);
     else if (r.name === "decisions") node = await decisionsView();
     else if (r.name === "entities") node = await entitiesView();
     else if (r.name === "workers") node = await workersView();
@@ -34,11 +34,14 @@ async function render() {
     const open = new Set([...main.querySelectorAll("details[open]")].map((d) => d.dataset.key));
     for (const d of node.querySelectorAll("details")) d.open = open.has(d.dataset.key);
     main.replaceChildren(node);
-    document.getElementById("live").classList.remove("stale");
+    setLive("live");
     await updateDecisionCount();
   } catch (e) {
-    if (e.status === 401) return tokenView(main);
-    document.getElementById("live").classList.add("stale");
+    if (e.status === 401) {
+      setLive("signed-out");
+      return tokenView(main, !!api.token);
+    }
+    setLive("stale");
     if (!main.firstChild || main.querySelector(".loading")) {
       main.replaceChildren(h("p", {class: "error"}, e.message));
     } else {
@@ -61,6 +64,18 @@ function refresh() {
   });
 }
 
+// setLive shows the state of the page's refresh: "live" (green) only once
+// the API has answered, "stale" when it stops answering, "signed-out"
+// while it wants a token.
+function setLive(st) {
+  const el = document.getElementById("live");
+  el.classList.toggle("stale", st === "stale");
+  el.classList.toggle("off", st === "signed-out");
+  el.dataset.state = st;
+  el.title = {live: "The page refreshes every 2 seconds", stale: "The server does not answer",
+    "signed-out": "Not signed in: the page shows nothing until you give the token"}[st];
+}
+
 async function updateDecisionCount() {
   const d = await api.get("/api/v1/decisions");
   const c = document.getElementById("decision-count");
@@ -68,7 +83,7 @@ async function updateDecisionCount() {
   c.hidden = d.decisions.length === 0;
 }
 
-function tokenView(main) {
+function tokenView(main, refused) {
   const input = h("input", {type: "password", id: "token-input", autocomplete: "current-password"});
   const form = h("form", {class: "card narrow", onsubmit: (e) => {
     e.preventDefault();
@@ -76,48 +91,78 @@ function tokenView(main) {
     refresh();
   }}, h("h1", {}, "Token"),
   h("p", {}, "This server needs its bearer token (duro server --token, DURO_TOKEN or --token-file)."),
+  refused ? h("p", {class: "error", id: "token-error"}, "The server refused that token.") : null,
   h("label", {class: "field"}, h("span", {}, "Token"), input),
   h("div", {class: "buttons"}, h("button", {type: "submit", class: "primary"}, "Sign in")));
   main.replaceChildren(form);
   input.focus();
 }
 
-// listView is the instance list with filters.
+// The list's filters: the hash's query keys and the API's parameters.
+const FILTERS = [
+  {key: "id", param: "idPrefix", label: "ID starts with", id: "filter-id", placeholder: "order-"},
+  {key: "name", param: "name", label: "Orchestration", id: "filter-name", placeholder: "ProcessOrder"},
+  {key: "cs", param: "customStatus", label: "Custom status contains", id: "filter-custom-status", placeholder: "shipped"},
+  {key: "from", param: "createdFrom", label: "Created from", id: "filter-from", type: "datetime-local", time: true},
+  {key: "to", param: "createdTo", label: "Created before", id: "filter-to", type: "datetime-local", time: true},
+];
+
+// listView is the instance list with its search: status, ID prefix,
+// orchestration name, custom status and creation time.
 async function listView(q) {
   const statuses = (q.get("status") || "").split(",").filter(Boolean);
-  const name = q.get("name") || "";
+  const values = Object.fromEntries(FILTERS.map((f) => [f.key, q.get(f.key) || ""]));
   const token = q.get("page") || "";
   const params = new URLSearchParams();
   if (statuses.length) params.set("status", statuses.join(","));
-  if (name) params.set("name", name);
+  for (const f of FILTERS) {
+    const v = values[f.key];
+    if (!v) continue;
+    if (f.time) {
+      const d = new Date(v); // datetime-local: the browser's time zone
+      if (isNaN(d)) throw new Error(`${f.label}: "${v}" is not a time`);
+      params.set(f.param, d.toISOString());
+    } else {
+      params.set(f.param, v);
+    }
+  }
   if (token) params.set("pageToken", token);
   params.set("pageSize", "50");
   const page = await api.get("/api/v1/instances?" + params);
+  const filtered = statuses.length > 0 || FILTERS.some((f) => values[f.key]);
 
   const setFilter = (next) => {
     const p = new URLSearchParams();
     if (next.statuses.length) p.set("status", next.statuses.join(","));
-    if (next.name) p.set("name", next.name);
+    for (const f of FILTERS) if (next.values[f.key]) p.set(f.key, next.values[f.key]);
     location.hash = "#/instances" + (p.toString() ? "?" + p : "");
   };
-  const chips = STATUSES.map((s) => h("button", {type: "button", class: "chip" + (statuses.includes(s) ? " on" : ""),
-    "aria-pressed": statuses.includes(s) ? "true" : "false", dataset: {status: s},
-    onclick: () => setFilter({statuses: statuses.includes(s) ? statuses.filter((x) => x !== s) : [...statuses, s], name})}, s));
-  const nameInput = h("input", {type: "search", id: "filter-name", placeholder: "orchestration name", value: name});
-  const filters = h("form", {class: "filters", onsubmit: (e) => { e.preventDefault(); setFilter({statuses, name: nameInput.value.trim()}); }},
-    h("div", {class: "chips"}, chips), nameInput, h("button", {type: "submit"}, "Filter"),
-    statuses.length || name ? h("a", {href: "#/instances"}, "clear") : null);
+  const inputs = FILTERS.map((f) => h("input", {type: f.type || "search", id: f.id, placeholder: f.placeholder,
+    value: values[f.key], "aria-label": f.label, step: f.time ? "1" : undefined}));
+  const read = () => Object.fromEntries(FILTERS.map((f, i) => [f.key, inputs[i].value.trim()]));
+  const chips = STATUSES.map((st) => h("button", {type: "button", class: "chip" + (statuses.includes(st) ? " on" : ""),
+    "aria-pressed": statuses.includes(st) ? "true" : "false", dataset: {status: st},
+    onclick: () => setFilter({statuses: statuses.includes(st) ? statuses.filter((x) => x !== st) : [...statuses, st], values: read()})}, st));
+  const filters = h("form", {class: "filters", id: "search", onsubmit: (e) => { e.preventDefault(); setFilter({statuses, values: read()}); }},
+    h("div", {class: "chips"}, chips),
+    h("div", {class: "search-fields"}, FILTERS.map((f, i) => h("label", {class: "search-field"}, h("span", {}, f.label), inputs[i]))),
+    h("div", {class: "search-buttons"}, h("button", {type: "submit", class: "primary", id: "search-button"}, "Search"),
+      filtered ? h("a", {href: "#/instances", id: "clear-search"}, "clear") : null));
 
   const rows = page.instances.map((i) => h("tr", {dataset: {id: i.id}},
     h("td", {"data-label": "ID"}, h("a", {class: "instance-link", href: "#/instances/" + encodeURIComponent(i.id)}, i.id)),
     h("td", {"data-label": "Name"}, i.name),
     h("td", {"data-label": "Status"}, statusBadge(i.status),
       i.suspension && i.suspension.pending ? h("span", {class: "badge warn"}, "decision needed") : null),
+    h("td", {"data-label": "Custom status", class: "custom-status"}, i.customStatus !== undefined ? h("code", {}, preview(i.customStatus, 60))
+      : i.customStatusSize ? h("span", {class: "muted"}, fmtBytes(i.customStatusSize)) : ""),
+    h("td", {"data-label": "Input", class: "size"}, i.inputSize ? fmtBytes(i.inputSize) : "–"),
+    h("td", {"data-label": "Output", class: "size"}, i.outputSize ? fmtBytes(i.outputSize) : "–"),
     h("td", {"data-label": "Created"}, fmtTime(i.createdAt)),
     h("td", {"data-label": "Updated"}, fmtTime(i.updatedAt))));
   const table = rows.length ? h("table", {class: "list", id: "instances"},
-    h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Created", "Updated"].map((c) => h("th", {}, c)))),
-    h("tbody", {}, rows)) : h("p", {class: "muted", id: "instances"}, "No instances" + (statuses.length || name ? " match." : " yet."));
+    h("thead", {}, h("tr", {}, ["ID", "Name", "Status", "Custom status", "Input", "Output", "Created", "Updated"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows)) : h("p", {class: "muted", id: "instances"}, "No instances" + (filtered ? " match." : " yet."));
   const more = h("div", {class: "pager"},
     token ? h("a", {href: "#/instances?" + withoutPage(q)}, "← first page") : null,
     page.nextPageToken ? h("a", {id: "next-page", href: "#/instances?" + withPage(q, page.nextPageToken)}, "next page →") : null);
@@ -144,7 +189,7 @@ function startDialog() {
   const samples = (state.info && state.info.samples) || [];
   const name = field("Orchestration", {id: "start-name", required: true});
   const id = field("Instance ID (empty: a random one)", {id: "start-id"});
-  const input = field("Input (JSON)", {id: "start-input", spellcheck: "false"}, 6);
+  const input = valueField("Input (JSON, or plain text for a string)", {id: "start-input", spellcheck: "false"}, 6);
   const replace = h("input", {type: "checkbox", id: "start-replace"});
   const fill = (s) => {
     name.querySelector("input").value = s.name;
@@ -158,7 +203,7 @@ function startDialog() {
     title: "Start an instance", ok: "Start",
     body: [pick, name, id, input, h("label", {class: "check"}, replace, " replace a finished instance with this ID")],
     onOK: async () => {
-      const body = {name: name.querySelector("input").value.trim(), input: parseJSONField(input.querySelector("textarea"), "The input")};
+      const body = {name: name.querySelector("input").value.trim(), input: parseValue(input.querySelector("textarea"), "The input")};
       const idv = id.querySelector("input").value.trim();
       if (idv) body.id = idv;
       if (replace.checked) body.replaceFinished = true;
@@ -169,18 +214,25 @@ function startDialog() {
   });
 }
 
-// instanceView is one instance: summary, decisions, actions, timeline.
-async function instanceView(id) {
+// HISTORY_VIEWS are the ways to show an instance's history.
+const HISTORY_VIEWS = [["timeline", "Timeline"], ["compact", "Compact"], ["json", "JSON"]];
+
+// instanceView is one instance: summary, decisions, actions, and its
+// history as a timeline, a compact table or JSON (?view=).
+async function instanceView(id, q) {
   const [inst, hist] = await Promise.all([api.get(instancePath(id)), api.get(instancePath(id) + "/history")]);
+  const view = HISTORY_VIEWS.some(([v]) => v === q.get("view")) ? q.get("view") : "timeline";
+  const sized = (v, n) => v === undefined ? "–" : [n > 2048 ? h("div", {class: "muted"}, fmtBytes(n)) : null, h("pre", {}, pretty(v))];
   const rows = [
     ["Name", inst.name], ["Status", statusBadge(inst.status)], ["Execution", inst.executionId],
     inst.parentInstanceId ? ["Parent", h("a", {href: "#/instances/" + encodeURIComponent(inst.parentInstanceId)}, inst.parentInstanceId)] : null,
     ["Created", fmtTime(inst.createdAt)], ["Updated", fmtTime(inst.updatedAt)],
     inst.completedAt ? ["Completed", fmtTime(inst.completedAt) + " (took " + fmtDuration(Date.parse(inst.completedAt) - Date.parse(inst.createdAt)) + ")"] : null,
-    inst.customStatus !== undefined ? ["Custom status", h("code", {}, preview(inst.customStatus, 200))] : null,
-    ["Input", inst.input === undefined ? "–" : h("pre", {}, pretty(inst.input))],
-    inst.output !== undefined ? ["Output", h("pre", {id: "output"}, pretty(inst.output))] : null,
+    inst.customStatus !== undefined ? ["Custom status", h("code", {id: "custom-status"}, preview(inst.customStatus, 200))] : null,
+    ["Input", sized(inst.input, inst.inputSize)],
+    inst.output !== undefined ? ["Output", h("div", {id: "output"}, sized(inst.output, inst.outputSize))] : null,
     inst.failure ? ["Failure", h("pre", {class: "error"}, failureText(inst.failure))] : null,
+    terminationReason(inst, hist.events),
     inst.suspension ? ["Suspended", `since ${fmtTime(inst.suspension.since)}: ${inst.suspension.reason || "no reason given"}` +
       (inst.suspension.poisoned ? " (poisoned: resuming retries the step)" : "")] : null,
     inst.lastResume ? ["Last resume", h("span", {id: "last-resume", class: inst.lastResume.status === "Refused" ? "error" : "",
@@ -188,13 +240,28 @@ async function instanceView(id) {
   ].filter(Boolean);
   const pending = inst.suspension && inst.suspension.pending ? inst.suspension.pending.map((pd) => ({
     instanceId: inst.id, orchestration: inst.name, suspendedAt: inst.suspension.since, reason: inst.suspension.reason, ...pd})) : [];
-  return h("section", {class: "instance", dataset: {id: inst.id, status: inst.status}},
+  const base = "#/instances/" + encodeURIComponent(inst.id);
+  const tabs = h("nav", {class: "tabs", "aria-label": "History views"}, HISTORY_VIEWS.map(([v, label]) =>
+    h("a", {href: base + (v === "timeline" ? "" : "?view=" + v), class: v === view ? "active" : "", dataset: {view: v},
+      "aria-current": v === view ? "page" : undefined}, label)));
+  const history = view === "compact" ? renderCompact(hist.events) : view === "json" ? renderJSON(hist.events)
+    : renderTimeline(hist.events, Date.now());
+  return h("section", {class: "instance", dataset: {id: inst.id, status: inst.status, view}},
     h("div", {class: "title"}, h("h1", {}, inst.id), statusBadge(inst.status)),
     actions(inst),
     pending.length ? h("section", {}, h("h2", {}, "Waiting for your decision"), decisionCard(pending)) : null,
     h("dl", {class: "summary"}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     inFlightSection(inst),
-    renderTimeline(hist.events, Date.now()));
+    h("div", {class: "history-head"}, h("h2", {}, "History"), tabs, h("span", {class: "muted"}, `${hist.events.length} events`)),
+    history);
+}
+
+// terminationReason is the summary row of a Terminated instance: the
+// reason its termination recorded.
+function terminationReason(inst, events) {
+  if (inst.status !== "Terminated") return null;
+  const e = [...events].reverse().find((x) => x.type === "ExecutionTerminated");
+  return ["Terminated", h("span", {id: "termination"}, e ? (e.reason || "no reason given") + " (" + fmtTime(e.timestamp) + ")" : "–")];
 }
 
 // resumeText says what became of a resume and of each of its decisions.
@@ -219,11 +286,30 @@ function actions(inst) {
   const act = (label, verb, path, opts = {}) => h("button", {type: "button", class: opts.danger ? "danger" : "",
     dataset: {action: verb}, onclick: () => confirmAction(inst, label, verb, path, opts)}, label);
   return h("div", {class: "actions"},
+    !finished ? h("button", {type: "button", dataset: {action: "raise"}, onclick: () => raiseDialog(inst)}, "Raise event") : null,
     !finished && s !== "Suspended" ? act("Suspend", "suspend", "/suspend") : null,
     s === "Suspended" && !pending ? act("Resume", "resume", "/resume") : null,
     s === "Failed" ? act("Rewind", "rewind", "/rewind", {explain: "The failed tasks run again with new attempt numbers; completed tasks do not."}) : null,
     !finished ? act("Terminate", "terminate", "/terminate", {danger: true, explain: "No more orchestration code runs; running activities are not interrupted."}) : null,
     finished ? act("Purge", "purge", "", {danger: true, method: "DELETE", noReason: true, explain: "The instance and its history are deleted."}) : null);
+}
+
+// raiseDialog raises an event to the instance: WaitForEvent(name)
+// receives its data.
+function raiseDialog(inst) {
+  const name = field("Event name", {id: "raise-name", required: true, autocomplete: "off"});
+  const data = valueField("Data (JSON, or plain text for a string; empty for none)", {id: "raise-data", spellcheck: "false"}, 4);
+  dialog.open({
+    title: `Raise an event to ${inst.id}`, ok: "Raise",
+    body: [h("p", {}, "The orchestration receives it where it waits for an event of this name; events wait, in order, until it does."), name, data],
+    onOK: async () => {
+      const n = name.querySelector("input").value.trim();
+      if (!n) throw new Error("Give the event's name.");
+      await api.post(instancePath(inst.id) + "/events", {name: n, data: parseValue(data.querySelector("textarea"), "The data")});
+      toast(`event ${n} raised on ${inst.id}`);
+      refresh();
+    },
+  });
 }
 
 function confirmAction(inst, label, verb, path, opts) {
@@ -300,11 +386,11 @@ function decisionFields(t, action) {
       read: () => ({taskId: t.taskId, action})};
   }
   if (action === "result") {
-    const f = field("Result (JSON), as the code would have returned it", {id: "decision-result", spellcheck: "false"}, 4);
+    const f = valueField("Result, as the code would have returned it: JSON, or plain text for a string", {id: "decision-result", spellcheck: "false"}, 4);
     return {body: [h("p", {}, `${t.activity} is completed with this result; its code does not run.`), f],
       read: () => {
-        const v = parseJSONField(f.querySelector("textarea"), "The result");
-        if (v === undefined) throw new Error("Give the result as JSON, e.g. \"PAY-123\" or {\"charge\": \"ch_1\"}.");
+        const v = parseValue(f.querySelector("textarea"), "The result");
+        if (v === undefined) throw new Error("Give the result: JSON such as {\"charge\": \"ch_1\"}, or plain text such as PAY-123 for a string.");
         return {taskId: t.taskId, action, result: v};
       }};
   }
@@ -350,7 +436,9 @@ function resumeWith(inst, tasks, chosen) {
 async function entitiesView() {
   const page = await api.get("/api/v1/entities?includeEmpty=true");
   const rows = page.entities.map((e) => h("tr", {},
-    h("td", {"data-label": "Entity"}, e.id), h("td", {"data-label": "State"}, h("code", {}, preview(e.state, 120))),
+    h("td", {"data-label": "Entity"}, e.id,
+      e.suspension ? h("span", {class: "badge status-suspended", title: e.suspension.reason}, e.suspension.poisoned ? "poisoned" : "suspended") : null),
+    h("td", {"data-label": "State"}, e.suspension && !e.exists ? h("span", {class: "muted"}, e.suspension.reason) : h("code", {}, preview(e.state, 120))),
     h("td", {"data-label": "Locked by"}, e.lockedBy || "–"), h("td", {"data-label": "Queued"}, e.queued || 0),
     h("td", {"data-label": "Modified"}, fmtTime(e.lastModified))));
   return h("section", {}, h("h1", {}, "Entities"),
@@ -366,7 +454,7 @@ async function main() {
   }
   const tb = document.getElementById("token-button");
   tb.hidden = !state.info.auth;
-  tb.onclick = () => { api.setToken(""); tokenView(document.getElementById("main")); };
+  tb.onclick = () => { api.setToken(""); setLive("signed-out"); tokenView(document.getElementById("main")); };
   window.addEventListener("hashchange", refresh);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   refresh();

@@ -3,10 +3,13 @@
 
 // buildTimeline turns history events into tasks (one per task ID, with
 // their attempts, durations, outcomes and policies) and instance markers.
+// finishedAt is when the instance finished (null while it runs): the tasks
+// it did not wait for end there, a timer "not needed", the others "not
+// waited for", instead of running for ever.
 function buildTimeline(events) {
   const tasks = new Map();
   const markers = [];
-  let t0 = Infinity, tEnd = -Infinity;
+  let t0 = Infinity, tEnd = -Infinity, finishedAt = null;
   for (const e of events) {
     const ts = Date.parse(e.timestamp);
     if (!isNaN(ts)) { t0 = Math.min(t0, ts); tEnd = Math.max(tEnd, ts); }
@@ -37,6 +40,7 @@ function buildTimeline(events) {
         const t = task(e, "activity");
         finish(t, e, "completed");
         t.result = e.result;
+        t.failure = null; // an earlier failure (before a rewind) is in the steps
         if (e.attempt) t.steps.push({text: `attempt ${e.attempt}: completed`});
         else t.steps.push({text: "result supplied by an operator", note: true});
         break;
@@ -45,7 +49,7 @@ function buildTimeline(events) {
         const t = task(e, "activity");
         finish(t, e, "failed");
         t.failure = e.failure;
-        if (e.attempt) t.steps.push({text: `attempt ${e.attempt}: failed`});
+        if (e.attempt) t.steps.push({text: `attempt ${e.attempt}: failed` + (e.failure ? ": " + e.failure.message : "")});
         else if (e.failure && e.failure.type === "OperatorFailed") t.steps.push({text: "failed by an operator", note: true});
         break;
       }
@@ -68,12 +72,13 @@ function buildTimeline(events) {
       }
       case "SubOrchestrationCompleted": {
         const t = task(e, "sub-orchestration");
-        finish(t, e, "completed"); t.result = e.result;
+        finish(t, e, "completed"); t.result = e.result; t.failure = null;
         break;
       }
       case "SubOrchestrationFailed": {
         const t = task(e, "sub-orchestration");
         finish(t, e, "failed"); t.failure = e.failure;
+        t.steps.push({text: "failed: " + ((e.failure && e.failure.message) || "")});
         break;
       }
       case "EventSent": {
@@ -109,8 +114,13 @@ function buildTimeline(events) {
       case "ExecutionRewound":
         for (const id of (e.rewind && e.rewind.tasks) || []) {
           const t = tasks.get(id);
-          if (t) { t.steps.push({text: "rewound: runs again", note: true}); t.outcome = "running"; t.end = null; }
+          if (t) { t.steps.push({text: "rewound: runs again", note: true}); t.outcome = "running"; t.end = null; t.failure = null; }
         }
+        finishedAt = null;
+        markers.push(marker(e, ts, t0));
+        break;
+      case "ExecutionCompleted": case "ExecutionTerminated":
+        finishedAt = ts;
         markers.push(marker(e, ts, t0));
         break;
       case "OrchestratorStarted":
@@ -120,8 +130,16 @@ function buildTimeline(events) {
     }
   }
   const list = [...tasks.values()].sort((a, b) => a.id - b.id);
+  if (finishedAt !== null) {
+    for (const t of list) {
+      if (t.end !== null) continue;
+      t.end = Math.max(finishedAt, t.start === null ? finishedAt : t.start);
+      t.outcome = t.kind === "timer" ? "not needed" : "not waited for";
+      t.steps.push({text: (t.kind === "timer" ? "not needed: " : "not waited for: ") + "the instance finished first", note: true});
+    }
+  }
   if (!isFinite(t0)) { t0 = 0; tEnd = 0; }
-  return {tasks: list, markers, t0, tEnd};
+  return {tasks: list, markers, t0, tEnd, finishedAt};
 }
 
 function marker(e, ts, t0) {
@@ -179,16 +197,49 @@ function renderTimeline(events, now) {
   });
   const marks = tl.markers.map((m) => h("li", {class: "marker", dataset: {type: m.type}},
     h("span", {class: "when"}, offset(m.at)), " ", m.text));
-  const raw = h("details", {class: "raw", dataset: {key: "raw"}}, h("summary", {}, `All ${events.length} events`),
-    h("ol", {class: "events"}, events.map((e) => h("li", {},
-      h("span", {class: "when"}, offset(Date.parse(e.timestamp))), " ",
-      h("strong", {}, e.type), e.taskId !== undefined ? ` #${e.taskId}` : "", e.name ? " " + e.name : "",
-      e.attempt ? ` attempt ${e.attempt}` : "", e.reason ? ` — ${e.reason}` : "",
-      e.input !== undefined ? h("code", {}, " " + preview(e.input, 60)) : null,
-      e.result !== undefined ? h("code", {}, " → " + preview(e.result, 60)) : null,
-      e.failure ? h("span", {class: "error"}, " " + e.failure.message) : null))));
   return h("section", {class: "timeline", id: "timeline"},
-    h("h2", {}, "Timeline"),
     tl.tasks.length ? h("ol", {class: "tasks"}, rows) : h("p", {class: "muted"}, "No tasks yet."),
-    h("h3", {}, "Instance events"), h("ol", {class: "markers"}, marks), raw);
+    h("h3", {}, "Instance events"), h("ol", {class: "markers"}, marks));
+}
+
+// eventSummary describes one history event on one line, for the compact
+// view.
+function eventSummary(e) {
+  const parts = [];
+  if (e.name) parts.push(e.name);
+  if (e.instanceId) parts.push("→ " + e.instanceId);
+  if (e.attempt) parts.push("attempt " + e.attempt);
+  if (e.fireAt) parts.push((e.type === "TaskDuplicate" ? "previous delivery " : "fires ") + fmtTime(e.fireAt));
+  if (e.status) parts.push(e.status);
+  if (e.reason) parts.push("— " + e.reason);
+  if (e.input !== undefined) parts.push("input " + preview(e.input, 60));
+  if (e.result !== undefined) parts.push("→ " + preview(e.result, 60));
+  if (e.decisions) parts.push(e.decisions.map((d) => `#${d.taskId} ${d.action}`).join(", "));
+  if (e.resumeOutcome) parts.push("resume " + e.resumeOutcome.status.toLowerCase());
+  if (e.rewind && e.rewind.tasks) parts.push("runs again: " + e.rewind.tasks.map((id) => "#" + id).join(", "));
+  return parts.join(" ");
+}
+
+// renderCompact renders the history as a table, one event a row.
+function renderCompact(events) {
+  const t0 = events.length ? Date.parse(events[0].timestamp) : 0;
+  return h("section", {class: "compact", id: "history-compact"},
+    events.length ? h("table", {class: "list events-table"},
+      h("thead", {}, h("tr", {}, ["#", "At", "Time", "Event", "Task", "Details"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, events.map((e, i) => h("tr", {dataset: {type: e.type}},
+        h("td", {"data-label": "#"}, String(i)),
+        h("td", {"data-label": "At", class: "when"}, "+" + fmtDuration(Date.parse(e.timestamp) - t0)),
+        h("td", {"data-label": "Time"}, fmtTime(e.timestamp)),
+        h("td", {"data-label": "Event"}, h("strong", {}, e.type)),
+        h("td", {"data-label": "Task"}, e.taskId !== undefined ? "#" + e.taskId : ""),
+        h("td", {"data-label": "Details"}, eventSummary(e),
+          e.failure ? h("span", {class: "error"}, " " + e.failure.message) : null)))))
+      : h("p", {class: "muted"}, "No events yet."));
+}
+
+// renderJSON renders the history as the API returns it.
+function renderJSON(events) {
+  return h("section", {class: "json", id: "history-json"},
+    h("p", {class: "muted"}, "GET ", h("code", {}, "/api/v1/instances/{id}/history"), " returns this document."),
+    h("pre", {class: "history-json"}, JSON.stringify({events}, null, 2)));
 }

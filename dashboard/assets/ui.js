@@ -40,6 +40,15 @@ function fmtDuration(ms) {
   return `${Math.floor(ms / 3600000)}h${Math.round((ms % 3600000) / 60000)}m`;
 }
 
+// fmtBytes renders a size in bytes for people, as the CLI does: 812 B,
+// 293.0 KiB, 2.0 MiB.
+function fmtBytes(n) {
+  if (!n) return "0 B";
+  if (n < 1024) return `${n} B`;
+  if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
 // preview renders a JSON payload on one line, cut to n characters.
 function preview(v, n = 80) {
   if (v === undefined) return "";
@@ -172,13 +181,44 @@ function field(label, attrs, rows) {
   return h("label", {class: "field"}, h("span", {}, label), input);
 }
 
-// parseJSONField reads a JSON textarea: undefined when empty.
-function parseJSONField(el, what) {
-  const s = el.value.trim();
-  if (!s) return undefined;
+// parseValue reads a payload textarea: JSON as it is, plain text as a
+// string, undefined when empty. Text that starts like JSON (with {, [ or
+// ") but is not valid JSON is an error, not a string: it is a typo.
+function parseValue(el, what) {
+  const r = readValue(el.value);
+  if (r.error) throw new Error(`${what} ${r.error}`);
+  return r.value;
+}
+
+// readValue is parseValue's rule: {value} or {error}.
+function readValue(text) {
+  const s = text.trim();
+  if (!s) return {value: undefined};
   try {
-    return JSON.parse(s);
+    return {value: JSON.parse(s)};
   } catch (e) {
-    throw new Error(`${what} is not valid JSON: ${e.message}`);
+    if (/^[\[{"]/.test(s)) {
+      return {error: "starts like JSON but is not valid JSON: check its quotes, commas and brackets (plain text is sent as a string)."};
+    }
+    return {value: s};
   }
+}
+
+// valueField is a textarea for a payload, with a line under it saying what
+// will be sent: the JSON value, or the text as a JSON string.
+function valueField(label, attrs, rows) {
+  const f = field(label, attrs, rows);
+  const ta = f.querySelector("textarea");
+  const hint = h("small", {class: "value-hint muted", id: attrs.id ? attrs.id + "-hint" : undefined});
+  const update = () => {
+    const r = readValue(ta.value);
+    hint.classList.toggle("error", !!r.error);
+    hint.textContent = r.error ? "Not valid JSON: check its quotes, commas and brackets." :
+      r.value === undefined ? "" : typeof r.value === "string" && !/^\s*"/.test(ta.value) ?
+        "Plain text: sent as the JSON string " + preview(r.value, 60) : "Sent as JSON: " + preview(r.value, 60);
+  };
+  ta.addEventListener("input", update);
+  f.append(hint);
+  setTimeout(update); // after the caller fills it in
+  return f;
 }

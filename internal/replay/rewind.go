@@ -101,9 +101,15 @@ func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now
 				ExecutionID: inst.ExecutionID, TaskID: id, Name: s.sched.Name, Input: s.sched.Input,
 				Options: opts, PriorAttempts: prior})
 		case backend.EventTimerCreated:
+			// A timer whose time passed while the instance was Failed
+			// fires now, not in the past.
+			fired := s.sched.FireAt
+			if fired.Before(now) {
+				fired = now
+			}
 			pl.messages = append(pl.messages, &backend.Message{
 				ID: backend.ResultMessageID(msgID) + suffix, InstanceID: inst.ID, ExecutionID: inst.ExecutionID,
-				Event:     &backend.Event{Type: backend.EventTimerFired, TaskID: id, FireAt: s.sched.FireAt, Timestamp: s.sched.FireAt},
+				Event:     &backend.Event{Type: backend.EventTimerFired, TaskID: id, FireAt: s.sched.FireAt, Timestamp: fired},
 				VisibleAt: s.sched.FireAt,
 			})
 		case backend.EventSubOrchestrationCreated:
@@ -119,7 +125,13 @@ func (pl *plan) rewind(wi *backend.OrchestrationWorkItem, ev *backend.Event, now
 		}
 		rw.Tasks = append(rw.Tasks, id)
 	}
-	pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionRewound, Reason: ev.Reason, Rewind: rw, Timestamp: now})
+	// The rewind is recorded at its own time (when it was asked for), as
+	// an event raised is, not at the step that applies it.
+	at := now
+	if !ev.Timestamp.IsZero() && ev.Timestamp.Before(now) {
+		at = ev.Timestamp.UTC()
+	}
+	pl.events = append(pl.events, &backend.Event{Type: backend.EventExecutionRewound, Reason: ev.Reason, Rewind: rw, Timestamp: at})
 }
 
 func isScheduling(t backend.EventType) bool {
