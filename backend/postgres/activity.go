@@ -148,24 +148,6 @@ func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
 	return wis, nil
 }
 
-// taskFence checks the stored state of a task against a delivery's
-// attempt: ErrLeaseLost unless it is the newest delivery of an existing,
-// delivered task.
-func taskFence(id string, attempt int64, found bool, current, claimedAt int64) error {
-	switch {
-	case !found:
-		return fmt.Errorf("activity task %q is gone: %w", id, backend.ErrLeaseLost)
-	case claimedAt == 0:
-		// Not delivered yet: its attempt number is PriorAttempts, which
-		// belongs to deliveries of an earlier task.
-		return fmt.Errorf("activity task %q has not been delivered: %w", id, backend.ErrLeaseLost)
-	case attempt < 1 || attempt != current:
-		return fmt.Errorf("activity task %q: attempt %d, newest delivery is %d: %w",
-			id, attempt, current, backend.ErrLeaseLost)
-	}
-	return nil
-}
-
 // completeActivityQuery deletes task $1 if delivery $2 is its newest, and
 // delivers result $4 (message ID $3, control flag $5) to the task's
 // instance and execution, at time $6 (0: the database clock), unless the

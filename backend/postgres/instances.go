@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // CreateInstance implements backend.Backend. Of concurrent creates of one
@@ -22,7 +24,7 @@ func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceP
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, func(t *txn) error {
-		return t.createInstance(p, p.IfExists == backend.IfExistsReplaceFinished)
+		return rules.CreateInstance(t, p, p.IfExists == backend.IfExistsReplaceFinished)
 	})
 }
 
@@ -38,7 +40,7 @@ func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance
 }
 
 func (b *Backend) getInstance(ctx context.Context, q querier, id string) (*backend.Instance, error) {
-	in, err := scanInstance(q.QueryRow(ctx, b.q(`SELECT `+instanceColumns+` FROM {s}.instances WHERE id = $1`), id))
+	in, err := scanInstance(q.QueryRow(ctx, b.q(`SELECT `+rules.InstanceColumns+` FROM {s}.instances WHERE id = $1`), id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
 	}
@@ -122,7 +124,7 @@ func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) e
 		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
 	}
 	return b.write(ctx, op, p.Now, func(t *txn) error {
-		return t.rewind(p.InstanceID, p.MessageID, p.Reason)
+		return rules.Rewind(t, p.InstanceID, p.MessageID, p.Reason)
 	})
 }
 
@@ -156,12 +158,12 @@ func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesP
 	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
 		return 0, b.fail(op, errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo"))
 	}
-	if err := validStatuses(p.Statuses); err != nil {
+	if err := rules.ValidStatuses(p.Statuses); err != nil {
 		return 0, b.fail(op, err)
 	}
 	var terminal []string
 	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
-		if len(p.Statuses) == 0 || containsStatus(p.Statuses, s) {
+		if len(p.Statuses) == 0 || slices.Contains(p.Statuses, s) {
 			terminal = append(terminal, string(s))
 		}
 	}
@@ -219,24 +221,6 @@ func shiftParams(where string, k int) string {
 	return sb.String()
 }
 
-func containsStatus(ss []backend.Status, s backend.Status) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func validStatuses(ss []backend.Status) error {
-	for _, s := range ss {
-		if !s.Valid() {
-			return fmt.Errorf("unknown status %q", s)
-		}
-	}
-	return nil
-}
-
 // filterSQL builds the WHERE clause of the instance filters, with
 // parameters $1...; it is never empty.
 func filterSQL(statuses []string, name string, from, to time.Time) (string, []any) {
@@ -261,12 +245,12 @@ func filterSQL(statuses []string, name string, from, to time.Time) (string, []an
 	return strings.Join(conds, " AND "), args
 }
 
-// listedColumns are instanceColumns without the payloads a listing with
+// listedColumns are rules.InstanceColumns without the payloads a listing with
 // OmitPayloads leaves out, followed by the payloads' lengths.
 var listedColumns = strings.NewReplacer(
 	"input, output,", "NULL::bytea, NULL::bytea,",
 	"custom_status,", "CASE WHEN length(custom_status) <= "+strconv.Itoa(backend.MaxListedCustomStatus)+" THEN custom_status END,",
-).Replace(instanceColumns) + ", COALESCE(length(input), 0), COALESCE(length(output), 0), COALESCE(length(custom_status), 0)"
+).Replace(rules.InstanceColumns) + ", COALESCE(length(input), 0), COALESCE(length(output), 0), COALESCE(length(custom_status), 0)"
 
 // DefaultPageSize is the page size of ListInstances when PageSize is 0.
 const DefaultPageSize = 100
@@ -286,7 +270,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	case size == 0:
 		size = DefaultPageSize
 	}
-	if err := validStatuses(p.Statuses); err != nil {
+	if err := rules.ValidStatuses(p.Statuses); err != nil {
 		return nil, b.fail(op, err)
 	}
 	var statuses []string
@@ -314,7 +298,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 		where += fmt.Sprintf(" AND (created_at, id) < ($%d, $%d)", len(args)-1, len(args))
 	}
 	args = append(args, size+1)
-	columns := instanceColumns
+	columns := rules.InstanceColumns
 	if p.OmitPayloads {
 		columns = listedColumns
 	}

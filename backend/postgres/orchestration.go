@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // ClaimOrchestrationStep implements backend.Backend: ClaimOrchestrationSteps
@@ -47,7 +48,7 @@ var claimStepsQuery = `WITH now_ready AS MATERIALIZED (
 UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $3,
 	lock_expires_at = ` + clock("$1") + ` + $4
 FROM pick WHERE id = pick.cid
-RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + instanceColumns
+RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns
 
 // ClaimOrchestrationSteps leases up to max orchestration steps in one round
 // trip: it is ClaimOrchestrationStep for several instances at once, with
@@ -72,7 +73,7 @@ var claimInstanceStepQuery = `WITH pick AS (
 UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $3,
 	lock_expires_at = ` + clock("$1") + ` + $4
 FROM pick WHERE id = pick.cid
-RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + instanceColumns
+RETURNING ` + clock("$1") + `, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns
 
 // claimStepsOf claims up to max steps, or, when only is set, the step of
 // that instance alone (ClaimInstanceStep).
@@ -261,30 +262,6 @@ func isSafeToRetry(err error) bool {
 	return pgconn.SafeToRetry(err)
 }
 
-// stepFence is the state of an instance that fencing checks.
-type stepFence struct {
-	attempt, completed int64
-	exec               string
-}
-
-// check returns ErrLeaseLost unless attempt is the newest delivery of the
-// instance's step, for execution exec ("" for any), and has not completed
-// its step.
-func (f *stepFence) check(id, exec string, attempt int64) error {
-	switch {
-	case f == nil:
-		return fmt.Errorf("instance %q is gone: %w", id, backend.ErrLeaseLost)
-	case exec != "" && exec != f.exec:
-		return fmt.Errorf("instance %q: delivery of execution %q, current execution is %q: %w",
-			id, exec, f.exec, backend.ErrLeaseLost)
-	case attempt < 1 || attempt != f.attempt:
-		return fmt.Errorf("instance %q: attempt %d, newest delivery is %d: %w", id, attempt, f.attempt, backend.ErrLeaseLost)
-	case f.completed >= attempt:
-		return fmt.Errorf("instance %q: attempt %d already completed its step: %w", id, attempt, backend.ErrLeaseLost)
-	}
-	return nil
-}
-
 // readFence reads the fencing state of an instance (nil if it is gone).
 func (b *Backend) readFence(ctx context.Context, q querier, id string, lock bool) (*stepFence, error) {
 	query := `SELECT step_attempt, completed_attempt, execution_id FROM {s}.instances WHERE id = $1`
@@ -292,7 +269,7 @@ func (b *Backend) readFence(ctx context.Context, q querier, id string, lock bool
 		query += ` FOR UPDATE`
 	}
 	f := &stepFence{}
-	err := q.QueryRow(ctx, b.q(query), id).Scan(&f.attempt, &f.completed, &f.exec)
+	err := q.QueryRow(ctx, b.q(query), id).Scan(&f.Attempt, &f.Completed, &f.ExecutionID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -333,7 +310,7 @@ func (b *Backend) fencedUpdate(ctx context.Context, op, id, exec string, attempt
 	if err != nil {
 		return err
 	}
-	if err := f.check(id, exec, attempt); err != nil {
+	if err := f.Check(id, exec, attempt); err != nil {
 		return b.fail(op, err)
 	}
 	return b.fail(op, fmt.Errorf("instance %q: attempt %d lost its lease concurrently: %w", id, attempt, backend.ErrLeaseLost))

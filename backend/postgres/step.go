@@ -3,13 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/backend/rules"
 	"duro/internal/fault"
 )
 
@@ -86,7 +86,7 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 		if r := st[p.InstanceID]; r != nil {
 			f = &r.fence
 		}
-		if err := f.check(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
+		if err := f.Check(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
 			if f == nil {
 				return err
 			}
@@ -125,30 +125,7 @@ func (b *Backend) completeStep(ctx context.Context, op string, p *backend.Comple
 		if simple {
 			return nil
 		}
-		// Children first: a message of this step may address an instance
-		// the step starts (an entity created by its first signal).
-		for _, c := range p.StartInstances {
-			if err := t.startChild(c); err != nil {
-				return err
-			}
-		}
-		for _, m := range p.Messages {
-			if err := t.deliver(m); err != nil && !isUndeliverable(err) {
-				return err
-			}
-		}
-		for _, c := range p.RewindInstances {
-			if err := t.rewindChild(c); err != nil {
-				return err
-			}
-		}
-		if p.ContinueAsNew != nil {
-			return t.continueAsNew(p.InstanceID, p.ContinueAsNew)
-		}
-		if p.Status.IsTerminal() {
-			return t.finish(p.InstanceID)
-		}
-		return nil
+		return rules.StepRelations(t, p, func(_ int, m *backend.Message) error { return t.deliver(m) })
 	})
 	if err != nil {
 		return nil, err
@@ -168,7 +145,7 @@ func (t *txn) repeatsCommittedStep(p *backend.CompleteOrchestrationStepParams, f
 	if err := t.queryRow(`SELECT committed_steps FROM {s}.instances WHERE id = $1`, p.InstanceID).Scan(&bits); err != nil {
 		return false, err
 	}
-	return backend.RepeatsCommittedStep(p, f.exec, f.completed, bits), nil
+	return backend.RepeatsCommittedStep(p, f.ExecutionID, f.Completed, bits), nil
 }
 
 // claimsOfStep finds, for a repeated commit, the claims that the commit
@@ -355,7 +332,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		if err := br.QueryRow().Scan(&status, &inserted); err != nil {
 			return fmt.Errorf("message %q: %w", m.ID, err)
 		}
-		if err := t.delivered(m, false, status, inserted); err != nil && !isUndeliverable(err) {
+		if err := t.delivered(m, false, status, inserted); err != nil && !rules.Undeliverable(err) {
 			return err
 		}
 	}
@@ -438,136 +415,8 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// startChild creates a sub-orchestration, replacing a terminal instance of
-// the same ID. If a live one exists it is left alone and its parent task,
-// when there is one, gets a SubOrchestrationFailed message instead.
-func (t *txn) startChild(c *backend.CreateInstanceParams) error {
-	err := t.createInstance(c, true)
-	if !errors.Is(err, backend.ErrInstanceExists) {
-		return err
-	}
-	par := c.Parent
-	if par == nil {
-		return nil
-	}
-	err = t.deliver(&backend.Message{
-		ID:          backend.ResultMessageID(backend.TaskMessageID(par.InstanceID, par.ExecutionID, par.TaskID)),
-		InstanceID:  par.InstanceID,
-		ExecutionID: par.ExecutionID,
-		Event: &backend.Event{
-			Type:      backend.EventSubOrchestrationFailed,
-			Timestamp: fromNanos(t.now),
-			TaskID:    par.TaskID,
-			Failure:   &backend.Failure{Message: "instance " + c.ID + " already exists"},
-		},
-	})
-	if err != nil && !isUndeliverable(err) {
-		return err
-	}
-	return nil
-}
-
-// rewindChild rewinds a failed sub-orchestration. A child that does not
-// exist or is not Failed is left alone, and its parent's task gets a
-// SubOrchestrationFailed message (ID c.FailMessageID) instead; it is dropped
-// if the parent cannot take messages.
-func (t *txn) rewindChild(c *backend.RewindChild) error {
-	err := t.rewind(c.InstanceID, c.MessageID, c.Reason)
-	var why string
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, backend.ErrInstanceNotFound):
-		why = "it does not exist"
-	case errors.Is(err, backend.ErrInstanceNotFailed):
-		var s backend.Status
-		if err := t.queryRow(`SELECT status FROM {s}.instances WHERE id = $1`, c.InstanceID).Scan(&s); err != nil {
-			return err
-		}
-		why = "status " + string(s)
-	default:
-		return err
-	}
-	err = t.deliver(&backend.Message{
-		ID:          c.FailMessageID,
-		InstanceID:  c.Parent.InstanceID,
-		ExecutionID: c.Parent.ExecutionID,
-		Event: &backend.Event{
-			Type:      backend.EventSubOrchestrationFailed,
-			Timestamp: fromNanos(t.now),
-			TaskID:    c.Parent.TaskID,
-			Failure: &backend.Failure{
-				Message:      "cannot rewind sub-orchestration " + c.InstanceID + ": " + why,
-				Type:         "RewindFailed",
-				NonRetryable: true,
-			},
-		},
-	})
-	if err != nil && !isUndeliverable(err) {
-		return err
-	}
-	return nil
-}
-
-// continueAsNew starts a new execution: clears the history and the consumed
-// IDs, switches execution and input, drops the messages and tasks of other
-// executions and enqueues the new ExecutionStarted message.
-func (t *txn) continueAsNew(id string, can *backend.ContinueAsNew) error {
-	var name string
-	var pid, pexec *string
-	var ptask *int64
-	if err := t.queryRow(`SELECT name, parent_instance_id, parent_execution_id, parent_task_id
-		FROM {s}.instances WHERE id = $1`, id).Scan(&name, &pid, &pexec, &ptask); err != nil {
-		return err
-	}
-	var parent *backend.ParentRef
-	if pid != nil {
-		parent = &backend.ParentRef{InstanceID: *pid, ExecutionID: deref(pexec), TaskID: int(deref(ptask))}
-	}
-	exec := can.NewExecutionID
-	batch := &pgx.Batch{}
-	batch.Queue(t.b.q(`UPDATE {s}.instances SET execution_id = $1, input = $2 WHERE id = $3`), exec, can.Input, id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.history WHERE instance_id = $1`), id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.inbox_consumed WHERE instance_id = $1`), id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1 AND execution_id <> '' AND execution_id <> $2`), id, exec)
-	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND execution_id <> $2`), id, exec)
-	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
-		return err
-	}
-	t.touch(id)
-	return t.insertMessage(&backend.Message{
-		ID:          backend.StartMessageID(id, exec),
-		InstanceID:  id,
-		ExecutionID: exec,
-		Event: &backend.Event{
-			Type:        backend.EventExecutionStarted,
-			Timestamp:   fromNanos(t.now),
-			Name:        name,
-			ExecutionID: exec,
-			Input:       can.Input,
-			Parent:      parent,
-		},
-	}, true)
-}
-
 // parkedAt is the visible_at of a parked task: one whose instance finished
 // while a delivery held it. It is never claimed again; the delivery may
 // renew its lease and complete it (its result goes to the history as a
 // LateResult event).
 const parkedAt = math.MaxInt64
-
-// finish deletes a terminal instance's remaining inbox, request window and
-// the activity tasks no delivery holds, and parks those a delivery holds
-// (delivered and not handed back).
-func (t *txn) finish(id string) error {
-	batch := &pgx.Batch{}
-	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1`), id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND (claimed_at = 0 OR lease_owner = '')`), id)
-	batch.Queue(t.b.q(`UPDATE {s}.activity_tasks SET visible_at = $2 WHERE instance_id = $1`), id, int64(parkedAt))
-	batch.Queue(t.b.q(`DELETE FROM {s}.request_window WHERE instance_id = $1`), id)
-	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
-		return err
-	}
-	t.touch(id)
-	return nil
-}

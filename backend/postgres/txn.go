@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -75,7 +74,7 @@ func (t *txn) lock(ids ...string) (map[string]*lockedRow, error) {
 	st := map[string]*lockedRow{}
 	var id string
 	var r lockedRow
-	_, err = pgx.ForEachRow(rows, []any{&id, &r.status, &r.fence.attempt, &r.fence.completed, &r.fence.exec}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.status, &r.fence.Attempt, &r.fence.Completed, &r.fence.ExecutionID}, func() error {
 		c := r
 		st[id] = &c
 		return nil
@@ -207,10 +206,6 @@ func (t *txn) delivered(m *backend.Message, force bool, status backend.Status, i
 	return nil
 }
 
-func isUndeliverable(err error) bool {
-	return errors.Is(err, backend.ErrInstanceNotFound) || errors.Is(err, backend.ErrInstanceFinished)
-}
-
 // createQuery creates instance $1 in status $4 with the ready summary of
 // its only message, and inserts that message (ID $10, event $11, control
 // flag $12, visible at $13), unless a row of the ID exists: that row is
@@ -239,149 +234,6 @@ var createQuery = `WITH cur AS (
 )
 SELECT (SELECT status FROM cur), EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM msg)`
 
-// maxCreateTries bounds the runs of createQuery in one createInstance: a
-// run inserts nothing and finds no row only when a concurrent creator
-// committed the ID in between (the next run locks its row), or when that
-// row was then deleted again (a purge).
-const maxCreateTries = 8
-
-// createInstance creates an instance in status Pending with its
-// ExecutionStarted message. An existing terminal instance is replaced if
-// replace is set (its step_attempt carries over, so attempt numbers of the
-// ID never repeat); otherwise, and for a live one, it returns
-// ErrInstanceExists. Concurrent creators of one ID are serialized by the
-// row: exactly one creates it, and the others lock the row it committed and
-// decide on its status, so a creator never resets an instance another one
-// created (its state, its inbox's ready summary, its execution).
-func (t *txn) createInstance(p *backend.CreateInstanceParams, replace bool) error {
-	saved := t.now
-	if !p.Now.IsZero() {
-		t.now = p.Now.UnixNano()
-	}
-	defer func() { t.now = saved }()
-	now, err := t.mustNow()
-	if err != nil {
-		return err
-	}
-	var pid, pexec *string
-	var ptask *int64
-	if p.Parent != nil {
-		id, exec, task := p.Parent.InstanceID, p.Parent.ExecutionID, int64(p.Parent.TaskID)
-		pid, pexec, ptask = &id, &exec, &task
-	}
-	start := &backend.Message{
-		ID:          backend.StartMessageID(p.ID, p.ExecutionID),
-		InstanceID:  p.ID,
-		ExecutionID: p.ExecutionID,
-		VisibleAt:   p.StartAt,
-		Event: &backend.Event{
-			Type:        backend.EventExecutionStarted,
-			Timestamp:   time.Unix(0, now).UTC(),
-			Name:        p.Name,
-			ExecutionID: p.ExecutionID,
-			Input:       p.Input,
-			Parent:      p.Parent,
-		},
-	}
-	margs, err := t.messageArgs(start, true)
-	if err != nil {
-		return err
-	}
-	var s *backend.Status
-	for try := 0; ; try++ {
-		var created, delivered bool
-		if err := t.queryRow(createQuery, p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now,
-			pid, pexec, ptask, start.ID, margs[3], margs[4], margs[5]).Scan(&s, &created, &delivered); err != nil {
-			return err
-		}
-		if created {
-			if !delivered {
-				t.touch(p.ID) // the message's ID was taken: no message, no summary
-			}
-			return t.delivered(start, true, backend.StatusPending, delivered)
-		}
-		if s != nil {
-			break
-		}
-		if try+1 == maxCreateTries {
-			return fmt.Errorf("instance %q: created and deleted concurrently %d times", p.ID, maxCreateTries)
-		}
-	}
-	if !replace || !s.IsTerminal() {
-		return fmt.Errorf("instance %q (%s): %w", p.ID, *s, backend.ErrInstanceExists)
-	}
-	// A terminal instance, locked: replace it.
-	if err := t.deleteInstanceData(p.ID); err != nil {
-		return err
-	}
-	// The update below resets the ready summary; the start message sets it.
-	delete(t.touched, p.ID)
-	batch := &pgx.Batch{}
-	batch.Queue(t.b.q(`UPDATE {s}.instances SET name = $2, execution_id = $3, status = $4, input = $5,
-			output = NULL, failure = NULL, custom_status = NULL, created_at = $6, updated_at = $6, completed_at = 0,
-			suspension = NULL, parent_instance_id = $7, parent_execution_id = $8, parent_task_id = $9,
-			lock_owner = '', lock_expires_at = 0, ready_at = NULL, ready_key = NULL
-		WHERE id = $1`),
-		p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now, pid, pexec, ptask)
-	batch.Queue(t.b.q(deliverQuery), margs...)
-	br := t.tx.SendBatch(t.ctx, batch)
-	defer func() { _ = br.Close() }()
-	if _, err := br.Exec(); err != nil {
-		return err
-	}
-	var status backend.Status
-	var inserted bool
-	if err := br.QueryRow().Scan(&status, &inserted); err != nil {
-		return fmt.Errorf("message %q: %w", start.ID, err)
-	}
-	if err := br.Close(); err != nil {
-		return err
-	}
-	if !inserted {
-		t.touch(p.ID)
-	}
-	return t.delivered(start, true, status, inserted)
-}
-
-// rewind turns Failed instance id back to Running (failure and completion
-// time cleared) and enqueues its ExecutionRewound message msgID, addressed
-// to the instance's current execution. It returns ErrInstanceNotFound, or
-// ErrInstanceNotFailed naming the status the instance has.
-func (t *txn) rewind(id, msgID, reason string) error {
-	now, err := t.mustNow()
-	if err != nil {
-		return err
-	}
-	var s backend.Status
-	var exec string
-	err = t.queryRow(`SELECT status, execution_id FROM {s}.instances WHERE id = $1 FOR UPDATE`, id).Scan(&s, &exec)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
-	case err != nil:
-		return err
-	case s != backend.StatusFailed:
-		return fmt.Errorf("instance %q is %s: %w", id, s, backend.ErrInstanceNotFailed)
-	}
-	if _, err := t.exec(`UPDATE {s}.instances SET status = $1, failure = NULL, completed_at = 0, suspension = NULL,
-		updated_at = $2 WHERE id = $3`, backend.StatusRunning, now, id); err != nil {
-		return err
-	}
-	// Deliveries still running when the instance failed belong to the
-	// failed run: the rewind enqueues again what must run again.
-	if _, err := t.exec(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND visible_at = $2`, id, int64(parkedAt)); err != nil {
-		return err
-	}
-	t.touch(id)
-	t.work = true
-	return t.insertMessage(&backend.Message{
-		ID:          msgID,
-		InstanceID:  id,
-		ExecutionID: exec,
-		Event:       &backend.Event{Type: backend.EventExecutionRewound, Timestamp: time.Unix(0, now).UTC(), Reason: reason},
-	}, false)
-}
-
 // deleteInstanceData deletes an instance's history, inbox, consumed message
 // IDs, activity tasks, request window and resume outcomes, keeping its row.
 func (t *txn) deleteInstanceData(id string) error {
@@ -401,55 +253,6 @@ func (t *txn) deleteInstanceData(id string) error {
 	}
 	t.touch(id)
 	return nil
-}
-
-const instanceColumns = `id, name, execution_id, status, input, output, failure, custom_status,
-	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
-	resume_outcomes`
-
-// scanInstance scans the instanceColumns of a row, then extra.
-func scanInstance(s pgx.Row, extra ...any) (*backend.Instance, error) {
-	var (
-		in                        backend.Instance
-		failure, pid, pexec, susp *string
-		resumes                   *string
-		ptask                     *int64
-		created, updated, compAt  int64
-	)
-	dest := append([]any{&in.ID, &in.Name, &in.ExecutionID, &in.Status, &in.Input, &in.Output, &failure,
-		&in.CustomStatus, &created, &updated, &compAt, &pid, &pexec, &ptask, &susp, &resumes}, extra...)
-	if err := s.Scan(dest...); err != nil {
-		return nil, err
-	}
-	if resumes != nil {
-		if err := backend.DecodeResumeOutcomes([]byte(*resumes), &in.ResumeOutcomes); err != nil {
-			return nil, fmt.Errorf("instance %q: %w", in.ID, err)
-		}
-	}
-	in.CreatedAt, in.UpdatedAt, in.CompletedAt = fromNanos(created), fromNanos(updated), fromNanos(compAt)
-	if failure != nil {
-		in.Failure = new(backend.Failure)
-		if err := json.Unmarshal([]byte(*failure), in.Failure); err != nil {
-			return nil, fmt.Errorf("instance %q: failure: %w", in.ID, err)
-		}
-	}
-	if pid != nil {
-		in.Parent = &backend.ParentRef{InstanceID: *pid, ExecutionID: deref(pexec), TaskID: int(deref(ptask))}
-	}
-	if in.Status == backend.StatusSuspended {
-		if susp != nil {
-			in.Suspension = new(backend.Suspension)
-			if err := json.Unmarshal([]byte(*susp), in.Suspension); err != nil {
-				return nil, fmt.Errorf("instance %q: suspension: %w", in.ID, err)
-			}
-			in.Suspension.InUTC()
-		} else {
-			// Suspended without a stored suspension (a step that passed
-			// none): report one, since the instance is suspended.
-			in.Suspension = &backend.Suspension{Since: in.UpdatedAt}
-		}
-	}
-	return &in, nil
 }
 
 func deref[T any](p *T) T {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -193,12 +194,12 @@ func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesP
 	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
 		return 0, b.fail("purge instances", errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo"))
 	}
-	if err := validStatuses(p.Statuses); err != nil {
+	if err := rules.ValidStatuses(p.Statuses); err != nil {
 		return 0, b.fail("purge instances", err)
 	}
 	var terminal []backend.Status
 	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
-		if len(p.Statuses) == 0 || containsStatus(p.Statuses, s) {
+		if len(p.Statuses) == 0 || slices.Contains(p.Statuses, s) {
 			terminal = append(terminal, s)
 		}
 	}
@@ -223,24 +224,6 @@ func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesP
 		return err
 	})
 	return int(n), err
-}
-
-func containsStatus(ss []backend.Status, s backend.Status) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func validStatuses(ss []backend.Status) error {
-	for _, s := range ss {
-		if !s.Valid() {
-			return fmt.Errorf("unknown status %q", s)
-		}
-	}
-	return nil
 }
 
 // filterSQL builds the WHERE clause of the instance filters; it is never
@@ -318,7 +301,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	case size == 0:
 		size = DefaultPageSize
 	}
-	if err := validStatuses(p.Statuses); err != nil {
+	if err := rules.ValidStatuses(p.Statuses); err != nil {
 		return nil, b.fail("list instances", err)
 	}
 	var after string
@@ -335,7 +318,7 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	// and stops after a page, so no filter sorts all matching instances.
 	var statuses []backend.Status
 	for _, s := range p.Statuses {
-		if !containsStatus(statuses, s) {
+		if !slices.Contains(statuses, s) {
 			statuses = append(statuses, s)
 		}
 	}
