@@ -217,3 +217,11 @@ type PruneWorkersParams struct {
 	// Before: workers whose last heartbeat is older are deleted; required.
 	Before time.Time
 }
+
+// Validate checks that p names the time to prune before.
+func (p *PruneWorkersParams) Validate() error {
+	if p == nil || p.Before.IsZero() {
+		return errors.New("PruneWorkersParams.Before is required")
+	}
+	return nil
+}

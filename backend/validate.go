@@ -116,6 +116,19 @@ func (p *AbandonParams) Validate() error {
 	return nil
 }
 
+// Validate checks rewind params.
+func (p *RewindParams) Validate() error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.InstanceID == "":
+		return errors.New("empty instance ID")
+	case p.MessageID == "":
+		return fmt.Errorf("instance %q: empty message ID", p.InstanceID)
+	}
+	return nil
+}
+
 // Validate checks start-mark params.
 func (p *StartParams) Validate() error {
 	switch {

@@ -45,7 +45,7 @@ func TestWorkersAPI(t *testing.T) {
 	})
 	got := l.Workers[0]
 	if !got.Live || got.Name == "" || got.ID == "" || got.PID == 0 || got.Host == "" || got.GoneAt != (time.Time{}) ||
-		!slices.Equal(got.Orchestrations, []string{"Boom", "Echo", "Pay", "WaitForGo"}) ||
+		!slices.Equal(got.Orchestrations, []string{"Boom", "Echo", "Pay", "Stage", "WaitForGo"}) ||
 		!slices.Equal(got.Activities, []string{"Charge"}) || !slices.Equal(got.Entities, []string{"counter"}) ||
 		got.ActivitySlots != duro.DefaultConcurrency || got.OrchestrationSlots != duro.DefaultConcurrency {
 		t.Fatalf("worker %+v", got)

@@ -12,15 +12,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // ClaimActivity implements backend.Backend: ClaimActivities with max 1.
 func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
-	wis, err := b.claimActivities(ctx, "claim activity", p, 1)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
+	return rules.First(b.claimActivities(ctx, "claim activity", p, 1))
 }
 
 // claimActivitiesQuery leases up to $2 activity tasks at time $1 (0: the
@@ -73,7 +70,7 @@ func (b *Backend) claimActivities(ctx context.Context, op string, p *backend.Cla
 	if max < 1 {
 		return []*backend.ActivityWorkItem{}, nil
 	}
-	q, args := claimActivitiesQuery, []any{nanos(p.Now), max, p.Owner, int64(p.LeaseDuration)}
+	q, args := claimActivitiesQuery, []any{rules.Nanos(p.Now), max, p.Owner, int64(p.LeaseDuration)}
 	if p.ActivityNames != nil {
 		if len(p.ActivityNames) == 0 {
 			return []*backend.ActivityWorkItem{}, nil
@@ -124,9 +121,9 @@ func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
 		cs = append(cs, claimed{wi: &backend.ActivityWorkItem{
 			Task:               &task,
 			Attempt:            int(attempt),
-			PreviousDeliveryAt: fromNanos(prev),
-			ScheduledAt:        fromNanos(created),
-			LeaseExpiresAt:     fromNanos(exp),
+			PreviousDeliveryAt: rules.FromNanos(prev),
+			ScheduledAt:        rules.FromNanos(created),
+			LeaseExpiresAt:     rules.FromNanos(exp),
 			HeartbeatDetails:   details,
 			StartedAttempt:     int(started),
 			Released:           int(released),
@@ -234,7 +231,7 @@ func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActiv
 		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
 	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
 	batch.Queue(b.q(completeActivityQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
-		data, p.Result.Type.IsControl(), nanos(p.Now))
+		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	br := b.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
 	if _, err := br.Exec(); err != nil {
@@ -388,7 +385,7 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 	}
 	return b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt,
 		`lease_expires_at = `+clock("$3")+` + $4, heartbeat_details = COALESCE($5, heartbeat_details)`,
-		nanos(p.Now), int64(p.LeaseDuration), p.Details)
+		rules.Nanos(p.Now), int64(p.LeaseDuration), p.Details)
 }
 
 // abandonActivityQuery releases delivery $2 of task $1, visible again $4
@@ -417,7 +414,7 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	if err := b.fencedTaskWrite(ctx, op, p.ID, p.Attempt, abandonActivityQuery, nanos(p.RetryAt), int64(p.RetryAfter), p.Unstarted); err != nil {
+	if err := b.fencedTaskWrite(ctx, op, p.ID, p.Attempt, abandonActivityQuery, rules.Nanos(p.RetryAt), int64(p.RetryAfter), p.Unstarted); err != nil {
 		return err
 	}
 	b.signalRetry(p)

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 var (
@@ -38,14 +39,14 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		if err != nil {
 			return err
 		}
-		f.Now = fromNanos(at)
-		f.Step.Attempt, f.Step.Deliveries, f.Step.ExpiresAt = attempt, int(attempt-completed), fromNanos(expires)
+		f.Now = rules.FromNanos(at)
+		f.Step.Attempt, f.Step.Deliveries, f.Step.ExpiresAt = attempt, int(attempt-completed), rules.FromNanos(expires)
 		var next *int64
 		if err := tx.QueryRow(ctx, b.q(`SELECT count(*), min(visible_at) FROM {s}.inbox WHERE instance_id = $1`),
 			instanceID).Scan(&f.Messages, &next); err != nil {
 			return err
 		}
-		f.NextMessageAt = fromNanos(deref(next))
+		f.NextMessageAt = rules.FromNanos(deref(next))
 		rows, err := tx.Query(ctx, b.q(`SELECT id, execution_id, task_id, name, options, attempt, prior_attempts,
 				lease_owner, lease_expires_at, claimed_at, visible_at, created_at, started_attempt
 			FROM {s}.activity_tasks WHERE instance_id = $1 ORDER BY created_at, task_id, id`), instanceID)
@@ -66,11 +67,11 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 				return fmt.Errorf("activity task %q: options: %w", t.ID, err)
 			}
 			t.TaskID, t.Attempt, t.PriorAttempts, t.StartedAttempt = int(taskID), int(att), int(prior), int(started)
-			t.ExpiresAt, t.ClaimedAt, t.ScheduledAt = fromNanos(leaseExp), fromNanos(claimed), fromNanos(created)
+			t.ExpiresAt, t.ClaimedAt, t.ScheduledAt = rules.FromNanos(leaseExp), rules.FromNanos(claimed), rules.FromNanos(created)
 			if visible == parkedAt {
 				t.Parked = true
 			} else {
-				t.VisibleAt = fromNanos(visible)
+				t.VisibleAt = rules.FromNanos(visible)
 			}
 			f.Tasks = append(f.Tasks, &t)
 			return nil
@@ -92,11 +93,7 @@ func (b *Backend) ClaimInstanceStep(ctx context.Context, instanceID string, p *b
 	if instanceID == "" {
 		return nil, b.fail("claim instance step", errors.New("empty instance ID"))
 	}
-	wis, err := b.claimStepsOf(ctx, "claim instance step", p, 1, instanceID)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
+	return rules.First(b.claimStepsOf(ctx, "claim instance step", p, 1, instanceID))
 }
 
 // UpsertWorker implements backend.WorkerRegistry.
@@ -117,21 +114,9 @@ func (b *Backend) UpsertWorker(ctx context.Context, p *backend.UpsertWorkerParam
 		if err != nil {
 			return err
 		}
-		expires, gone := n+int64(p.TTL), int64(0)
-		if p.Gone {
-			expires, gone = n, n
-		}
-		_, err = t.exec(`INSERT INTO {s}.workers (id, name, host, pid, version, orchestrations, activities, entities,
-				orchestration_slots, orchestration_busy, activity_slots, activity_busy, stopping,
-				started_at, heartbeat_at, expires_at, gone_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)
-			ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, pid = excluded.pid,
-				version = excluded.version, orchestrations = excluded.orchestrations,
-				activities = excluded.activities, entities = excluded.entities,
-				orchestration_slots = excluded.orchestration_slots, orchestration_busy = excluded.orchestration_busy,
-				activity_slots = excluded.activity_slots, activity_busy = excluded.activity_busy,
-				stopping = excluded.stopping, heartbeat_at = excluded.heartbeat_at,
-				expires_at = excluded.expires_at, gone_at = excluded.gone_at`,
+		expires, gone := rules.HeartbeatTimes(n, p)
+		_, err = t.exec(`INSERT INTO {s}.workers (`+rules.WorkerColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16) `+rules.UpsertWorkerUpdate,
 			w.ID, w.Name, w.Host, int64(w.PID), w.Version, list(w.Orchestrations), list(w.Activities), list(w.Entities),
 			w.OrchestrationSlots, w.OrchestrationBusy, w.ActivitySlots, w.ActivityBusy, w.Stopping,
 			n, expires, gone)
@@ -151,7 +136,7 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 		rows, err := q.Query(ctx, b.q(`SELECT `+clock("$1")+`, id, name, host, pid, version, orchestrations, activities,
 				entities, orchestration_slots, orchestration_busy, activity_slots, activity_busy, stopping,
 				started_at, heartbeat_at, expires_at, gone_at
-			FROM (SELECT 1) AS one LEFT JOIN {s}.workers ON true ORDER BY heartbeat_at DESC, id`), nanos(at))
+			FROM (SELECT 1) AS one LEFT JOIN {s}.workers ON true ORDER BY heartbeat_at DESC, id`), rules.Nanos(at))
 		if err != nil {
 			return err
 		}
@@ -166,7 +151,7 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 		)
 		_, err = pgx.ForEachRow(rows, []any{&now, &id, &name, &host, &pid, &version, &orchs, &acts, &ents,
 			&oSlots, &oBusy, &aSlots, &aBusy, &stopping, &started, &beat, &expires, &goneA}, func() error {
-			out.Now = fromNanos(now)
+			out.Now = rules.FromNanos(now)
 			if id == nil {
 				return nil // no worker: the row only carries the clock
 			}
@@ -175,8 +160,8 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 				Orchestrations: orchs, Activities: acts, Entities: ents,
 				OrchestrationSlots: int(deref(oSlots)), OrchestrationBusy: int(deref(oBusy)),
 				ActivitySlots: int(deref(aSlots)), ActivityBusy: int(deref(aBusy)), Stopping: deref(stopping),
-				StartedAt: fromNanos(deref(started)), HeartbeatAt: fromNanos(deref(beat)),
-				ExpiresAt: fromNanos(deref(expires)), GoneAt: fromNanos(deref(goneA)),
+				StartedAt: rules.FromNanos(deref(started)), HeartbeatAt: rules.FromNanos(deref(beat)),
+				ExpiresAt: rules.FromNanos(deref(expires)), GoneAt: rules.FromNanos(deref(goneA)),
 			})
 			return nil
 		})
@@ -191,8 +176,8 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 // PruneWorkers implements backend.WorkerRegistry.
 func (b *Backend) PruneWorkers(ctx context.Context, p *backend.PruneWorkersParams) (int, error) {
 	const op = "prune workers"
-	if p == nil || p.Before.IsZero() {
-		return 0, b.fail(op, errors.New("PruneWorkersParams.Before is required"))
+	if err := p.Validate(); err != nil {
+		return 0, b.fail(op, err)
 	}
 	var n int64
 	err := b.write(ctx, op, time.Time{}, func(t *txn) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,13 +114,8 @@ func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error 
 // the current execution.
 func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) error {
 	const op = "rewind instance"
-	switch {
-	case p == nil:
-		return b.fail(op, errors.New("nil params"))
-	case p.InstanceID == "":
-		return b.fail(op, errors.New("empty instance ID"))
-	case p.MessageID == "":
-		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, func(t *txn) error {
 		return rules.Rewind(t, p.InstanceID, p.MessageID, p.Reason)
@@ -131,23 +125,7 @@ func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) e
 // PurgeInstance implements backend.Backend.
 func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
 	return b.write(ctx, "purge instance", time.Time{}, func(t *txn) error {
-		st, err := t.lock(id)
-		if err != nil {
-			return err
-		}
-		r, ok := st[id]
-		switch {
-		case !ok:
-			return fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
-		case !r.status.IsTerminal():
-			return fmt.Errorf("instance %q is %s: %w", id, r.status, backend.ErrInstanceNotFinished)
-		}
-		if err := t.deleteInstanceData(id); err != nil {
-			return err
-		}
-		delete(t.touched, id)
-		_, err = t.exec(`DELETE FROM {s}.instances WHERE id = $1`, id)
-		return err
+		return rules.PurgeInstance(t, id)
 	})
 }
 
@@ -155,24 +133,20 @@ func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
 // be set; statuses that are not terminal match nothing.
 func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesParams) (int, error) {
 	const op = "purge instances"
-	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
-		return 0, b.fail(op, errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo"))
-	}
-	if err := rules.ValidStatuses(p.Statuses); err != nil {
+	statuses, err := rules.PurgeStatuses(p)
+	if err != nil {
 		return 0, b.fail(op, err)
 	}
-	var terminal []string
-	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
-		if len(p.Statuses) == 0 || slices.Contains(p.Statuses, s) {
-			terminal = append(terminal, string(s))
-		}
-	}
-	if len(terminal) == 0 {
+	if len(statuses) == 0 {
 		return 0, nil
+	}
+	terminal := make([]string, len(statuses))
+	for i, s := range statuses {
+		terminal[i] = string(s)
 	}
 	where, args := filterSQL(terminal, p.Name, p.CreatedFrom, p.CreatedTo)
 	var n int
-	err := b.write(ctx, op, time.Time{}, func(t *txn) error {
+	err = b.write(ctx, op, time.Time{}, func(t *txn) error {
 		// Lock the matching rows in ID order (as every multi-instance
 		// transaction does), delete them, then their data.
 		rows, err := t.tx.Query(t.ctx, b.q(`SELECT id FROM {s}.instances WHERE `+where+` ORDER BY id FOR UPDATE`), args...)

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"strconv"
@@ -19,7 +18,7 @@ import (
 // Options.PollInterval as a fallback, when the listening connection is
 // restored, and on Close. After Close it is always closed.
 func (b *Backend) WorkAvailable() <-chan struct{} {
-	return b.work.wait()
+	return b.work.Wait()
 }
 
 // signal wakes this process's waiters at once and asks the notifier to
@@ -31,141 +30,12 @@ func (b *Backend) signal(now bool, wakeAt []int64) {
 		return
 	}
 	if now {
-		b.work.notify()
+		b.work.Notify()
 	}
 	for _, at := range wakeAt {
-		b.work.wakeAt(at)
+		b.work.WakeAt(at)
 	}
 	b.out.request(now, wakeAt)
-}
-
-// closedChan is what WorkAvailable returns after Close.
-var closedChan = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
-
-// maxTimers bounds the future wake-ups a process remembers; past it, the
-// latest are dropped and the fallback poll finds their work.
-const maxTimers = 4096
-
-// broadcaster wakes every waiter at once by closing a channel. The channel
-// is only made when someone waits, so notify costs a lock when nobody does.
-// It also keeps the future wake-ups (timers) and closes the channel when
-// the earliest comes due.
-type broadcaster struct {
-	mu     sync.Mutex
-	ch     chan struct{}
-	done   bool // after Close
-	timers int64Heap
-	timer  *time.Timer
-	next   int64 // the time timer is set for; 0 if none
-}
-
-func (w *broadcaster) wait() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return closedChan
-	}
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
-
-func (w *broadcaster) notify() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.wakeLocked()
-}
-
-func (w *broadcaster) wakeLocked() {
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
-	}
-}
-
-// wakeAt schedules a wake-up at Unix nanoseconds at (at once if past).
-func (w *broadcaster) wakeAt(at int64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return
-	}
-	if at <= time.Now().UnixNano() {
-		w.wakeLocked()
-		return
-	}
-	if len(w.timers) >= maxTimers {
-		return
-	}
-	heap.Push(&w.timers, at)
-	w.armLocked()
-}
-
-// armLocked sets the timer for the earliest pending wake-up.
-func (w *broadcaster) armLocked() {
-	if len(w.timers) == 0 || w.done {
-		return
-	}
-	first := w.timers[0]
-	if w.next != 0 && w.next <= first {
-		return
-	}
-	w.next = first
-	d := time.Until(time.Unix(0, first))
-	if w.timer == nil {
-		w.timer = time.AfterFunc(d, w.fire)
-	} else {
-		w.timer.Reset(d)
-	}
-}
-
-// fire runs when the timer expires: it wakes the waiters, drops the due
-// wake-ups and sets the timer for the next one.
-func (w *broadcaster) fire() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.next = 0
-	now := time.Now().UnixNano()
-	due := false
-	for len(w.timers) > 0 && w.timers[0] <= now {
-		heap.Pop(&w.timers)
-		due = true
-	}
-	if due {
-		w.wakeLocked()
-	}
-	w.armLocked()
-}
-
-// shutdown wakes every waiter, stops the timer and makes wait return a
-// closed channel.
-func (w *broadcaster) shutdown() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.wakeLocked()
-	w.done = true
-	if w.timer != nil {
-		w.timer.Stop()
-	}
-	w.timers = nil
-}
-
-type int64Heap []int64
-
-func (h int64Heap) Len() int           { return len(h) }
-func (h int64Heap) Less(i, j int) bool { return h[i] < h[j] }
-func (h int64Heap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *int64Heap) Push(x any)        { *h = append(*h, x.(int64)) }
-func (h *int64Heap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // notifier sends the NOTIFYs of this process's commits, outside those
@@ -263,7 +133,7 @@ func (b *Backend) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 		b.listening.Store(true)
 		b.listenerPID.Store(conn.PgConn().PID())
 		// Work may have arrived while nobody listened.
-		b.work.notify()
+		b.work.Notify()
 		err = b.receive(ctx, conn)
 		b.listening.Store(false)
 		closeConn(conn)
@@ -316,13 +186,13 @@ func (b *Backend) receive(ctx context.Context, conn *pgx.Conn) error {
 		case err == nil:
 			lastHeard = time.Now()
 			if n.Payload == "" {
-				b.work.notify()
+				b.work.Notify()
 			} else if at, perr := strconv.ParseInt(n.Payload, 10, 64); perr == nil {
-				b.work.wakeAt(at)
+				b.work.WakeAt(at)
 			}
 		case timedOut:
 			// The fallback poll.
-			b.work.notify()
+			b.work.Notify()
 			if time.Since(lastHeard) >= pingEvery {
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				err := conn.Ping(pctx)
@@ -349,6 +219,6 @@ func (b *Backend) waitPolling(ctx context.Context, d time.Duration) {
 		if !sleepCtx(ctx, min(left, b.pollInterval)) {
 			return
 		}
-		b.work.notify()
+		b.work.Notify()
 	}
 }

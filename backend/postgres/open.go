@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"duro/backend"
+	"duro/backend/internal/wake"
 )
 
 // Backend is a backend.Backend and backend.WorkNotifier on one task hub (one
@@ -32,7 +33,7 @@ type Backend struct {
 	maxStepMessages int
 	pollInterval    time.Duration
 	closed          atomic.Bool
-	work            broadcaster
+	work            wake.Broadcaster
 	out             *notifier
 	cancel          context.CancelFunc
 	bg              sync.WaitGroup
@@ -153,7 +154,7 @@ func (b *Backend) Close() error {
 	}
 	b.cancel()
 	b.bg.Wait()
-	b.work.shutdown()
+	b.work.Shutdown()
 	b.pool.Close()
 	return nil
 }

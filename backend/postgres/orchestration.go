@@ -16,11 +16,7 @@ import (
 // ClaimOrchestrationStep implements backend.Backend: ClaimOrchestrationSteps
 // with max 1.
 func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
+	return rules.First(b.claimSteps(ctx, "claim orchestration step", p, 1))
 }
 
 // claimStepsQuery leases up to $2 instances at time $1 (0: the database
@@ -94,7 +90,7 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 	// The claim is one statement: nothing to retry but a failure before it
 	// was sent.
 	for try := 0; ; try++ {
-		query, args := claimStepsQuery, []any{nanos(p.Now), max, p.Owner, int64(p.LeaseDuration)}
+		query, args := claimStepsQuery, []any{rules.Nanos(p.Now), max, p.Owner, int64(p.LeaseDuration)}
 		if only != "" {
 			query, args = claimInstanceStepQuery, append(args, only)
 		}
@@ -150,7 +146,7 @@ func scanClaimedSteps(rows pgx.Rows) ([]*backend.OrchestrationWorkItem, int64, e
 			// A start mark made since the last committed step.
 			wi.StartedAttempt = started
 		}
-		wi.LeaseExpiresAt = fromNanos(expires)
+		wi.LeaseExpiresAt = rules.FromNanos(expires)
 		wi.History = []*backend.Event{}
 		wis = append(wis, wi)
 	}
@@ -217,7 +213,7 @@ func (b *Backend) loadStepData(ctx context.Context, wis []*backend.Orchestration
 			}
 			wi := byID[id]
 			wi.Messages = append(wi.Messages, &backend.Message{ID: mid, InstanceID: id, ExecutionID: exec,
-				Event: ev, VisibleAt: fromNanos(visible)})
+				Event: ev, VisibleAt: rules.FromNanos(visible)})
 			return nil
 		}); err != nil {
 			return err
@@ -325,7 +321,7 @@ func (b *Backend) RenewOrchestrationLease(ctx context.Context, p *backend.RenewL
 		return b.fail(op, err)
 	}
 	return b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt,
-		`lock_expires_at = `+clock("$4")+` + $5`, nanos(p.Now), int64(p.LeaseDuration))
+		`lock_expires_at = `+clock("$4")+` + $5`, rules.Nanos(p.Now), int64(p.LeaseDuration))
 }
 
 // AbandonOrchestrationStep implements backend.Backend. The instance is
@@ -338,7 +334,7 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 		return b.fail(op, err)
 	}
 	if err := b.fencedUpdate(ctx, op, p.ID, p.ExecutionID, p.Attempt,
-		`lock_owner = '', lock_expires_at = `+retryAt("$4", "$5"), nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
+		`lock_owner = '', lock_expires_at = `+retryAt("$4", "$5"), rules.Nanos(p.RetryAt), int64(p.RetryAfter)); err != nil {
 		return err
 	}
 	b.signalRetry(p)

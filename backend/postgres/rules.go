@@ -16,11 +16,6 @@ import (
 // rules) decide.
 var _ rules.Tx = (*txn)(nil)
 
-var (
-	nanos     = rules.Nanos
-	fromNanos = rules.FromNanos
-)
-
 // stepFence is the fencing state of an instance.
 type stepFence = rules.StepFence
 
@@ -28,7 +23,7 @@ type stepFence = rules.StepFence
 // transaction's start.
 func (t *txn) Now() (time.Time, error) {
 	n, err := t.mustNow()
-	return fromNanos(n), err
+	return rules.FromNanos(n), err
 }
 
 // InstanceStatus implements rules.Tx.
@@ -203,6 +198,16 @@ func (t *txn) NewExecution(id string, can *backend.ContinueAsNew) error {
 	}
 	t.touch(id)
 	return nil
+}
+
+// DeleteInstance implements rules.Tx.
+func (t *txn) DeleteInstance(id string) error {
+	if err := t.deleteInstanceData(id); err != nil {
+		return err
+	}
+	delete(t.touched, id)
+	_, err := t.exec(`DELETE FROM {s}.instances WHERE id = $1`, id)
+	return err
 }
 
 // Finish implements rules.Tx in one round trip.

@@ -58,18 +58,12 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 // tasks are removed with it).
 func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
 	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	const op = "complete orchestration step and claim"
-	if max > 0 {
-		if err := claim.Validate(); err != nil {
-			return nil, b.fail(op, err)
-		}
-	}
-	return b.completeStep(ctx, op, p, claim, max)
+	return b.completeStep(ctx, "complete orchestration step and claim", p, claim, max)
 }
 
 func (b *Backend) completeStep(ctx context.Context, op string, p *backend.CompleteOrchestrationStepParams,
 	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	if err := p.Validate(); err != nil {
+	if err := rules.ValidateStep(p, claim, max); err != nil {
 		return nil, b.fail(op, err)
 	}
 	if p.ContinueAsNew != nil || p.Status.IsTerminal() {
@@ -188,7 +182,7 @@ func (t *txn) claimsOfStep(tasks []*backend.ActivityTask, owner string, max int)
 		}
 		task := *a
 		claimed = append(claimed, &backend.ActivityWorkItem{Task: &task, Attempt: int(l.attempt),
-			ScheduledAt: fromNanos(l.created), LeaseExpiresAt: fromNanos(l.expires)})
+			ScheduledAt: rules.FromNanos(l.created), LeaseExpiresAt: rules.FromNanos(l.expires)})
 	}
 	return claimed, nil
 }
@@ -272,7 +266,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		owners := make([]string, n)
 		var claimNow, claimFor int64
 		if ec.max > 0 {
-			claimNow, claimFor = nanos(ec.claim.Now), int64(ec.claim.LeaseDuration)
+			claimNow, claimFor = rules.Nanos(ec.claim.Now), int64(ec.claim.LeaseDuration)
 		}
 		for i, a := range p.ActivityTasks {
 			o, err := json.Marshal(a.Options)
@@ -400,7 +394,7 @@ func (t *txn) insertedTasks(br pgx.BatchResults, tasks []*backend.ActivityTask, 
 		}
 		task := *a
 		ec.claimed = append(ec.claimed, &backend.ActivityWorkItem{Task: &task, Attempt: a.PriorAttempts + 1,
-			ScheduledAt: fromNanos(t.now), LeaseExpiresAt: fromNanos(expires)})
+			ScheduledAt: rules.FromNanos(t.now), LeaseExpiresAt: rules.FromNanos(expires)})
 	}
 	if len(inserted) > len(ec.claimed) {
 		t.work = true

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // txn is one write transaction with the bookkeeping its helpers share.
@@ -30,7 +31,7 @@ type txn struct {
 }
 
 func newTxn(ctx context.Context, b *Backend, tx pgx.Tx, now time.Time) *txn {
-	return &txn{ctx: ctx, b: b, tx: tx, now: nanos(now), touched: map[string]struct{}{}}
+	return &txn{ctx: ctx, b: b, tx: tx, now: rules.Nanos(now), touched: map[string]struct{}{}}
 }
 
 func (t *txn) exec(query string, args ...any) (int64, error) {
@@ -184,7 +185,7 @@ func (t *txn) messageArgs(m *backend.Message, force bool) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("message %q: %w", m.ID, err)
 	}
-	return []any{m.ID, m.InstanceID, m.ExecutionID, data, m.Event.Type.IsControl(), nanos(m.VisibleAt), t.now, force}, nil
+	return []any{m.ID, m.InstanceID, m.ExecutionID, data, m.Event.Type.IsControl(), rules.Nanos(m.VisibleAt), t.now, force}, nil
 }
 
 // delivered records the outcome of deliverQuery for m: the error for an
@@ -197,7 +198,7 @@ func (t *txn) delivered(m *backend.Message, force bool, status backend.Status, i
 		return fmt.Errorf("instance %q is %s: %w", m.InstanceID, status, backend.ErrInstanceFinished)
 	}
 	if inserted {
-		if visible := nanos(m.VisibleAt); visible == 0 || (t.now != 0 && visible <= t.now) {
+		if visible := rules.Nanos(m.VisibleAt); visible == 0 || (t.now != 0 && visible <= t.now) {
 			t.work = true
 		} else {
 			t.wakeAt = append(t.wakeAt, visible)

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 var _ backend.RequestWindow = (*Backend)(nil)
@@ -31,7 +32,7 @@ func (b *Backend) ProcessedRequests(ctx context.Context, instanceID string, ids 
 			if err := rows.Scan(&r.ID, &at); err != nil {
 				return err
 			}
-			r.At = fromNanos(at)
+			r.At = rules.FromNanos(at)
 			out = append(out, r)
 		}
 		return rows.Err()
@@ -57,7 +58,7 @@ func (t *txn) queueWindow(batch *pgx.Batch, id string, w *backend.WindowUpdate) 
 		ats := make([]int64, 0, len(last))
 		for i, r := range w.Add {
 			if last[r.ID] == i {
-				ids, ats = append(ids, r.ID), append(ats, nanos(r.At))
+				ids, ats = append(ids, r.ID), append(ats, rules.Nanos(r.At))
 			}
 		}
 		batch.Queue(t.b.q(`INSERT INTO {s}.request_window (instance_id, id, seq, added_at)
@@ -81,5 +82,5 @@ func (t *txn) queueWindow(batch *pgx.Batch, id string, w *backend.WindowUpdate) 
 		USING (SELECT COALESCE(MAX(seq), 0) AS last FROM {s}.request_window WHERE instance_id = $1) m
 		WHERE w.instance_id = $1 AND w.seq < GREATEST(m.last - $2 + 1,
 			COALESCE((SELECT seq FROM {s}.request_window WHERE instance_id = $1 AND added_at >= $3 ORDER BY seq LIMIT 1),
-				m.last + 1))`), id, keep, nanos(w.Before))
+				m.last + 1))`), id, keep, rules.Nanos(w.Before))
 }

@@ -92,3 +92,24 @@ func ValidStatuses(ss []backend.Status) error {
 	}
 	return nil
 }
+
+// First returns the first of items, or nil when there is none or err is
+// set: a single-item Claim method on top of its batch form.
+func First[T any](items []*T, err error) (*T, error) {
+	if err != nil || len(items) == 0 {
+		return nil, err
+	}
+	return items[0], nil
+}
+
+// ValidateStep checks the params of a step's commit and, when the commit
+// also claims activity tasks (max > 0), the claim's.
+func ValidateStep(p *backend.CompleteOrchestrationStepParams, claim *backend.ClaimParams, max int) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if max > 0 {
+		return claim.Validate()
+	}
+	return nil
+}

@@ -15,6 +15,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"duro/backend"
@@ -67,6 +68,9 @@ type Tx interface {
 	// cleared, and its messages and activity tasks addressed to other
 	// executions deleted (messages addressed to no execution stay).
 	NewExecution(id string, can *backend.ContinueAsNew) error
+	// DeleteInstance deletes instance id's row (locked) with its history,
+	// inbox, consumed IDs, activity tasks and request window.
+	DeleteInstance(id string) error
 	// Finish clears what a terminal instance no longer needs: its inbox,
 	// its request window, the activity tasks no delivery holds; the tasks
 	// a delivery holds (claimed and not handed back) are parked (never
@@ -304,4 +308,37 @@ func deliverOrDrop(tx Tx, m *backend.Message) error {
 		return err
 	}
 	return nil
+}
+
+// PurgeInstance deletes terminal instance id with everything it owns. It
+// returns an error wrapping backend.ErrInstanceNotFound, or
+// backend.ErrInstanceNotFinished for a live instance.
+func PurgeInstance(tx Tx, id string) error {
+	s, _, err := tx.LockInstance(id)
+	switch {
+	case err != nil:
+		return err
+	case !s.IsTerminal():
+		return fmt.Errorf("instance %q is %s: %w", id, s, backend.ErrInstanceNotFinished)
+	}
+	return tx.DeleteInstance(id)
+}
+
+// PurgeStatuses checks a purge's filter and returns the terminal statuses
+// it matches (none, for a filter naming only live statuses: nothing to
+// purge).
+func PurgeStatuses(p *backend.PurgeInstancesParams) ([]backend.Status, error) {
+	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
+		return nil, errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo")
+	}
+	if err := ValidStatuses(p.Statuses); err != nil {
+		return nil, err
+	}
+	var terminal []backend.Status
+	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
+		if len(p.Statuses) == 0 || slices.Contains(p.Statuses, s) {
+			terminal = append(terminal, s)
+		}
+	}
+	return terminal, nil
 }

@@ -19,11 +19,7 @@ import (
 // increments its attempt number and takes the lease, and commits that
 // before returning.
 func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
-	wis, err := b.claimActivities(ctx, "claim activity", p, 1)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
+	return rules.First(b.claimActivities(ctx, "claim activity", p, 1))
 }
 
 // ClaimActivities implements backend.BatchClaimer: ClaimActivity up to max
@@ -131,8 +127,8 @@ func (c activityClaim) run(t *txn, max int, found func(wi *backend.ActivityWorkI
 		found(&backend.ActivityWorkItem{
 			Task:               &cd.task,
 			Attempt:            attempt,
-			PreviousDeliveryAt: fromNanos(cd.prevClaim),
-			ScheduledAt:        fromNanos(cd.schedd),
+			PreviousDeliveryAt: rules.FromNanos(cd.prevClaim),
+			ScheduledAt:        rules.FromNanos(cd.schedd),
 			LeaseExpiresAt:     expires,
 			HeartbeatDetails:   cd.details,
 			StartedAttempt:     cd.started,
@@ -290,7 +286,7 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 		}
 		t.work |= workTasks
 		_, err = t.exec(`UPDATE activity_tasks SET lease_owner = '', lease_expires_at = 0, visible_at = ?1,
-			released = released + (?2 AND started_attempt <> attempt) WHERE id = ?3`, nanos(retryAt(t, p)), p.Unstarted, p.ID)
+			released = released + (?2 AND started_attempt <> attempt) WHERE id = ?3`, rules.Nanos(retryAt(t, p)), p.Unstarted, p.ID)
 		return err
 	})
 }

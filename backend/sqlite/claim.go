@@ -25,11 +25,7 @@ import (
 // instance both the choice and the messages consider only control messages
 // (the ready summary of a Suspended instance counts only those).
 func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	wis, err := b.claimSteps(ctx, "claim orchestration step", p, 1)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
+	return rules.First(b.claimSteps(ctx, "claim orchestration step", p, 1))
 }
 
 // ClaimOrchestrationSteps implements backend.BatchClaimer:
@@ -204,7 +200,7 @@ func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backen
 			_ = rows.Close()
 			return nil, nil, err
 		}
-		m.VisibleAt = fromNanos(visible)
+		m.VisibleAt = rules.FromNanos(visible)
 		msgs = append(msgs, m)
 		data = append(data, d)
 	}

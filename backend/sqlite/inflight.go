@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 var (
@@ -32,13 +33,13 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		if err != nil {
 			return err
 		}
-		f.Step.Attempt, f.Step.Deliveries, f.Step.ExpiresAt = attempt, int(attempt-completed), fromNanos(expires)
+		f.Step.Attempt, f.Step.Deliveries, f.Step.ExpiresAt = attempt, int(attempt-completed), rules.FromNanos(expires)
 		var next sql.NullInt64
 		if err := d.queryRow(`SELECT COUNT(*), MIN(visible_at) FROM inbox WHERE instance_id = ?`, instanceID).
 			Scan(&f.Messages, &next); err != nil {
 			return err
 		}
-		f.NextMessageAt = fromNanos(next.Int64)
+		f.NextMessageAt = rules.FromNanos(next.Int64)
 		rows, err := d.query(`SELECT id, execution_id, task_id, name, options, attempt, prior_attempts, lease_owner,
 				lease_expires_at, claimed_at, visible_at, created_at, started_attempt
 			FROM activity_tasks WHERE instance_id = ? ORDER BY created_at, task_id, id`, instanceID)
@@ -58,11 +59,11 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 				_ = rows.Close()
 				return fmt.Errorf("activity task %q: options: %w", ts.ID, err)
 			}
-			ts.ExpiresAt, ts.ClaimedAt, ts.ScheduledAt = fromNanos(leaseExp), fromNanos(claimed), fromNanos(created)
+			ts.ExpiresAt, ts.ClaimedAt, ts.ScheduledAt = rules.FromNanos(leaseExp), rules.FromNanos(claimed), rules.FromNanos(created)
 			if visible == parkedAt {
 				ts.Parked = true
 			} else {
-				ts.VisibleAt = fromNanos(visible)
+				ts.VisibleAt = rules.FromNanos(visible)
 			}
 			f.Tasks = append(f.Tasks, ts)
 		}
@@ -80,11 +81,7 @@ func (b *Backend) ClaimInstanceStep(ctx context.Context, instanceID string, p *b
 	if instanceID == "" {
 		return nil, b.fail("claim instance step", errors.New("empty instance ID"))
 	}
-	wis, err := b.claimStepsOf(ctx, "claim instance step", p, 1, instanceID)
-	if err != nil || len(wis) == 0 {
-		return nil, err
-	}
-	return wis[0], nil
+	return rules.First(b.claimStepsOf(ctx, "claim instance step", p, 1, instanceID))
 }
 
 // UpsertWorker implements backend.WorkerRegistry.
@@ -107,21 +104,9 @@ func (b *Backend) UpsertWorker(ctx context.Context, p *backend.UpsertWorkerParam
 	}
 	return b.write(ctx, op, p.Now, len(lists[0])+len(lists[1])+len(lists[2])+smallOp, func(t *txn) error {
 		n := t.now.UnixNano()
-		expires, gone := t.now.Add(p.TTL).UnixNano(), int64(0)
-		if p.Gone {
-			expires, gone = n, n
-		}
-		_, err := t.exec(`INSERT INTO workers (id, name, host, pid, version, orchestrations, activities, entities,
-				orchestration_slots, orchestration_busy, activity_slots, activity_busy, stopping,
-				started_at, heartbeat_at, expires_at, gone_at)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)
-			ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, pid = excluded.pid,
-				version = excluded.version, orchestrations = excluded.orchestrations,
-				activities = excluded.activities, entities = excluded.entities,
-				orchestration_slots = excluded.orchestration_slots, orchestration_busy = excluded.orchestration_busy,
-				activity_slots = excluded.activity_slots, activity_busy = excluded.activity_busy,
-				stopping = excluded.stopping, heartbeat_at = excluded.heartbeat_at,
-				expires_at = excluded.expires_at, gone_at = excluded.gone_at`,
+		expires, gone := rules.HeartbeatTimes(n, p)
+		_, err := t.exec(`INSERT INTO workers (`+rules.WorkerColumns+`)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16) `+rules.UpsertWorkerUpdate,
 			w.ID, w.Name, w.Host, w.PID, w.Version, lists[0], lists[1], lists[2],
 			w.OrchestrationSlots, w.OrchestrationBusy, w.ActivitySlots, w.ActivityBusy, boolInt(w.Stopping),
 			n, expires, gone)
@@ -163,7 +148,7 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 				}
 			}
 			w.Stopping = stopping != 0
-			w.StartedAt, w.HeartbeatAt, w.ExpiresAt, w.GoneAt = fromNanos(started), fromNanos(beat), fromNanos(expires), fromNanos(gone)
+			w.StartedAt, w.HeartbeatAt, w.ExpiresAt, w.GoneAt = rules.FromNanos(started), rules.FromNanos(beat), rules.FromNanos(expires), rules.FromNanos(gone)
 			out.Workers = append(out.Workers, w)
 		}
 		return closeRows(rows)
@@ -177,8 +162,8 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 // PruneWorkers implements backend.WorkerRegistry.
 func (b *Backend) PruneWorkers(ctx context.Context, p *backend.PruneWorkersParams) (int, error) {
 	const op = "prune workers"
-	if p == nil || p.Before.IsZero() {
-		return 0, b.fail(op, errors.New("PruneWorkersParams.Before is required"))
+	if err := p.Validate(); err != nil {
+		return 0, b.fail(op, err)
 	}
 	var n int64
 	err := b.write(ctx, op, time.Time{}, 0, func(t *txn) error {

@@ -157,13 +157,8 @@ func (t *txn) noneQueued(m *backend.Message) error {
 // the current execution.
 func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) error {
 	const op = "rewind instance"
-	switch {
-	case p == nil:
-		return b.fail(op, errors.New("nil params"))
-	case p.InstanceID == "":
-		return b.fail(op, errors.New("empty instance ID"))
-	case p.MessageID == "":
-		return b.fail(op, fmt.Errorf("instance %q: empty message ID", p.InstanceID))
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, 0, func(t *txn) error {
 		return rules.Rewind(t, p.InstanceID, p.MessageID, p.Reason)
@@ -173,42 +168,23 @@ func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) e
 // PurgeInstance implements backend.Backend.
 func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
 	return b.write(ctx, "purge instance", time.Time{}, 0, func(t *txn) error {
-		s, err := t.InstanceStatus(id)
-		if err != nil {
-			return err
-		}
-		if !s.IsTerminal() {
-			return fmt.Errorf("instance %q is %s: %w", id, s, backend.ErrInstanceNotFinished)
-		}
-		if err := t.deleteInstanceData(id); err != nil {
-			return err
-		}
-		_, err = t.exec(`DELETE FROM instances WHERE id = ?`, id)
-		return err
+		return rules.PurgeInstance(t, id)
 	})
 }
 
 // PurgeInstances implements backend.Backend. At least one filter field must
 // be set; statuses that are not terminal match nothing.
 func (b *Backend) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesParams) (int, error) {
-	if p == nil || (len(p.Statuses) == 0 && p.Name == "" && p.CreatedFrom.IsZero() && p.CreatedTo.IsZero()) {
-		return 0, b.fail("purge instances", errors.New("empty filter: set at least one of Statuses, Name, CreatedFrom, CreatedTo"))
-	}
-	if err := rules.ValidStatuses(p.Statuses); err != nil {
+	terminal, err := rules.PurgeStatuses(p)
+	if err != nil {
 		return 0, b.fail("purge instances", err)
-	}
-	var terminal []backend.Status
-	for _, s := range []backend.Status{backend.StatusCompleted, backend.StatusFailed, backend.StatusTerminated} {
-		if len(p.Statuses) == 0 || slices.Contains(p.Statuses, s) {
-			terminal = append(terminal, s)
-		}
 	}
 	if len(terminal) == 0 {
 		return 0, nil
 	}
 	where, args := filterSQL(terminal, p.Name, p.CreatedFrom, p.CreatedTo)
 	var n int64
-	err := b.write(ctx, "purge instances", time.Time{}, 0, func(t *txn) error {
+	err = b.write(ctx, "purge instances", time.Time{}, 0, func(t *txn) error {
 		for _, table := range []string{"history", "inbox", "inbox_consumed", "activity_tasks", "request_window"} {
 			if _, err := t.exec(`DELETE FROM `+table+
 				` WHERE instance_id IN (SELECT id FROM instances WHERE `+where+`)`, args...); err != nil {

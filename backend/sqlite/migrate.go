@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"duro/backend/rules"
 	migfile "duro/internal/migrate"
 )
 
@@ -190,13 +191,13 @@ func migrationStatus(ctx context.Context, q querier) ([]MigrationState, error) {
 	for _, m := range migrations {
 		s := MigrationState{Version: m.Version, Name: m.Name}
 		if at, ok := applied[m.Version]; ok {
-			s.AppliedAt = fromNanos(at)
+			s.AppliedAt = rules.FromNanos(at)
 			delete(applied, m.Version)
 		}
 		st = append(st, s)
 	}
 	for v, at := range applied {
-		st = append(st, MigrationState{Version: v, AppliedAt: fromNanos(at)})
+		st = append(st, MigrationState{Version: v, AppliedAt: rules.FromNanos(at)})
 	}
 	sort.Slice(st, func(i, j int) bool { return st[i].Version < st[j].Version })
 	return st, nil

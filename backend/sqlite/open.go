@@ -17,6 +17,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"duro/backend"
+	"duro/backend/internal/wake"
 )
 
 // Backend is a backend.Backend and backend.WorkNotifier stored in one SQLite
@@ -30,7 +31,7 @@ type Backend struct {
 	closed          atomic.Bool
 	// work wakes WorkAvailable waiters, steps and tasks the waiters of one
 	// kind of work.
-	work, steps, tasks broadcaster
+	work, steps, tasks wake.Broadcaster
 	// w queues write operations for the writer goroutine (group commit),
 	// which runs them on raw, the writer's driver connection with its
 	// prepared statements (rawconn.go); rstmts are the prepared statements
@@ -269,9 +270,9 @@ func (b *Backend) Close() error {
 		return fmt.Errorf("sqlite: close: %w", backend.ErrClosed)
 	}
 	b.w.close()
-	b.work.shutdown()
-	b.steps.shutdown()
-	b.tasks.shutdown()
+	b.work.Shutdown()
+	b.steps.Shutdown()
+	b.tasks.Shutdown()
 	// The writer has exited: its statements can be closed on its
 	// connection.
 	if conn, err := b.wdb.Conn(context.Background()); err == nil {
@@ -299,7 +300,7 @@ func (b *Backend) Close() error {
 // and on Close; after Close it is always closed. Work committed by other
 // processes is not signalled.
 func (b *Backend) WorkAvailable() <-chan struct{} {
-	return b.work.wait()
+	return b.work.Wait()
 }
 
 // OrchestrationWorkAvailable is WorkAvailable for orchestration steps only:
@@ -308,14 +309,14 @@ func (b *Backend) WorkAvailable() <-chan struct{} {
 // activity tasks. A worker's orchestration loop waits on it, so that it does
 // not claim in vain after every activity scheduled.
 func (b *Backend) OrchestrationWorkAvailable() <-chan struct{} {
-	return b.steps.wait()
+	return b.steps.Wait()
 }
 
 // ActivityWorkAvailable is WorkAvailable for activity tasks only: the
 // channel is closed after a commit that added or abandoned a task, not
 // after one that only delivered messages (activity results among them).
 func (b *Backend) ActivityWorkAvailable() <-chan struct{} {
-	return b.tasks.wait()
+	return b.tasks.Wait()
 }
 
 // notify wakes the waiters for the kinds of work in k.
@@ -324,60 +325,12 @@ func (b *Backend) notify(k workKind) {
 		return
 	}
 	if k&workSteps != 0 {
-		b.steps.notify()
+		b.steps.Notify()
 	}
 	if k&workTasks != 0 {
-		b.tasks.notify()
+		b.tasks.Notify()
 	}
-	b.work.notify()
-}
-
-// closedChan is what WorkAvailable returns after Close: waiting on it ends
-// at once, and the next call of a method reports ErrClosed.
-var closedChan = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
-
-// broadcaster wakes every waiter at once by closing a channel. The channel is
-// only made when someone waits, so notify costs a lock when nobody does.
-type broadcaster struct {
-	mu   sync.Mutex
-	ch   chan struct{}
-	done bool // after Close
-}
-
-func (w *broadcaster) wait() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return closedChan
-	}
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
-
-func (w *broadcaster) notify() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
-	}
-}
-
-// shutdown wakes every waiter and makes wait return a closed channel.
-func (w *broadcaster) shutdown() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
-	}
-	w.done = true
+	b.work.Notify()
 }
 
 // fail wraps err with the operation's name, turning the

@@ -36,18 +36,12 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 // at-most-once task syncs the WAL before returning, as ClaimActivities does.
 func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
 	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	const op = "complete orchestration step and claim"
-	if max > 0 {
-		if err := claim.Validate(); err != nil {
-			return nil, b.fail(op, err)
-		}
-	}
-	return b.completeStep(ctx, op, p, claim, max)
+	return b.completeStep(ctx, "complete orchestration step and claim", p, claim, max)
 }
 
 func (b *Backend) completeStep(ctx context.Context, op string, p *backend.CompleteOrchestrationStepParams,
 	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	if err := p.Validate(); err != nil {
+	if err := rules.ValidateStep(p, claim, max); err != nil {
 		return nil, b.fail(op, err)
 	}
 	// Encoding (and checking) every payload happens here, in the caller's
@@ -191,7 +185,7 @@ func (t *txn) claimsOfStep(tasks []*backend.ActivityTask, owner string, max int,
 			continue
 		}
 		task := *a
-		found(&backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: fromNanos(created), LeaseExpiresAt: fromNanos(expires)})
+		found(&backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: rules.FromNanos(created), LeaseExpiresAt: rules.FromNanos(expires)})
 		max--
 	}
 	return nil
@@ -438,7 +432,7 @@ func (b *Backend) AbandonOrchestrationStep(ctx context.Context, p *backend.Aband
 		}
 		t.work |= workSteps
 		_, err := t.exec(`UPDATE instances SET lock_owner = '', lock_expires_at = ? WHERE id = ?`,
-			nanos(retryAt(t, p)), p.ID)
+			rules.Nanos(retryAt(t, p)), p.ID)
 		return err
 	})
 }

@@ -15,11 +15,6 @@ import (
 // writer's transaction. The rules (package rules) decide.
 var _ rules.Tx = (*txn)(nil)
 
-var (
-	nanos     = rules.Nanos
-	fromNanos = rules.FromNanos
-)
-
 // Now implements rules.Tx: the writer's time for this operation.
 func (t *txn) Now() (time.Time, error) { return t.now, nil }
 
@@ -72,7 +67,7 @@ func (t *txn) at(now time.Time, fn func() error) error {
 // the ready summary its only message gives it, and the message.
 func (t *txn) CreateOrLock(p *backend.CreateInstanceParams, start *backend.Message, now time.Time) (backend.Status, bool, error) {
 	pid, pexec, ptask := parentColumns(p.Parent)
-	visible := nanos(p.StartAt)
+	visible := rules.Nanos(p.StartAt)
 	sortAt := max(visible, now.UnixNano())
 	res, err := t.exec(`INSERT INTO instances (id, name, execution_id, status, input, created_at, updated_at,
 			parent_instance_id, parent_execution_id, parent_task_id, ready_at, ready_key)
@@ -174,6 +169,15 @@ func (t *txn) NewExecution(id string, can *backend.ContinueAsNew) error {
 	}
 	t.touched[id] = struct{}{}
 	return nil
+}
+
+// DeleteInstance implements rules.Tx.
+func (t *txn) DeleteInstance(id string) error {
+	if err := t.deleteInstanceData(id); err != nil {
+		return err
+	}
+	_, err := t.exec(`DELETE FROM instances WHERE id = ?`, id)
+	return err
 }
 
 // Finish implements rules.Tx.

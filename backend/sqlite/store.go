@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 // txn is one write operation inside a batch transaction, with the
@@ -105,7 +106,7 @@ func (t *txn) insertMessageIf(m *backend.Message, data []byte, live, touch bool)
 			return 0, fmt.Errorf("message %q: %w", m.ID, err)
 		}
 	}
-	visible := nanos(m.VisibleAt)
+	visible := rules.Nanos(m.VisibleAt)
 	sortAt := max(visible, t.now.UnixNano())
 	q := insertMessageQuery
 	if live {

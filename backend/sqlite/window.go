@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"duro/backend"
+	"duro/backend/rules"
 )
 
 var _ backend.RequestWindow = (*Backend)(nil)
@@ -34,7 +35,7 @@ func (b *Backend) ProcessedRequests(ctx context.Context, instanceID string, ids 
 				_ = rows.Close()
 				return err
 			}
-			r.At = fromNanos(at)
+			r.At = rules.FromNanos(at)
 			out = append(out, r)
 		}
 		return closeRows(rows)
@@ -58,7 +59,7 @@ func (t *txn) updateWindow(id string, w *backend.WindowUpdate) error {
 			last++
 			if _, err := t.exec(`INSERT INTO request_window (instance_id, id, seq, added_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT (instance_id, id) DO UPDATE SET seq = excluded.seq, added_at = excluded.added_at`,
-				id, r.ID, last, nanos(r.At)); err != nil {
+				id, r.ID, last, rules.Nanos(r.At)); err != nil {
 				return err
 			}
 		}
@@ -69,7 +70,7 @@ func (t *txn) updateWindow(id string, w *backend.WindowUpdate) error {
 		}
 		list := make([]entry, len(w.Add))
 		for i, r := range w.Add {
-			list[i] = entry{r.ID, nanos(r.At)}
+			list[i] = entry{r.ID, rules.Nanos(r.At)}
 		}
 		data, err := json.Marshal(list)
 		if err != nil {
@@ -95,6 +96,6 @@ func (t *txn) updateWindow(id string, w *backend.WindowUpdate) error {
 	}
 	_, err := t.exec(`DELETE FROM request_window WHERE instance_id = ?1 AND seq < MAX(?2,
 		COALESCE((SELECT seq FROM request_window WHERE instance_id = ?1 AND added_at >= ?3 ORDER BY seq LIMIT 1), ?4))`,
-		id, keepCut, nanos(w.Before), last+1)
+		id, keepCut, rules.Nanos(w.Before), last+1)
 	return err
 }
