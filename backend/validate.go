@@ -116,6 +116,19 @@ func (p *AbandonParams) Validate() error {
 	return nil
 }
 
+// Validate checks the params of an activity's completion.
+func (p *CompleteActivityParams) Validate() error {
+	switch {
+	case p == nil:
+		return errors.New("nil params")
+	case p.TaskID == "":
+		return errors.New("empty task ID")
+	case p.Result == nil:
+		return fmt.Errorf("activity task %q: nil result", p.TaskID)
+	}
+	return nil
+}
+
 // Validate checks rewind params.
 func (p *RewindParams) Validate() error {
 	switch {

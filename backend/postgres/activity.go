@@ -15,11 +15,6 @@ import (
 	"duro/backend/rules"
 )
 
-// ClaimActivity implements backend.Backend: ClaimActivities with max 1.
-func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
-	return rules.First(b.claimActivities(ctx, "claim activity", p, 1))
-}
-
 // claimActivitiesQuery leases up to $2 activity tasks at time $1 (0: the
 // database clock) for owner $3 for $4 ns, in one statement (one
 // transaction, committed before it returns): the oldest tasks that are
@@ -191,13 +186,8 @@ SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`
 // changes it (the first result after the inbox was drained).
 func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActivityParams) error {
 	const op = "complete activity"
-	switch {
-	case p == nil:
-		return b.fail(op, errors.New("nil params"))
-	case p.TaskID == "":
-		return b.fail(op, errors.New("empty task ID"))
-	case p.Result == nil:
-		return b.fail(op, fmt.Errorf("activity task %q: nil result", p.TaskID))
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
 	}
 	data, err := backend.EncodeEvent(p.Result)
 	if err != nil {

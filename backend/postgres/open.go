@@ -19,6 +19,7 @@ import (
 
 	"duro/backend"
 	"duro/backend/internal/wake"
+	"duro/backend/rules"
 )
 
 // Backend is a backend.Backend and backend.WorkNotifier on one task hub (one
@@ -26,6 +27,9 @@ import (
 // number of Backends, in any number of processes on any number of machines,
 // may share a hub. Create it with Open.
 type Backend struct {
+	// Singles gives the single-item claims and the step commit on top of
+	// the batch forms.
+	rules.Singles
 	pool            *pgxpool.Pool
 	schema          string
 	channel         string
@@ -115,6 +119,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 		maxStepMessages: o.MaxStepMessages,
 		pollInterval:    o.PollInterval,
 	}
+	b.Singles = rules.Singles{B: b}
 	// Connect first, so that an unreachable server reads as one.
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()

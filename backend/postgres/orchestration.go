@@ -13,12 +13,6 @@ import (
 	"duro/backend/rules"
 )
 
-// ClaimOrchestrationStep implements backend.Backend: ClaimOrchestrationSteps
-// with max 1.
-func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	return rules.First(b.claimSteps(ctx, "claim orchestration step", p, 1))
-}
-
 // claimStepsQuery leases up to $2 instances at time $1 (0: the database
 // clock) for owner $3 for $4 ns, in one statement, so in one transaction
 // that commits before the statement returns: it takes the first free

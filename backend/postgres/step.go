@@ -33,7 +33,8 @@ func stepLockSet(p *backend.CompleteOrchestrationStepParams) []string {
 	return ids
 }
 
-// CompleteOrchestrationStep implements backend.Backend: all effects commit in
+// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer
+// (and, claiming nothing, CompleteOrchestrationStep): all effects commit in
 // one transaction (O1), in this order: row locks on every instance the step
 // writes (in ID order) and the fencing check, consumed messages, history,
 // instance row and lease release, activity tasks, child instances (before
@@ -45,12 +46,7 @@ func stepLockSet(p *backend.CompleteOrchestrationStepParams) []string {
 // timer, a failed rewind of a child) is dropped only if the step itself
 // finishes the instance. With ContinueAsNew the status is ContinuedAsNew
 // whatever p.Status says.
-func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
-	_, err := b.completeStep(ctx, "complete orchestration step", p, nil, 0)
-	return err
-}
-
-// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer.
+//
 // The claimed tasks are inserted already leased, in the step's round trip,
 // from claim.Now, or when it is zero from the database clock as the task
 // insert starts (never from p.Now, the worker's clock).
@@ -58,11 +54,7 @@ func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.Comp
 // tasks are removed with it).
 func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
 	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	return b.completeStep(ctx, "complete orchestration step and claim", p, claim, max)
-}
-
-func (b *Backend) completeStep(ctx context.Context, op string, p *backend.CompleteOrchestrationStepParams,
-	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	const op = "complete orchestration step"
 	if err := rules.ValidateStep(p, claim, max); err != nil {
 		return nil, b.fail(op, err)
 	}

@@ -14,14 +14,6 @@ import (
 	"duro/internal/fault"
 )
 
-// ClaimActivity implements backend.Backend. It picks the oldest task (by
-// creation time) that is visible and whose lease is free or lapsed,
-// increments its attempt number and takes the lease, and commits that
-// before returning.
-func (b *Backend) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
-	return rules.First(b.claimActivities(ctx, "claim activity", p, 1))
-}
-
 // ClaimActivities implements backend.BatchClaimer: ClaimActivity up to max
 // times in one transaction, oldest task first. Each task gets its own
 // attempt increment and lease; all commit together before it returns.
@@ -170,13 +162,8 @@ const claimActivityRowids = `SELECT r FROM (
 // the call then returns ErrInstanceFinished.
 func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActivityParams) error {
 	const op = "complete activity"
-	switch {
-	case p == nil:
-		return b.fail(op, errors.New("nil params"))
-	case p.TaskID == "":
-		return b.fail(op, errors.New("empty task ID"))
-	case p.Result == nil:
-		return b.fail(op, fmt.Errorf("activity task %q: nil result", p.TaskID))
+	if err := p.Validate(); err != nil {
+		return b.fail(op, err)
 	}
 	msgID := backend.ResultMessageID(p.TaskID)
 	data, err := backend.EncodeEvent(p.Result)

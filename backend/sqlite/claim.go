@@ -12,22 +12,6 @@ import (
 	"duro/backend/rules"
 )
 
-// ClaimOrchestrationStep implements backend.Backend. Among the instances
-// with a visible message and no live lease it picks the one whose oldest
-// message became visible first (a timer when it fired, any other message
-// when it was enqueued, by the enqueuing writer's clock: sort_at, the later
-// of visible_at and the write time). It increments the instance's step
-// attempt number and takes the lease in one transaction, committed before
-// it returns. The work item carries the instance's whole history and at
-// most Options.MaxStepMessages visible messages in the order they became
-// visible (at the same instant, the one written first), whether or not a
-// claim ran in between; the rest wait for the next step. For a Suspended
-// instance both the choice and the messages consider only control messages
-// (the ready summary of a Suspended instance counts only those).
-func (b *Backend) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	return rules.First(b.claimSteps(ctx, "claim orchestration step", p, 1))
-}
-
 // ClaimOrchestrationSteps implements backend.BatchClaimer:
 // ClaimOrchestrationStep up to max times in one transaction, each of a
 // different instance, in claim order. All claims commit before it returns.

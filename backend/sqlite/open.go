@@ -18,12 +18,16 @@ import (
 
 	"duro/backend"
 	"duro/backend/internal/wake"
+	"duro/backend/rules"
 )
 
 // Backend is a backend.Backend and backend.WorkNotifier stored in one SQLite
 // database. It is safe for concurrent use. Create it with Open (a file) or
 // OpenMemory (a private in-memory database).
 type Backend struct {
+	// Singles gives the single-item claims and the step commit on top of
+	// the batch forms.
+	rules.Singles
 	wdb             *sql.DB // the single writer connection
 	rdb             *sql.DB // the read pool; == wdb for in-memory stores
 	log             *slog.Logger
@@ -102,6 +106,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
 	b := &Backend{wdb: wdb, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	b.Singles = rules.Singles{B: b}
 	if o.Synchronous == "NORMAL" {
 		b.syncWAL = func() error {
 			b.walSyncs.Add(1)
@@ -169,6 +174,7 @@ func openReadOnly(ctx context.Context, abs, uri string, o Options) (*Backend, er
 	db.SetMaxOpenConns(o.ReadConns)
 	db.SetMaxIdleConns(o.ReadConns)
 	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages, readOnly: true}
+	b.Singles = rules.Singles{B: b}
 	if err := checkSchema(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, accessError(abs, err)
@@ -222,6 +228,7 @@ func OpenMemory(ctx context.Context, opts *Options) (*Backend, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	b.Singles = rules.Singles{B: b}
 	if err := b.init(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite: open memory: %w", err)

@@ -14,7 +14,8 @@ import (
 	"duro/internal/fault"
 )
 
-// CompleteOrchestrationStep implements backend.Backend: all effects commit in
+// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer
+// (and, claiming nothing, CompleteOrchestrationStep): all effects commit in
 // one transaction (O1), in this order: fencing check with the instance row
 // and lease release, consumed messages, history, activity tasks, messages,
 // child instances, rewound children, continue-as-new, and the clean-up of a
@@ -24,23 +25,13 @@ import (
 // timer, a failed rewind of a child) is dropped only if the step itself
 // finishes the instance. With ContinueAsNew the status is ContinuedAsNew
 // whatever p.Status says.
-func (b *Backend) CompleteOrchestrationStep(ctx context.Context, p *backend.CompleteOrchestrationStepParams) error {
-	_, err := b.completeStep(ctx, "complete orchestration step", p, nil, 0)
-	return err
-}
-
-// CompleteOrchestrationStepClaim implements backend.StepActivityClaimer:
-// after the step's effects, in the same write operation, it claims up to
+//
+// After the step's effects, in the same write operation, it claims up to
 // max of the tasks the step inserted that are still there (a step that
-// finishes its instance removes them). With synchronous=NORMAL a claim of an
-// at-most-once task syncs the WAL before returning, as ClaimActivities does.
+// finishes its instance removes them).
 func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.CompleteOrchestrationStepParams,
 	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
-	return b.completeStep(ctx, "complete orchestration step and claim", p, claim, max)
-}
-
-func (b *Backend) completeStep(ctx context.Context, op string, p *backend.CompleteOrchestrationStepParams,
-	claim *backend.ClaimParams, max int) ([]*backend.ActivityWorkItem, error) {
+	const op = "complete orchestration step"
 	if err := rules.ValidateStep(p, claim, max); err != nil {
 		return nil, b.fail(op, err)
 	}
