@@ -291,25 +291,14 @@ func (b *Backend) completeLate(ctx context.Context, op string, p *backend.Comple
 		if err != nil {
 			return err
 		}
-		r, ok := st[inst]
-		if !ok {
+		if _, ok := st[inst]; !ok {
 			return nil // gone with its history: nowhere to keep the result
 		}
-		ended = r.status
-		if !p.Result.Type.KeptLate() {
-			return nil
-		}
-		data, err := backend.EncodeEvent(backend.LateResult(p.Result, name, r.status))
-		if err != nil {
-			return err
-		}
-		_, err = t.exec(`INSERT INTO {s}.history (instance_id, seq, event)
-			SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM {s}.history WHERE instance_id = $1`, inst, data)
+		ended, err = rules.KeepLate(t, inst, name, p.Result)
 		return err
 	})
 	if err == nil && ended != "" {
-		err = b.fail(op, fmt.Errorf("activity task %q: instance %q is %s; the result is kept in its history: %w",
-			p.TaskID, inst, ended, backend.ErrInstanceFinished))
+		err = b.fail(op, rules.LateError(p.TaskID, inst, ended))
 	}
 	return err
 }

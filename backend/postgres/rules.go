@@ -200,6 +200,17 @@ func (t *txn) NewExecution(id string, can *backend.ContinueAsNew) error {
 	return nil
 }
 
+// AppendHistory implements rules.Tx.
+func (t *txn) AppendHistory(id string, ev *backend.Event) error {
+	data, err := backend.EncodeEvent(ev)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(`INSERT INTO {s}.history (instance_id, seq, event)
+		SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM {s}.history WHERE instance_id = $1`, id, data)
+	return err
+}
+
 // DeleteInstance implements rules.Tx.
 func (t *txn) DeleteInstance(id string) error {
 	if err := t.deleteInstanceData(id); err != nil {

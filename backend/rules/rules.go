@@ -68,6 +68,8 @@ type Tx interface {
 	// cleared, and its messages and activity tasks addressed to other
 	// executions deleted (messages addressed to no execution stay).
 	NewExecution(id string, can *backend.ContinueAsNew) error
+	// AppendHistory appends ev to instance id's history.
+	AppendHistory(id string, ev *backend.Event) error
 	// DeleteInstance deletes instance id's row (locked) with its history,
 	// inbox, consumed IDs, activity tasks and request window.
 	DeleteInstance(id string) error
@@ -341,4 +343,28 @@ func PurgeStatuses(p *backend.PurgeInstancesParams) ([]backend.Status, error) {
 		}
 	}
 	return terminal, nil
+}
+
+// KeepLate keeps the result of a delivery that completed after its
+// instance finished (a parked task): a TaskCompleted or TaskFailed result
+// goes to the instance's history as a LateResult event naming activity
+// name; other results are dropped, and so is everything when the instance
+// is gone. It returns the status the instance ended with ("" if gone).
+func KeepLate(tx Tx, instanceID, name string, result *backend.Event) (backend.Status, error) {
+	s, err := tx.InstanceStatus(instanceID)
+	if errors.Is(err, backend.ErrInstanceNotFound) {
+		return "", nil // gone with its history: nowhere to keep it
+	}
+	if err != nil || !result.Type.KeptLate() {
+		return s, err
+	}
+	return s, tx.AppendHistory(instanceID, backend.LateResult(result, name, s))
+}
+
+// LateError is what CompleteActivity returns after KeepLate: the
+// completion took effect, but instance instanceID had ended (status
+// ended), so no code will process it.
+func LateError(taskID, instanceID string, ended backend.Status) error {
+	return fmt.Errorf("activity task %q: instance %q is %s; the result is kept in its history: %w",
+		taskID, instanceID, ended, backend.ErrInstanceFinished)
 }

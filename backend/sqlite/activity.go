@@ -190,7 +190,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 			return err
 		}
 		if visible == parkedAt {
-			ended, err = t.lateResult(inst, name, p.Result)
+			ended, err = rules.KeepLate(t, inst, name, p.Result)
 			return err
 		}
 		err = t.deliver(&backend.Message{ID: msgID, InstanceID: inst, ExecutionID: exec, Event: p.Result}, data)
@@ -200,30 +200,9 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 		return nil
 	})
 	if err == nil && ended != "" {
-		err = b.fail(op, fmt.Errorf("activity task %q: instance %q is %s; the result is kept in its history: %w",
-			p.TaskID, inst, ended, backend.ErrInstanceFinished))
+		err = b.fail(op, rules.LateError(p.TaskID, inst, ended))
 	}
 	return err
-}
-
-// lateResult appends the result of activity name, which arrived after
-// instance id finished, to the instance's history as a LateResult event,
-// and returns the status the instance ended with. Results other than
-// TaskCompleted and TaskFailed are dropped.
-func (t *txn) lateResult(id, name string, result *backend.Event) (backend.Status, error) {
-	s, err := t.InstanceStatus(id)
-	if errors.Is(err, backend.ErrInstanceNotFound) {
-		return "", nil // gone with its history: nowhere to keep it
-	}
-	if err != nil || !result.Type.KeptLate() {
-		return s, err
-	}
-	data, err := backend.EncodeEvent(backend.LateResult(result, name, s))
-	if err != nil {
-		return "", err
-	}
-	_, err = t.exec(appendHistoryQuery, id, data)
-	return s, err
 }
 
 // RenewActivityLease implements backend.Backend. A lapsed lease that nobody

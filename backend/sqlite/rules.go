@@ -171,6 +171,16 @@ func (t *txn) NewExecution(id string, can *backend.ContinueAsNew) error {
 	return nil
 }
 
+// AppendHistory implements rules.Tx.
+func (t *txn) AppendHistory(id string, ev *backend.Event) error {
+	data, err := backend.EncodeEvent(ev)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(appendHistoryQuery, id, data)
+	return err
+}
+
 // DeleteInstance implements rules.Tx.
 func (t *txn) DeleteInstance(id string) error {
 	if err := t.deleteInstanceData(id); err != nil {
