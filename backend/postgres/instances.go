@@ -87,25 +87,22 @@ func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error 
 	if err := m.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	return b.write(ctx, op, time.Time{}, func(t *txn) error {
-		if m.Exclusive {
-			// The instance's row lock serializes exclusive senders (and
-			// the steps that consume their messages).
-			if _, err := t.lock(m.InstanceID); err != nil {
-				return err
-			}
-			var other string
-			err := t.queryRow(`SELECT id FROM {s}.inbox WHERE instance_id = $1 AND control AND id <> $2
-				AND convert_from(event, 'UTF8')::jsonb->>'type' = $3 LIMIT 1`, m.InstanceID, m.ID, string(m.Event.Type)).Scan(&other)
-			switch {
-			case err == nil:
-				return fmt.Errorf("instance %q: %s %q is queued: %w", m.InstanceID, m.Event.Type, other, backend.ErrMessageQueued)
-			case !errors.Is(err, pgx.ErrNoRows):
-				return err
-			}
-		}
-		return t.deliver(m)
-	})
+	return b.write(ctx, op, time.Time{}, func(t *txn) error { return rules.Enqueue(t, m) })
+}
+
+// QueuedControl implements rules.Tx. The instance's row lock serializes
+// exclusive senders (and the steps that consume their messages).
+func (t *txn) QueuedControl(m *backend.Message) (string, error) {
+	if _, err := t.lock(m.InstanceID); err != nil {
+		return "", err
+	}
+	var other string
+	err := t.queryRow(`SELECT id FROM {s}.inbox WHERE instance_id = $1 AND control AND id <> $2
+		AND convert_from(event, 'UTF8')::jsonb->>'type' = $3 LIMIT 1`, m.InstanceID, m.ID, string(m.Event.Type)).Scan(&other)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return other, err
 }
 
 // RewindInstance implements backend.Backend. The ExecutionRewound message

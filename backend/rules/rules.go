@@ -68,6 +68,10 @@ type Tx interface {
 	// cleared, and its messages and activity tasks addressed to other
 	// executions deleted (messages addressed to no execution stay).
 	NewExecution(id string, can *backend.ContinueAsNew) error
+	// QueuedControl returns the ID of a control message other than m of
+	// m's event type in the inbox of m's instance ("" if none), holding
+	// what it reads so that concurrent senders are serialized.
+	QueuedControl(m *backend.Message) (string, error)
 	// AppendHistory appends ev to instance id's history.
 	AppendHistory(id string, ev *backend.Event) error
 	// DeleteInstance deletes instance id's row (locked) with its history,
@@ -367,4 +371,21 @@ func KeepLate(tx Tx, instanceID, name string, result *backend.Event) (backend.St
 func LateError(taskID, instanceID string, ended backend.Status) error {
 	return fmt.Errorf("activity task %q: instance %q is %s; the result is kept in its history: %w",
 		taskID, instanceID, ended, backend.ErrInstanceFinished)
+}
+
+// Enqueue delivers m from outside a step (backend.Backend.EnqueueMessage).
+// An exclusive message is refused with an error wrapping
+// backend.ErrMessageQueued, and nothing is enqueued, while the inbox holds
+// another message of its event type.
+func Enqueue(tx Tx, m *backend.Message) error {
+	if m.Exclusive {
+		other, err := tx.QueuedControl(m)
+		if err != nil {
+			return err
+		}
+		if other != "" {
+			return fmt.Errorf("instance %q: %s %q is queued: %w", m.InstanceID, m.Event.Type, other, backend.ErrMessageQueued)
+		}
+	}
+	return tx.Deliver(m)
 }

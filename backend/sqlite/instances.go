@@ -127,28 +127,20 @@ func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error 
 		return b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
 	}
 	return b.write(ctx, op, time.Time{}, len(data)+smallOp, func(t *txn) error {
-		if m.Exclusive {
-			if err := t.noneQueued(m); err != nil {
-				return err
-			}
-		}
-		return t.deliver(m, data)
+		t.preEncode(m.ID, data)
+		return rules.Enqueue(t, m)
 	})
 }
 
-// noneQueued returns ErrMessageQueued if the inbox of m's instance holds
-// another control message of m's event type.
-func (t *txn) noneQueued(m *backend.Message) error {
+// QueuedControl implements rules.Tx.
+func (t *txn) QueuedControl(m *backend.Message) (string, error) {
 	var other string
 	err := t.queryRow(`SELECT id FROM inbox WHERE instance_id = ? AND control = 1 AND id <> ?
 		AND json_extract(CAST(event AS TEXT), '$.type') = ? LIMIT 1`, m.InstanceID, m.ID, string(m.Event.Type)).Scan(&other)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil
-	case err != nil:
-		return err
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
 	}
-	return fmt.Errorf("instance %q: %s %q is queued: %w", m.InstanceID, m.Event.Type, other, backend.ErrMessageQueued)
+	return other, err
 }
 
 // RewindInstance implements backend.Backend. The ExecutionRewound message
