@@ -330,3 +330,40 @@ func TestWorkerStreamReleaseAndFencing(t *testing.T) {
 		}
 	}
 }
+
+func TestEntityClientRPCs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, dtgrpc.Options{})
+	c, ctx := b.client, b.ctx
+	if _, err := c.SignalEntity(ctx, &dtpb.SignalEntityRequest{InstanceId: "counter", Name: "add"}); code(err) != codes.InvalidArgument {
+		t.Fatalf("signal a bad ID: %v", err)
+	}
+	if _, err := c.SignalEntity(ctx, &dtpb.SignalEntityRequest{InstanceId: "@counter@a", Name: "add",
+		Input: wrapperspb.String("{")}); code(err) != codes.InvalidArgument {
+		t.Fatalf("signal with bad JSON: %v", err)
+	}
+	if got, err := c.GetEntity(ctx, &dtpb.GetEntityRequest{InstanceId: "@counter@a"}); err != nil || got.Exists {
+		t.Fatalf("get an entity never signalled: %v %v", got, err)
+	}
+	if _, err := c.SignalEntity(ctx, &dtpb.SignalEntityRequest{InstanceId: "@counter@a", Name: "add",
+		Input: wrapperspb.String("5"), RequestId: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	// No worker runs entities here: the requests wait in the entity's
+	// inbox; a repeated request ID is accepted.
+	if _, err := c.SignalEntity(ctx, &dtpb.SignalEntityRequest{InstanceId: "@counter@a", Name: "add",
+		Input: wrapperspb.String("5"), RequestId: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.be.GetInstance(ctx, "@counter@a"); err != nil {
+		t.Fatalf("the signal did not create the entity: %v", err)
+	}
+	q, err := c.QueryEntities(ctx, &dtpb.QueryEntitiesRequest{Query: &dtpb.EntityQuery{
+		InstanceIdStartsWith: wrapperspb.String("@counter@"), IncludeTransient: true}})
+	if err != nil || len(q.Entities) != 1 || q.Entities[0].InstanceId != "@counter@a" {
+		t.Fatalf("query: %v %v", q, err)
+	}
+	if _, err := c.CleanEntityStorage(ctx, &dtpb.CleanEntityStorageRequest{RemoveEmptyEntities: true}); err != nil {
+		t.Fatal(err)
+	}
+}
