@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"duro"
 	"duro/dashboard"
 	"duro/internal/telemetry"
 	"duro/server"
+	"duro/server/dtgrpc"
 )
 
 // annotationTimeout, set to "none" on a command, exempts it from --timeout.
@@ -37,6 +39,10 @@ type serverOptions struct {
 	logFormat string
 	// stopTimeout bounds the demo worker's graceful stop on SIGTERM.
 	stopTimeout time.Duration
+	// grpcListen, when set, is where the Durable Task protocol is served.
+	grpcListen string
+	// policies are --activity-policy values.
+	policies []string
 }
 
 func (a *app) serverCmd() *cobra.Command {
@@ -70,12 +76,21 @@ API request and /metrics need "Authorization: Bearer TOKEN". Without one,
 the server listens on a loopback address only, and refuses requests to any
 other host name.
 
+With --grpc-listen ADDRESS it also serves the Durable Task sidecar protocol
+(gRPC service TaskHubSidecarService), so the Durable Task SDKs' clients and
+workers (JavaScript, .NET, Java, Python) run on the store: see
+docs/durable-task-protocol.md. It takes the same token, as gRPC metadata
+"authorization: Bearer TOKEN", and without one it listens on loopback only.
+--activity-policy NAME=AtMostOnce[:Fail|:Suspend] makes an activity at most
+once for SDKs that cannot set duro's tags.
+
 Tracing is off unless --trace-exporter is stdout or otlp (OTLP over HTTP to
 --trace-endpoint, or to OTEL_EXPORTER_OTLP_ENDPOINT). --timeout does not
 apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 		Example: `  duro server --store demo.db --demo
   duro server --store new.db --create
   duro server --store prod.db --listen 0.0.0.0:8233 --token-file /run/secrets/duro-token
+  duro server --store app.db --grpc-listen 127.0.0.1:4001 --activity-policy ChargeCard=AtMostOnce:Suspend
   duro server --store demo.db --trace-exporter otlp --trace-endpoint http://localhost:4318`,
 		Args:        exactArgs(),
 		Annotations: map[string]string{annotationTimeout: "none"},
@@ -94,6 +109,9 @@ apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 	f.StringVar(&o.trace.Endpoint, "trace-endpoint", "", "the OTLP/HTTP `URL` for --trace-exporter otlp (default: OTEL_EXPORTER_OTLP_ENDPOINT or https://localhost:4318)")
 	f.Float64Var(&o.trace.SampleRatio, "trace-sample", 1, "the fraction of executions traced, in (0, 1]")
 	f.StringVar(&o.logFormat, "log-format", "text", "the log format on stderr: text or json")
+	f.StringVar(&o.grpcListen, "grpc-listen", "", "also serve the Durable Task sidecar protocol (gRPC) on this `ADDRESS` (host:port)")
+	f.StringArrayVar(&o.policies, "activity-policy", nil,
+		"`NAME=AtMostOnce[:Fail|:Suspend]`: make the activity NAME at most once for Durable Task SDK workers (repeatable)")
 	return cmd
 }
 
@@ -147,6 +165,27 @@ func (a *app) runServer(cmd *cobra.Command, o *serverOptions) error {
 	if token == "" && !server.LoopbackHost(host) {
 		return usageErrorf("refusing to listen on %s without a token: anyone who reaches it could act on every instance. "+
 			"Give a token (--token, DURO_TOKEN or --token-file), or listen on a loopback address (--listen %s)", o.listen, defaultListen)
+	}
+	var dt *dtgrpc.Options
+	if o.grpcListen != "" {
+		ghost, _, err := net.SplitHostPort(o.grpcListen)
+		if err != nil {
+			return usageErrorf("--grpc-listen %q: want host:port, such as 127.0.0.1:4001", o.grpcListen)
+		}
+		if token == "" && !server.LoopbackHost(ghost) {
+			return usageErrorf("refusing to serve gRPC on %s without a token: anyone who reaches it could act on every instance. "+
+				"Give a token (--token, DURO_TOKEN or --token-file), or listen on a loopback address", o.grpcListen)
+		}
+		dt = &dtgrpc.Options{Token: token, Policies: map[string]dtgrpc.Policy{}}
+		for _, v := range o.policies {
+			name, p, err := dtgrpc.ParsePolicy(v)
+			if err != nil {
+				return usageErrorf("--activity-policy: %v", err)
+			}
+			dt.Policies[name] = p
+		}
+	} else if len(o.policies) > 0 {
+		return usageErrorf("--activity-policy applies to Durable Task SDK workers: give --grpc-listen too")
 	}
 	if o.maxBody <= 0 {
 		return usageErrorf("--max-body must be positive")
@@ -214,6 +253,22 @@ func (a *app) runServer(cmd *cobra.Command, o *serverOptions) error {
 	fmt.Fprintf(a.stdout, "  dashboard: %s/\n  API:       %s/api/v1/ (OpenAPI: %s/api/v1/openapi.json)\n  metrics:   %s/metrics\n", url, url, url, url)
 	if token == "" {
 		fmt.Fprintf(a.stdout, "  no token: loopback only\n")
+	}
+
+	if dt != nil {
+		dt.Client, dt.Logger = c, logger
+		ds, err := dtgrpc.New(*dt)
+		if err != nil {
+			return err
+		}
+		gln, err := net.Listen("tcp", o.grpcListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", o.grpcListen, err)
+		}
+		gs := ds.GRPCServer(grpc.WaitForHandlers(true))
+		defer gs.Stop()
+		go func() { _ = gs.Serve(gln) }()
+		fmt.Fprintf(a.stdout, "  Durable Task protocol (gRPC): %s\n", gln.Addr())
 	}
 
 	var hostDone chan error // nil, never ready, without --demo

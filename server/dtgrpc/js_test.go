@@ -1,0 +1,173 @@
+package dtgrpc_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestJSScenarios runs the JavaScript SDK's scenarios (testdata/js/
+// scenarios.js: sequence, fan-out, timer, event, sub-orchestration,
+// suspend/resume, terminate, purge, rewind, a worker killed mid-activity,
+// at most once with Fail and with Suspend) against a real duro server,
+// built from cmd/duro, on SQLite and on PostgreSQL.
+func TestJSScenarios(t *testing.T) {
+	node, dir := needJS(t)
+	bin := buildDuro(t)
+	stores := map[string]func(t *testing.T) string{
+		"sqlite": func(t *testing.T) string { return filepath.Join(t.TempDir(), "js.db") },
+		"postgres": func(t *testing.T) string {
+			url := os.Getenv("DURO_POSTGRES_URL")
+			if url == "" {
+				if os.Getenv("CI") == "true" {
+					t.Fatal("DURO_POSTGRES_URL is not set; CI must run the PostgreSQL scenarios")
+				}
+				t.Skip("DURO_POSTGRES_URL is not set")
+			}
+			sep := "?"
+			if strings.Contains(url, "?") {
+				sep = "&"
+			}
+			return fmt.Sprintf("%s%sduro_schema=duro_js_%d_%d", url, sep, os.Getpid(), time.Now().UnixNano())
+		},
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			store := stores[name](t)
+			grpcAddr, httpURL := startServer(t, bin, store)
+			ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, "scenarios.js", "all")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "DURO_GRPC="+grpcAddr, "DURO_HTTP="+httpURL)
+			out, err := cmd.CombinedOutput()
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if strings.HasPrefix(line, "PASS ") || strings.HasPrefix(line, "FAIL ") {
+					t.Log(line)
+				}
+			}
+			if err != nil {
+				t.Fatalf("scenarios.js: %v\n%s", err, out)
+			}
+			if !regexp.MustCompile(`(?m)^12 passed, 0 failed$`).Match(out) {
+				t.Fatalf("scenarios.js did not pass all 12 scenarios:\n%s", out)
+			}
+			if name == "postgres" {
+				dropSchema(t, store)
+			}
+		})
+	}
+}
+
+// buildDuro builds cmd/duro once per test binary.
+var buildDuro = func() func(t *testing.T) string {
+	var once sync.Once
+	var bin string
+	var err error
+	var out []byte
+	return func(t *testing.T) string {
+		t.Helper()
+		once.Do(func() {
+			d, derr := os.MkdirTemp("", "duro-bin-")
+			if derr != nil {
+				err = derr
+				return
+			}
+			bin = filepath.Join(d, "duro")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			out, err = exec.CommandContext(ctx, "go", "build", "-o", bin, "duro/cmd/duro").CombinedOutput()
+		})
+		if err != nil {
+			t.Fatalf("build duro: %v\n%s", err, out)
+		}
+		return bin
+	}
+}()
+
+// startServer runs `duro server` on store with the gRPC protocol on free
+// loopback ports and returns their addresses once it listens.
+func startServer(t *testing.T, bin, store string, extra ...string) (grpcAddr, httpURL string) {
+	t.Helper()
+	grpcAddr, httpAddr := freePort(t), freePort(t)
+	args := append([]string{"server", "--store", store, "--listen", httpAddr, "--grpc-listen", grpcAddr}, extra...)
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("duro server's log:\n%s", stderr.String())
+		}
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		signalled := false
+		for sc.Scan() {
+			if !signalled && strings.Contains(sc.Text(), "Durable Task protocol (gRPC)") {
+				close(ready)
+				signalled = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("duro server did not start:\n%s", stderr.String())
+	}
+	return grpcAddr, "http://" + httpAddr
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// dropSchema removes a test's PostgreSQL hub.
+func dropSchema(t *testing.T, store string) {
+	t.Helper()
+	i := strings.Index(store, "duro_schema=")
+	if i < 0 {
+		return
+	}
+	schema := store[i+len("duro_schema="):]
+	url := store[:i-1]
+	if psql, err := exec.LookPath("psql"); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = exec.CommandContext(ctx, psql, url, "-qc", "DROP SCHEMA IF EXISTS "+schema+" CASCADE").Run()
+	}
+}

@@ -1,0 +1,323 @@
+// scenarios.js runs @microsoft/durabletask-js 0.4.0, unchanged, against a
+// duro server: `node scenarios.js NAME...` (or `all`) with DURO_GRPC
+// (host:port of --grpc-listen) and DURO_HTTP (the JSON API's URL) set.
+// It prints "PASS name" or "FAIL name: why" per scenario and a closing
+// "N passed, N failed" line, and exits 1 if any failed.
+//
+// `node scenarios.js --child-worker DIR` is the worker the kill
+// scenarios start and SIGKILL: its activity "Slow" marks DIR/started and
+// then never returns.
+"use strict";
+const fs = require("fs");
+const path = require("path");
+const { spawn } = require("child_process");
+const {
+  TaskHubGrpcClient, TaskHubGrpcWorker, OrchestrationStatus, whenAll, NoOpLogger,
+} = require("@microsoft/durabletask-js");
+
+const GRPC = process.env.DURO_GRPC || "localhost:4001";
+const HTTP = process.env.DURO_HTTP || "http://127.0.0.1:8233";
+const logger = new NoOpLogger();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- orchestrations and activities ----
+
+const runs = {}; // activity runs in this process, by key
+const count = (k) => { runs[k] = (runs[k] || 0) + 1; return runs[k]; };
+
+function register(w, { slowHangs = false, markDir = "" } = {}) {
+  w.addNamedActivity("Hello", async (_, name) => `Hello, ${name}!`);
+  w.addNamedActivity("Double", async (_, n) => n * 2);
+  w.addNamedActivity("FailOnce", async (_, key) => {
+    if (count("FailOnce:" + key) === 1) throw new Error("first try fails");
+    return "second try works";
+  });
+  w.addNamedActivity("Slow", async (_, key) => {
+    if (slowHangs) {
+      fs.writeFileSync(path.join(markDir, "started"), key);
+      await new Promise(() => {}); // killed here
+    }
+    count("Slow:" + key);
+    return "slow done";
+  });
+  w.addNamedOrchestrator("Sequence", async function* (ctx, name) {
+    const out = [];
+    for (const n of [name, "Tokyo", "London"]) out.push(yield ctx.callActivity("Hello", n));
+    return out;
+  });
+  w.addNamedOrchestrator("FanOut", async function* (ctx, n) {
+    const tasks = [];
+    for (let i = 1; i <= n; i++) tasks.push(ctx.callActivity("Double", i));
+    const got = yield whenAll(tasks);
+    return got.reduce((a, b) => a + b, 0);
+  });
+  w.addNamedOrchestrator("Timer", async function* (ctx) {
+    const start = ctx.currentUtcDateTime;
+    yield ctx.createTimer(1);
+    return ctx.currentUtcDateTime.getTime() - start.getTime();
+  });
+  w.addNamedOrchestrator("Approval", async function* (ctx) {
+    const v = yield ctx.waitForExternalEvent("approve");
+    return `approved by ${v.by}`;
+  });
+  w.addNamedOrchestrator("Parent", async function* (ctx, name) {
+    const child = yield ctx.callSubOrchestrator("Sequence", name);
+    return child.length;
+  });
+  w.addNamedOrchestrator("Flaky", async function* (ctx, key) {
+    const a = yield ctx.callActivity("Hello", key);
+    const b = yield ctx.callActivity("FailOnce", key);
+    return [a, b];
+  });
+  w.addNamedOrchestrator("SlowOnce", async function* (ctx, opts) {
+    const tags = opts.policy ? { "duro.guarantee": "AtMostOnce", "duro.onDuplicate": opts.policy } : undefined;
+    try {
+      return yield ctx.callActivity("Slow", opts.key, tags ? { tags } : undefined);
+    } catch (e) {
+      return `failed: ${e.details?.errorType || e.message}`;
+    }
+  });
+}
+
+// ---- helpers ----
+
+function client() { return new TaskHubGrpcClient({ hostAddress: GRPC, logger }); }
+
+async function withWorker(fn, opts) {
+  const w = new TaskHubGrpcWorker({ hostAddress: GRPC, logger, shutdownTimeoutMs: 2000 });
+  register(w, opts);
+  await w.start();
+  try { return await fn(); } finally { await w.stop(); }
+}
+
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+
+async function complete(c, id, secs = 30) {
+  const st = await c.waitForOrchestrationCompletion(id, true, secs);
+  check(st, `instance ${id} not found`);
+  return st;
+}
+
+function want(st, status, output) {
+  check(st.runtimeStatus === status,
+    `status ${OrchestrationStatus[st.runtimeStatus]}, want ${OrchestrationStatus[status]} (failure: ${JSON.stringify(st.failureDetails)})`);
+  if (output !== undefined) check(st.serializedOutput === JSON.stringify(output), `output ${st.serializedOutput}, want ${JSON.stringify(output)}`);
+}
+
+async function statusSoon(c, id, status, secs = 20) {
+  const end = Date.now() + secs * 1000;
+  for (;;) {
+    const st = await c.getOrchestrationState(id, true);
+    if (st && st.runtimeStatus === status) return st;
+    if (Date.now() > end) throw new Error(`instance ${id} is ${st && OrchestrationStatus[st.runtimeStatus]}, not ${OrchestrationStatus[status]}`);
+    await sleep(50);
+  }
+}
+
+async function api(method, p, body) {
+  const r = await fetch(HTTP + p, {
+    method, headers: { "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+const uid = (p) => `${p}-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+
+// startChild starts a worker process whose Slow activity hangs; it
+// resolves once the activity started.
+async function startChild() {
+  const dir = fs.mkdtempSync(path.join(require("os").tmpdir(), "duro-js-"));
+  const child = spawn(process.execPath, [__filename, "--child-worker", dir], { stdio: "inherit", env: process.env });
+  return { child, dir };
+}
+
+async function waitStarted(dir, secs = 30) {
+  const end = Date.now() + secs * 1000;
+  while (!fs.existsSync(path.join(dir, "started"))) {
+    if (Date.now() > end) throw new Error("the child worker's activity did not start");
+    await sleep(50);
+  }
+}
+
+async function killed(child) {
+  const gone = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await gone;
+}
+
+// ---- scenarios ----
+
+const scenarios = {
+  async sequence(c) {
+    const id = await c.scheduleNewOrchestration("Sequence", "Seattle");
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED,
+      ["Hello, Seattle!", "Hello, Tokyo!", "Hello, London!"]));
+  },
+  async fanout(c) {
+    const id = await c.scheduleNewOrchestration("FanOut", 10);
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, 110));
+  },
+  async timer(c) {
+    const id = await c.scheduleNewOrchestration("Timer");
+    await withWorker(async () => {
+      const st = await complete(c, id);
+      want(st, OrchestrationStatus.COMPLETED);
+      check(Number(st.serializedOutput) >= 1000, `the timer fired after ${st.serializedOutput}ms, before its second`);
+    });
+  },
+  async event(c) {
+    const id = await c.scheduleNewOrchestration("Approval");
+    await withWorker(async () => {
+      await c.waitForOrchestrationStart(id, false, 20);
+      await c.raiseOrchestrationEvent(id, "approve", { by: "ana" });
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, "approved by ana");
+    });
+  },
+  async suborchestration(c) {
+    const id = await c.scheduleNewOrchestration("Parent", "Oslo");
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, 3));
+  },
+  async suspendresume(c) {
+    const id = await c.scheduleNewOrchestration("Approval");
+    await withWorker(async () => {
+      await statusSoon(c, id, OrchestrationStatus.RUNNING);
+      await c.suspendOrchestration(id);
+      await statusSoon(c, id, OrchestrationStatus.SUSPENDED);
+      await c.raiseOrchestrationEvent(id, "approve", { by: "bo" });
+      // The event waits while the instance is suspended: a step processes
+      // it only after the resume.
+      const held = await waitHeld(id);
+      check(held, "the event was processed while the instance was suspended");
+      check((await c.getOrchestrationState(id)).runtimeStatus === OrchestrationStatus.SUSPENDED, "no longer suspended");
+      await c.resumeOrchestration(id);
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, "approved by bo");
+    });
+  },
+  async terminate(c) {
+    const id = await c.scheduleNewOrchestration("Approval");
+    await withWorker(async () => {
+      await statusSoon(c, id, OrchestrationStatus.RUNNING);
+      await c.terminateOrchestration(id, "not needed");
+      want(await complete(c, id), OrchestrationStatus.TERMINATED);
+    });
+  },
+  async purge(c) {
+    const id = await c.scheduleNewOrchestration("Sequence", "Lima");
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED));
+    const res = await c.purgeOrchestration(id);
+    check(res && res.deletedInstanceCount === 1, `purged ${res && res.deletedInstanceCount}, want 1`);
+    check((await c.getOrchestrationState(id)) === undefined, "the instance is still there");
+  },
+  async rewind(c) {
+    const key = uid("rw");
+    const id = await c.scheduleNewOrchestration("Flaky", key);
+    await withWorker(async () => {
+      want(await complete(c, id), OrchestrationStatus.FAILED);
+      await c.rewindInstance(id, "try again");
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, [`Hello, ${key}!`, "second try works"]);
+      check(runs["FailOnce:" + key] === 2, `FailOnce ran ${runs["FailOnce:" + key]} times, want 2`);
+    });
+  },
+  // A worker killed in the middle of an at-least-once activity: the
+  // next delivery is attempt 2 (duro.attempt) and the activity runs again.
+  async killedworker(c) {
+    const key = uid("kill");
+    const { child, dir } = await startChild();
+    const id = await c.scheduleNewOrchestration("SlowOnce", { key });
+    try {
+      await waitStarted(dir);
+    } finally {
+      await killed(child);
+    }
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, "slow done"));
+    check(runs["Slow:" + key] === 1, `Slow ran ${runs["Slow:" + key]} times here after the kill, want 1`);
+    const h = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}/history`);
+    const done = h.events.find((e) => e.type === "TaskCompleted");
+    check(done && done.attempt === 2, `the result came from attempt ${done && done.attempt}, want 2`);
+  },
+  // At most once via tags, Fail: the killed worker's delivery may have run
+  // the activity, so the next one fails as a possible duplicate and the
+  // code does not run again.
+  async atmostoncefail(c) {
+    const key = uid("amof");
+    const { child, dir } = await startChild();
+    const id = await c.scheduleNewOrchestration("SlowOnce", { key, policy: "Fail" });
+    try {
+      await waitStarted(dir);
+    } finally {
+      await killed(child);
+    }
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, "failed: PossibleDuplicate"));
+    check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
+  },
+  // At most once via tags, Suspend: the instance waits for a decision; a
+  // stock resume is refused with FAILED_PRECONDITION; duro's API decides.
+  async atmostoncesuspend(c) {
+    const key = uid("amos");
+    const { child, dir } = await startChild();
+    const id = await c.scheduleNewOrchestration("SlowOnce", { key, policy: "Suspend" });
+    try {
+      await waitStarted(dir);
+    } finally {
+      await killed(child);
+    }
+    await withWorker(async () => {
+      await statusSoon(c, id, OrchestrationStatus.SUSPENDED);
+      let refused = "";
+      try { await c.resumeOrchestration(id); } catch (e) { refused = String(e.message || e); }
+      check(/FAILED_PRECONDITION|9 /.test(refused) && /Slow/.test(refused), `a stock resume was not refused naming the task: ${refused}`);
+      const inst = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}`);
+      const pending = inst.suspension && inst.suspension.pending;
+      check(pending && pending.length === 1, `pending decisions: ${JSON.stringify(inst.suspension)}`);
+      await api("POST", `/api/v1/instances/${encodeURIComponent(id)}/resume`,
+        { reason: "charged once, checked by hand", decisions: [{ taskId: pending[0].taskId, action: "result", result: "decided" }] });
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, "decided");
+    });
+    check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
+  },
+};
+
+// waitHeld watches the history for a second and reports whether no
+// EventRaised was recorded meanwhile.
+async function waitHeld(id) {
+  const end = Date.now() + 1000;
+  while (Date.now() < end) {
+    const h = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}/history`);
+    if (h.events.some((e) => e.type === "EventRaised")) return false;
+    await sleep(100);
+  }
+  return true;
+}
+
+async function main() {
+  if (process.argv[2] === "--child-worker") {
+    const w = new TaskHubGrpcWorker({ hostAddress: GRPC, logger });
+    register(w, { slowHangs: true, markDir: process.argv[3] });
+    await w.start();
+    return; // runs until killed
+  }
+  let names = process.argv.slice(2);
+  if (names.length === 0 || names[0] === "all") names = Object.keys(scenarios);
+  let passed = 0, failed = 0;
+  const c = client();
+  for (const name of names) {
+    const fn = scenarios[name];
+    const t0 = Date.now();
+    try {
+      if (!fn) throw new Error("no such scenario");
+      await fn(c);
+      passed++;
+      console.log(`PASS ${name} (${Date.now() - t0}ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name}: ${e && e.stack || e}`);
+    }
+  }
+  await c.stop();
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => { console.error(e); process.exit(2); });
