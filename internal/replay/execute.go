@@ -368,28 +368,39 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 		}
 	}
 	out.RewindInstances = pl.rewinds
+	finishStep(out, pl, final, r.started, c.now, c.parent, c.rewinds, func() string { return c.NewUUID().String() })
+}
+
+// finishStep sets a step's resulting status from its plan and the
+// orchestration's final event (nil while it runs): Suspended with the
+// plan's suspension, Running once started, Pending before; or the final
+// status, with its output or failure, the parent's notification and, for
+// continue-as-new, the new execution (newExecutionID). Go and remote
+// orchestrations share it.
+func finishStep(out *backend.CompleteOrchestrationStepParams, pl *plan, final *backend.Event, started bool, now time.Time,
+	parent *backend.ParentRef, rewinds int, newExecutionID func() string) {
 	out.Suspension = nil
 	switch {
 	case final == nil && pl.suspended:
 		out.Status = backend.StatusSuspended
 		out.Suspension = pl.susp
-	case final == nil && r.started:
+	case final == nil && started:
 		out.Status = backend.StatusRunning
 	case final == nil:
 		out.Status = backend.StatusPending
 	default:
-		final.Timestamp = c.now
+		final.Timestamp = now
 		out.NewEvents = append(out.NewEvents, final)
 		out.Status = final.Status
 		switch final.Status {
 		case backend.StatusContinuedAsNew:
-			out.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: c.NewUUID().String(), Input: final.Result}
+			out.ContinueAsNew = &backend.ContinueAsNew{NewExecutionID: newExecutionID(), Input: final.Result}
 		case backend.StatusCompleted:
 			out.Output, out.Failure = final.Result, nil
-			notifyParent(out, c.parent, final, c.now, c.rewinds)
+			notifyParent(out, parent, final, now, rewinds)
 		case backend.StatusFailed:
 			out.Output, out.Failure = nil, final.Failure
-			notifyParent(out, c.parent, final, c.now, c.rewinds)
+			notifyParent(out, parent, final, now, rewinds)
 		}
 	}
 }

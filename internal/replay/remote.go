@@ -364,33 +364,9 @@ func (s *RemoteStep) finish(final *backend.Event) {
 		out.Messages = append(out.Messages, pl.messages...)
 	}
 	out.RewindInstances = pl.rewinds
-	out.Suspension = nil
-	switch {
-	case final == nil && pl.suspended:
-		out.Status = backend.StatusSuspended
-		out.Suspension = pl.susp
-	case final == nil && s.started:
-		out.Status = backend.StatusRunning
-	case final == nil:
-		out.Status = backend.StatusPending
-	default:
-		final.Timestamp = now
-		out.NewEvents = append(out.NewEvents, final)
-		out.Status = final.Status
-		switch final.Status {
-		case backend.StatusContinuedAsNew:
-			out.ContinueAsNew = &backend.ContinueAsNew{
-				NewExecutionID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(inst.ID+"/"+inst.ExecutionID+"/continue")).String(),
-				Input:          final.Result,
-			}
-		case backend.StatusCompleted:
-			out.Output, out.Failure = final.Result, nil
-			notifyParent(out, s.parent, final, now, s.rewinds)
-		case backend.StatusFailed:
-			out.Output, out.Failure = nil, final.Failure
-			notifyParent(out, s.parent, final, now, s.rewinds)
-		}
-	}
+	finishStep(out, pl, final, s.started, now, s.parent, s.rewinds, func() string {
+		return uuid.NewSHA1(uuid.NameSpaceOID, []byte(inst.ID+"/"+inst.ExecutionID+"/continue")).String()
+	})
 }
 
 // idMap translates duro's task IDs to the remote code's and back. Without
