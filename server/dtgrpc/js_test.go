@@ -101,14 +101,14 @@ var buildDuro = func() func(t *testing.T) string {
 func startServer(t *testing.T, bin, store string, extra ...string) (grpcAddr, httpURL string) {
 	t.Helper()
 	grpcAddr, httpAddr := freePort(t), freePort(t)
-	args := append([]string{"server", "--store", store, "--listen", httpAddr, "--grpc-listen", grpcAddr}, extra...)
+	args := append([]string{"server", "--store", store, "--create", "--listen", httpAddr, "--grpc-listen", grpcAddr}, extra...)
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +126,9 @@ func startServer(t *testing.T, bin, store string, extra ...string) (grpcAddr, ht
 			t.Logf("duro server's log:\n%s", stderr.String())
 		}
 	})
-	ready := make(chan struct{})
+	ready, ended := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(ended)
 		sc := bufio.NewScanner(stdout)
 		signalled := false
 		for sc.Scan() {
@@ -140,6 +141,8 @@ func startServer(t *testing.T, bin, store string, extra ...string) (grpcAddr, ht
 	}()
 	select {
 	case <-ready:
+	case <-ended: // the server exited before it listened
+		t.Fatalf("duro server exited:\n%s", stderr.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("duro server did not start:\n%s", stderr.String())
 	}
@@ -170,4 +173,22 @@ func dropSchema(t *testing.T, store string) {
 		defer cancel()
 		_ = exec.CommandContext(ctx, psql, url, "-qc", "DROP SCHEMA IF EXISTS "+schema+" CASCADE").Run()
 	}
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
