@@ -1,12 +1,11 @@
 package duro_test
 
 import (
-	"bytes"
 	"context"
+	"duro/internal/syncbuf"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,24 +13,6 @@ import (
 	"duro"
 	"duro/backend/memory"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestRewoundActivityLog: the delivery of an activity a rewind schedules
 // again is logged as run again (rewind or retry decision), not as a redelivery whose
@@ -58,7 +39,7 @@ func TestRewoundActivityLog(t *testing.T) {
 		err := ctx.CallActivity("Mail", "x").Await(&out)
 		return out, err
 	})
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{PollInterval: 5 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

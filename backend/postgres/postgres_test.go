@@ -1,8 +1,8 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
+	"duro/internal/syncbuf"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -216,23 +216,6 @@ func terminate(t testing.TB, url, app string) int {
 	return n
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestConnectionsTerminated kills every connection of a Backend (pool and
 // listener) mid-run: methods return errors or succeed (a transaction that
 // failed before its commit is retried), never hang or panic; they work
@@ -242,7 +225,7 @@ func TestConnectionsTerminated(t *testing.T) {
 	base := testURL(t)
 	schema := freshSchema(t, base)
 	app := "duro_kill_" + schema
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	b := open(t, withAppName(base, app), schema, &postgres.Options{Logger: log, PollInterval: time.Hour})
 	other := open(t, base, schema, nil)

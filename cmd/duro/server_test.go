@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"duro/internal/syncbuf"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,34 +11,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runningServer is a 'duro server' run in-process.
 type runningServer struct {
 	url         string
-	out, errOut *syncBuffer
+	out, errOut *syncbuf.Buffer
 }
 
 var listening = regexp.MustCompile(`listening on (http://\S+)`)
@@ -48,7 +29,7 @@ var listening = regexp.MustCompile(`listening on (http://\S+)`)
 func startServer(t *testing.T, env map[string]string, args ...string) *runningServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &runningServer{out: &syncBuffer{}, errOut: &syncBuffer{}}
+	s := &runningServer{out: &syncbuf.Buffer{}, errOut: &syncbuf.Buffer{}}
 	done := make(chan int, 1)
 	go func() {
 		done <- runEnv(ctx, append([]string{"server", "--listen", "127.0.0.1:0"}, args...),
@@ -270,7 +251,7 @@ func TestServerDemoSIGTERM(t *testing.T) {
 	bin := buildDuro(ctx, t)
 	cmd := exec.CommandContext(ctx, bin, "server", "--store", filepath.Join(t.TempDir(), "s.db"), "--demo",
 		"--listen", "127.0.0.1:0", "--stop-timeout", "20s")
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

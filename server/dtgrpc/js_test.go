@@ -2,8 +2,8 @@ package dtgrpc_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"duro/internal/syncbuf"
 	"fmt"
 	"io"
 	"net"
@@ -107,7 +107,7 @@ func startServer(t *testing.T, bin, store string, extra ...string) (grpcAddr, ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -173,22 +173,4 @@ func dropSchema(t *testing.T, store string) {
 		defer cancel()
 		_ = exec.CommandContext(ctx, psql, url, "-qc", "DROP SCHEMA IF EXISTS "+schema+" CASCADE").Run()
 	}
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
