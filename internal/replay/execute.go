@@ -53,34 +53,13 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	wi := p.WorkItem
 	inst := wi.Instance
 	now := p.Now.UTC()
-	out := &backend.CompleteOrchestrationStepParams{
-		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt, Status: inst.Status,
-		Output: inst.Output, Failure: inst.Failure, CustomStatus: inst.CustomStatus, Now: now,
-		Suspension: inst.Suspension,
-	}
+	out := newStepParams(wi, now)
 	logger := p.Logger
 	if logger == nil {
 		logger = discardLogger
 	}
-	if inst.Status.IsTerminal() {
-		for _, m := range wi.Messages {
-			out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
-		}
-		out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes,
-			refuseResumes(wi.Messages, "the instance had finished", now))
+	if endedStep(out, wi, now) {
 		return out, nil
-	}
-	for _, m := range wi.Messages {
-		if m.Event != nil && m.Event.Type == backend.EventExecutionTerminated &&
-			(m.ExecutionID == "" || m.ExecutionID == inst.ExecutionID) {
-			for _, m := range wi.Messages {
-				out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
-			}
-			terminateStep(out, inst, wi.History, m.Event, now)
-			out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes,
-				refuseResumes(wi.Messages, "the instance was terminated", now))
-			return out, nil
-		}
 	}
 	pl := planStep(wi, now, logger.Warn)
 	out.ConsumedMessageIDs = pl.consumed
@@ -369,6 +348,48 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 	}
 	out.RewindInstances = pl.rewinds
 	finishStep(out, pl, final, r.started, c.now, c.parent, c.rewinds, func() string { return c.NewUUID().String() })
+}
+
+// newStepParams are the effects of a step of wi that changes nothing yet:
+// the instance's current status, output, failure, custom status and
+// suspension, fenced by wi's attempt.
+func newStepParams(wi *backend.OrchestrationWorkItem, now time.Time) *backend.CompleteOrchestrationStepParams {
+	inst := wi.Instance
+	return &backend.CompleteOrchestrationStepParams{
+		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt, Status: inst.Status,
+		Output: inst.Output, Failure: inst.Failure, CustomStatus: inst.CustomStatus, Now: now,
+		Suspension: inst.Suspension,
+	}
+}
+
+// endedStep handles a step that runs no orchestration code: the instance
+// has finished (its messages are consumed, its resumes refused), or one of
+// the messages terminates its execution (the termination step). It reports
+// whether out is complete.
+func endedStep(out *backend.CompleteOrchestrationStepParams, wi *backend.OrchestrationWorkItem, now time.Time) bool {
+	inst := wi.Instance
+	consumeAll := func() {
+		for _, m := range wi.Messages {
+			out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
+		}
+	}
+	if inst.Status.IsTerminal() {
+		consumeAll()
+		out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes,
+			refuseResumes(wi.Messages, "the instance had finished", now))
+		return true
+	}
+	for _, m := range wi.Messages {
+		if m.Event != nil && m.Event.Type == backend.EventExecutionTerminated &&
+			(m.ExecutionID == "" || m.ExecutionID == inst.ExecutionID) {
+			consumeAll()
+			terminateStep(out, inst, wi.History, m.Event, now)
+			out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes,
+				refuseResumes(wi.Messages, "the instance was terminated", now))
+			return true
+		}
+	}
+	return false
 }
 
 // finishStep sets a step's resulting status from its plan and the

@@ -95,31 +95,11 @@ func PrepareRemote(wi *backend.OrchestrationWorkItem, now time.Time, logger *slo
 	if logger == nil {
 		logger = discardLogger
 	}
-	out := &backend.CompleteOrchestrationStepParams{
-		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt, Status: inst.Status,
-		Output: inst.Output, Failure: inst.Failure, CustomStatus: inst.CustomStatus, Now: now,
-		Suspension: inst.Suspension,
-	}
+	out := newStepParams(wi, now)
 	s := &RemoteStep{wi: wi, out: out, now: now, parent: inst.Parent, recorded: map[int]bool{}}
-	if inst.Status.IsTerminal() {
-		for _, m := range wi.Messages {
-			out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
-		}
-		out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes, refuseResumes(wi.Messages, "the instance had finished", now))
+	if endedStep(out, wi, now) {
 		s.Done = out
 		return s
-	}
-	for _, m := range wi.Messages {
-		if m.Event != nil && m.Event.Type == backend.EventExecutionTerminated &&
-			(m.ExecutionID == "" || m.ExecutionID == inst.ExecutionID) {
-			for _, m := range wi.Messages {
-				out.ConsumedMessageIDs = append(out.ConsumedMessageIDs, m.ID)
-			}
-			terminateStep(out, inst, wi.History, m.Event, now)
-			out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes, refuseResumes(wi.Messages, "the instance was terminated", now))
-			s.Done = out
-			return s
-		}
 	}
 	pl := planStep(wi, now, logger.Warn)
 	s.pl = pl
