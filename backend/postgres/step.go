@@ -169,12 +169,12 @@ func (t *txn) claimsOfStep(tasks []*backend.ActivityTask, owner string, max int)
 		if len(claimed) == max {
 			break
 		}
-		if !ok || l.attempt != int64(a.PriorAttempts)+1 {
+		if !ok {
 			continue
 		}
-		task := *a
-		claimed = append(claimed, &backend.ActivityWorkItem{Task: &task, Attempt: int(l.attempt),
-			ScheduledAt: rules.FromNanos(l.created), LeaseExpiresAt: rules.FromNanos(l.expires)})
+		if wi := rules.ClaimOfCommit(a, int(l.attempt), l.created, l.expires); wi != nil {
+			claimed = append(claimed, wi)
+		}
 	}
 	return claimed, nil
 }

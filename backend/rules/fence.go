@@ -60,3 +60,16 @@ func (f *TaskFence) Check(id string, attempt int64) error {
 	}
 	return nil
 }
+
+// ClaimOfCommit is the work item that a repeated step commit hands over
+// for task a (see backend.StepActivityClaimer): the live claim the first
+// commit made, which is the task's first delivery since it was enqueued
+// (attempt PriorAttempts+1), leased until expires (Unix ns). It is nil for
+// any later delivery: that claim is not the commit's.
+func ClaimOfCommit(a *backend.ActivityTask, attempt int, created, expires int64) *backend.ActivityWorkItem {
+	if attempt != a.PriorAttempts+1 {
+		return nil
+	}
+	task := *a
+	return &backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: FromNanos(created), LeaseExpiresAt: FromNanos(expires)}
+}

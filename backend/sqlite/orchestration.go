@@ -172,11 +172,11 @@ func (t *txn) claimsOfStep(tasks []*backend.ActivityTask, owner string, max int,
 		if err != nil {
 			return err
 		}
-		if attempt != a.PriorAttempts+1 {
+		wi := rules.ClaimOfCommit(a, attempt, created, expires)
+		if wi == nil {
 			continue
 		}
-		task := *a
-		found(&backend.ActivityWorkItem{Task: &task, Attempt: attempt, ScheduledAt: rules.FromNanos(created), LeaseExpiresAt: rules.FromNanos(expires)})
+		found(wi)
 		max--
 	}
 	return nil
