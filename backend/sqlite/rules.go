@@ -30,18 +30,25 @@ func (t *txn) InstanceStatus(id string) (backend.Status, error) {
 
 // Deliver implements rules.Tx, with the message's encoded event if the
 // operation encoded it before the writer ran (preEncode).
-func (t *txn) Deliver(m *backend.Message) error { return t.deliver(m, t.encoded[m.ID]) }
+func (t *txn) Deliver(m *backend.Message) error { return t.deliver(m, t.encodedEvent(m.ID)) }
 
 // InsertMessage implements rules.Tx.
-func (t *txn) InsertMessage(m *backend.Message) error { return t.insertMessage(m, t.encoded[m.ID]) }
+func (t *txn) InsertMessage(m *backend.Message) error {
+	return t.insertMessage(m, t.encodedEvent(m.ID))
+}
 
 // preEncode records data as the encoded event of message id, encoded
-// outside the writer.
-func (t *txn) preEncode(id string, data []byte) {
-	if t.encoded == nil {
-		t.encoded = map[string][]byte{}
+// outside the writer by the operation that runs next (operations of a
+// batch run one after the other in the transaction).
+func (t *txn) preEncode(id string, data []byte) { t.preID, t.preData = id, data }
+
+// encodedEvent is the event of message id if the running operation
+// encoded it before the writer ran, else nil (encode it now).
+func (t *txn) encodedEvent(id string) []byte {
+	if id == t.preID {
+		return t.preData
 	}
-	t.encoded[id] = data
+	return nil
 }
 
 // parentColumns are the parent reference's column values.
@@ -80,7 +87,7 @@ func (t *txn) CreateOrLock(p *backend.CreateInstanceParams, start *backend.Messa
 		return "", false, err
 	} else if n > 0 {
 		err := t.at(now, func() error {
-			n, err := t.insertMessageIf(start, t.encoded[start.ID], false, false)
+			n, err := t.insertMessageIf(start, t.encodedEvent(start.ID), false, false)
 			if err == nil && n == 0 {
 				t.touched[p.ID] = struct{}{} // not inserted (an ID seen before): recompute
 			}

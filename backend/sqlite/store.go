@@ -25,9 +25,10 @@ type txn struct {
 	// hist is the backend's history cache, which operations that delete
 	// or replace a history invalidate.
 	hist *histCache
-	// encoded holds, by message ID, events the operation encoded before
-	// the writer ran (preEncode).
-	encoded map[string][]byte
+	// preID and preData are the message ID and event that the running
+	// operation encoded before the writer ran (preEncode).
+	preID   string
+	preData []byte
 }
 
 // workKind is a set of kinds of work.
