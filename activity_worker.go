@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"duro/backend"
-	"duro/internal/dispatch"
-	"duro/internal/fault"
-	"duro/internal/telemetry"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/dispatch"
+	"github.com/durohq/duro/internal/fault"
+	"github.com/durohq/duro/internal/telemetry"
 )
 
 // activityRun is one delivery of an activity task being executed.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Status is an orchestration instance's runtime status.

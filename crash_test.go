@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
-	"duro/internal/fault"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // The crash test runs workers as real processes: the test binary re-executes

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // stepBackend is a backend for benchmarking the engine alone: it keeps the

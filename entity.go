@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"duro/internal/replay"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // EntityID names a durable entity: its registered name and a key, such as

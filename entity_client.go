@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // sendToEntity enqueues a request for an entity, creating the entity (or

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 const countFanCalls = 100

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // TestEntityAtMostOnceBatchClaimSynced runs entity batches on a SQLite store

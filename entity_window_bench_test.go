@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // BenchmarkEntityBatchBytes measures what one entity batch writes once

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // entityEnvelope is an entity's persisted state, kept in its instance's

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // Sentinel errors returned (wrapped) by the Client and the Worker. Test them

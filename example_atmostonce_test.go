@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
-	"duro"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // This example runs a payment that must not be made twice. The activity is

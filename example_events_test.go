@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
-	"duro"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // This example waits for an external event raised by a client, with a

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	"duro"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // This example fans out: it schedules one activity per item without waiting,

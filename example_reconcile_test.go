@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"duro"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // This example resolves a possible duplicate by asking the outside world. The

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"duro"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // This example retries a flaky activity. Each retry is a new task in the

@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // This example is the main function of a worker process, as it runs under

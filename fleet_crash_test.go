@@ -20,10 +20,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/postgres"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/postgres"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // The fleet crash tests run a split fleet and a rolling deploy as real

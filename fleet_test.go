@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // recordHandler keeps the records logged through it.

@@ -1,4 +1,4 @@
-module duro
+module github.com/durohq/duro
 
 go 1.26.0
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/internal/fault"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // registerPay registers the "Pay" orchestration used by the crash matrix: it

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // InFlight is what an instance has in flight, for operators: its current

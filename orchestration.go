@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // OrchestrationContext is what orchestration code receives. It is the only

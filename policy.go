@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Guarantee says how many times an activity's code may run for one scheduled

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // The determinism tests replay recorded histories against the current

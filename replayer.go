@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // ErrNonDeterminism is wrapped by ReplayHistory when the code takes another

@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"duro/internal/replay"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // RetryPolicy retries a failed activity or sub-orchestration call. Retries are

@@ -2,16 +2,16 @@ package duro_test
 
 import (
 	"context"
-	"duro/internal/syncbuf"
 	"errors"
+	"github.com/durohq/duro/internal/syncbuf"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/memory"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
 )
 
 // TestRewoundActivityLog: the delivery of an activity a rewind schedules

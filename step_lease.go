@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // stepLease keeps the lease of an orchestration step or entity batch while

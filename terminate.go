@@ -6,8 +6,8 @@ import (
 	"os"
 	"time"
 
-	"duro/backend"
-	"duro/internal/replay"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // A termination needs no orchestration code: the step that records it

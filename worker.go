@@ -13,11 +13,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"duro/backend"
-	"duro/internal/dispatch"
-	"duro/internal/fault"
-	"duro/internal/replay"
-	"duro/internal/telemetry"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/dispatch"
+	"github.com/durohq/duro/internal/fault"
+	"github.com/durohq/duro/internal/replay"
+	"github.com/durohq/duro/internal/telemetry"
 )
 
 // WorkerOptions configure a Worker. The zero value is usable: every field has

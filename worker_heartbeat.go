@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
-	"duro/internal/dispatch"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/dispatch"
 )
 
 // Worker heartbeats. A worker whose backend keeps them

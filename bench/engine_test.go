@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/memory"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/memory"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // stores are the backends every workload runs on.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // apiCase is one request and the answer expected: the status and, for an

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Backend returns be wrapped so that the claims made through it are

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // TestMeteredBackendKeepsRequestWindow: the workers of `duro server` get

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // The request decoders: each reads an untrusted body or query and returns a

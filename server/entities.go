@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net/http"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // entities serves GET /api/v1/entities.

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // Error codes: stable, for clients to branch on. Each goes with one HTTP

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // FuzzDecoders feeds arbitrary bytes to every request decoder, as bodies

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // InFlight is what an instance has in flight: its orchestration step,

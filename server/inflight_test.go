@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // poll calls cond every few milliseconds for up to 10 s.

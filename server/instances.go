@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // list serves GET /api/v1/instances.

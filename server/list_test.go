@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // TestListOmitsPayloads: a list answers with rows that carry the sizes of

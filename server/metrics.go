@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // Metrics are duro's Prometheus metrics for one process: the counters of

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // scrape returns the samples of /metrics by name with labels, as

@@ -17,9 +17,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 func TestMain(m *testing.M) {

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // The API's JSON documents. Payloads (inputs, outputs, results, custom

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // eagerTests check backend.StepActivityClaimer; they skip on backends

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 func fencingTests() []test {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // fleetTests check deployments where workers register different code: a

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // lease is the lease duration of every claim the suite makes.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 func historyTests() []test {

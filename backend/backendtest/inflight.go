@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // inFlightTests check the operators' capabilities: backend.InFlightReader

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // operatorTests check what operators' actions need from a backend: a task

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // orderingTests pin down the order of a step's effects that the engine

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // preciseTests check the engine's side of precise at-most-once: a delivery

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // replyTests check that a step's commit called again by the delivery that

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // sdkEnv is a running worker and client on one backend, for the end-to-end

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 type counter struct {

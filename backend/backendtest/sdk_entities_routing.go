@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // failingCommits is a backend whose step commits for instances with a prefix

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // entitySuspendTests: an at-most-once operation with OnDuplicateSuspend in a

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // interruptedCharge registers, for the first worker of a redelivery test, a

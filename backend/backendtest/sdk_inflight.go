@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // sdkInFlightTests check what operators see through the SDK: the work an

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/fault"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // leaseTests run workers on the backend with short step leases: steps and

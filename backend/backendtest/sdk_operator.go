@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // sdkOperatorTests check operators' actions end to end: a rewind and a

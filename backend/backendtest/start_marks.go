@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // startMarkTests check the start marks that make at-most-once precise: a

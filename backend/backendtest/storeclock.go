@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // storeClockTests check that lease times, and the delays of work handed

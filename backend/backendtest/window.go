@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // windowTests check backend.RequestWindow: a step adds entries to its

@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"duro/backend"
-	"duro/backend/backendtest"
-	"duro/backend/memory"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/backendtest"
+	"github.com/durohq/duro/backend/memory"
 )
 
 func TestConformance(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // Options configure an in-memory Backend. The zero value, and a nil

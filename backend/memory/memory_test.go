@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"duro/backend"
-	"duro/backend/memory"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/memory"
 )
 
 func TestMain(m *testing.M) {

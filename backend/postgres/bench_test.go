@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // registerBench registers the foundation's two benchmark workloads (as in

@@ -5,9 +5,9 @@ import (
 	"sync"
 	"testing"
 
-	"duro/backend"
-	"duro/backend/backendtest"
-	"duro/backend/postgres"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/backendtest"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 // TestConformance runs the backend conformance suite, each subtest on a

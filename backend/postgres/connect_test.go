@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro/backend/postgres"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 // TestOpenErrorsOnce: an error of Open says once what went wrong, without

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"duro/backend/postgres"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 // DefaultURL is the database the tests use unless DURO_POSTGRES_URL names

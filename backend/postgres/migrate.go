@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	migfile "duro/internal/migrate"
+	migfile "github.com/durohq/duro/internal/migrate"
 )
 
 //go:embed migration/*.sql

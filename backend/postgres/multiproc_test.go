@@ -15,8 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"duro"
-	"duro/backend/postgres"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 // The multi-process tests run workers as real processes: the test binary

@@ -17,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"duro/backend"
-	"duro/backend/internal/wake"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/internal/wake"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // Backend is a backend.Backend and backend.WorkNotifier on one task hub (one

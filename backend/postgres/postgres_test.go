@@ -2,9 +2,9 @@ package postgres_test
 
 import (
 	"context"
-	"duro/internal/syncbuf"
 	"errors"
 	"fmt"
+	"github.com/durohq/duro/internal/syncbuf"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"duro/backend"
-	"duro/backend/postgres"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)

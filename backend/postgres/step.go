@@ -8,9 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"duro/backend"
-	"duro/backend/rules"
-	"duro/internal/fault"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // stepLockSet is every instance a step may write: its own, the targets of

@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // txn is one write transaction with the bookkeeping its helpers share.

@@ -3,7 +3,7 @@ package rules
 import (
 	"fmt"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // StepFence is the stored state of an instance that fences its step

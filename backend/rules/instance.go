@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // InstanceColumns are the columns of an instance row that ScanInstance

@@ -18,7 +18,7 @@ import (
 	"slices"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Tx is one write transaction of a SQL backend, as the rules use it. Its

@@ -3,7 +3,7 @@ package rules
 import (
 	"context"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Batcher is what Singles builds on: the batch claims and the step commit

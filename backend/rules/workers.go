@@ -1,6 +1,6 @@
 package rules
 
-import "duro/backend"
+import "github.com/durohq/duro/backend"
 
 // WorkerColumns are the columns of a worker's heartbeat row, in the order
 // of the values an upsert binds (heartbeat_at takes started_at's value on

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
-	"duro/internal/fault"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // ClaimActivities implements backend.BatchClaimer: ClaimActivity up to max

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 var _ backend.BatchClaimer = (*sqlite.Backend)(nil)

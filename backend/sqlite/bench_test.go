@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // BenchmarkCycle measures the store alone: per op, one instance runs a

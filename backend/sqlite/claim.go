@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // ClaimOrchestrationSteps implements backend.BatchClaimer:

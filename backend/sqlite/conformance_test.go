@@ -6,9 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"duro/backend"
-	"duro/backend/backendtest"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/backendtest"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 func TestConformance(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // With synchronous=NORMAL a commit is not on disk when it returns; the

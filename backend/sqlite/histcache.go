@@ -5,7 +5,7 @@ import (
 	"slices"
 	"sync"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // History cache.

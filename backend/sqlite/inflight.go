@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 var (

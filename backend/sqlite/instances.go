@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // CreateInstance implements backend.Backend.

@@ -10,8 +10,8 @@ import (
 	"sort"
 	"time"
 
-	"duro/backend/rules"
-	migfile "duro/internal/migrate"
+	"github.com/durohq/duro/backend/rules"
+	migfile "github.com/durohq/duro/internal/migrate"
 )
 
 //go:embed migration/*.sql

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // TestMigration003 migrates a database holding data written under schema

@@ -16,9 +16,9 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"duro/backend"
-	"duro/backend/internal/wake"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/internal/wake"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // Backend is a backend.Backend and backend.WorkNotifier stored in one SQLite

@@ -9,9 +9,9 @@ import (
 	"math"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
-	"duro/internal/fault"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // CompleteOrchestrationStepClaim implements backend.StepActivityClaimer

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // TestReadOnly: a store opened ReadOnly reads what others wrote, refuses

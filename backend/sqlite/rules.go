@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // The SQLite side of rules.Tx: each method is one primitive, in the

@@ -15,8 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 func TestMain(m *testing.M) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // TestStartMarksSyncWAL checks where synchronous=NORMAL pays for

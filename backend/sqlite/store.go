@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // txn is one write operation inside a batch transaction, with the

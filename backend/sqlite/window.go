@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"math"
 
-	"duro/backend"
-	"duro/backend/rules"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/rules"
 )
 
 var _ backend.RequestWindow = (*Backend)(nil)

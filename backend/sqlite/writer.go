@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Group commit.

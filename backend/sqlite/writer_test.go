@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // These tests drive the group-commit writer directly: a blocker operation

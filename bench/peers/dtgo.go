@@ -16,7 +16,7 @@ import (
 	dtsqlite "github.com/microsoft/durabletask-go/backend/sqlite"
 	"github.com/microsoft/durabletask-go/task"
 
-	"duro/bench/workload"
+	"github.com/durohq/duro/bench/workload"
 )
 
 // peerName names the peer engine in reports.

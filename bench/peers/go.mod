@@ -1,9 +1,8 @@
-module duro/bench/peers
+module github.com/durohq/duro/bench/peers
 
 go 1.26.0
 
 require (
-	duro v0.0.0
 	github.com/jackc/pgx/v5 v5.7.6
 	github.com/microsoft/durabletask-go v0.6.0
 )
@@ -12,6 +11,7 @@ require (
 	github.com/cenkalti/backoff/v4 v4.1.3 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/durohq/duro v0.0.0
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -49,4 +49,4 @@ require (
 	modernc.org/sqlite v1.62.0 // indirect
 )
 
-replace duro => ../..
+replace github.com/durohq/duro => ../..

@@ -40,8 +40,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"duro"
-	"duro/bench/workload"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/bench/workload"
 )
 
 const defaultPG = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"

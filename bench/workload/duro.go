@@ -3,7 +3,7 @@ package workload
 import (
 	"context"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // Duro is the Engine of duro: a client on the store the workers poll.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"duro/backend"
-	"duro/backend/postgres"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/postgres"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // Store kinds.

@@ -26,7 +26,7 @@ import (
 	"strings"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // Workload names.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestPercentile(t *testing.T) {

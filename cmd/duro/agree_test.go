@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // TestPageSizeAgrees: a page size the API refuses is refused the same way

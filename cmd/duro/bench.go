@@ -18,8 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/bench/workload"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/bench/workload"
 )
 
 // benchOptions are the flags of duro bench.

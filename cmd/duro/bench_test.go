@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro/bench/workload"
+	"github.com/durohq/duro/bench/workload"
 )
 
 // benchJSON runs duro bench with args and -o json and decodes its report.

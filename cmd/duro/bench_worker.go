@@ -18,8 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/bench/workload"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/bench/workload"
 )
 
 // benchWorkerCmd is the worker process duro bench starts with --workers > 1.

@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro/backend"
-	"duro/internal/chaos"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/chaos"
 )
 
 func (a *app) chaosCmd() *cobra.Command {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"duro/backend/postgres"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 // chaosWorkerApp is the application_name of chaos workers' PostgreSQL

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
-	"duro/backend/sqlite"
-	"duro/internal/chaos"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
+	"github.com/durohq/duro/internal/chaos"
 )
 
 // TestChaos runs a short chaos round on SQLite with real worker processes

@@ -11,10 +11,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"duro"
-	"duro/dashboard"
-	"duro/internal/browsertest"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/dashboard"
+	"github.com/durohq/duro/internal/browsertest"
+	"github.com/durohq/duro/server"
 )
 
 // serveDashboard serves the API and the dashboard of c's store.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 func (a *app) decisionsCmd() *cobra.Command {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestDecisions(t *testing.T) {

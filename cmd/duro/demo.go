@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // demoInstanceID is the ID of the demo's order instance; demoPayInstanceID

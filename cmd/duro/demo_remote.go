@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/server"
 )
 
 // runRemoteDemo is 'duro demo --server URL': the demo's orders, started and

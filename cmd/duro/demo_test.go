@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // demoLines must appear in the demo's output, in this order.

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // Names of the demo's orchestrations, activities and event.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func (a *app) entityCmd() *cobra.Command {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 func (a *app) historyCmd() *cobra.Command {

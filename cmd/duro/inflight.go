@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"duro"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/server"
 )
 
 // renderInFlight writes the "In flight" part of status: the step, the

@@ -8,9 +8,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/browsertest"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/browsertest"
 )
 
 // TestDashboardInFlight is the scenario in a browser: a worker was

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/sqlite"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
+	"github.com/durohq/duro/server"
 )
 
 // startHeartbeatWorker runs a worker named name on store with heartbeats

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // parseJSONFlag validates the value of a JSON flag (--input, --data) and

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // listJSON is the JSON form of list's output.

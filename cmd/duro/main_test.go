@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // result is what one in-process run of the command line produced.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro/backend/postgres"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro/backend/postgres"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // migrationRow is one schema migration, for either backend.

@@ -11,8 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // instanceJSON is the JSON form of an instance (status -o json, list -o json).

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // TestPoisonedCause: an instance whose orchestration no worker has, and an

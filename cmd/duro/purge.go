@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func (a *app) purgeCmd() *cobra.Command {

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestRaise(t *testing.T) {

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/server"
 )
 
 // instanceAPI is what the instance commands need from a store: a

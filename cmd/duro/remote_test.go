@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/server"
 )
 
 // serveEnv serves the API of env's store, for commands with --server.

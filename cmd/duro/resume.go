@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func (a *app) resumeCmd() *cobra.Command {

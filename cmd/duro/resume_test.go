@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestResumeDecisions(t *testing.T) {

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 func TestRewind(t *testing.T) {

@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
-	"duro"
-	"duro/dashboard"
-	"duro/internal/telemetry"
-	"duro/server"
-	"duro/server/dtgrpc"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/dashboard"
+	"github.com/durohq/duro/internal/telemetry"
+	"github.com/durohq/duro/server"
+	"github.com/durohq/duro/server/dtgrpc"
 )
 
 // annotationTimeout, set to "none" on a command, exempts it from --timeout.

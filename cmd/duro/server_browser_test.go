@@ -8,7 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"duro/internal/browsertest"
+	"github.com/durohq/duro/internal/browsertest"
 )
 
 // TestDashboardDemo is the dashboard as a new user meets it: start 'duro

@@ -10,9 +10,9 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"duro"
-	"duro/backend"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/server"
 )
 
 // demoHost is the worker host of 'duro server --demo': a worker running the

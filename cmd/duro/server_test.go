@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"duro/internal/syncbuf"
 	"encoding/json"
+	"github.com/durohq/duro/internal/syncbuf"
 	"io"
 	"net/http"
 	"os"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func (a *app) startCmd() *cobra.Command {

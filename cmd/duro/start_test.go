@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestStartErrors(t *testing.T) {

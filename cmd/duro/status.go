@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro/server"
+	"github.com/durohq/duro/server"
 )
 
 // statusJSON is status -o json: the instance with its work in flight.

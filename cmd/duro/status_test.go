@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 func TestStatus(t *testing.T) {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/postgres"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/postgres"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 // openStore opens the store named by spec: a SQLite file path, or a

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestSuspend(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func (a *app) terminateCmd() *cobra.Command {

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 func TestTerminate(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"duro"
-	"duro/server"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/server"
 )
 
 func (a *app) workersCmd() *cobra.Command {

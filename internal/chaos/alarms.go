@@ -4,9 +4,9 @@ import (
 	"slices"
 	"sort"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/telemetry"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/telemetry"
 )
 
 // An alarm is a delivery of an at-most-once call that the engine treated as

@@ -11,9 +11,9 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/telemetry"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/telemetry"
 )
 
 // TestHistoryAlarms reads the alarms of a history: a failed possible

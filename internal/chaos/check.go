@@ -12,8 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"duro"
-	"duro/backend"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 )
 
 // Report is the outcome of a chaos run.

@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/fault"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // Config configures a chaos run.

@@ -17,7 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"duro/internal/telemetry"
+	"github.com/durohq/duro/internal/telemetry"
 )
 
 // A worker process learns of each delivery it runs through the worker's

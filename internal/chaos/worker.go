@@ -8,9 +8,9 @@ import (
 	"os"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/fault"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/fault"
 )
 
 // Worker timings: short leases so that killed and paused workers' work moves

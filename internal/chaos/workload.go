@@ -13,7 +13,7 @@ import (
 	"slices"
 	"time"
 
-	"duro"
+	"github.com/durohq/duro"
 )
 
 // The workload's orchestrations, one per shape.

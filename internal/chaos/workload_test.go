@@ -13,8 +13,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"duro"
-	"duro/backend/sqlite"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

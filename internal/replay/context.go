@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // ErrTimeout resolves a WaitForEvent future whose timeout fired first.

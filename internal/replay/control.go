@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // FailureTypeOperator marks a task an operator failed with a decision.

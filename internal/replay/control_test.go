@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // A resume whose decisions no longer match the pending tasks (they changed

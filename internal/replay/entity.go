@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 const (

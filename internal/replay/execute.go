@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Orchestrator is orchestration code in its engine form: raw payloads in and

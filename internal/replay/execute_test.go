@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 func TestExecuteFirstStepSchedulesActivity(t *testing.T) {

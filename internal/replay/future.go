@@ -1,6 +1,6 @@
 package replay
 
-import "duro/backend"
+import "github.com/durohq/duro/backend"
 
 // Future is the pending outcome of an action: an activity, a timer, a
 // sub-orchestration or an external event. It is resolved by the engine while it

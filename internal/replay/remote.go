@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Remote steps run orchestration code that lives outside this process: a

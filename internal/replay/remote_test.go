@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 func remoteItem(status backend.Status, history []*backend.Event, msgs ...*backend.Event) *backend.OrchestrationWorkItem {

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // MaxResumeOutcomes is how many resume outcomes an instance keeps in its

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // rewind plans the rewind of a failed execution: the first failure after

@@ -6,7 +6,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"duro/backend"
+	"github.com/durohq/duro/backend"
 )
 
 // Outcomes recorded on spans as AttrOutcome.

@@ -12,9 +12,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
-	"duro"
-	"duro/backend/memory"
-	"duro/internal/telemetry"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/memory"
+	"github.com/durohq/duro/internal/telemetry"
 )
 
 func TestMain(m *testing.M) {

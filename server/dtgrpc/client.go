@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"duro"
-	"duro/backend"
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 // The client side of the protocol: starting, querying, waiting for and

@@ -6,8 +6,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"duro/backend"
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 // Payloads are opaque bytes to duro and JSON text to the SDKs, so they

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"duro"
-	"duro/backend"
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 // The client side of entities, mapped onto duro's entity client. The

@@ -3,8 +3,8 @@ package dtgrpc_test
 import (
 	"bufio"
 	"context"
-	"duro/internal/syncbuf"
 	"fmt"
+	"github.com/durohq/duro/internal/syncbuf"
 	"io"
 	"net"
 	"os"
@@ -87,7 +87,7 @@ var buildDuro = func() func(t *testing.T) string {
 			bin = filepath.Join(d, "duro")
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			out, err = exec.CommandContext(ctx, "go", "build", "-o", bin, "duro/cmd/duro").CombinedOutput()
+			out, err = exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/durohq/duro/cmd/duro").CombinedOutput()
 		})
 		if err != nil {
 			t.Fatalf("build duro: %v\n%s", err, out)

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 // TestProtoRoundTripJS proves that duro's .proto agrees with the one the

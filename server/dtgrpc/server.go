@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"duro"
-	"duro/backend"
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 // Options configure a Server.

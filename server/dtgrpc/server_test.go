@@ -17,11 +17,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"duro"
-	"duro/backend"
-	"duro/backend/sqlite"
-	"duro/server/dtgrpc"
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/sqlite"
+	"github.com/durohq/duro/server/dtgrpc"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -18,10 +18,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"duro"
-	"duro/backend"
-	"duro/internal/replay"
-	"duro/server/dtgrpc/dtpb"
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/replay"
+	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
 
 // The worker side: GetWorkItems streams the store's orchestration steps
