@@ -13,12 +13,6 @@ import (
 	"github.com/durohq/duro/backend/rules"
 )
 
-var (
-	_ backend.InFlightReader  = (*Backend)(nil)
-	_ backend.InstanceClaimer = (*Backend)(nil)
-	_ backend.WorkerRegistry  = (*Backend)(nil)
-)
-
 // InFlight implements backend.InFlightReader. It reads in one read-only
 // REPEATABLE READ transaction, so the step lease, the inbox and the tasks
 // are of one moment, the database clock's.
@@ -86,14 +80,6 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		return nil, b.fail(op, err)
 	}
 	return out, nil
-}
-
-// ClaimInstanceStep implements backend.InstanceClaimer.
-func (b *Backend) ClaimInstanceStep(ctx context.Context, instanceID string, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	if instanceID == "" {
-		return nil, b.fail("claim instance step", errors.New("empty instance ID"))
-	}
-	return rules.First(b.claimStepsOf(ctx, "claim instance step", p, 1, instanceID))
 }
 
 // UpsertWorker implements backend.WorkerRegistry.
@@ -171,19 +157,4 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 		return nil, err
 	}
 	return out, nil
-}
-
-// PruneWorkers implements backend.WorkerRegistry.
-func (b *Backend) PruneWorkers(ctx context.Context, p *backend.PruneWorkersParams) (int, error) {
-	const op = "prune workers"
-	if err := p.Validate(); err != nil {
-		return 0, b.fail(op, err)
-	}
-	var n int64
-	err := b.write(ctx, op, time.Time{}, func(t *txn) error {
-		var err error
-		n, err = t.exec(`DELETE FROM {s}.workers WHERE heartbeat_at < $1`, p.Before.UnixNano())
-		return err
-	})
-	return int(n), err
 }

@@ -14,28 +14,11 @@ import (
 	"github.com/durohq/duro/backend/rules"
 )
 
-// CreateInstance implements backend.Backend. Of concurrent creates of one
-// ID exactly one creates the instance (or replaces a finished one); the
-// others get ErrInstanceExists.
-func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
-	const op = "create instance"
-	if err := p.Validate(); err != nil {
-		return b.fail(op, err)
-	}
-	return b.write(ctx, op, p.Now, func(t *txn) error {
-		return rules.CreateInstance(t, p, p.IfExists == backend.IfExistsReplaceFinished)
-	})
-}
-
 // GetInstance implements backend.Backend.
 func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance, error) {
-	var in *backend.Instance
-	err := b.read(ctx, "get instance", func(q querier) error {
-		var err error
-		in, err = b.getInstance(ctx, q, id)
-		return err
+	return readValue(ctx, b, "get instance", func(q querier) (*backend.Instance, error) {
+		return b.getInstance(ctx, q, id)
 	})
-	return in, err
 }
 
 func (b *Backend) getInstance(ctx context.Context, q querier, id string) (*backend.Instance, error) {
@@ -80,16 +63,6 @@ func (b *Backend) GetHistory(ctx context.Context, id string) ([]*backend.Event, 
 	return h, err
 }
 
-// EnqueueMessage implements backend.Backend. A zero VisibleAt makes the
-// message visible to every claim, whatever clock the claim passes.
-func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
-	const op = "enqueue message"
-	if err := m.Validate(); err != nil {
-		return b.fail(op, err)
-	}
-	return b.write(ctx, op, time.Time{}, func(t *txn) error { return rules.Enqueue(t, m) })
-}
-
 // QueuedControl implements rules.Tx. The instance's row lock serializes
 // exclusive senders (and the steps that consume their messages).
 func (t *txn) QueuedControl(m *backend.Message) (string, error) {
@@ -103,27 +76,6 @@ func (t *txn) QueuedControl(m *backend.Message) (string, error) {
 		return "", nil
 	}
 	return other, err
-}
-
-// RewindInstance implements backend.Backend. The ExecutionRewound message
-// is addressed to the instance's current execution and visible at once; like
-// any message, it is ignored if its ID is in an inbox or was consumed by
-// the current execution.
-func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) error {
-	const op = "rewind instance"
-	if err := p.Validate(); err != nil {
-		return b.fail(op, err)
-	}
-	return b.write(ctx, op, p.Now, func(t *txn) error {
-		return rules.Rewind(t, p.InstanceID, p.MessageID, p.Reason)
-	})
-}
-
-// PurgeInstance implements backend.Backend.
-func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
-	return b.write(ctx, "purge instance", time.Time{}, func(t *txn) error {
-		return rules.PurgeInstance(t, id)
-	})
 }
 
 // PurgeInstances implements backend.Backend. At least one filter field must
@@ -275,39 +227,12 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 	}
 	query := b.q(`SELECT ` + columns + ` FROM {s}.instances WHERE ` + where +
 		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)))
-	page := &backend.InstancePage{Instances: []*backend.Instance{}}
-	err := b.read(ctx, op, func(q querier) error {
-		page.Instances = page.Instances[:0]
+	return readValue(ctx, b, op, func(q querier) (*backend.InstancePage, error) {
 		rows, err := q.Query(ctx, query, args...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var sizes [3]int
-			var extra []any
-			if p.OmitPayloads {
-				extra = []any{&sizes[0], &sizes[1], &sizes[2]}
-			}
-			in, err := scanInstance(rows, extra...)
-			if err != nil {
-				return err
-			}
-			if p.OmitPayloads {
-				in.Omitted = true
-				in.InputSize, in.OutputSize, in.CustomStatusSize = sizes[0], sizes[1], sizes[2]
-			}
-			page.Instances = append(page.Instances, in)
-		}
-		return rows.Err()
+		return rules.ScanPage(rows, p.OmitPayloads, size)
 	})
-	if err != nil {
-		return nil, err
-	}
-	if len(page.Instances) > size {
-		page.Instances = page.Instances[:size]
-		last := page.Instances[size-1]
-		page.NextPageToken = backend.EncodePageToken(last.CreatedAt, last.ID)
-	}
-	return page, nil
 }

@@ -30,6 +30,9 @@ type Backend struct {
 	// Singles gives the single-item claims and the step commit on top of
 	// the batch forms.
 	rules.Singles
+	// Methods gives the methods that are one rule in one transaction
+	// (create, enqueue, rewind, purge), through store.
+	rules.Methods
 	pool            *pgxpool.Pool
 	schema          string
 	channel         string
@@ -48,11 +51,7 @@ type Backend struct {
 	listenerPID atomic.Uint32
 }
 
-var (
-	_ backend.Backend      = (*Backend)(nil)
-	_ backend.WorkNotifier = (*Backend)(nil)
-	_ backend.BatchClaimer = (*Backend)(nil)
-)
+var _ rules.Backend = (*Backend)(nil)
 
 var errClosed = backend.ErrClosed
 
@@ -119,7 +118,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 		maxStepMessages: o.MaxStepMessages,
 		pollInterval:    o.PollInterval,
 	}
-	b.Singles = rules.Singles{B: b}
+	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	// Connect first, so that an unreachable server reads as one.
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
@@ -277,6 +276,16 @@ func (b *Backend) read(ctx context.Context, op string, fn func(q querier) error)
 		}
 		return b.fail(op, err)
 	}
+}
+
+// readValue is read for a read that returns one value.
+func readValue[T any](ctx context.Context, b *Backend, op string, fn func(q querier) (T, error)) (T, error) {
+	var v T
+	err := b.read(ctx, op, func(q querier) (err error) {
+		v, err = fn(q)
+		return err
+	})
+	return v, err
 }
 
 // querier is what reads need of a pool or a transaction.

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -249,4 +250,27 @@ func taskFence(id string, attempt int64, found bool, current, claimedAt int64) e
 // scanInstance scans the rules.InstanceColumns of a row, then extra.
 func scanInstance(s pgx.Row, extra ...any) (*backend.Instance, error) {
 	return rules.ScanInstance(func(dest ...any) error { return s.Scan(append(dest, extra...)...) })
+}
+
+// store is the Backend as rules.Methods sees it. It is a type of its own so
+// that its methods do not join the Backend's.
+type store struct{ b *Backend }
+
+// OpTime implements rules.Store: a zero time stays zero, for the database
+// clock to fill in inside the transaction.
+func (s store) OpTime(t time.Time) time.Time { return t }
+
+// Write implements rules.Store; PostgreSQL encodes messages in the
+// transaction, so pre is not used.
+func (s store) Write(ctx context.Context, op string, at time.Time, _ *backend.Message, fn func(rules.Tx) error) error {
+	return s.b.write(ctx, op, at, func(t *txn) error { return fn(t) })
+}
+
+// Fail implements rules.Store.
+func (s store) Fail(op string, err error) error { return s.b.fail(op, err) }
+
+// DeleteWorkers implements rules.Tx.
+func (t *txn) DeleteWorkers(before time.Time) (int, error) {
+	n, err := t.exec(`DELETE FROM {s}.workers WHERE heartbeat_at < $1`, rules.Nanos(before))
+	return int(n), err
 }

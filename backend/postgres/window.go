@@ -10,8 +10,6 @@ import (
 	"github.com/durohq/duro/backend/rules"
 )
 
-var _ backend.RequestWindow = (*Backend)(nil)
-
 // ProcessedRequests implements backend.RequestWindow.
 func (b *Backend) ProcessedRequests(ctx context.Context, instanceID string, ids []string) ([]backend.ProcessedRequest, error) {
 	if len(ids) == 0 {
@@ -19,23 +17,14 @@ func (b *Backend) ProcessedRequests(ctx context.Context, instanceID string, ids 
 	}
 	var out []backend.ProcessedRequest
 	err := b.read(ctx, "processed requests", func(q querier) error {
-		out = out[:0]
 		rows, err := q.Query(ctx, b.q(`SELECT id, added_at FROM {s}.request_window
 			WHERE instance_id = $1 AND id = ANY($2)`), instanceID, ids)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var r backend.ProcessedRequest
-			var at int64
-			if err := rows.Scan(&r.ID, &at); err != nil {
-				return err
-			}
-			r.At = rules.FromNanos(at)
-			out = append(out, r)
-		}
-		return rows.Err()
+		out, err = rules.ScanProcessed(rows)
+		return err
 	})
 	return out, err
 }

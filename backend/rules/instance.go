@@ -113,3 +113,38 @@ func ValidateStep(p *backend.CompleteOrchestrationStepParams, claim *backend.Cla
 	}
 	return nil
 }
+
+// ScanPage reads the rows of a list query (InstanceColumns, then the sizes
+// of input, output and custom status when omit is set) into a page of at
+// most size instances: the query asks for size+1, and a row beyond size
+// means there is a next page, whose token the page gets. The caller closes
+// rows.
+func ScanPage(rows Rows, omit bool, size int) (*backend.InstancePage, error) {
+	page := &backend.InstancePage{Instances: []*backend.Instance{}}
+	for rows.Next() {
+		var sizes [3]int
+		in, err := ScanInstance(func(dest ...any) error {
+			if omit {
+				dest = append(dest, &sizes[0], &sizes[1], &sizes[2])
+			}
+			return rows.Scan(dest...)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if omit {
+			in.Omitted = true
+			in.InputSize, in.OutputSize, in.CustomStatusSize = sizes[0], sizes[1], sizes[2]
+		}
+		page.Instances = append(page.Instances, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Instances) > size {
+		page.Instances = page.Instances[:size]
+		last := page.Instances[size-1]
+		page.NextPageToken = backend.EncodePageToken(last.CreatedAt, last.ID)
+	}
+	return page, nil
+}

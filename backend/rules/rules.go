@@ -77,6 +77,9 @@ type Tx interface {
 	// DeleteInstance deletes instance id's row (locked) with its history,
 	// inbox, consumed IDs, activity tasks and request window.
 	DeleteInstance(id string) error
+	// DeleteWorkers deletes the heartbeat rows of the workers last heard
+	// of before t and returns how many it deleted.
+	DeleteWorkers(before time.Time) (int, error)
 	// Finish clears what a terminal instance no longer needs: its inbox,
 	// its request window, the activity tasks no delivery holds; the tasks
 	// a delivery holds (claimed and not handed back) are parked (never

@@ -12,12 +12,6 @@ import (
 	"github.com/durohq/duro/backend/rules"
 )
 
-var (
-	_ backend.InFlightReader  = (*Backend)(nil)
-	_ backend.InstanceClaimer = (*Backend)(nil)
-	_ backend.WorkerRegistry  = (*Backend)(nil)
-)
-
 // InFlight implements backend.InFlightReader.
 func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InFlight, error) {
 	var out *backend.InFlight
@@ -74,14 +68,6 @@ func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InF
 		return nil
 	})
 	return out, err
-}
-
-// ClaimInstanceStep implements backend.InstanceClaimer.
-func (b *Backend) ClaimInstanceStep(ctx context.Context, instanceID string, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	if instanceID == "" {
-		return nil, b.fail("claim instance step", errors.New("empty instance ID"))
-	}
-	return rules.First(b.claimStepsOf(ctx, "claim instance step", p, 1, instanceID))
 }
 
 // UpsertWorker implements backend.WorkerRegistry.
@@ -157,22 +143,4 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 		return nil, err
 	}
 	return out, nil
-}
-
-// PruneWorkers implements backend.WorkerRegistry.
-func (b *Backend) PruneWorkers(ctx context.Context, p *backend.PruneWorkersParams) (int, error) {
-	const op = "prune workers"
-	if err := p.Validate(); err != nil {
-		return 0, b.fail(op, err)
-	}
-	var n int64
-	err := b.write(ctx, op, time.Time{}, 0, func(t *txn) error {
-		res, err := t.exec(`DELETE FROM workers WHERE heartbeat_at < ?`, p.Before.UnixNano())
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	return int(n), err
 }

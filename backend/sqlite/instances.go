@@ -14,33 +14,9 @@ import (
 	"github.com/durohq/duro/backend/rules"
 )
 
-// CreateInstance implements backend.Backend.
-func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceParams) error {
-	const op = "create instance"
-	if err := p.Validate(); err != nil {
-		return b.fail(op, err)
-	}
-	at := now(p.Now)
-	start := rules.StartMessage(p, at)
-	data, err := backend.EncodeEvent(start.Event)
-	if err != nil {
-		return b.fail(op, fmt.Errorf("instance %q: start message: %w", p.ID, err))
-	}
-	return b.write(ctx, op, at, 2*len(data)+smallOp, func(t *txn) error {
-		t.preEncode(start.ID, data)
-		return rules.CreateInstance(t, p, p.IfExists == backend.IfExistsReplaceFinished)
-	})
-}
-
 // GetInstance implements backend.Backend.
 func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance, error) {
-	var in *backend.Instance
-	err := b.read(ctx, "get instance", func(d *dbtx) error {
-		var err error
-		in, err = d.getInstance(id)
-		return err
-	})
-	return in, err
+	return readValue(ctx, b, "get instance", (*dbtx).getInstance, id)
 }
 
 const getInstanceQuery = `SELECT ` + rules.InstanceColumns + ` FROM instances WHERE id = ?`
@@ -115,23 +91,6 @@ func decodeHistory(id string, skip int, raw [][]byte) ([]*backend.Event, error) 
 	return h, nil
 }
 
-// EnqueueMessage implements backend.Backend. A zero VisibleAt makes the
-// message visible to every claim, whatever clock the claim passes.
-func (b *Backend) EnqueueMessage(ctx context.Context, m *backend.Message) error {
-	const op = "enqueue message"
-	if err := m.Validate(); err != nil {
-		return b.fail(op, err)
-	}
-	data, err := backend.EncodeEvent(m.Event)
-	if err != nil {
-		return b.fail(op, fmt.Errorf("message %q: %w", m.ID, err))
-	}
-	return b.write(ctx, op, time.Time{}, len(data)+smallOp, func(t *txn) error {
-		t.preEncode(m.ID, data)
-		return rules.Enqueue(t, m)
-	})
-}
-
 // QueuedControl implements rules.Tx.
 func (t *txn) QueuedControl(m *backend.Message) (string, error) {
 	var other string
@@ -141,27 +100,6 @@ func (t *txn) QueuedControl(m *backend.Message) (string, error) {
 		return "", nil
 	}
 	return other, err
-}
-
-// RewindInstance implements backend.Backend. The ExecutionRewound message
-// is addressed to the instance's current execution and visible at once; like
-// any message, it is ignored if its ID is in an inbox or was consumed by
-// the current execution.
-func (b *Backend) RewindInstance(ctx context.Context, p *backend.RewindParams) error {
-	const op = "rewind instance"
-	if err := p.Validate(); err != nil {
-		return b.fail(op, err)
-	}
-	return b.write(ctx, op, p.Now, 0, func(t *txn) error {
-		return rules.Rewind(t, p.InstanceID, p.MessageID, p.Reason)
-	})
-}
-
-// PurgeInstance implements backend.Backend.
-func (b *Backend) PurgeInstance(ctx context.Context, id string) error {
-	return b.write(ctx, "purge instance", time.Time{}, 0, func(t *txn) error {
-		return rules.PurgeInstance(t, id)
-	})
 }
 
 // PurgeInstances implements backend.Backend. At least one filter field must
@@ -315,38 +253,14 @@ func (b *Backend) ListInstances(ctx context.Context, p *backend.ListInstancesPar
 		query = `SELECT * FROM (` + query + `) ORDER BY created_at DESC, id DESC LIMIT ?`
 		args = append(args, size+1)
 	}
-	page := &backend.InstancePage{Instances: []*backend.Instance{}}
+	var page *backend.InstancePage
 	err := b.read(ctx, "list instances", func(d *dbtx) error {
 		rows, err := d.query(query, args...)
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var sizes [3]int
-			var extra []any
-			if p.OmitPayloads {
-				extra = []any{&sizes[0], &sizes[1], &sizes[2]}
-			}
-			in, err := scanInstance(rows, extra...)
-			if err != nil {
-				_ = rows.Close()
-				return err
-			}
-			if p.OmitPayloads {
-				in.Omitted = true
-				in.InputSize, in.OutputSize, in.CustomStatusSize = sizes[0], sizes[1], sizes[2]
-			}
-			page.Instances = append(page.Instances, in)
-		}
-		return closeRows(rows)
+		page, err = rules.ScanPage(rows, p.OmitPayloads, size)
+		return errors.Join(err, closeRows(rows))
 	})
-	if err != nil {
-		return nil, err
-	}
-	if len(page.Instances) > size {
-		page.Instances = page.Instances[:size]
-		last := page.Instances[size-1]
-		page.NextPageToken = backend.EncodePageToken(last.CreatedAt, last.ID)
-	}
-	return page, nil
+	return page, err
 }

@@ -28,6 +28,9 @@ type Backend struct {
 	// Singles gives the single-item claims and the step commit on top of
 	// the batch forms.
 	rules.Singles
+	// Methods gives the methods that are one rule in one transaction
+	// (create, enqueue, rewind, purge), through store.
+	rules.Methods
 	wdb             *sql.DB // the single writer connection
 	rdb             *sql.DB // the read pool; == wdb for in-memory stores
 	log             *slog.Logger
@@ -58,8 +61,7 @@ type Backend struct {
 }
 
 var (
-	_ backend.Backend      = (*Backend)(nil)
-	_ backend.WorkNotifier = (*Backend)(nil)
+	_ rules.Backend        = (*Backend)(nil)
 	_ backend.KindNotifier = (*Backend)(nil)
 )
 
@@ -106,7 +108,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
 	b := &Backend{wdb: wdb, log: o.Logger, maxStepMessages: o.MaxStepMessages}
-	b.Singles = rules.Singles{B: b}
+	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	if o.Synchronous == "NORMAL" {
 		b.syncWAL = func() error {
 			b.walSyncs.Add(1)
@@ -174,7 +176,7 @@ func openReadOnly(ctx context.Context, abs, uri string, o Options) (*Backend, er
 	db.SetMaxOpenConns(o.ReadConns)
 	db.SetMaxIdleConns(o.ReadConns)
 	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages, readOnly: true}
-	b.Singles = rules.Singles{B: b}
+	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	if err := checkSchema(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, accessError(abs, err)
@@ -228,7 +230,7 @@ func OpenMemory(ctx context.Context, opts *Options) (*Backend, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages}
-	b.Singles = rules.Singles{B: b}
+	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	if err := b.init(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite: open memory: %w", err)
@@ -370,6 +372,16 @@ func (b *Backend) read(ctx context.Context, op string, fn func(d *dbtx) error) e
 		return b.fail(op, err)
 	}
 	return nil
+}
+
+// readValue is read for a read of one value by one key.
+func readValue[T any](ctx context.Context, b *Backend, op string, fn func(d *dbtx, key string) (T, error), key string) (T, error) {
+	var v T
+	err := b.read(ctx, op, func(d *dbtx) (err error) {
+		v, err = fn(d, key)
+		return err
+	})
+	return v, err
 }
 
 // syncCommit makes commit seq durable with syncWAL (synchronous=NORMAL),

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -255,4 +256,40 @@ func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
 
 type scanner interface {
 	Scan(dest ...any) error
+}
+
+// store is the Backend as rules.Methods sees it. It is a type of its own so
+// that its methods do not join the Backend's.
+type store struct{ b *Backend }
+
+// OpTime implements rules.Store: SQLite keeps time in the process.
+func (s store) OpTime(t time.Time) time.Time { return now(t) }
+
+// Write implements rules.Store. The event of pre is encoded here, before
+// the single writer runs the operation.
+func (s store) Write(ctx context.Context, op string, at time.Time, pre *backend.Message, fn func(rules.Tx) error) error {
+	if pre == nil {
+		return s.b.write(ctx, op, at, 0, func(t *txn) error { return fn(t) })
+	}
+	data, err := backend.EncodeEvent(pre.Event)
+	if err != nil {
+		return s.b.fail(op, fmt.Errorf("message %q: %w", pre.ID, err))
+	}
+	return s.b.write(ctx, op, at, 2*len(data)+smallOp, func(t *txn) error {
+		t.preEncode(pre.ID, data)
+		return fn(t)
+	})
+}
+
+// Fail implements rules.Store.
+func (s store) Fail(op string, err error) error { return s.b.fail(op, err) }
+
+// DeleteWorkers implements rules.Tx.
+func (t *txn) DeleteWorkers(before time.Time) (int, error) {
+	res, err := t.exec(`DELETE FROM workers WHERE heartbeat_at < ?`, rules.Nanos(before))
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }

@@ -3,13 +3,12 @@ package sqlite
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/rules"
 )
-
-var _ backend.RequestWindow = (*Backend)(nil)
 
 // ProcessedRequests implements backend.RequestWindow.
 func (b *Backend) ProcessedRequests(ctx context.Context, instanceID string, ids []string) ([]backend.ProcessedRequest, error) {
@@ -22,23 +21,13 @@ func (b *Backend) ProcessedRequests(ctx context.Context, instanceID string, ids 
 	}
 	var out []backend.ProcessedRequest
 	err = b.read(ctx, "processed requests", func(d *dbtx) error {
-		out = out[:0]
 		rows, err := d.query(`SELECT id, added_at FROM request_window
 			WHERE instance_id = ?1 AND id IN (SELECT value FROM json_each(?2))`, instanceID, list)
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var r backend.ProcessedRequest
-			var at int64
-			if err := rows.Scan(&r.ID, &at); err != nil {
-				_ = rows.Close()
-				return err
-			}
-			r.At = rules.FromNanos(at)
-			out = append(out, r)
-		}
-		return closeRows(rows)
+		out, err = rules.ScanProcessed(rows)
+		return errors.Join(err, closeRows(rows))
 	})
 	return out, err
 }
