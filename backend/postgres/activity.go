@@ -242,7 +242,7 @@ func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActiv
 		return false, err
 	}
 	if deleted == 0 {
-		if err := taskFence(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
+		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
 			return false, err
 		}
 		if visible == parkedAt {
@@ -348,7 +348,7 @@ func (b *Backend) fencedTaskWrite(ctx context.Context, op, id string, attempt in
 	if err != nil {
 		return err
 	}
-	if err := taskFence(id, attempt, found, current, claimedAt); err != nil {
+	if err := rules.FenceTask(id, attempt, found, current, claimedAt); err != nil {
 		return b.fail(op, err)
 	}
 	return b.fail(op, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w", id, attempt, backend.ErrLeaseLost))

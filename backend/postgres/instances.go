@@ -22,7 +22,7 @@ func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance
 }
 
 func (b *Backend) getInstance(ctx context.Context, q querier, id string) (*backend.Instance, error) {
-	in, err := scanInstance(q.QueryRow(ctx, b.q(`SELECT `+rules.InstanceColumns+` FROM {s}.instances WHERE id = $1`), id))
+	in, err := rules.ScanInstance(q.QueryRow(ctx, b.q(`SELECT `+rules.InstanceColumns+` FROM {s}.instances WHERE id = $1`), id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
 	}

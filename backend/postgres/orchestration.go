@@ -130,7 +130,7 @@ func scanClaimedSteps(rows pgx.Rows) ([]*backend.OrchestrationWorkItem, int64, e
 	for rows.Next() {
 		var completed, started, expires int64
 		wi := &backend.OrchestrationWorkItem{}
-		in, err := scanInstance(prefixRow{rows, []any{&now, &wi.Attempt, &completed, &started, &expires}})
+		in, err := rules.ScanInstance(prefixRow{rows, []any{&now, &wi.Attempt, &completed, &started, &expires}})
 		if err != nil {
 			return nil, 0, err
 		}

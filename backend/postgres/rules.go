@@ -236,22 +236,6 @@ func (t *txn) Finish(id string) error {
 	return nil
 }
 
-// taskFence checks the stored state of a task against a delivery's
-// attempt: ErrLeaseLost unless it is the newest delivery of an existing,
-// delivered task.
-func taskFence(id string, attempt int64, found bool, current, claimedAt int64) error {
-	var f *rules.TaskFence
-	if found {
-		f = &rules.TaskFence{Attempt: current, Delivered: claimedAt != 0}
-	}
-	return f.Check(id, attempt)
-}
-
-// scanInstance scans the rules.InstanceColumns of a row, then extra.
-func scanInstance(s pgx.Row, extra ...any) (*backend.Instance, error) {
-	return rules.ScanInstance(func(dest ...any) error { return s.Scan(append(dest, extra...)...) })
-}
-
 // store is the Backend as rules.Methods sees it. It is a type of its own so
 // that its methods do not join the Backend's.
 type store struct{ b *Backend }

@@ -61,6 +61,17 @@ func (f *TaskFence) Check(id string, attempt int64) error {
 	return nil
 }
 
+// FenceTask is TaskFence.Check for a task row read as found (false: no
+// row), its attempt current and its claim time claimedAt (0: never
+// claimed).
+func FenceTask(id string, attempt int64, found bool, current, claimedAt int64) error {
+	var f *TaskFence
+	if found {
+		f = &TaskFence{Attempt: current, Delivered: claimedAt != 0}
+	}
+	return f.Check(id, attempt)
+}
+
 // ClaimOfCommit is the work item that a repeated step commit hands over
 // for task a (see backend.StepActivityClaimer): the live claim the first
 // commit made, which is the task's first delivery since it was enqueued

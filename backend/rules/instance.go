@@ -18,12 +18,18 @@ const InstanceColumns = `id, name, execution_id, status, input, output, failure,
 	created_at, updated_at, completed_at, parent_instance_id, parent_execution_id, parent_task_id, suspension,
 	resume_outcomes`
 
-// ScanInstance decodes an instance row: scan receives the destinations of
-// InstanceColumns (a caller reading more columns adds its own before or
-// after them). The nullable columns are scanned into sql.Null* values,
-// which database/sql, pgx and the SQLite backend's own connection all
-// accept (sql.Scanner).
-func ScanInstance(scan func(dest ...any) error) (*backend.Instance, error) {
+// Scanner is one row of either SQL driver (and of the SQLite backend's
+// own connection).
+type Scanner interface {
+	Scan(dest ...any) error
+}
+
+// ScanInstance decodes an instance row of InstanceColumns followed by the
+// columns extra receives. The nullable columns are scanned into sql.Null*
+// values, which database/sql, pgx and the SQLite backend's own connection
+// all accept (sql.Scanner).
+func ScanInstance(row Scanner, extra ...any) (*backend.Instance, error) {
+	scan := func(dest ...any) error { return row.Scan(append(dest, extra...)...) }
 	var (
 		in                        backend.Instance
 		failure, pid, pexec, susp sql.NullString
@@ -123,12 +129,11 @@ func ScanPage(rows Rows, omit bool, size int) (*backend.InstancePage, error) {
 	page := &backend.InstancePage{Instances: []*backend.Instance{}}
 	for rows.Next() {
 		var sizes [3]int
-		in, err := ScanInstance(func(dest ...any) error {
-			if omit {
-				dest = append(dest, &sizes[0], &sizes[1], &sizes[2])
-			}
-			return rows.Scan(dest...)
-		})
+		var extra []any
+		if omit {
+			extra = []any{&sizes[0], &sizes[1], &sizes[2]}
+		}
+		in, err := ScanInstance(rows, extra...)
 		if err != nil {
 			return nil, err
 		}

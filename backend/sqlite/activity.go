@@ -181,7 +181,7 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 		err := t.queryRow(`DELETE FROM activity_tasks WHERE id = ? AND attempt = ? AND claimed_at <> 0
 			RETURNING instance_id, execution_id, name, visible_at`, p.TaskID, p.Attempt).Scan(&inst, &exec, &name, &visible)
 		if errors.Is(err, sql.ErrNoRows) {
-			_, _, err = t.taskFence(p.TaskID, int64(p.Attempt))
+			_, _, err = t.fenceTask(p.TaskID, int64(p.Attempt))
 			if err == nil {
 				err = fmt.Errorf("activity task %q: attempt %d not deleted", p.TaskID, p.Attempt)
 			}
@@ -213,7 +213,7 @@ func (b *Backend) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseP
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, p.Now, len(p.Details)+smallOp, func(t *txn) error {
-		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
+		if _, _, err := t.fenceTask(p.ID, p.Attempt); err != nil {
 			return err
 		}
 		if p.Details != nil {
@@ -239,7 +239,7 @@ func (b *Backend) AbandonActivity(ctx context.Context, p *backend.AbandonParams)
 		return b.fail(op, err)
 	}
 	return b.write(ctx, op, time.Time{}, 0, func(t *txn) error {
-		if _, _, err := t.taskFence(p.ID, p.Attempt); err != nil {
+		if _, _, err := t.fenceTask(p.ID, p.Attempt); err != nil {
 			return err
 		}
 		// A parked task's instance has finished: nothing delivers it again.
@@ -267,7 +267,7 @@ func (b *Backend) StartActivity(ctx context.Context, p *backend.StartParams) err
 		return b.fail(op, err)
 	}
 	seq, err := b.writeSeq(ctx, op, time.Time{}, 0, func(t *txn) error {
-		// The update is the fence; taskFence says why it wrote nothing.
+		// The update is the fence; fenceTask says why it wrote nothing.
 		res, err := t.exec(`UPDATE activity_tasks SET started_attempt = attempt
 			WHERE id = ? AND attempt = ? AND claimed_at <> 0`, p.ID, p.Attempt)
 		if err != nil {
@@ -276,7 +276,7 @@ func (b *Backend) StartActivity(ctx context.Context, p *backend.StartParams) err
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
 			return err
 		}
-		_, _, err = t.taskFence(p.ID, p.Attempt)
+		_, _, err = t.fenceTask(p.ID, p.Attempt)
 		if err == nil {
 			err = fmt.Errorf("activity task %q: attempt %d not marked started", p.ID, p.Attempt)
 		}

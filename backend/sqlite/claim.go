@@ -57,7 +57,7 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 			if only != "" {
 				q, args = claimInstanceStepUpdate, append(args, only)
 			}
-			in, err := scanInstance(t.queryRow(q, args...), &attempt, &completed, &started)
+			in, err := rules.ScanInstance(t.queryRow(q, args...), &attempt, &completed, &started)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil
 			}

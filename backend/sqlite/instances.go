@@ -22,7 +22,7 @@ func (b *Backend) GetInstance(ctx context.Context, id string) (*backend.Instance
 const getInstanceQuery = `SELECT ` + rules.InstanceColumns + ` FROM instances WHERE id = ?`
 
 func (d *dbtx) getInstance(id string) (*backend.Instance, error) {
-	in, err := scanInstance(d.queryRow(getInstanceQuery, id))
+	in, err := rules.ScanInstance(d.queryRow(getInstanceQuery, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("instance %q: %w", id, backend.ErrInstanceNotFound)
 	}

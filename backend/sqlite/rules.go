@@ -231,31 +231,17 @@ func (t *txn) fence(id, executionID string, attempt int64) error {
 	return f.Check(id, executionID, attempt)
 }
 
-// taskFence checks that attempt is the newest delivery of an existing task
-// and returns the task's instance and execution; otherwise ErrLeaseLost.
-func (t *txn) taskFence(id string, attempt int64) (instanceID, executionID string, err error) {
-	var claimedAt int64
-	f := &rules.TaskFence{}
+// fenceTask reads activity task id and checks (rules.FenceTask) that
+// attempt is its newest delivery; it returns the task's instance and
+// execution.
+func (t *txn) fenceTask(id string, attempt int64) (instanceID, executionID string, err error) {
+	var current, claimedAt int64
 	err = t.queryRow(`SELECT attempt, claimed_at, instance_id, execution_id FROM activity_tasks WHERE id = ?`, id).
-		Scan(&f.Attempt, &claimedAt, &instanceID, &executionID)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		f = nil
-	case err != nil:
+		Scan(&current, &claimedAt, &instanceID, &executionID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", "", err
-	default:
-		f.Delivered = claimedAt != 0
 	}
-	return instanceID, executionID, f.Check(id, attempt)
-}
-
-// scanInstance scans the rules.InstanceColumns of a row, then extra.
-func scanInstance(s scanner, extra ...any) (*backend.Instance, error) {
-	return rules.ScanInstance(func(dest ...any) error { return s.Scan(append(dest, extra...)...) })
-}
-
-type scanner interface {
-	Scan(dest ...any) error
+	return instanceID, executionID, rules.FenceTask(id, attempt, err == nil, current, claimedAt)
 }
 
 // store is the Backend as rules.Methods sees it. It is a type of its own so
