@@ -1,0 +1,134 @@
+// scenarios.js runs @dapr/durabletask-js 1.0.0, unchanged, against a duro
+// server: `node scenarios.js NAME...` (or `all`) with DURO_GRPC (host:port
+// of --grpc-listen) set. This SDK speaks an older form of the protocol: it
+// sends no completion tokens (duro matches its completions by instance and
+// task ID) and no tags. It prints "PASS name" or "FAIL name: why" per
+// scenario and a closing "N passed, N failed" line, and exits 1 if any
+// failed.
+"use strict";
+const { TaskHubGrpcClient, TaskHubGrpcWorker } = require("@dapr/durabletask-js");
+const { whenAll } = require("@dapr/durabletask-js/task");
+const { OrchestrationStatus } = require("@dapr/durabletask-js/orchestration/enum/orchestration-status.enum");
+
+const GRPC = process.env.DURO_GRPC || "localhost:4001";
+
+// The SDK logs every work item with console.log; keep the output to the
+// scenarios' lines.
+const quiet = { log: console.log, error: console.error, info: console.info };
+console.log = console.info = console.error = () => {};
+const say = (...a) => quiet.log(...a);
+
+function register(w) {
+  w.addNamedActivity("Hello", async (_, name) => `Hello, ${name}!`);
+  w.addNamedActivity("Double", async (_, n) => n * 2);
+  w.addNamedActivity("Boom", async (_, why) => { throw new Error(`boom: ${why}`); });
+  w.addNamedOrchestrator("Sequence", async function* (ctx, name) {
+    const out = [];
+    for (const n of [name, "Tokyo", "London"]) out.push(yield ctx.callActivity("Hello", n));
+    return out;
+  });
+  w.addNamedOrchestrator("FanOut", async function* (ctx, n) {
+    const tasks = [];
+    for (let i = 1; i <= n; i++) tasks.push(ctx.callActivity("Double", i));
+    const got = yield whenAll(tasks);
+    return got.reduce((a, b) => a + b, 0);
+  });
+  w.addNamedOrchestrator("Timer", async function* (ctx) {
+    const start = ctx.currentUtcDateTime;
+    yield ctx.createTimer(1);
+    return ctx.currentUtcDateTime.getTime() - start.getTime();
+  });
+  w.addNamedOrchestrator("Approval", async function* (ctx) {
+    const v = yield ctx.waitForExternalEvent("approve");
+    return `approved by ${v.by}`;
+  });
+  w.addNamedOrchestrator("Catch", async function* (ctx, why) {
+    try {
+      yield ctx.callActivity("Boom", why);
+      return "no failure";
+    } catch (e) {
+      return `caught: ${e.message}`;
+    }
+  });
+  w.addNamedOrchestrator("Uncaught", async function* (ctx, why) {
+    return yield ctx.callActivity("Boom", why);
+  });
+}
+
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+
+async function complete(c, id, secs = 30) {
+  const st = await c.waitForOrchestrationCompletion(id, true, secs);
+  check(st, `instance ${id} not found`);
+  return st;
+}
+
+function want(st, status, output) {
+  check(st.runtimeStatus === status,
+    `status ${OrchestrationStatus[st.runtimeStatus]}, want ${OrchestrationStatus[status]} (failure: ${JSON.stringify(st.failureDetails)})`);
+  if (output !== undefined) check(st.serializedOutput === JSON.stringify(output), `output ${st.serializedOutput}, want ${JSON.stringify(output)}`);
+}
+
+const scenarios = {
+  async sequence(c) {
+    const id = await c.scheduleNewOrchestration("Sequence", "Seattle");
+    want(await complete(c, id), OrchestrationStatus.COMPLETED, ["Hello, Seattle!", "Hello, Tokyo!", "Hello, London!"]);
+  },
+  async fanout(c) {
+    const id = await c.scheduleNewOrchestration("FanOut", 10);
+    want(await complete(c, id), OrchestrationStatus.COMPLETED, 110);
+  },
+  async timer(c) {
+    const id = await c.scheduleNewOrchestration("Timer");
+    const st = await complete(c, id);
+    want(st, OrchestrationStatus.COMPLETED);
+    check(Number(st.serializedOutput) >= 1000, `the timer fired after ${st.serializedOutput}ms, before its second`);
+  },
+  async event(c) {
+    const id = await c.scheduleNewOrchestration("Approval");
+    await c.waitForOrchestrationStart(id, false, 20);
+    await c.raiseOrchestrationEvent(id, "approve", { by: "ana" });
+    want(await complete(c, id), OrchestrationStatus.COMPLETED, "approved by ana");
+  },
+  // An activity that throws: the orchestration catches the failure, or
+  // fails with it when it does not.
+  async activityfailure(c) {
+    const caught = await c.scheduleNewOrchestration("Catch", "one");
+    const st1 = await complete(c, caught);
+    want(st1, OrchestrationStatus.COMPLETED);
+    check(/^"caught: .*boom: one"$/.test(st1.serializedOutput), `output ${st1.serializedOutput}, want the caught failure`);
+    const uncaught = await c.scheduleNewOrchestration("Uncaught", "two");
+    const st = await complete(c, uncaught);
+    want(st, OrchestrationStatus.FAILED);
+    check(/boom: two/.test(JSON.stringify(st.failureDetails)), `failure ${JSON.stringify(st.failureDetails)}, want boom: two`);
+  },
+};
+
+async function main() {
+  let names = process.argv.slice(2);
+  if (names.length === 0 || names[0] === "all") names = Object.keys(scenarios);
+  const w = new TaskHubGrpcWorker(GRPC);
+  register(w);
+  await w.start();
+  const c = new TaskHubGrpcClient(GRPC);
+  let passed = 0, failed = 0;
+  for (const name of names) {
+    const fn = scenarios[name];
+    const t0 = Date.now();
+    try {
+      if (!fn) throw new Error("no such scenario");
+      await fn(c);
+      passed++;
+      say(`PASS ${name} (${Date.now() - t0}ms)`);
+    } catch (e) {
+      failed++;
+      say(`FAIL ${name}: ${e && e.stack || e}`);
+    }
+  }
+  await c.stop();
+  await w.stop();
+  say(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => { quiet.error(e); process.exit(2); });
