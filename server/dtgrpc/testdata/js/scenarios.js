@@ -277,6 +277,37 @@ const scenarios = {
     });
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
   },
+  // RestartInstance: a finished instance restarts under its own ID (a new
+  // execution, the same input) or under a new one; a running one does not
+  // restart under its own ID.
+  async restart(c) {
+    const id = await c.scheduleNewOrchestration("Sequence", "Quito");
+    await withWorker(async () => {
+      const out = ["Hello, Quito!", "Hello, Tokyo!", "Hello, London!"];
+      const first = await complete(c, id);
+      want(first, OrchestrationStatus.COMPLETED, out);
+      const before = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}`);
+      const same = await c.restartOrchestration(id);
+      check(same === id, `restarted as ${same}, want ${id}`);
+      const again = await complete(c, id);
+      want(again, OrchestrationStatus.COMPLETED, out);
+      const after = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}`);
+      check(after.executionId !== before.executionId, "the restart did not start a new execution");
+      const other = await c.restartOrchestration(id, true);
+      check(other && other !== id, `restarted with a new ID as ${other}`);
+      want(await complete(c, other), OrchestrationStatus.COMPLETED, out);
+      const live = await c.scheduleNewOrchestration("Approval");
+      await statusSoon(c, live, OrchestrationStatus.RUNNING);
+      let refused = "";
+      try { await c.restartOrchestration(live); } catch (e) { refused = String(e.message || e); }
+      check(/cannot be restarted/.test(refused), `a running instance restarted under its own ID: ${refused}`);
+      let missing = "";
+      try { await c.restartOrchestration(uid("none")); } catch (e) { missing = String(e.message || e); }
+      check(/was not found/.test(missing), `restart of an unknown instance: ${missing}`);
+      await c.terminateOrchestration(live, "done");
+      want(await complete(c, live), OrchestrationStatus.TERMINATED);
+    });
+  },
 };
 
 // waitHeld watches the history for a second and reports whether no
