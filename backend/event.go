@@ -152,6 +152,9 @@ type Event struct {
 	Status Status `json:"status,omitempty"`
 	// Reason explains a termination.
 	Reason string `json:"reason,omitempty"`
+	// NonRecursive, on a termination request, leaves the instance's running
+	// sub-orchestrations running (by default they are terminated too).
+	NonRecursive bool `json:"nonRecursive,omitempty"`
 	// Parent names the parent orchestration on ExecutionStarted of a
 	// sub-orchestration.
 	Parent *ParentRef `json:"parent,omitempty"`

@@ -604,6 +604,9 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 		case *dtpb.OrchestratorAction_SendEvent:
 			e := t.SendEvent
 			ra.Kind, ra.Name, ra.InstanceID, ra.Input = replay.RemoteSendEvent, e.GetName(), e.GetInstance().GetInstanceId(), payload(e.GetData())
+			if ra.Name == replay.TerminateSentName {
+				return nil, fmt.Errorf("event name %q is reserved by duro", ra.Name)
+			}
 		case *dtpb.OrchestratorAction_CompleteOrchestration:
 			c := t.CompleteOrchestration
 			ra.Kind, ra.Result = replay.RemoteComplete, payload(c.GetResult())
@@ -612,9 +615,11 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 				ra.Status = backend.StatusCompleted
 			case dtpb.OrchestrationStatus_ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
 				ra.Status = backend.StatusContinuedAsNew
-				if len(c.GetCarryoverEvents()) > 0 {
-					return nil, errors.New("continue-as-new with carried-over events is not supported by duro yet")
+				carry, err := carryoverEvents(c.GetCarryoverEvents())
+				if err != nil {
+					return nil, err
 				}
+				ra.Carryover = carry
 			case dtpb.OrchestrationStatus_ORCHESTRATION_STATUS_FAILED:
 				ra.Status, ra.Result = backend.StatusFailed, nil
 				ra.Failure = failureFromPB(c.GetFailureDetails(), "")
@@ -622,13 +627,36 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 				return nil, fmt.Errorf("the orchestration cannot complete with status %s", c.GetOrchestrationStatus())
 			}
 		case *dtpb.OrchestratorAction_TerminateOrchestration:
-			return nil, errors.New("terminating another orchestration from an orchestration is not supported by duro")
+			tr := t.TerminateOrchestration
+			ra.Kind, ra.InstanceID, ra.Reason, ra.NonRecursive = replay.RemoteTerminate, tr.GetInstanceId(), tr.GetReason().GetValue(), !tr.GetRecurse()
+			if strings.HasPrefix(ra.InstanceID, "@") {
+				return nil, fmt.Errorf("terminate %q: IDs starting with @ are entities', which do not terminate", ra.InstanceID)
+			}
+		case *dtpb.OrchestratorAction_RewindOrchestration:
+			// An SDK rewinds when its new events hold an ExecutionRewound
+			// and its past a completion; duro rewinds in the engine and
+			// never hands an SDK either.
+			return nil, errors.New("a rewind action: duro rewinds instances itself (RewindInstance) and never asks an SDK to")
 		case *dtpb.OrchestratorAction_SendEntityMessage:
 			return nil, errors.New("entity operations from an orchestration are not supported by duro's protocol server yet")
 		default:
 			return nil, fmt.Errorf("action %d of an unknown kind", a.GetId())
 		}
 		out = append(out, ra)
+	}
+	return out, nil
+}
+
+// carryoverEvents converts the external events a continue-as-new carries
+// over; other kinds of event do not carry over.
+func carryoverEvents(in []*dtpb.HistoryEvent) ([]*backend.Event, error) {
+	var out []*backend.Event
+	for i, h := range in {
+		er := h.GetEventRaised()
+		if er == nil || er.GetName() == "" {
+			return nil, fmt.Errorf("continue-as-new: carried-over event %d is not a named external event (eventRaised)", i)
+		}
+		out = append(out, &backend.Event{Type: backend.EventEventRaised, Name: er.GetName(), Input: payload(er.GetInput())})
 	}
 	return out, nil
 }

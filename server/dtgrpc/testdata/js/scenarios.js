@@ -69,6 +69,19 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
     const b = yield ctx.callActivity("FailOnce", key);
     return [a, b];
   });
+  // Carry: the first execution receives "item" events it does not wait
+  // for, then "go", and continues as new keeping them (saveEvents); the
+  // next one reads four items.
+  w.addNamedOrchestrator("Carry", async function* (ctx, gen) {
+    if (gen === 0) {
+      yield ctx.waitForExternalEvent("go");
+      ctx.continueAsNew(1, true);
+      return;
+    }
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(yield ctx.waitForExternalEvent("item"));
+    return got;
+  });
   w.addNamedOrchestrator("SlowOnce", async function* (ctx, opts) {
     const tags = opts.policy ? { "duro.guarantee": "AtMostOnce", "duro.onDuplicate": opts.policy } : undefined;
     try {
@@ -276,6 +289,19 @@ const scenarios = {
       want(await complete(c, id), OrchestrationStatus.COMPLETED, "decided");
     });
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
+  },
+  // Continue-as-new with carried-over events: the events the first
+  // execution received and did not use reach the next one first, in
+  // order, ahead of the event raised after the continue-as-new.
+  async continueasnew(c) {
+    const id = await c.scheduleNewOrchestration("Carry", 0);
+    await withWorker(async () => {
+      await statusSoon(c, id, OrchestrationStatus.RUNNING);
+      for (const n of [1, 2, 3]) await c.raiseOrchestrationEvent(id, "item", n);
+      await c.raiseOrchestrationEvent(id, "go");
+      await c.raiseOrchestrationEvent(id, "item", 4);
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, [1, 2, 3, 4]);
+    });
   },
   // RestartInstance: a finished instance restarts under its own ID (a new
   // execution, the same input) or under a new one; a running one does not
