@@ -52,6 +52,9 @@ type item struct {
 	enforced *backend.ActivityOptions
 	// sent is set once the item was handed to the stream.
 	sent bool
+	// reconcile is set on a delivery whose request asks the SDK to run
+	// the task's reconcile activity (see reconcile.go).
+	reconcile bool
 }
 
 func (it *item) id() string {
@@ -104,6 +107,18 @@ type workStream struct {
 	actNames  []string        // nil: all
 	// freed is signalled when a completion frees a slot.
 	freed chan struct{}
+	// ctx and ss are the stream's; sendMu serializes its sends (the
+	// stream's loop and a reconciled completion both send).
+	ctx    context.Context
+	ss     grpc.ServerStreamingServer[dtpb.WorkItem]
+	sendMu sync.Mutex
+}
+
+// send sends a work item on the stream.
+func (ws *workStream) send(wi *dtpb.WorkItem) error {
+	ws.sendMu.Lock()
+	defer ws.sendMu.Unlock()
+	return ws.ss.Send(wi)
 }
 
 // GetWorkItems streams work items to an SDK worker until the worker goes
@@ -119,7 +134,7 @@ func (s *Server) GetWorkItems(r *dtpb.GetWorkItemsRequest, ss grpc.ServerStreami
 	s.mu.Unlock()
 	ws := &workStream{s: s, owner: fmt.Sprintf("dtgrpc/%s/%d/%d", host, os.Getpid(), n),
 		maxSteps: int(r.GetMaxConcurrentOrchestrationWorkItems()), maxActs: int(r.GetMaxConcurrentActivityWorkItems()),
-		freed: make(chan struct{}, 1)}
+		freed: make(chan struct{}, 1), ctx: ctx, ss: ss}
 	if ws.maxSteps <= 0 {
 		ws.maxSteps = 10
 	}
@@ -359,7 +374,7 @@ func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingSer
 	}
 	it := &item{token: newToken(kindStep, inst.ID, wi.Attempt), kind: kindStep, ws: ws, wi: wi, step: step, sent: true}
 	s.put(it)
-	return ss.Send(&dtpb.WorkItem{Request: &dtpb.WorkItem_OrchestratorRequest{OrchestratorRequest: req}, CompletionToken: it.token})
+	return ws.send(&dtpb.WorkItem{Request: &dtpb.WorkItem_OrchestratorRequest{OrchestratorRequest: req}, CompletionToken: it.token})
 }
 
 // inForce is the options a delivery enforces: the task's, made at most
@@ -370,6 +385,9 @@ func (s *Server) inForce(task *backend.ActivityTask) backend.ActivityOptions {
 	if p, ok := s.opts.Policies[task.Name]; ok {
 		o.AtMostOnce = true
 		o.OnDuplicate = string(p.OnDuplicate)
+		if p.OnDuplicate == duro.OnDuplicateReconcile {
+			o.ReconcileActivity = p.ReconcileActivity
+		}
 	}
 	if o.AtMostOnce && o.OnDuplicate == "" {
 		o.OnDuplicate = string(duro.OnDuplicateFail)
@@ -404,6 +422,13 @@ func (ws *workStream) handleActivity(ctx context.Context, ss grpc.ServerStreamin
 	if opts.AtMostOnce {
 		dup := awi.StartedAttempt > 0 || (!task.Options.AtMostOnce && awi.Attempt-1-task.PriorAttempts-awi.Released > 0)
 		if dup && awi.Attempt != opts.ApprovedAttempt {
+			if duro.OnDuplicate(opts.OnDuplicate) == duro.OnDuplicateReconcile {
+				if opts.ReconcileActivity != "" {
+					return ws.sendReconcile(awi, opts, enforced)
+				}
+				s.log.Warn("duro: OnDuplicate Reconcile without a reconcile activity; failing the task as a possible duplicate",
+					"instance", task.InstanceID, "activity", task.Name)
+			}
 			if duro.OnDuplicate(opts.OnDuplicate) == duro.OnDuplicateSuspend {
 				s.log.Warn("duro: at-most-once activity not run again: possible duplicate; suspending the instance for a decision",
 					"instance", task.InstanceID, "activity", task.Name, "attempt", awi.Attempt)
@@ -436,6 +461,12 @@ func (ws *workStream) handleActivity(ctx context.Context, ss grpc.ServerStreamin
 			return nil
 		}
 	}
+	return ws.sendActivity(awi, opts, enforced)
+}
+
+// sendActivity hands a delivery that may run to the SDK.
+func (ws *workStream) sendActivity(awi *backend.ActivityWorkItem, opts backend.ActivityOptions, enforced *backend.ActivityOptions) error {
+	task := awi.Task
 	tags := map[string]string{TagAttempt: strconv.Itoa(awi.Attempt)}
 	for k, v := range optionTags(&opts) {
 		tags[k] = v
@@ -444,8 +475,8 @@ func (ws *workStream) handleActivity(ctx context.Context, ss grpc.ServerStreamin
 		OrchestrationInstance: &dtpb.OrchestrationInstance{InstanceId: task.InstanceID, ExecutionId: strOf(task.ExecutionID)}}
 	it := &item{token: newToken(kindActivity, task.ID, int64(awi.Attempt)), kind: kindActivity, ws: ws, awi: awi,
 		enforced: enforced, sent: true}
-	s.put(it)
-	return ss.Send(&dtpb.WorkItem{Request: &dtpb.WorkItem_ActivityRequest{ActivityRequest: req}, CompletionToken: it.token})
+	ws.s.put(it)
+	return ws.send(&dtpb.WorkItem{Request: &dtpb.WorkItem_ActivityRequest{ActivityRequest: req}, CompletionToken: it.token})
 }
 
 func engineFailure(errType, taskName string, err error) *backend.Failure {
@@ -474,6 +505,9 @@ func (s *Server) CompleteActivityTask(ctx context.Context, r *dtpb.ActivityRespo
 	var taskID, name string
 	var attempt, tid int
 	var enforced *backend.ActivityOptions
+	if it != nil && it.reconcile {
+		return it.ws.reconciled(ctx, it, r)
+	}
 	if it != nil {
 		defer it.ws.signalFreed()
 		taskID, name, attempt, tid, enforced = it.awi.Task.ID, it.awi.Task.Name, it.awi.Attempt, it.awi.Task.TaskID, it.enforced
@@ -483,7 +517,7 @@ func (s *Server) CompleteActivityTask(ctx context.Context, r *dtpb.ActivityRespo
 		// task since.
 		kind, id, att, ok := parseToken(r.GetCompletionToken())
 		if !ok || kind != kindActivity {
-			return nil, errStale
+			return nil, errStale // a reconcile's delivery is settled only while its stream lives
 		}
 		taskID, attempt, tid = id, int(att), int(r.GetTaskId())
 	}
@@ -673,14 +707,20 @@ func tagOptions(tags map[string]string) (backend.ActivityOptions, error) {
 			return o, fmt.Errorf("tag %s=%q: want AtMostOnce or AtLeastOnce", TagGuarantee, g)
 		}
 	}
+	policies := []duro.OnDuplicate{duro.OnDuplicateFail, duro.OnDuplicateSuspend, duro.OnDuplicateReconcile}
 	if od, ok := tags[TagOnDuplicate]; ok {
-		i := slices.IndexFunc([]duro.OnDuplicate{duro.OnDuplicateFail, duro.OnDuplicateSuspend}, func(p duro.OnDuplicate) bool {
-			return strings.EqualFold(od, string(p))
-		})
+		i := slices.IndexFunc(policies, func(p duro.OnDuplicate) bool { return strings.EqualFold(od, string(p)) })
 		if i < 0 {
-			return o, fmt.Errorf("tag %s=%q: want Fail or Suspend (Reconcile needs Go code)", TagOnDuplicate, od)
+			return o, fmt.Errorf("tag %s=%q: want Fail, Suspend or Reconcile", TagOnDuplicate, od)
 		}
-		o.OnDuplicate = string([]duro.OnDuplicate{duro.OnDuplicateFail, duro.OnDuplicateSuspend}[i])
+		o.OnDuplicate = string(policies[i])
+	}
+	o.ReconcileActivity = tags[TagReconcile]
+	switch {
+	case o.OnDuplicate == string(duro.OnDuplicateReconcile) && o.ReconcileActivity == "":
+		return o, fmt.Errorf("tag %s=Reconcile needs the reconcile activity's name in tag %s", TagOnDuplicate, TagReconcile)
+	case o.OnDuplicate != string(duro.OnDuplicateReconcile) && o.ReconcileActivity != "":
+		return o, fmt.Errorf("tag %s names a reconcile activity, but %s is not Reconcile", TagReconcile, TagOnDuplicate)
 	}
 	return o, nil
 }

@@ -40,6 +40,12 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
     count("Slow:" + key);
     return "slow done";
   });
+  // FindSlow reconciles Slow: it "asks the outside world" (here: the key
+  // says) whether the first delivery took effect.
+  w.addNamedActivity("FindSlow", async (_, key) => {
+    count("FindSlow:" + key);
+    return key.startsWith("found") ? { found: true, result: `found ${key}` } : { found: false };
+  });
   w.addNamedOrchestrator("Sequence", async function* (ctx, name) {
     const out = [];
     for (const n of [name, "Tokyo", "London"]) out.push(yield ctx.callActivity("Hello", n));
@@ -84,6 +90,7 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
   });
   w.addNamedOrchestrator("SlowOnce", async function* (ctx, opts) {
     const tags = opts.policy ? { "duro.guarantee": "AtMostOnce", "duro.onDuplicate": opts.policy } : undefined;
+    if (opts.policy === "Reconcile") tags["duro.reconcile"] = "FindSlow";
     try {
       return yield ctx.callActivity("Slow", opts.key, tags ? { tags } : undefined);
     } catch (e) {
@@ -264,6 +271,23 @@ const scenarios = {
     }
     await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, "failed: PossibleDuplicate"));
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
+  },
+  // At most once via tags, Reconcile: the next delivery runs the
+  // reconcile activity FindSlow instead; found, its result is the task's
+  // and Slow does not run again; not found, Slow runs once more.
+  async atmostoncereconcile(c) {
+    for (const [key, out, reruns] of [[uid("found"), (k) => `found ${k}`, undefined], [uid("lost"), () => "slow done", 1]]) {
+      const { child, dir } = await startChild();
+      const id = await c.scheduleNewOrchestration("SlowOnce", { key, policy: "Reconcile" });
+      try {
+        await waitStarted(dir);
+      } finally {
+        await killed(child);
+      }
+      await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, out(key)));
+      check(runs["FindSlow:" + key] === 1, `FindSlow ran ${runs["FindSlow:" + key]} times, want 1`);
+      check(runs["Slow:" + key] === reruns, `Slow ran ${runs["Slow:" + key]} times here after the kill, want ${reruns}`);
+    }
   },
   // At most once via tags, Suspend: the instance waits for a decision; a
   // stock resume is refused with FAILED_PRECONDITION; duro's API decides.
