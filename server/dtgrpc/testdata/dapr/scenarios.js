@@ -9,6 +9,7 @@
 const { TaskHubGrpcClient, TaskHubGrpcWorker } = require("@dapr/durabletask-js");
 const { whenAll } = require("@dapr/durabletask-js/task");
 const { OrchestrationStatus } = require("@dapr/durabletask-js/orchestration/enum/orchestration-status.enum");
+const { registerBasic, check, checks } = require("../basic");
 
 const GRPC = process.env.DURO_GRPC || "localhost:4001";
 
@@ -19,29 +20,8 @@ console.log = console.info = console.error = () => {};
 const say = (...a) => quiet.log(...a);
 
 function register(w) {
-  w.addNamedActivity("Hello", async (_, name) => `Hello, ${name}!`);
-  w.addNamedActivity("Double", async (_, n) => n * 2);
+  registerBasic(w, whenAll);
   w.addNamedActivity("Boom", async (_, why) => { throw new Error(`boom: ${why}`); });
-  w.addNamedOrchestrator("Sequence", async function* (ctx, name) {
-    const out = [];
-    for (const n of [name, "Tokyo", "London"]) out.push(yield ctx.callActivity("Hello", n));
-    return out;
-  });
-  w.addNamedOrchestrator("FanOut", async function* (ctx, n) {
-    const tasks = [];
-    for (let i = 1; i <= n; i++) tasks.push(ctx.callActivity("Double", i));
-    const got = yield whenAll(tasks);
-    return got.reduce((a, b) => a + b, 0);
-  });
-  w.addNamedOrchestrator("Timer", async function* (ctx) {
-    const start = ctx.currentUtcDateTime;
-    yield ctx.createTimer(1);
-    return ctx.currentUtcDateTime.getTime() - start.getTime();
-  });
-  w.addNamedOrchestrator("Approval", async function* (ctx) {
-    const v = yield ctx.waitForExternalEvent("approve");
-    return `approved by ${v.by}`;
-  });
   w.addNamedOrchestrator("Catch", async function* (ctx, why) {
     try {
       yield ctx.callActivity("Boom", why);
@@ -55,19 +35,7 @@ function register(w) {
   });
 }
 
-function check(cond, msg) { if (!cond) throw new Error(msg); }
-
-async function complete(c, id, secs = 30) {
-  const st = await c.waitForOrchestrationCompletion(id, true, secs);
-  check(st, `instance ${id} not found`);
-  return st;
-}
-
-function want(st, status, output) {
-  check(st.runtimeStatus === status,
-    `status ${OrchestrationStatus[st.runtimeStatus]}, want ${OrchestrationStatus[status]} (failure: ${JSON.stringify(st.failureDetails)})`);
-  if (output !== undefined) check(st.serializedOutput === JSON.stringify(output), `output ${st.serializedOutput}, want ${JSON.stringify(output)}`);
-}
+const { complete, want } = checks(OrchestrationStatus);
 
 const scenarios = {
   async sequence(c) {

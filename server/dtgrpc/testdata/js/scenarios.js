@@ -14,6 +14,7 @@ const { spawn } = require("child_process");
 const {
   TaskHubGrpcClient, TaskHubGrpcWorker, OrchestrationStatus, whenAll, NoOpLogger,
 } = require("@microsoft/durabletask-js");
+const { registerBasic, check, checks } = require("../basic");
 
 const GRPC = process.env.DURO_GRPC || "localhost:4001";
 const HTTP = process.env.DURO_HTTP || "http://127.0.0.1:8233";
@@ -26,8 +27,7 @@ const runs = {}; // activity runs in this process, by key
 const count = (k) => { runs[k] = (runs[k] || 0) + 1; return runs[k]; };
 
 function register(w, { slowHangs = false, markDir = "" } = {}) {
-  w.addNamedActivity("Hello", async (_, name) => `Hello, ${name}!`);
-  w.addNamedActivity("Double", async (_, n) => n * 2);
+  registerBasic(w, whenAll);
   w.addNamedActivity("FailOnce", async (_, key) => {
     if (count("FailOnce:" + key) === 1) throw new Error("first try fails");
     return "second try works";
@@ -45,26 +45,6 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
   w.addNamedActivity("FindSlow", async (_, key) => {
     count("FindSlow:" + key);
     return key.startsWith("found") ? { found: true, result: `found ${key}` } : { found: false };
-  });
-  w.addNamedOrchestrator("Sequence", async function* (ctx, name) {
-    const out = [];
-    for (const n of [name, "Tokyo", "London"]) out.push(yield ctx.callActivity("Hello", n));
-    return out;
-  });
-  w.addNamedOrchestrator("FanOut", async function* (ctx, n) {
-    const tasks = [];
-    for (let i = 1; i <= n; i++) tasks.push(ctx.callActivity("Double", i));
-    const got = yield whenAll(tasks);
-    return got.reduce((a, b) => a + b, 0);
-  });
-  w.addNamedOrchestrator("Timer", async function* (ctx) {
-    const start = ctx.currentUtcDateTime;
-    yield ctx.createTimer(1);
-    return ctx.currentUtcDateTime.getTime() - start.getTime();
-  });
-  w.addNamedOrchestrator("Approval", async function* (ctx) {
-    const v = yield ctx.waitForExternalEvent("approve");
-    return `approved by ${v.by}`;
   });
   w.addNamedOrchestrator("Parent", async function* (ctx, name) {
     const child = yield ctx.callSubOrchestrator("Sequence", name);
@@ -110,19 +90,7 @@ async function withWorker(fn, opts) {
   try { return await fn(); } finally { await w.stop(); }
 }
 
-function check(cond, msg) { if (!cond) throw new Error(msg); }
-
-async function complete(c, id, secs = 30) {
-  const st = await c.waitForOrchestrationCompletion(id, true, secs);
-  check(st, `instance ${id} not found`);
-  return st;
-}
-
-function want(st, status, output) {
-  check(st.runtimeStatus === status,
-    `status ${OrchestrationStatus[st.runtimeStatus]}, want ${OrchestrationStatus[status]} (failure: ${JSON.stringify(st.failureDetails)})`);
-  if (output !== undefined) check(st.serializedOutput === JSON.stringify(output), `output ${st.serializedOutput}, want ${JSON.stringify(output)}`);
-}
+const { complete, want } = checks(OrchestrationStatus);
 
 async function statusSoon(c, id, status, secs = 20) {
   const end = Date.now() + secs * 1000;
