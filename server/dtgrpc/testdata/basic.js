@@ -49,4 +49,28 @@ function checks(OrchestrationStatus) {
   return { complete, want };
 }
 
-module.exports = { registerBasic, check, checks };
+// runScenarios runs the scenarios named on the command line (all by
+// default) with client c, printing with say a "PASS name" or "FAIL name:
+// why" line each, and returns the closing "N passed, N failed" line and
+// whether any failed.
+async function runScenarios(scenarios, c, say) {
+  let names = process.argv.slice(2);
+  if (names.length === 0 || names[0] === "all") names = Object.keys(scenarios);
+  let passed = 0, failed = 0;
+  for (const name of names) {
+    const fn = scenarios[name];
+    const t0 = Date.now();
+    try {
+      if (!fn) throw new Error("no such scenario");
+      await fn(c);
+      passed++;
+      say(`PASS ${name} (${Date.now() - t0}ms)`);
+    } catch (e) {
+      failed++;
+      say(`FAIL ${name}: ${e && e.stack || e}`);
+    }
+  }
+  return { summary: `${passed} passed, ${failed} failed`, failed: failed > 0 };
+}
+
+module.exports = { registerBasic, check, checks, runScenarios };

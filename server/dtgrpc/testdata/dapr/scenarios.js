@@ -9,7 +9,7 @@
 const { TaskHubGrpcClient, TaskHubGrpcWorker } = require("@dapr/durabletask-js");
 const { whenAll } = require("@dapr/durabletask-js/task");
 const { OrchestrationStatus } = require("@dapr/durabletask-js/orchestration/enum/orchestration-status.enum");
-const { registerBasic, check, checks } = require("../basic");
+const { registerBasic, check, checks, runScenarios } = require("../basic");
 
 const GRPC = process.env.DURO_GRPC || "localhost:4001";
 
@@ -73,29 +73,14 @@ const scenarios = {
 };
 
 async function main() {
-  let names = process.argv.slice(2);
-  if (names.length === 0 || names[0] === "all") names = Object.keys(scenarios);
   const w = new TaskHubGrpcWorker(GRPC);
   register(w);
   await w.start();
   const c = new TaskHubGrpcClient(GRPC);
-  let passed = 0, failed = 0;
-  for (const name of names) {
-    const fn = scenarios[name];
-    const t0 = Date.now();
-    try {
-      if (!fn) throw new Error("no such scenario");
-      await fn(c);
-      passed++;
-      say(`PASS ${name} (${Date.now() - t0}ms)`);
-    } catch (e) {
-      failed++;
-      say(`FAIL ${name}: ${e && e.stack || e}`);
-    }
-  }
+  const { summary, failed } = await runScenarios(scenarios, c, say);
   await c.stop();
   await w.stop();
-  say(`${passed} passed, ${failed} failed`);
+  say(summary);
   process.exit(failed ? 1 : 0);
 }
 

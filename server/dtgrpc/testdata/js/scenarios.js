@@ -14,7 +14,7 @@ const { spawn } = require("child_process");
 const {
   TaskHubGrpcClient, TaskHubGrpcWorker, OrchestrationStatus, whenAll, NoOpLogger,
 } = require("@microsoft/durabletask-js");
-const { registerBasic, check, checks } = require("../basic");
+const { registerBasic, check, checks, runScenarios } = require("../basic");
 
 const GRPC = process.env.DURO_GRPC || "localhost:4001";
 const HTTP = process.env.DURO_HTTP || "http://127.0.0.1:8233";
@@ -347,25 +347,10 @@ async function main() {
     await w.start();
     return; // runs until killed
   }
-  let names = process.argv.slice(2);
-  if (names.length === 0 || names[0] === "all") names = Object.keys(scenarios);
-  let passed = 0, failed = 0;
   const c = client();
-  for (const name of names) {
-    const fn = scenarios[name];
-    const t0 = Date.now();
-    try {
-      if (!fn) throw new Error("no such scenario");
-      await fn(c);
-      passed++;
-      console.log(`PASS ${name} (${Date.now() - t0}ms)`);
-    } catch (e) {
-      failed++;
-      console.log(`FAIL ${name}: ${e && e.stack || e}`);
-    }
-  }
+  const { summary, failed } = await runScenarios(scenarios, c, console.log);
   await c.stop();
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(summary);
   process.exit(failed ? 1 : 0);
 }
 
