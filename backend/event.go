@@ -152,6 +152,9 @@ type Event struct {
 	Status Status `json:"status,omitempty"`
 	// Reason explains a termination.
 	Reason string `json:"reason,omitempty"`
+	// NonRecursive, on a termination request, leaves the instance's running
+	// sub-orchestrations running (by default they are terminated too).
+	NonRecursive bool `json:"nonRecursive,omitempty"`
 	// Parent names the parent orchestration on ExecutionStarted of a
 	// sub-orchestration.
 	Parent *ParentRef `json:"parent,omitempty"`
@@ -357,6 +360,11 @@ type ActivityOptions struct {
 	// worker does not register); it then applies if the executing worker
 	// makes the task at most once.
 	OnDuplicate string `json:"onDuplicate,omitempty"`
+	// ReconcileActivity names the activity that reconciles a possible
+	// duplicate under OnDuplicate "Reconcile" for workers that run no Go
+	// code (the Durable Task protocol server asks an SDK worker to run it);
+	// a Go worker's ReconcileFunc does not use it.
+	ReconcileActivity string `json:"reconcileActivity,omitempty"`
 	// MaxDeliveries bounds the deliveries of the task; the delivery after the
 	// last one fails the task as poisoned. Zero means the worker's default.
 	MaxDeliveries int `json:"maxDeliveries,omitempty"`

@@ -81,8 +81,9 @@ With --grpc-listen ADDRESS it also serves the Durable Task sidecar protocol
 workers (JavaScript, .NET, Java, Python) run on the store: see
 docs/durable-task-protocol.md. It takes the same token, as gRPC metadata
 "authorization: Bearer TOKEN", and without one it listens on loopback only.
---activity-policy NAME=AtMostOnce[:Fail|:Suspend] makes an activity at most
-once for SDKs that cannot set duro's tags.
+--activity-policy NAME=AtMostOnce[:Fail|:Suspend|:Reconcile:ACTIVITY] makes an
+activity at most once for SDKs that cannot set duro's tags (Reconcile runs
+the SDK's activity ACTIVITY on a possible duplicate).
 
 Tracing is off unless --trace-exporter is stdout or otlp (OTLP over HTTP to
 --trace-endpoint, or to OTEL_EXPORTER_OTLP_ENDPOINT). --timeout does not
@@ -111,7 +112,7 @@ apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 	f.StringVar(&o.logFormat, "log-format", "text", "the log format on stderr: text or json")
 	f.StringVar(&o.grpcListen, "grpc-listen", "", "also serve the Durable Task sidecar protocol (gRPC) on this `ADDRESS` (host:port)")
 	f.StringArrayVar(&o.policies, "activity-policy", nil,
-		"`NAME=AtMostOnce[:Fail|:Suspend]`: make the activity NAME at most once for Durable Task SDK workers (repeatable)")
+		"`NAME=AtMostOnce[:Fail|:Suspend|:Reconcile:ACTIVITY]`: make the activity NAME at most once for Durable Task SDK workers (repeatable)")
 	return cmd
 }
 

@@ -463,6 +463,9 @@ func terminateStep(out *backend.CompleteOrchestrationStepParams, inst *backend.I
 
 	out.Messages = append(out.Messages, heldLocks(inst, history)...)
 	for _, c := range runningChildren(history) {
+		if req.NonRecursive {
+			break
+		}
 		out.Messages = append(out.Messages, &backend.Message{
 			ID:         backend.ResultMessageID(backend.TaskMessageID(inst.ID, inst.ExecutionID, c.taskID)) + "/terminate",
 			InstanceID: c.instanceID,

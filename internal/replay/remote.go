@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,9 +62,21 @@ const (
 	RemoteSubOrchestration
 	RemoteSendEvent
 	// RemoteComplete ends the execution with Status Completed (Result),
-	// Failed (Failure) or ContinuedAsNew (Result is the next input).
+	// Failed (Failure) or ContinuedAsNew (Result is the next input;
+	// Carryover are the external events the next execution receives
+	// first, in order).
 	RemoteComplete
+	// RemoteTerminate terminates another instance, InstanceID, with
+	// Reason; its running sub-orchestrations too unless NonRecursive.
+	RemoteTerminate
 )
+
+// TerminateSentName is the name of the EventSent event that records, in
+// the history of a remote orchestration, its termination of another
+// instance. The code never sees that event: the protocol has no history
+// event for a termination sent, and an SDK re-emits the action on every
+// replay, which the recorded event makes a no-op.
+const TerminateSentName = "duro.terminate"
 
 // RemoteAction is one action of remote code, numbered by the code.
 type RemoteAction struct {
@@ -81,6 +94,11 @@ type RemoteAction struct {
 	Status   backend.Status
 	Result   []byte
 	Failure  *backend.Failure
+	// Carryover are EventRaised events (Name, Input) for continue-as-new.
+	Carryover []*backend.Event
+	// Reason and NonRecursive describe a termination.
+	Reason       string
+	NonRecursive bool
 }
 
 // ErrRemoteAction is returned (wrapped) by Finish for actions it cannot
@@ -101,7 +119,7 @@ func PrepareRemote(wi *backend.OrchestrationWorkItem, now time.Time, logger *slo
 		s.Done = out
 		return s
 	}
-	pl := planStep(wi, now, logger.Warn)
+	pl := planStep(carriedFirst(wi), now, logger.Warn)
 	s.pl = pl
 	out.ConsumedMessageIDs = pl.consumed
 	out.ResumeOutcomes = KeepResumeOutcomes(inst.ResumeOutcomes, pl.outcomes)
@@ -160,6 +178,9 @@ func PrepareRemote(wi *backend.OrchestrationWorkItem, now time.Time, logger *slo
 		case isScheduling(ev.Type):
 			if !isNew {
 				s.recorded[ev.TaskID] = true
+			}
+			if ev.Type == backend.EventEventSent && ev.Name == TerminateSentName {
+				break // the code never saw it (TerminateSentName)
 			}
 			if tolerant || isNew {
 				break // the abandoned branch; new ones cannot be
@@ -236,6 +257,11 @@ func (s *RemoteStep) Finish(actions []RemoteAction, customStatus []byte, customS
 				final = &backend.Event{Type: backend.EventExecutionCompleted, Status: backend.StatusCompleted, Result: a.Result}
 			case backend.StatusContinuedAsNew:
 				final = &backend.Event{Type: backend.EventExecutionCompleted, Status: backend.StatusContinuedAsNew, Result: a.Result}
+				carry, err := s.carryover(a.Carryover)
+				if err != nil {
+					return nil, err
+				}
+				out.Messages = append(out.Messages, carry...)
 			case backend.StatusFailed:
 				f := a.Failure
 				if f == nil {
@@ -307,6 +333,14 @@ func (s *RemoteStep) Finish(actions []RemoteAction, customStatus []byte, customS
 				Input: a.Input, Timestamp: now}
 			na.message = &backend.Message{ID: msgID, InstanceID: a.InstanceID,
 				Event: &backend.Event{Type: backend.EventEventRaised, Name: a.Name, Input: a.Input, Timestamp: now}}
+		case RemoteTerminate:
+			if a.InstanceID == "" || a.InstanceID == inst.ID {
+				return nil, fmt.Errorf("%w: termination %d of instance %q: name another instance", ErrRemoteAction, a.ID, a.InstanceID)
+			}
+			na.ev = &backend.Event{Type: backend.EventEventSent, TaskID: id, InstanceID: a.InstanceID, Name: TerminateSentName,
+				Reason: a.Reason, Timestamp: now}
+			na.message = &backend.Message{ID: msgID, InstanceID: a.InstanceID,
+				Event: &backend.Event{Type: backend.EventExecutionTerminated, Reason: a.Reason, NonRecursive: a.NonRecursive, Timestamp: now}}
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %d (action %d)", ErrRemoteAction, a.Kind, a.ID)
 		}
@@ -344,9 +378,61 @@ func (s *RemoteStep) finish(final *backend.Event) {
 		out.Messages = append(out.Messages, pl.messages...)
 	}
 	out.RewindInstances = pl.rewinds
-	finishStep(out, pl, final, s.started, now, s.parent, s.rewinds, func() string {
-		return uuid.NewSHA1(uuid.NameSpaceOID, []byte(inst.ID+"/"+inst.ExecutionID+"/continue")).String()
-	})
+	finishStep(out, pl, final, s.started, now, s.parent, s.rewinds, s.nextExecutionID)
+}
+
+// nextExecutionID is the execution a continue-as-new of this step starts.
+func (s *RemoteStep) nextExecutionID() string {
+	inst := s.wi.Instance
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(inst.ID+"/"+inst.ExecutionID+"/continue")).String()
+}
+
+// carryPrefix starts the IDs of the messages that carry events over to
+// execution exec of instance id.
+func carryPrefix(id, exec string) string { return backend.StartMessageID(id, exec) + "/carry/" }
+
+// carryover turns the events a continue-as-new carries over into messages
+// to the next execution, numbered in order.
+func (s *RemoteStep) carryover(events []*backend.Event) ([]*backend.Message, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	inst, exec := s.wi.Instance, s.nextExecutionID()
+	out := make([]*backend.Message, 0, len(events))
+	for i, ev := range events {
+		if ev.Type != backend.EventEventRaised || ev.Name == "" {
+			return nil, fmt.Errorf("%w: continue-as-new carries over event %d of type %s; only named external events carry over",
+				ErrRemoteAction, i, ev.Type)
+		}
+		out = append(out, &backend.Message{
+			ID: carryPrefix(inst.ID, exec) + fmt.Sprintf("%06d", i), InstanceID: inst.ID, ExecutionID: exec,
+			Event: &backend.Event{Type: backend.EventEventRaised, Name: ev.Name, Input: ev.Input, Timestamp: s.now},
+		})
+	}
+	return out, nil
+}
+
+// carriedFirst returns wi with the messages that carry events over to its
+// execution (sent by the continue-as-new that started it) ahead of the
+// others, in their order: the previous execution had received them before
+// any event still in the inbox.
+func carriedFirst(wi *backend.OrchestrationWorkItem) *backend.OrchestrationWorkItem {
+	prefix := carryPrefix(wi.Instance.ID, wi.Instance.ExecutionID)
+	var carried, rest []*backend.Message
+	for _, m := range wi.Messages {
+		if strings.HasPrefix(m.ID, prefix) {
+			carried = append(carried, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	if len(carried) == 0 {
+		return wi
+	}
+	sort.SliceStable(carried, func(i, j int) bool { return carried[i].ID < carried[j].ID })
+	c := *wi
+	c.Messages = append(carried, rest...)
+	return &c
 }
 
 // idMap translates duro's task IDs to the remote code's and back. Without

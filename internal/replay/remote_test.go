@@ -114,3 +114,55 @@ func TestRemoteRewindRenumbers(t *testing.T) {
 		t.Fatalf("new %v", got)
 	}
 }
+
+// TestRemoteCarryover: a continue-as-new's carried-over events become
+// messages to the next execution, and that execution's first step hands
+// them to the code first, in order, even when another event is ahead of
+// them in the inbox (its clock was behind).
+func TestRemoteCarryover(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	history := []*backend.Event{
+		{Type: backend.EventOrchestratorStarted},
+		{Type: backend.EventExecutionStarted, Name: "Remote", Input: []byte(`0`)},
+	}
+	s := PrepareRemote(remoteItem(backend.StatusRunning, history, &backend.Event{Type: backend.EventEventRaised, Name: "go"}), now, nil)
+	out, err := s.Finish([]RemoteAction{{ID: 1, Kind: RemoteComplete, Status: backend.StatusContinuedAsNew, Result: []byte(`1`),
+		Carryover: []*backend.Event{
+			{Type: backend.EventEventRaised, Name: "item", Input: []byte(`1`)},
+			{Type: backend.EventEventRaised, Name: "item", Input: []byte(`2`)},
+		}}}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.ContinueAsNew == nil || len(out.Messages) != 2 {
+		t.Fatalf("effects %+v", out)
+	}
+	next := &backend.OrchestrationWorkItem{Attempt: 1,
+		Instance: &backend.Instance{ID: "i", ExecutionID: out.ContinueAsNew.NewExecutionID, Name: "Remote", Status: backend.StatusRunning}}
+	late := &backend.Message{ID: "late", InstanceID: "i", Event: &backend.Event{Type: backend.EventEventRaised, Name: "item", Input: []byte(`3`)}}
+	start := &backend.Message{ID: backend.StartMessageID("i", next.Instance.ExecutionID), InstanceID: "i",
+		ExecutionID: next.Instance.ExecutionID, Event: &backend.Event{Type: backend.EventExecutionStarted, Name: "Remote", Input: []byte(`1`)}}
+	for _, m := range out.Messages {
+		if m.InstanceID != "i" || m.ExecutionID != next.Instance.ExecutionID {
+			t.Fatalf("carried-over message %+v is not for the next execution", m)
+		}
+	}
+	// The inbox order with the late event first, and the carried-over
+	// messages in reverse.
+	next.Messages = []*backend.Message{late, out.Messages[1], out.Messages[0], start}
+	var got []string
+	for _, ev := range PrepareRemote(next, now.Add(time.Second), nil).New {
+		if ev.Type == backend.EventEventRaised {
+			got = append(got, string(ev.Input))
+		}
+	}
+	if len(got) != 3 || got[0] != "1" || got[1] != "2" || got[2] != "3" {
+		t.Fatalf("the next execution's events: %v, want [1 2 3]", got)
+	}
+	bad := PrepareRemote(remoteItem(backend.StatusRunning, history, &backend.Event{Type: backend.EventEventRaised, Name: "go"}), now, nil)
+	if _, err := bad.Finish([]RemoteAction{{ID: 1, Kind: RemoteComplete, Status: backend.StatusContinuedAsNew,
+		Carryover: []*backend.Event{{Type: backend.EventTimerFired, TaskID: 3}}}}, nil, false); err == nil {
+		t.Fatal("a carried-over timer was accepted")
+	}
+}

@@ -187,8 +187,15 @@ const (
 	TagAttempt = "duro.attempt"
 	// TagGuarantee "AtMostOnce" makes a scheduled activity at most once.
 	TagGuarantee = "duro.guarantee"
-	// TagOnDuplicate is the at-most-once policy: "Fail" or "Suspend".
+	// TagOnDuplicate is the at-most-once policy: "Fail", "Suspend" or
+	// "Reconcile".
 	TagOnDuplicate = "duro.onDuplicate"
+	// TagReconcile names the activity that reconciles a possible duplicate
+	// under "Reconcile" (see Server.CompleteActivityTask).
+	TagReconcile = "duro.reconcile"
+	// TagReconcileOf, on the ActivityRequest of a reconcile activity,
+	// names the activity it reconciles.
+	TagReconcileOf = "duro.reconcileOf"
 )
 
 // optionTags describes recorded activity options as tags.
@@ -199,6 +206,9 @@ func optionTags(o *backend.ActivityOptions) map[string]string {
 	t := map[string]string{TagGuarantee: "AtMostOnce"}
 	if o.OnDuplicate != "" {
 		t[TagOnDuplicate] = o.OnDuplicate
+	}
+	if o.ReconcileActivity != "" {
+		t[TagReconcile] = o.ReconcileActivity
 	}
 	return t
 }

@@ -20,10 +20,14 @@ import (
 // TestJSScenarios runs the JavaScript SDK's scenarios (testdata/js/
 // scenarios.js: sequence, fan-out, timer, event, sub-orchestration,
 // suspend/resume, terminate, purge, rewind, a worker killed mid-activity,
-// at most once with Fail and with Suspend) against a real duro server,
-// built from cmd/duro, on SQLite and on PostgreSQL.
+// at most once with Fail, Suspend and Reconcile, restart, continue-as-new
+// with carried-over events) against a real duro server,
+// built from cmd/duro, on SQLite and on PostgreSQL; then the Dapr fork's
+// (testdata/dapr/scenarios.js: sequence, fan-out, timer, event, activity
+// failure) against the same server.
 func TestJSScenarios(t *testing.T) {
 	node, dir := needJS(t)
+	daprDir := needDapr(t)
 	bin := buildDuro(t)
 	stores := map[string]func(t *testing.T) string{
 		"sqlite": func(t *testing.T) string { return filepath.Join(t.TempDir(), "js.db") },
@@ -60,8 +64,24 @@ func TestJSScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatalf("scenarios.js: %v\n%s", err, out)
 			}
-			if !regexp.MustCompile(`(?m)^12 passed, 0 failed$`).Match(out) {
-				t.Fatalf("scenarios.js did not pass all 12 scenarios:\n%s", out)
+			if !regexp.MustCompile(`(?m)^15 passed, 0 failed$`).Match(out) {
+				t.Fatalf("scenarios.js did not pass all 15 scenarios:\n%s", out)
+			}
+			// The Dapr fork of the SDK, on the same server.
+			dcmd := exec.CommandContext(ctx, node, "scenarios.js", "all")
+			dcmd.Dir = daprDir
+			dcmd.Env = append(os.Environ(), "DURO_GRPC="+grpcAddr)
+			dout, err := dcmd.CombinedOutput()
+			for _, line := range strings.Split(strings.TrimSpace(string(dout)), "\n") {
+				if strings.HasPrefix(line, "PASS ") || strings.HasPrefix(line, "FAIL ") {
+					t.Log("dapr: " + line)
+				}
+			}
+			if err != nil {
+				t.Fatalf("dapr scenarios.js: %v\n%s", err, dout)
+			}
+			if !regexp.MustCompile(`(?m)^5 passed, 0 failed$`).Match(dout) {
+				t.Fatalf("dapr scenarios.js did not pass all 5 scenarios:\n%s", dout)
 			}
 			if name == "postgres" {
 				dropSchema(t, store)

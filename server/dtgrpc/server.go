@@ -50,18 +50,23 @@ type Options struct {
 
 // Policy is an activity's at-most-once policy set on the server.
 type Policy struct {
-	// OnDuplicate is duro.OnDuplicateFail or duro.OnDuplicateSuspend.
+	// OnDuplicate is duro.OnDuplicateFail, duro.OnDuplicateSuspend or
+	// duro.OnDuplicateReconcile.
 	OnDuplicate duro.OnDuplicate
+	// ReconcileActivity is the activity that reconciles a possible
+	// duplicate; required with OnDuplicateReconcile.
+	ReconcileActivity string
 }
 
-// ParsePolicy parses NAME=AtMostOnce[:Fail|:Suspend], the form of duro
-// server's --activity-policy.
+// ParsePolicy parses NAME=AtMostOnce[:Fail|:Suspend|:Reconcile:ACTIVITY],
+// the form of duro server's --activity-policy.
 func ParsePolicy(s string) (name string, p Policy, err error) {
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
-		return "", p, fmt.Errorf("activity policy %q: want NAME=AtMostOnce[:Fail|:Suspend]", s)
+		return "", p, fmt.Errorf("activity policy %q: want NAME=AtMostOnce[:Fail|:Suspend|:Reconcile:ACTIVITY]", s)
 	}
 	g, od, _ := strings.Cut(rest, ":")
+	od, rec, _ := strings.Cut(od, ":")
 	if !strings.EqualFold(g, "AtMostOnce") {
 		return "", p, fmt.Errorf("activity policy %q: the guarantee must be AtMostOnce, not %q", s, g)
 	}
@@ -70,8 +75,16 @@ func ParsePolicy(s string) (name string, p Policy, err error) {
 		p.OnDuplicate = duro.OnDuplicateFail
 	case strings.EqualFold(od, "Suspend"):
 		p.OnDuplicate = duro.OnDuplicateSuspend
+	case strings.EqualFold(od, "Reconcile"):
+		p.OnDuplicate, p.ReconcileActivity = duro.OnDuplicateReconcile, rec
+		if rec == "" {
+			return "", p, fmt.Errorf("activity policy %q: Reconcile needs the reconcile activity: NAME=AtMostOnce:Reconcile:ACTIVITY", s)
+		}
 	default:
-		return "", p, fmt.Errorf("activity policy %q: on a duplicate, Fail or Suspend, not %q (Reconcile needs Go code)", s, od)
+		return "", p, fmt.Errorf("activity policy %q: on a duplicate, Fail, Suspend or Reconcile:ACTIVITY, not %q", s, od)
+	}
+	if rec != "" && p.OnDuplicate != duro.OnDuplicateReconcile {
+		return "", p, fmt.Errorf("activity policy %q: only Reconcile names an activity", s)
 	}
 	return name, p, nil
 }
@@ -107,8 +120,11 @@ func New(opts Options) (*Server, error) {
 		opts.MaxDeliveries = duro.DefaultMaxDeliveries
 	}
 	for name, p := range opts.Policies {
-		if p.OnDuplicate != duro.OnDuplicateFail && p.OnDuplicate != duro.OnDuplicateSuspend {
-			return nil, fmt.Errorf("dtgrpc: policy of %q: OnDuplicate must be Fail or Suspend, not %q", name, p.OnDuplicate)
+		switch {
+		case p.OnDuplicate == duro.OnDuplicateReconcile && p.ReconcileActivity == "":
+			return nil, fmt.Errorf("dtgrpc: policy of %q: OnDuplicate Reconcile needs a ReconcileActivity", name)
+		case p.OnDuplicate != duro.OnDuplicateFail && p.OnDuplicate != duro.OnDuplicateSuspend && p.OnDuplicate != duro.OnDuplicateReconcile:
+			return nil, fmt.Errorf("dtgrpc: policy of %q: OnDuplicate must be Fail, Suspend or Reconcile, not %q", name, p.OnDuplicate)
 		}
 	}
 	log := opts.Logger

@@ -52,6 +52,9 @@ type item struct {
 	enforced *backend.ActivityOptions
 	// sent is set once the item was handed to the stream.
 	sent bool
+	// reconcile is set on a delivery whose request asks the SDK to run
+	// the task's reconcile activity (see reconcile.go).
+	reconcile bool
 }
 
 func (it *item) id() string {
@@ -104,6 +107,18 @@ type workStream struct {
 	actNames  []string        // nil: all
 	// freed is signalled when a completion frees a slot.
 	freed chan struct{}
+	// ctx and ss are the stream's; sendMu serializes its sends (the
+	// stream's loop and a reconciled completion both send).
+	ctx    context.Context
+	ss     grpc.ServerStreamingServer[dtpb.WorkItem]
+	sendMu sync.Mutex
+}
+
+// send sends a work item on the stream.
+func (ws *workStream) send(wi *dtpb.WorkItem) error {
+	ws.sendMu.Lock()
+	defer ws.sendMu.Unlock()
+	return ws.ss.Send(wi)
 }
 
 // GetWorkItems streams work items to an SDK worker until the worker goes
@@ -119,7 +134,7 @@ func (s *Server) GetWorkItems(r *dtpb.GetWorkItemsRequest, ss grpc.ServerStreami
 	s.mu.Unlock()
 	ws := &workStream{s: s, owner: fmt.Sprintf("dtgrpc/%s/%d/%d", host, os.Getpid(), n),
 		maxSteps: int(r.GetMaxConcurrentOrchestrationWorkItems()), maxActs: int(r.GetMaxConcurrentActivityWorkItems()),
-		freed: make(chan struct{}, 1)}
+		freed: make(chan struct{}, 1), ctx: ctx, ss: ss}
 	if ws.maxSteps <= 0 {
 		ws.maxSteps = 10
 	}
@@ -359,7 +374,7 @@ func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingSer
 	}
 	it := &item{token: newToken(kindStep, inst.ID, wi.Attempt), kind: kindStep, ws: ws, wi: wi, step: step, sent: true}
 	s.put(it)
-	return ss.Send(&dtpb.WorkItem{Request: &dtpb.WorkItem_OrchestratorRequest{OrchestratorRequest: req}, CompletionToken: it.token})
+	return ws.send(&dtpb.WorkItem{Request: &dtpb.WorkItem_OrchestratorRequest{OrchestratorRequest: req}, CompletionToken: it.token})
 }
 
 // inForce is the options a delivery enforces: the task's, made at most
@@ -370,6 +385,9 @@ func (s *Server) inForce(task *backend.ActivityTask) backend.ActivityOptions {
 	if p, ok := s.opts.Policies[task.Name]; ok {
 		o.AtMostOnce = true
 		o.OnDuplicate = string(p.OnDuplicate)
+		if p.OnDuplicate == duro.OnDuplicateReconcile {
+			o.ReconcileActivity = p.ReconcileActivity
+		}
 	}
 	if o.AtMostOnce && o.OnDuplicate == "" {
 		o.OnDuplicate = string(duro.OnDuplicateFail)
@@ -404,6 +422,13 @@ func (ws *workStream) handleActivity(ctx context.Context, ss grpc.ServerStreamin
 	if opts.AtMostOnce {
 		dup := awi.StartedAttempt > 0 || (!task.Options.AtMostOnce && awi.Attempt-1-task.PriorAttempts-awi.Released > 0)
 		if dup && awi.Attempt != opts.ApprovedAttempt {
+			if duro.OnDuplicate(opts.OnDuplicate) == duro.OnDuplicateReconcile {
+				if opts.ReconcileActivity != "" {
+					return ws.sendReconcile(awi, opts, enforced)
+				}
+				s.log.Warn("duro: OnDuplicate Reconcile without a reconcile activity; failing the task as a possible duplicate",
+					"instance", task.InstanceID, "activity", task.Name)
+			}
 			if duro.OnDuplicate(opts.OnDuplicate) == duro.OnDuplicateSuspend {
 				s.log.Warn("duro: at-most-once activity not run again: possible duplicate; suspending the instance for a decision",
 					"instance", task.InstanceID, "activity", task.Name, "attempt", awi.Attempt)
@@ -436,6 +461,12 @@ func (ws *workStream) handleActivity(ctx context.Context, ss grpc.ServerStreamin
 			return nil
 		}
 	}
+	return ws.sendActivity(awi, opts, enforced)
+}
+
+// sendActivity hands a delivery that may run to the SDK.
+func (ws *workStream) sendActivity(awi *backend.ActivityWorkItem, opts backend.ActivityOptions, enforced *backend.ActivityOptions) error {
+	task := awi.Task
 	tags := map[string]string{TagAttempt: strconv.Itoa(awi.Attempt)}
 	for k, v := range optionTags(&opts) {
 		tags[k] = v
@@ -444,8 +475,8 @@ func (ws *workStream) handleActivity(ctx context.Context, ss grpc.ServerStreamin
 		OrchestrationInstance: &dtpb.OrchestrationInstance{InstanceId: task.InstanceID, ExecutionId: strOf(task.ExecutionID)}}
 	it := &item{token: newToken(kindActivity, task.ID, int64(awi.Attempt)), kind: kindActivity, ws: ws, awi: awi,
 		enforced: enforced, sent: true}
-	s.put(it)
-	return ss.Send(&dtpb.WorkItem{Request: &dtpb.WorkItem_ActivityRequest{ActivityRequest: req}, CompletionToken: it.token})
+	ws.s.put(it)
+	return ws.send(&dtpb.WorkItem{Request: &dtpb.WorkItem_ActivityRequest{ActivityRequest: req}, CompletionToken: it.token})
 }
 
 func engineFailure(errType, taskName string, err error) *backend.Failure {
@@ -474,6 +505,9 @@ func (s *Server) CompleteActivityTask(ctx context.Context, r *dtpb.ActivityRespo
 	var taskID, name string
 	var attempt, tid int
 	var enforced *backend.ActivityOptions
+	if it != nil && it.reconcile {
+		return it.ws.reconciled(ctx, it, r)
+	}
 	if it != nil {
 		defer it.ws.signalFreed()
 		taskID, name, attempt, tid, enforced = it.awi.Task.ID, it.awi.Task.Name, it.awi.Attempt, it.awi.Task.TaskID, it.enforced
@@ -483,7 +517,7 @@ func (s *Server) CompleteActivityTask(ctx context.Context, r *dtpb.ActivityRespo
 		// task since.
 		kind, id, att, ok := parseToken(r.GetCompletionToken())
 		if !ok || kind != kindActivity {
-			return nil, errStale
+			return nil, errStale // a reconcile's delivery is settled only while its stream lives
 		}
 		taskID, attempt, tid = id, int(att), int(r.GetTaskId())
 	}
@@ -604,6 +638,9 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 		case *dtpb.OrchestratorAction_SendEvent:
 			e := t.SendEvent
 			ra.Kind, ra.Name, ra.InstanceID, ra.Input = replay.RemoteSendEvent, e.GetName(), e.GetInstance().GetInstanceId(), payload(e.GetData())
+			if ra.Name == replay.TerminateSentName {
+				return nil, fmt.Errorf("event name %q is reserved by duro", ra.Name)
+			}
 		case *dtpb.OrchestratorAction_CompleteOrchestration:
 			c := t.CompleteOrchestration
 			ra.Kind, ra.Result = replay.RemoteComplete, payload(c.GetResult())
@@ -612,9 +649,11 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 				ra.Status = backend.StatusCompleted
 			case dtpb.OrchestrationStatus_ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
 				ra.Status = backend.StatusContinuedAsNew
-				if len(c.GetCarryoverEvents()) > 0 {
-					return nil, errors.New("continue-as-new with carried-over events is not supported by duro yet")
+				carry, err := carryoverEvents(c.GetCarryoverEvents())
+				if err != nil {
+					return nil, err
 				}
+				ra.Carryover = carry
 			case dtpb.OrchestrationStatus_ORCHESTRATION_STATUS_FAILED:
 				ra.Status, ra.Result = backend.StatusFailed, nil
 				ra.Failure = failureFromPB(c.GetFailureDetails(), "")
@@ -622,13 +661,36 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 				return nil, fmt.Errorf("the orchestration cannot complete with status %s", c.GetOrchestrationStatus())
 			}
 		case *dtpb.OrchestratorAction_TerminateOrchestration:
-			return nil, errors.New("terminating another orchestration from an orchestration is not supported by duro")
+			tr := t.TerminateOrchestration
+			ra.Kind, ra.InstanceID, ra.Reason, ra.NonRecursive = replay.RemoteTerminate, tr.GetInstanceId(), tr.GetReason().GetValue(), !tr.GetRecurse()
+			if strings.HasPrefix(ra.InstanceID, "@") {
+				return nil, fmt.Errorf("terminate %q: IDs starting with @ are entities', which do not terminate", ra.InstanceID)
+			}
+		case *dtpb.OrchestratorAction_RewindOrchestration:
+			// An SDK rewinds when its new events hold an ExecutionRewound
+			// and its past a completion; duro rewinds in the engine and
+			// never hands an SDK either.
+			return nil, errors.New("a rewind action: duro rewinds instances itself (RewindInstance) and never asks an SDK to")
 		case *dtpb.OrchestratorAction_SendEntityMessage:
 			return nil, errors.New("entity operations from an orchestration are not supported by duro's protocol server yet")
 		default:
 			return nil, fmt.Errorf("action %d of an unknown kind", a.GetId())
 		}
 		out = append(out, ra)
+	}
+	return out, nil
+}
+
+// carryoverEvents converts the external events a continue-as-new carries
+// over; other kinds of event do not carry over.
+func carryoverEvents(in []*dtpb.HistoryEvent) ([]*backend.Event, error) {
+	var out []*backend.Event
+	for i, h := range in {
+		er := h.GetEventRaised()
+		if er == nil || er.GetName() == "" {
+			return nil, fmt.Errorf("continue-as-new: carried-over event %d is not a named external event (eventRaised)", i)
+		}
+		out = append(out, &backend.Event{Type: backend.EventEventRaised, Name: er.GetName(), Input: payload(er.GetInput())})
 	}
 	return out, nil
 }
@@ -645,14 +707,20 @@ func tagOptions(tags map[string]string) (backend.ActivityOptions, error) {
 			return o, fmt.Errorf("tag %s=%q: want AtMostOnce or AtLeastOnce", TagGuarantee, g)
 		}
 	}
+	policies := []duro.OnDuplicate{duro.OnDuplicateFail, duro.OnDuplicateSuspend, duro.OnDuplicateReconcile}
 	if od, ok := tags[TagOnDuplicate]; ok {
-		i := slices.IndexFunc([]duro.OnDuplicate{duro.OnDuplicateFail, duro.OnDuplicateSuspend}, func(p duro.OnDuplicate) bool {
-			return strings.EqualFold(od, string(p))
-		})
+		i := slices.IndexFunc(policies, func(p duro.OnDuplicate) bool { return strings.EqualFold(od, string(p)) })
 		if i < 0 {
-			return o, fmt.Errorf("tag %s=%q: want Fail or Suspend (Reconcile needs Go code)", TagOnDuplicate, od)
+			return o, fmt.Errorf("tag %s=%q: want Fail, Suspend or Reconcile", TagOnDuplicate, od)
 		}
-		o.OnDuplicate = string([]duro.OnDuplicate{duro.OnDuplicateFail, duro.OnDuplicateSuspend}[i])
+		o.OnDuplicate = string(policies[i])
+	}
+	o.ReconcileActivity = tags[TagReconcile]
+	switch {
+	case o.OnDuplicate == string(duro.OnDuplicateReconcile) && o.ReconcileActivity == "":
+		return o, fmt.Errorf("tag %s=Reconcile needs the reconcile activity's name in tag %s", TagOnDuplicate, TagReconcile)
+	case o.OnDuplicate != string(duro.OnDuplicateReconcile) && o.ReconcileActivity != "":
+		return o, fmt.Errorf("tag %s names a reconcile activity, but %s is not Reconcile", TagReconcile, TagOnDuplicate)
 	}
 	return o, nil
 }

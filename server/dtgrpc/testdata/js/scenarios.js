@@ -14,6 +14,7 @@ const { spawn } = require("child_process");
 const {
   TaskHubGrpcClient, TaskHubGrpcWorker, OrchestrationStatus, whenAll, NoOpLogger,
 } = require("@microsoft/durabletask-js");
+const { registerBasic, check, checks, runScenarios } = require("../basic");
 
 const GRPC = process.env.DURO_GRPC || "localhost:4001";
 const HTTP = process.env.DURO_HTTP || "http://127.0.0.1:8233";
@@ -26,8 +27,7 @@ const runs = {}; // activity runs in this process, by key
 const count = (k) => { runs[k] = (runs[k] || 0) + 1; return runs[k]; };
 
 function register(w, { slowHangs = false, markDir = "" } = {}) {
-  w.addNamedActivity("Hello", async (_, name) => `Hello, ${name}!`);
-  w.addNamedActivity("Double", async (_, n) => n * 2);
+  registerBasic(w, whenAll);
   w.addNamedActivity("FailOnce", async (_, key) => {
     if (count("FailOnce:" + key) === 1) throw new Error("first try fails");
     return "second try works";
@@ -40,25 +40,11 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
     count("Slow:" + key);
     return "slow done";
   });
-  w.addNamedOrchestrator("Sequence", async function* (ctx, name) {
-    const out = [];
-    for (const n of [name, "Tokyo", "London"]) out.push(yield ctx.callActivity("Hello", n));
-    return out;
-  });
-  w.addNamedOrchestrator("FanOut", async function* (ctx, n) {
-    const tasks = [];
-    for (let i = 1; i <= n; i++) tasks.push(ctx.callActivity("Double", i));
-    const got = yield whenAll(tasks);
-    return got.reduce((a, b) => a + b, 0);
-  });
-  w.addNamedOrchestrator("Timer", async function* (ctx) {
-    const start = ctx.currentUtcDateTime;
-    yield ctx.createTimer(1);
-    return ctx.currentUtcDateTime.getTime() - start.getTime();
-  });
-  w.addNamedOrchestrator("Approval", async function* (ctx) {
-    const v = yield ctx.waitForExternalEvent("approve");
-    return `approved by ${v.by}`;
+  // FindSlow reconciles Slow: it "asks the outside world" (here: the key
+  // says) whether the first delivery took effect.
+  w.addNamedActivity("FindSlow", async (_, key) => {
+    count("FindSlow:" + key);
+    return key.startsWith("found") ? { found: true, result: `found ${key}` } : { found: false };
   });
   w.addNamedOrchestrator("Parent", async function* (ctx, name) {
     const child = yield ctx.callSubOrchestrator("Sequence", name);
@@ -69,8 +55,22 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
     const b = yield ctx.callActivity("FailOnce", key);
     return [a, b];
   });
+  // Carry: the first execution receives "item" events it does not wait
+  // for, then "go", and continues as new keeping them (saveEvents); the
+  // next one reads four items.
+  w.addNamedOrchestrator("Carry", async function* (ctx, gen) {
+    if (gen === 0) {
+      yield ctx.waitForExternalEvent("go");
+      ctx.continueAsNew(1, true);
+      return;
+    }
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(yield ctx.waitForExternalEvent("item"));
+    return got;
+  });
   w.addNamedOrchestrator("SlowOnce", async function* (ctx, opts) {
     const tags = opts.policy ? { "duro.guarantee": "AtMostOnce", "duro.onDuplicate": opts.policy } : undefined;
+    if (opts.policy === "Reconcile") tags["duro.reconcile"] = "FindSlow";
     try {
       return yield ctx.callActivity("Slow", opts.key, tags ? { tags } : undefined);
     } catch (e) {
@@ -90,19 +90,7 @@ async function withWorker(fn, opts) {
   try { return await fn(); } finally { await w.stop(); }
 }
 
-function check(cond, msg) { if (!cond) throw new Error(msg); }
-
-async function complete(c, id, secs = 30) {
-  const st = await c.waitForOrchestrationCompletion(id, true, secs);
-  check(st, `instance ${id} not found`);
-  return st;
-}
-
-function want(st, status, output) {
-  check(st.runtimeStatus === status,
-    `status ${OrchestrationStatus[st.runtimeStatus]}, want ${OrchestrationStatus[status]} (failure: ${JSON.stringify(st.failureDetails)})`);
-  if (output !== undefined) check(st.serializedOutput === JSON.stringify(output), `output ${st.serializedOutput}, want ${JSON.stringify(output)}`);
-}
+const { complete, want } = checks(OrchestrationStatus);
 
 async function statusSoon(c, id, status, secs = 20) {
   const end = Date.now() + secs * 1000;
@@ -252,6 +240,23 @@ const scenarios = {
     await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, "failed: PossibleDuplicate"));
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
   },
+  // At most once via tags, Reconcile: the next delivery runs the
+  // reconcile activity FindSlow instead; found, its result is the task's
+  // and Slow does not run again; not found, Slow runs once more.
+  async atmostoncereconcile(c) {
+    for (const [key, out, reruns] of [[uid("found"), (k) => `found ${k}`, undefined], [uid("lost"), () => "slow done", 1]]) {
+      const { child, dir } = await startChild();
+      const id = await c.scheduleNewOrchestration("SlowOnce", { key, policy: "Reconcile" });
+      try {
+        await waitStarted(dir);
+      } finally {
+        await killed(child);
+      }
+      await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, out(key)));
+      check(runs["FindSlow:" + key] === 1, `FindSlow ran ${runs["FindSlow:" + key]} times, want 1`);
+      check(runs["Slow:" + key] === reruns, `Slow ran ${runs["Slow:" + key]} times here after the kill, want ${reruns}`);
+    }
+  },
   // At most once via tags, Suspend: the instance waits for a decision; a
   // stock resume is refused with FAILED_PRECONDITION; duro's API decides.
   async atmostoncesuspend(c) {
@@ -277,6 +282,50 @@ const scenarios = {
     });
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
   },
+  // Continue-as-new with carried-over events: the events the first
+  // execution received and did not use reach the next one first, in
+  // order, ahead of the event raised after the continue-as-new.
+  async continueasnew(c) {
+    const id = await c.scheduleNewOrchestration("Carry", 0);
+    await withWorker(async () => {
+      await statusSoon(c, id, OrchestrationStatus.RUNNING);
+      for (const n of [1, 2, 3]) await c.raiseOrchestrationEvent(id, "item", n);
+      await c.raiseOrchestrationEvent(id, "go");
+      await c.raiseOrchestrationEvent(id, "item", 4);
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, [1, 2, 3, 4]);
+    });
+  },
+  // RestartInstance: a finished instance restarts under its own ID (a new
+  // execution, the same input) or under a new one; a running one does not
+  // restart under its own ID.
+  async restart(c) {
+    const id = await c.scheduleNewOrchestration("Sequence", "Quito");
+    await withWorker(async () => {
+      const out = ["Hello, Quito!", "Hello, Tokyo!", "Hello, London!"];
+      const first = await complete(c, id);
+      want(first, OrchestrationStatus.COMPLETED, out);
+      const before = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}`);
+      const same = await c.restartOrchestration(id);
+      check(same === id, `restarted as ${same}, want ${id}`);
+      const again = await complete(c, id);
+      want(again, OrchestrationStatus.COMPLETED, out);
+      const after = await api("GET", `/api/v1/instances/${encodeURIComponent(id)}`);
+      check(after.executionId !== before.executionId, "the restart did not start a new execution");
+      const other = await c.restartOrchestration(id, true);
+      check(other && other !== id, `restarted with a new ID as ${other}`);
+      want(await complete(c, other), OrchestrationStatus.COMPLETED, out);
+      const live = await c.scheduleNewOrchestration("Approval");
+      await statusSoon(c, live, OrchestrationStatus.RUNNING);
+      let refused = "";
+      try { await c.restartOrchestration(live); } catch (e) { refused = String(e.message || e); }
+      check(/cannot be restarted/.test(refused), `a running instance restarted under its own ID: ${refused}`);
+      let missing = "";
+      try { await c.restartOrchestration(uid("none")); } catch (e) { missing = String(e.message || e); }
+      check(/was not found/.test(missing), `restart of an unknown instance: ${missing}`);
+      await c.terminateOrchestration(live, "done");
+      want(await complete(c, live), OrchestrationStatus.TERMINATED);
+    });
+  },
 };
 
 // waitHeld watches the history for a second and reports whether no
@@ -298,25 +347,10 @@ async function main() {
     await w.start();
     return; // runs until killed
   }
-  let names = process.argv.slice(2);
-  if (names.length === 0 || names[0] === "all") names = Object.keys(scenarios);
-  let passed = 0, failed = 0;
   const c = client();
-  for (const name of names) {
-    const fn = scenarios[name];
-    const t0 = Date.now();
-    try {
-      if (!fn) throw new Error("no such scenario");
-      await fn(c);
-      passed++;
-      console.log(`PASS ${name} (${Date.now() - t0}ms)`);
-    } catch (e) {
-      failed++;
-      console.log(`FAIL ${name}: ${e && e.stack || e}`);
-    }
-  }
+  const { summary, failed } = await runScenarios(scenarios, c, console.log);
   await c.stop();
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(summary);
   process.exit(failed ? 1 : 0);
 }
 
