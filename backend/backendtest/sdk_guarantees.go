@@ -101,6 +101,9 @@ func guaranteeTests() []test {
 					if ctx.IsFirstAttempt() || ctx.PreviousDeliveryAt().IsZero() {
 						return "", fmt.Errorf("attempt %d previous %v", ctx.Attempt(), ctx.PreviousDeliveryAt())
 					}
+					if ctx.Name() != "Charge" || ctx.TaskID() != 0 || ctx.InstanceID() == "" {
+						return "", fmt.Errorf("delivery of %q task %d of %q", ctx.Name(), ctx.TaskID(), ctx.InstanceID())
+					}
 					return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
 				})
 				registerPay(r)
@@ -191,6 +194,11 @@ func guaranteeTests() []test {
 							var amount int
 							if err := in.Decode(&amount); err != nil || amount != 42 {
 								return duro.ReconcileDecision{}, fmt.Errorf("input %d %v", amount, err)
+							}
+							// The reconciler sees how far the earlier delivery got.
+							var hb map[string]int
+							if ok, err := ctx.HeartbeatDetails(&hb); !ok || err != nil || hb["progress"] != 5 {
+								return duro.ReconcileFail(fmt.Sprintf("heartbeat details %v %v %v", ok, hb, err)), nil
 							}
 							return tc.decide(reconciles.Add(1))
 						}})
