@@ -281,6 +281,72 @@ func guaranteeTests() []test {
 			}
 			waitUntil(t, func() bool { return env.worker.Stats().StaleCompletionsRejected == 1 })
 		}},
+		{"StaleHeartbeatRefused", testStaleHeartbeatRefused},
+	}
+}
+
+// testStaleHeartbeatRefused: a delivery that another one took over gets
+// ErrLeaseLost from Heartbeat, its context is cancelled, and its details are
+// not stored: the deliveries after it read the details it recorded while it
+// was the newest.
+func testStaleHeartbeatRefused(t *testing.T, e *env) {
+	running, resume := make(chan struct{}), make(chan struct{})
+	refused := make(chan error, 1)
+	env := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{ActivityLeaseDuration: time.Hour}, func(r *duro.Registry) {
+		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+			if err := ctx.Heartbeat(map[string]int{"progress": 1}); err != nil {
+				return "", err
+			}
+			close(running)
+			<-resume
+			err := ctx.Heartbeat(map[string]int{"progress": 2})
+			if err != nil && context.Cause(ctx) != err {
+				err = fmt.Errorf("%w (context cause %v)", err, context.Cause(ctx))
+			}
+			refused <- err
+			return "stale result", nil
+		})
+		registerPay(r)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	// Another worker takes the task over, as if the lease had lapsed.
+	later := time.Now().Add(2 * time.Hour)
+	wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: later})
+	if err != nil || wi == nil || wi.Attempt != 2 {
+		t.Fatalf("takeover claim: %+v %v", wi, err)
+	}
+	if string(wi.HeartbeatDetails) != `{"progress":1}` {
+		t.Fatalf("takeover reads details %q, want the first delivery's", wi.HeartbeatDetails)
+	}
+	close(resume)
+	if err := <-refused; !errors.Is(err, duro.ErrLeaseLost) {
+		t.Fatalf("stale Heartbeat returned %v, want ErrLeaseLost", err)
+	}
+	// The stale heartbeat stored nothing: hand the takeover back (visible
+	// only by the test's clock, so the worker does not claim it) and claim
+	// again.
+	e.noErr("AbandonActivity", e.b.AbandonActivity(ctx, &backend.AbandonParams{ID: wi.Task.ID, Attempt: int64(wi.Attempt), RetryAt: later.Add(-time.Minute)}))
+	third, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: later})
+	if err != nil || third == nil || third.Attempt != 3 {
+		t.Fatalf("third claim: %+v %v", third, err)
+	}
+	if string(third.HeartbeatDetails) != `{"progress":1}` {
+		t.Fatalf("third delivery reads details %q, want the first delivery's (the stale one's refused)", third.HeartbeatDetails)
+	}
+	e.noErr("CompleteActivity", e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: third.Task.ID, Attempt: third.Attempt,
+		Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: third.Task.TaskID, Result: []byte(`"thief's result"`), Attempt: 3}}))
+	inst, err := env.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustOutput[string](t, inst); got != "thief's result" {
+		t.Fatalf("got %q", got)
 	}
 }
 
