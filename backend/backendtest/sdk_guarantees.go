@@ -249,16 +249,7 @@ func guaranteeTests() []test {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-running
-			// Another worker takes the task over, as if the lease had lapsed.
-			wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: time.Now().Add(time.Hour)})
-			if err != nil || wi == nil || wi.Attempt != 2 {
-				t.Fatalf("takeover claim: %+v %v", wi, err)
-			}
+			id, wi := takeOverCharge(ctx, t, e, env, running, time.Now().Add(time.Hour))
 			select {
 			case cause := <-causes:
 				if !errors.Is(cause, duro.ErrLeaseLost) {
@@ -267,7 +258,7 @@ func guaranteeTests() []test {
 			case <-ctx.Done():
 				t.Fatal("the running code was not cancelled after losing its lease")
 			}
-			err = e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: wi.Task.ID, Attempt: wi.Attempt,
+			err := e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: wi.Task.ID, Attempt: wi.Attempt,
 				Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: wi.Task.TaskID, Result: []byte(`"thief's result"`), Attempt: 2}})
 			if err != nil {
 				t.Fatal(err)
@@ -283,6 +274,28 @@ func guaranteeTests() []test {
 		}},
 		{"StaleHeartbeatRefused", testStaleHeartbeatRefused},
 	}
+}
+
+// takeOverCharge starts Pay on env, waits until Charge runs, and claims
+// the task as another worker whose clock reads now, as if the running
+// delivery's lease had lapsed. It returns the instance ID and the takeover
+// (attempt 2).
+func takeOverCharge(ctx context.Context, t *testing.T, e *env, env *sdkEnv, running <-chan struct{}, now time.Time) (string, *backend.ActivityWorkItem) {
+	t.Helper()
+	id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-running:
+	case <-ctx.Done():
+		t.Fatal("Charge never ran")
+	}
+	wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: now})
+	if err != nil || wi == nil || wi.Attempt != 2 {
+		t.Fatalf("takeover claim: %+v %v", wi, err)
+	}
+	return id, wi
 }
 
 // testStaleHeartbeatRefused: a delivery that another one took over gets
@@ -310,17 +323,8 @@ func testStaleHeartbeatRefused(t *testing.T, e *env) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-running
-	// Another worker takes the task over, as if the lease had lapsed.
 	later := time.Now().Add(2 * time.Hour)
-	wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: later})
-	if err != nil || wi == nil || wi.Attempt != 2 {
-		t.Fatalf("takeover claim: %+v %v", wi, err)
-	}
+	id, wi := takeOverCharge(ctx, t, e, env, running, later)
 	if string(wi.HeartbeatDetails) != `{"progress":1}` {
 		t.Fatalf("takeover reads details %q, want the first delivery's", wi.HeartbeatDetails)
 	}
