@@ -42,20 +42,31 @@ type ActivityContext interface {
 	// ran. An operator's retry decision and a rewind, which schedule the
 	// call again, count the earlier task's deliveries as possibly started.
 	MayBeDuplicate() bool
-	// PreviousDeliveryAt is when the previous delivery started (zero on the
-	// first attempt).
+	// PreviousDeliveryAt is when the previous delivery of the task was
+	// claimed, by the store's clock (zero on the first attempt, and on the
+	// first delivery of a call enqueued again by a rewind or an operator's
+	// retry decision).
 	PreviousDeliveryAt() time.Time
 	// Logger returns the worker's logger with the task's attributes.
 	Logger() *slog.Logger
 	// Heartbeat renews the delivery's lease now and, if details is not nil,
-	// records them as progress that a later delivery of the same task reads
-	// with HeartbeatDetails. The worker renews the lease on its own while the
-	// code runs; call Heartbeat from long loops to record progress and to
-	// notice a lost lease early: it returns ErrLeaseLost once a newer delivery
-	// holds the task (and the context is then cancelled).
+	// records them (encoded with the worker's Codec) as progress that a
+	// later delivery of the same task reads with HeartbeatDetails. Both are
+	// one write, fenced by the attempt number: when it returns nil the
+	// details are committed (durable as the store's commits are), and a
+	// delivery that a newer one superseded records nothing and gets
+	// ErrLeaseLost (its context is then cancelled). The worker renews the
+	// lease on its own while the code runs, without touching the details;
+	// Heartbeat costs a write per call, so call it per batch of work or
+	// every few seconds rather than per tiny item. Details belong to the
+	// task: a redelivery (a crash, a lapsed lease, a worker that stopped)
+	// reads them, a RetryPolicy's next try is a new task and starts
+	// without.
 	Heartbeat(details any) error
 	// HeartbeatDetails decodes into ptr the details of the last heartbeat an
-	// earlier delivery recorded, and reports whether there were any.
+	// earlier delivery of the task recorded, and reports whether there were
+	// any. They are read when the delivery is claimed: this delivery's own
+	// heartbeats do not change them.
 	HeartbeatDetails(ptr any) (bool, error)
 	// SignalEntity sends an operation to an entity now. The signal's ID is
 	// derived from (instance, execution, task, the signal's ordinal within

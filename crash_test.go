@@ -56,6 +56,7 @@ func crashWorkerMain() {
 	})
 	registerPay(reg, ledger)
 	registerCountFan(reg, ledger)
+	registerImport(reg, ledger)
 	duro.RegisterOrchestration(reg, "Crashy", func(ctx *duro.OrchestrationContext, _ any) (int, error) {
 		sum := 0
 		for i := 1; i <= crashActivities; i++ {

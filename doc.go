@@ -28,7 +28,11 @@
 // that does the work: calls APIs, writes databases, sends e-mail. It runs
 // outside the replay, once per delivery. ActivityContext is a
 // context.Context that also carries the delivery's attempt number (see
-// "Guarantees").
+// "Guarantees"), the instance ID, task ID and activity name, when the
+// previous delivery was claimed, and heartbeats: Heartbeat records progress
+// durably, fenced by the attempt, and the next delivery of the same task
+// (after a crash or a lost lease) reads it with HeartbeatDetails to resume
+// where the earlier one stopped.
 //
 // A Registry maps names to both kinds of functions; a Worker runs them
 // against a backend; a Client starts instances, waits for them, raises

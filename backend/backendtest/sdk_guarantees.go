@@ -101,6 +101,9 @@ func guaranteeTests() []test {
 					if ctx.IsFirstAttempt() || ctx.PreviousDeliveryAt().IsZero() {
 						return "", fmt.Errorf("attempt %d previous %v", ctx.Attempt(), ctx.PreviousDeliveryAt())
 					}
+					if ctx.Name() != "Charge" || ctx.TaskID() != 0 || ctx.InstanceID() == "" {
+						return "", fmt.Errorf("delivery of %q task %d of %q", ctx.Name(), ctx.TaskID(), ctx.InstanceID())
+					}
 					return fmt.Sprintf("charged on attempt %d", ctx.Attempt()), nil
 				})
 				registerPay(r)
@@ -192,6 +195,11 @@ func guaranteeTests() []test {
 							if err := in.Decode(&amount); err != nil || amount != 42 {
 								return duro.ReconcileDecision{}, fmt.Errorf("input %d %v", amount, err)
 							}
+							// The reconciler sees how far the earlier delivery got.
+							var hb map[string]int
+							if ok, err := ctx.HeartbeatDetails(&hb); !ok || err != nil || hb["progress"] != 5 {
+								return duro.ReconcileFail(fmt.Sprintf("heartbeat details %v %v %v", ok, hb, err)), nil
+							}
 							return tc.decide(reconciles.Add(1))
 						}})
 						registerPay(r)
@@ -241,16 +249,7 @@ func guaranteeTests() []test {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-running
-			// Another worker takes the task over, as if the lease had lapsed.
-			wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: time.Now().Add(time.Hour)})
-			if err != nil || wi == nil || wi.Attempt != 2 {
-				t.Fatalf("takeover claim: %+v %v", wi, err)
-			}
+			id, wi := takeOverCharge(ctx, t, e, env, running, time.Now().Add(time.Hour))
 			select {
 			case cause := <-causes:
 				if !errors.Is(cause, duro.ErrLeaseLost) {
@@ -259,7 +258,7 @@ func guaranteeTests() []test {
 			case <-ctx.Done():
 				t.Fatal("the running code was not cancelled after losing its lease")
 			}
-			err = e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: wi.Task.ID, Attempt: wi.Attempt,
+			err := e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: wi.Task.ID, Attempt: wi.Attempt,
 				Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: wi.Task.TaskID, Result: []byte(`"thief's result"`), Attempt: 2}})
 			if err != nil {
 				t.Fatal(err)
@@ -273,6 +272,85 @@ func guaranteeTests() []test {
 			}
 			waitUntil(t, func() bool { return env.worker.Stats().StaleCompletionsRejected == 1 })
 		}},
+		{"StaleHeartbeatRefused", testStaleHeartbeatRefused},
+	}
+}
+
+// takeOverCharge starts Pay on env, waits until Charge runs, and claims
+// the task as another worker whose clock reads now, as if the running
+// delivery's lease had lapsed. It returns the instance ID and the takeover
+// (attempt 2).
+func takeOverCharge(ctx context.Context, t *testing.T, e *env, env *sdkEnv, running <-chan struct{}, now time.Time) (string, *backend.ActivityWorkItem) {
+	t.Helper()
+	id, err := env.client.Start(ctx, "Pay", duro.CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-running:
+	case <-ctx.Done():
+		t.Fatal("Charge never ran")
+	}
+	wi, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: now})
+	if err != nil || wi == nil || wi.Attempt != 2 {
+		t.Fatalf("takeover claim: %+v %v", wi, err)
+	}
+	return id, wi
+}
+
+// testStaleHeartbeatRefused: a delivery that another one took over gets
+// ErrLeaseLost from Heartbeat, its context is cancelled, and its details are
+// not stored: the deliveries after it read the details it recorded while it
+// was the newest.
+func testStaleHeartbeatRefused(t *testing.T, e *env) {
+	running, resume := make(chan struct{}), make(chan struct{})
+	refused := make(chan error, 1)
+	env := newSDKEnvOpts(t, e.b, &duro.WorkerOptions{ActivityLeaseDuration: time.Hour}, func(r *duro.Registry) {
+		duro.RegisterActivity(r, "Charge", func(ctx duro.ActivityContext, _ int) (string, error) {
+			if err := ctx.Heartbeat(map[string]int{"progress": 1}); err != nil {
+				return "", err
+			}
+			close(running)
+			<-resume
+			err := ctx.Heartbeat(map[string]int{"progress": 2})
+			if err != nil && context.Cause(ctx) != err {
+				err = fmt.Errorf("%w (context cause %v)", err, context.Cause(ctx))
+			}
+			refused <- err
+			return "stale result", nil
+		})
+		registerPay(r)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	later := time.Now().Add(2 * time.Hour)
+	id, wi := takeOverCharge(ctx, t, e, env, running, later)
+	if string(wi.HeartbeatDetails) != `{"progress":1}` {
+		t.Fatalf("takeover reads details %q, want the first delivery's", wi.HeartbeatDetails)
+	}
+	close(resume)
+	if err := <-refused; !errors.Is(err, duro.ErrLeaseLost) {
+		t.Fatalf("stale Heartbeat returned %v, want ErrLeaseLost", err)
+	}
+	// The stale heartbeat stored nothing: hand the takeover back (visible
+	// only by the test's clock, so the worker does not claim it) and claim
+	// again.
+	e.noErr("AbandonActivity", e.b.AbandonActivity(ctx, &backend.AbandonParams{ID: wi.Task.ID, Attempt: int64(wi.Attempt), RetryAt: later.Add(-time.Minute)}))
+	third, err := e.b.ClaimActivity(ctx, &backend.ClaimParams{Owner: "thief", LeaseDuration: time.Hour, Now: later})
+	if err != nil || third == nil || third.Attempt != 3 {
+		t.Fatalf("third claim: %+v %v", third, err)
+	}
+	if string(third.HeartbeatDetails) != `{"progress":1}` {
+		t.Fatalf("third delivery reads details %q, want the first delivery's (the stale one's refused)", third.HeartbeatDetails)
+	}
+	e.noErr("CompleteActivity", e.b.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: third.Task.ID, Attempt: third.Attempt,
+		Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: third.Task.TaskID, Result: []byte(`"thief's result"`), Attempt: 3}}))
+	inst, err := env.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustOutput[string](t, inst); got != "thief's result" {
+		t.Fatalf("got %q", got)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/durohq/duro"
 	"github.com/durohq/duro/dashboard"
-	"github.com/durohq/duro/internal/telemetry"
+	"github.com/durohq/duro/internal/telemetry/export"
 	"github.com/durohq/duro/server"
 	"github.com/durohq/duro/server/dtgrpc"
 )
@@ -35,7 +35,7 @@ type serverOptions struct {
 	demo      bool
 	create    bool
 	maxBody   int64
-	trace     telemetry.TraceConfig
+	trace     export.TraceConfig
 	logFormat string
 	// stopTimeout bounds the demo worker's graceful stop on SIGTERM.
 	stopTimeout time.Duration
@@ -106,7 +106,7 @@ apply: the server runs until interrupted (Ctrl-C, SIGTERM).`,
 		"on SIGTERM or Ctrl-C, how long the demo worker lets running activities finish (releasing unstarted ones at once) before it hands them back")
 	f.BoolVar(&o.create, "create", false, "create the SQLite store if it does not exist")
 	f.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "the largest request body accepted, in `BYTES`")
-	f.StringVar(&o.trace.Exporter, "trace-exporter", telemetry.ExporterNone, "where the demo worker's spans go: none, stdout or otlp")
+	f.StringVar(&o.trace.Exporter, "trace-exporter", export.ExporterNone, "where the demo worker's spans go: none, stdout or otlp")
 	f.StringVar(&o.trace.Endpoint, "trace-endpoint", "", "the OTLP/HTTP `URL` for --trace-exporter otlp (default: OTEL_EXPORTER_OTLP_ENDPOINT or https://localhost:4318)")
 	f.Float64Var(&o.trace.SampleRatio, "trace-sample", 1, "the fraction of executions traced, in (0, 1]")
 	f.StringVar(&o.logFormat, "log-format", "text", "the log format on stderr: text or json")
@@ -217,7 +217,7 @@ func (a *app) runServer(cmd *cobra.Command, o *serverOptions) error {
 	metrics := server.NewMetrics(c)
 	info := server.Info{Version: buildVersion()}
 
-	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, withStdout(o.trace, a.stdout))
+	tp, shutdownTracing, err := export.NewTracerProvider(ctx, withStdout(o.trace, a.stdout))
 	if err != nil {
 		return usageErrorf("--trace-exporter: %v", err)
 	}
@@ -310,7 +310,7 @@ func (a *app) runServer(cmd *cobra.Command, o *serverOptions) error {
 }
 
 // withStdout sends the stdout exporter's spans to w.
-func withStdout(cfg telemetry.TraceConfig, w io.Writer) telemetry.TraceConfig {
+func withStdout(cfg export.TraceConfig, w io.Writer) export.TraceConfig {
 	cfg.Stdout = w
 	return cfg
 }

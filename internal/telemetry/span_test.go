@@ -120,19 +120,3 @@ func TestWorkerSpans(t *testing.T) {
 		t.Errorf("last step status %q", v.AsString())
 	}
 }
-
-func TestNewTracerProvider(t *testing.T) {
-	t.Parallel()
-	for _, exp := range []string{"", "none", "stdout"} {
-		tp, shutdown, err := telemetry.NewTracerProvider(context.Background(), telemetry.TraceConfig{Exporter: exp})
-		if err != nil || tp == nil {
-			t.Fatalf("%q: %v", exp, err)
-		}
-		if err := shutdown(context.Background()); err != nil {
-			t.Errorf("%q: shutdown: %v", exp, err)
-		}
-	}
-	if _, _, err := telemetry.NewTracerProvider(context.Background(), telemetry.TraceConfig{Exporter: "zipkin"}); err == nil {
-		t.Error("unknown exporter accepted")
-	}
-}

@@ -1,7 +1,8 @@
 // Package telemetry holds what the worker and the server share for
-// OpenTelemetry traces: the span names and attribute keys, the trace an
-// orchestration execution's spans belong to, and the construction of a
-// tracer provider from the server's configuration.
+// OpenTelemetry traces: the span names and attribute keys and the trace an
+// orchestration execution's spans belong to. It uses only the OpenTelemetry
+// API (go.opentelemetry.io/otel/trace); the SDK and the exporters are in
+// internal/telemetry/export, which only cmd/duro imports.
 //
 // Every span of one execution of an instance — its orchestration steps and
 // its activity deliveries, on whatever worker they run — belongs to one

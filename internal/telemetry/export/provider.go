@@ -1,4 +1,10 @@
-package telemetry
+// Package export builds an OpenTelemetry SDK tracer provider with an
+// exporter (stdout or OTLP over HTTP) from the `duro server` flags. It is
+// the only place the SDK and the exporters are linked: the worker and the
+// backends know only the API interfaces (go.opentelemetry.io/otel/trace),
+// so a program that imports duro and a backend links no exporter, gRPC or
+// protobuf code.
+package export
 
 import (
 	"context"
