@@ -72,15 +72,20 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	// Replay re-creates the actions history recorded, usually with a few
 	// new ones.
 	nActions := 1
+	patches := false
 	for _, ev := range wi.History {
 		if isScheduling(ev.Type) {
 			nActions++
 		}
+		patches = patches || ev.Type == backend.EventPatched
 	}
 	c := &Context{
 		instanceID: inst.ID, executionID: inst.ExecutionID, name: inst.Name, parent: inst.Parent,
 		now: inst.CreatedAt, actions: make(map[int]*action, nActions), order: make([]*action, 0, nActions),
 		customStatus: inst.CustomStatus, baseLogger: logger,
+	}
+	if patches {
+		c.indexPatches(wi.History)
 	}
 	c.co.init()
 	defer c.co.stop()
@@ -172,6 +177,12 @@ func (r *run) apply(ev *backend.Event, isNew bool) bool {
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed,
 		backend.EventEntityResponse, backend.EventEntityLockGranted:
 		return r.complete(ev, isNew)
+	case backend.EventPatched:
+		if isNew {
+			return false
+		}
+		r.matchPatch(ev)
+		return true
 	case backend.EventEventRaised:
 		c.deliverEvent(ev)
 		r.runCode()
