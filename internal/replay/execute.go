@@ -109,6 +109,9 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	}
 	c.replaying = false
 	if c.nondeterminism == nil {
+		r.checkReplayed()
+	}
+	if c.nondeterminism == nil {
 		for i, ev := range stepEvents {
 			r.pos = len(wi.History) + i
 			control := ev.Type.IsControl()
@@ -252,6 +255,22 @@ func (r *run) match(ev *backend.Event) {
 			c.name, want, historyName(ev), ev.TaskID, a.describe())
 	default:
 		a.recorded = true
+	}
+}
+
+// checkReplayed runs once history is replayed: every action the code took
+// while it replayed was taken in a step of history, which recorded all the
+// actions its code took. One history lacks is code that changed where the
+// instance already passed (an activity inserted before the point it waits
+// at, say): the instance would act as no version of the code did.
+func (r *run) checkReplayed() {
+	c := r.c
+	for _, a := range c.order {
+		if !a.recorded {
+			c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: the code scheduled %s in a step of history that did not record it",
+				c.name, a.describe())
+			return
+		}
 	}
 }
 
