@@ -159,41 +159,34 @@ func (f *orderFleet) raise(ctx context.Context, id string, events ...string) {
 }
 
 // waitFor waits until the history of id holds an event of type typ and
-// name, and the step after it ran (the instance has no visible message
-// left for that step: its next event, if any, is recorded).
-func (f *orderFleet) waitFor(ctx context.Context, id string, typ backend.EventType, name string) []*backend.Event {
+// name: the step that took it in has committed.
+func (f *orderFleet) waitFor(ctx context.Context, id string, typ backend.EventType, name string) {
 	f.t.Helper()
-	for {
-		h, err := f.c.History(ctx, id)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		if slices.ContainsFunc(h, func(e *backend.Event) bool { return e.Type == typ && e.Name == name }) {
-			return h
-		}
-		select {
-		case <-ctx.Done():
-			f.t.Fatalf("%s: no %s %q in history: %v", id, typ, name, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	f.waitHistory(ctx, id, string(typ)+" "+name, func(e *backend.Event) bool { return e.Type == typ && e.Name == name })
 }
 
 // waitCharged waits until id's charge completed (it then waits for
 // approval).
-func (f *orderFleet) waitCharged(ctx context.Context, id string) []*backend.Event {
+func (f *orderFleet) waitCharged(ctx context.Context, id string) {
+	f.t.Helper()
+	f.waitHistory(ctx, id, "the charge's result", func(e *backend.Event) bool {
+		return e.Type == backend.EventTaskCompleted && e.TaskID == 0
+	})
+}
+
+func (f *orderFleet) waitHistory(ctx context.Context, id, what string, match func(*backend.Event) bool) {
 	f.t.Helper()
 	for {
 		h, err := f.c.History(ctx, id)
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		if slices.ContainsFunc(h, func(e *backend.Event) bool { return e.Type == backend.EventTaskCompleted && e.TaskID == 0 }) {
-			return h
+		if slices.ContainsFunc(h, match) {
+			return
 		}
 		select {
 		case <-ctx.Done():
-			f.t.Fatalf("%s: not charged: %v", id, ctx.Err())
+			f.t.Fatalf("%s: no %s in history: %v", id, what, ctx.Err())
 		case <-time.After(5 * time.Millisecond):
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,15 +41,7 @@ directory is created if needed. (The timeline of an instance whose ID is
 				return usageErrorf("give instance IDs or filters, not both")
 			}
 			opts := duro.ListOptions{Name: name, IDPrefix: prefix, PageSize: maxPageSize, OmitPayloads: true}
-			var err error
-			if opts.Statuses, err = parseStatuses("status", statuses, false); err != nil {
-				return err
-			}
-			now := time.Now()
-			if opts.CreatedFrom, err = parseTimeFlag("created-from", from, now, false); err != nil {
-				return err
-			}
-			if opts.CreatedTo, err = parseTimeFlag("created-to", to, now, false); err != nil {
+			if err := parseListFilters(&opts, statuses, from, to); err != nil {
 				return err
 			}
 			c, closeStore, err := a.client(cmd, storeRead)

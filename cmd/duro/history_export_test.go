@@ -62,14 +62,7 @@ func TestHistoryExport(t *testing.T) {
 	// The exported histories replay against the code that recorded them,
 	// and not against other code.
 	reg := duro.NewRegistry()
-	duro.RegisterOrchestration(reg, "Echo", func(_ *duro.OrchestrationContext, in json.RawMessage) (json.RawMessage, error) {
-		return in, nil
-	})
-	duro.RegisterOrchestration(reg, "WaitForGo", func(ctx *duro.OrchestrationContext, _ any) (json.RawMessage, error) {
-		var data json.RawMessage
-		err := ctx.WaitForEvent("go", -1).Await(&data)
-		return data, err
-	})
+	registerEchoAndWait(reg)
 	if err := duro.ReplayHistoryDir(reg, dir); err != nil {
 		t.Errorf("ReplayHistoryDir: %v", err)
 	}
