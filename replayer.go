@@ -120,8 +120,12 @@ func replayHistoryFile(reg *Registry, file string) error {
 // one is an error wrapping backend.ErrMalformedEvent that gives its index.
 func ReadHistory(r io.Reader) ([]*HistoryEvent, error) {
 	var raw []json.RawMessage
-	if err := json.NewDecoder(r).Decode(&raw); err != nil {
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("duro: read history: want a JSON array of events: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("duro: read history: data after the array of events")
 	}
 	h := make([]*HistoryEvent, len(raw))
 	for i, b := range raw {
@@ -143,12 +147,12 @@ func WriteHistory(w io.Writer, h []*HistoryEvent) error {
 			return fmt.Errorf("duro: write history: event %d: %w", i, err)
 		}
 	}
+	if h == nil {
+		h = []*HistoryEvent{}
+	}
 	b, err := json.MarshalIndent(h, "", "  ")
 	if err != nil {
 		return fmt.Errorf("duro: write history: %w", err)
-	}
-	if h == nil {
-		b = []byte("[]")
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err

@@ -57,6 +57,7 @@ func TestReadHistoryRejects(t *testing.T) {
 		{name: "Object", in: `{"type":"ExecutionStarted","name":"o"}`, want: "want a JSON array of events"},
 		{name: "BadEvent", in: `[{"type":"OrchestratorStarted"},{"type":"TaskScheduled","taskId":1}]`,
 			want: "event 1: decode event: malformed history event: TaskScheduled: missing name", malformed: true},
+		{name: "TrailingData", in: `[{"type":"OrchestratorStarted"}] [`, want: "data after the array of events"},
 		{name: "UnknownType", in: `[{"type":"Bogus"}]`, want: `event 0: decode event: malformed history event: unknown type "Bogus"`, malformed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,6 +72,10 @@ func TestReadHistoryRejects(t *testing.T) {
 		})
 	}
 	var b bytes.Buffer
+	if err := duro.WriteHistory(&b, nil); err != nil || b.String() != "[]\n" {
+		t.Errorf("WriteHistory(nil) wrote %q, %v; want an empty array", b.String(), err)
+	}
+	b.Reset()
 	if err := duro.WriteHistory(&b, []*duro.HistoryEvent{{Type: backend.EventTaskScheduled, TaskID: 1}}); !errors.Is(err, backend.ErrMalformedEvent) {
 		t.Errorf("WriteHistory of a nameless TaskScheduled = %v; want ErrMalformedEvent", err)
 	}
