@@ -18,8 +18,11 @@
 // deterministic: it reads time from ctx.Now, makes IDs with ctx.NewUUID,
 // waits only on Tasks, and leaves all I/O to activities. If replayed code
 // schedules something other than what history recorded, the instance fails
-// with a "NonDeterminism" failure that names both; ReplayHistory checks
-// recorded histories against new code in tests.
+// with a "NonDeterminism" failure that names both; ReplayHistory and
+// ReplayHistoryDir check recorded histories against new code in tests. To
+// change the code while instances run, branch on
+// OrchestrationContext.Patched: instances that passed the change keep the
+// old path (docs/versioning.md).
 //
 // An activity is a function
 //

@@ -49,6 +49,48 @@ func (ctx *OrchestrationContext) NewUUID() uuid.UUID { return ctx.c.NewUUID() }
 // line is written once.
 func (ctx *OrchestrationContext) Logger() *slog.Logger { return ctx.c.Logger() }
 
+// Patched reports whether the code takes the new path of a change to it,
+// named by id (unique within the orchestration), so that instances
+// started before the change keep the path they took:
+//
+//	if ctx.Patched("fraud-check") {
+//		// the new code
+//	} else {
+//		// the code as it was
+//	}
+//
+// Code running a step for the first time answers true and records the
+// answer (an EventPatched marker) at this point of the history. Replay
+// gives the recorded answer: true where the step recorded the marker,
+// false where the step ran here without one, which means its code
+// predates the change. The first answer holds for the rest of the
+// execution, so later calls with id agree with it. A marker in history
+// where the code does not ask Patched(id) fails the instance with a
+// NonDeterminism failure. See docs/versioning.md for the life of a patch:
+// Patched, then DeprecatePatch once no instance of the old code runs, then
+// neither.
+func (ctx *OrchestrationContext) Patched(id string) bool {
+	checkPatchID(id)
+	return ctx.c.Patched(id)
+}
+
+// DeprecatePatch replaces Patched(id) once the old path is gone from the
+// code: no running instance took it any more. The code then always takes
+// the new path. It still records the marker, flagged deprecated, so that
+// workers still running the code with Patched(id) (a rolling deployment)
+// replay the instance on the new path, and so that code that no longer
+// mentions id at all replays it too.
+func (ctx *OrchestrationContext) DeprecatePatch(id string) {
+	checkPatchID(id)
+	ctx.c.DeprecatePatch(id)
+}
+
+func checkPatchID(id string) {
+	if id == "" {
+		panic("duro: a patch needs an ID")
+	}
+}
+
 // SetCustomStatus publishes a value for observers (Client.Get shows it). It is
 // saved when the step commits.
 func (ctx *OrchestrationContext) SetCustomStatus(v any) error {

@@ -1,8 +1,8 @@
 package duro_test
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -315,34 +315,30 @@ func TestReplayBadHistories(t *testing.T) {
 	}
 }
 
-// loadHistory reads a history file, decoding each event with
-// backend.DecodeEvent so that the files are validated as stored events are.
+// loadHistory reads a history file with duro.ReadHistory, which decodes
+// each event with backend.DecodeEvent so that the files are validated as
+// stored events are.
 func loadHistory(t *testing.T, file string) []*backend.Event {
 	t.Helper()
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
+	defer f.Close()
+	h, err := duro.ReadHistory(f)
+	if err != nil {
 		t.Fatalf("%s: %v", file, err)
-	}
-	h := make([]*backend.Event, len(raw))
-	for i, r := range raw {
-		if h[i], err = backend.DecodeEvent(r); err != nil {
-			t.Fatalf("%s: event %d: %v", file, i, err)
-		}
 	}
 	return h
 }
 
 func writeHistory(t *testing.T, file string, h []*backend.Event) {
 	t.Helper()
-	b, err := json.MarshalIndent(h, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	if err := duro.WriteHistory(&b, h); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

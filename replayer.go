@@ -1,8 +1,13 @@
 package duro
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,4 +71,89 @@ func ReplayHistory(reg *Registry, history []*HistoryEvent) error {
 			ErrNonDeterminism, last.Status, params.Status)
 	}
 	return nil
+}
+
+// ReplayHistoryDir replays, as ReplayHistory does, every history file of
+// dir (the files named *.json, as `duro history export --dir` writes them
+// or WriteHistory does; subdirectories are left alone) against the code
+// registered in reg. Run it in CI over histories exported from production
+// before deploying a change to orchestration code: it returns nil when
+// every history replays, and otherwise one error per failing file (joined;
+// errors.Is finds ErrNonDeterminism), each naming its file. A directory
+// without history files is an error, so that a wrong path cannot pass.
+func ReplayHistoryDir(reg *Registry, dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return fmt.Errorf("duro: replay %s: %w", dir, err)
+	}
+	if len(files) == 0 {
+		if _, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("duro: replay: %w", err)
+		}
+		return fmt.Errorf("duro: replay: no history files (*.json) in %s", dir)
+	}
+	slices.Sort(files)
+	var errs []error
+	for _, file := range files {
+		if err := replayHistoryFile(reg, file); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func replayHistoryFile(reg *Registry, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, err := ReadHistory(f)
+	if err != nil {
+		return err
+	}
+	return ReplayHistory(reg, h)
+}
+
+// ReadHistory reads a history file as WriteHistory writes it: a JSON array
+// of events. Each event is checked as a backend checks a stored one; a bad
+// one is an error wrapping backend.ErrMalformedEvent that gives its index.
+func ReadHistory(r io.Reader) ([]*HistoryEvent, error) {
+	var raw []json.RawMessage
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("duro: read history: want a JSON array of events: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("duro: read history: data after the array of events")
+	}
+	h := make([]*HistoryEvent, len(raw))
+	for i, b := range raw {
+		ev, err := backend.DecodeEvent(b)
+		if err != nil {
+			return nil, fmt.Errorf("duro: read history: event %d: %w", i, err)
+		}
+		h[i] = ev
+	}
+	return h, nil
+}
+
+// WriteHistory writes the history h (Client.History) as an indented JSON
+// array of events, the file format ReadHistory and ReplayHistoryDir read.
+// It refuses an event a backend would not store.
+func WriteHistory(w io.Writer, h []*HistoryEvent) error {
+	for i, ev := range h {
+		if _, err := backend.EncodeEvent(ev); err != nil {
+			return fmt.Errorf("duro: write history: event %d: %w", i, err)
+		}
+	}
+	if h == nil {
+		h = []*HistoryEvent{}
+	}
+	b, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return fmt.Errorf("duro: write history: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }

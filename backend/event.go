@@ -93,6 +93,13 @@ const (
 	// EventEntityUnlocked records the release of a critical section's locks:
 	// TaskID, Entity.Lock.
 	EventEntityUnlocked EventType = "EntityUnlocked"
+
+	// EventPatched records that the code took the new path of a patch
+	// (OrchestrationContext.Patched or DeprecatePatch): Name (the patch
+	// ID), TaskID (the task ID the code's next action would take, which
+	// says where the code decided; the marker does not use it up),
+	// Deprecated. Nothing runs and nothing comes back.
+	EventPatched EventType = "Patched"
 )
 
 // IsControl reports whether messages of this type act on the instance
@@ -119,6 +126,7 @@ var knownEventTypes = map[EventType]bool{
 	EventTaskDuplicate: true, EventExecutionRewound: true, EventLateResult: true,
 	EventEntityRequest: true, EventEntitySignaled: true, EventEntityCalled: true, EventEntityResponse: true,
 	EventEntityLockRequested: true, EventEntityLockGranted: true, EventEntityUnlocked: true,
+	EventPatched: true,
 }
 
 // Event is one entry of an orchestration's history, and the payload of a
@@ -177,6 +185,9 @@ type Event struct {
 	Rewind *Rewind `json:"rewind,omitempty"`
 	// Entity details an entity request or lock event.
 	Entity *EntityRequest `json:"entity,omitempty"`
+	// Deprecated marks an EventPatched recorded by DeprecatePatch: code
+	// that no longer mentions the patch replays the history without it.
+	Deprecated bool `json:"deprecated,omitempty"`
 }
 
 // LateResult is the EventLateResult a backend appends to the history of an
@@ -515,7 +526,7 @@ func (e *Event) validate() error {
 		if e.Name == "" {
 			return fmt.Errorf("%s: missing name", e.Type)
 		}
-	case EventTaskScheduled, EventTaskDuplicate:
+	case EventTaskScheduled, EventTaskDuplicate, EventPatched:
 		if e.Name == "" {
 			return fmt.Errorf("%s: missing name", e.Type)
 		}

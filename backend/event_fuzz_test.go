@@ -47,6 +47,7 @@ func sampleEvents() []*Event {
 		EventEntityLockGranted:   {TaskID: 7},
 		EventEntityUnlocked: {TaskID: 8, Entity: &EntityRequest{Lock: []string{"@a@1", "@b@2"},
 			Caller: &ParentRef{InstanceID: "o", ExecutionID: "e", TaskID: 7}}},
+		EventPatched: {TaskID: 9, Name: "charge-before-ship", Deprecated: true},
 	}
 	var out []*Event
 	for typ := range knownEventTypes {
@@ -97,6 +98,8 @@ var malformedSeeds = []string{
 	`{"type":"EventRaised","name":"\u0000\ud800"}`, "{\"type\":\"EventRaised\",\"name\":\"\xff\xfe\"}",
 	`{"type":"TaskFailed","taskId":1,"failure":{"message":"a","cause":{"message":"b","cause":{"message":"c"}}}}`,
 	`{"type":"ExecutionStarted","name":"o","parent":{}}`,
+	`{"type":"Patched"}`, `{"type":"Patched","taskId":2}`, `{"type":"Patched","name":"","taskId":2}`,
+	`{"type":"Patched","name":"p","taskId":-2}`, `{"type":"patched","name":"p"}`,
 }
 
 func FuzzDecodeEvent(f *testing.F) {

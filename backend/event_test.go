@@ -71,6 +71,8 @@ func TestDecodeEventValidation(t *testing.T) {
 		{"ChildWithoutName", `{"type":"SubOrchestrationCreated","taskId":1}`, "SubOrchestrationCreated: missing name"},
 		{"RaisedWithoutName", `{"type":"EventRaised"}`, "EventRaised: missing name"},
 		{"SentWithoutName", `{"type":"EventSent","taskId":1}`, "EventSent: missing name"},
+		{"Patched", `{"type":"Patched","taskId":3,"name":"v2"}`, ""},
+		{"PatchedWithoutName", `{"type":"Patched","taskId":3}`, "Patched: missing name"},
 		{"TaskFailedWithoutFailure", `{"type":"TaskFailed","taskId":1}`, "TaskFailed: missing failure"},
 		{"ChildFailedWithoutFailure", `{"type":"SubOrchestrationFailed","taskId":1,"failure":null}`, "SubOrchestrationFailed: missing failure"},
 		{"FailureIsString", `{"type":"TaskFailed","taskId":1,"failure":"boom"}`, "cannot unmarshal string"},

@@ -156,6 +156,8 @@ type Event struct {
 	Rewind        *backend.Rewind `json:"rewind,omitempty"`
 	// Entity holds an entity request's or lock's details.
 	Entity *backend.EntityRequest `json:"entity,omitempty"`
+	// Deprecated is set on a Patched event that DeprecatePatch recorded.
+	Deprecated bool `json:"deprecated,omitempty"`
 }
 
 // History is an instance's history, oldest event first.
@@ -375,7 +377,7 @@ func hasTaskID(t backend.EventType) bool {
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed, backend.EventEventSent,
 		backend.EventTaskDuplicate, backend.EventEntitySignaled, backend.EventEntityCalled,
 		backend.EventEntityResponse, backend.EventEntityLockRequested, backend.EventEntityLockGranted,
-		backend.EventEntityUnlocked, backend.EventLateResult:
+		backend.EventEntityUnlocked, backend.EventLateResult, backend.EventPatched:
 		return true
 	}
 	return false
@@ -389,7 +391,7 @@ func NewEvent(e *duro.HistoryEvent) *Event {
 		Failure: NewFailure(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
 		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
 		Activity: e.Activity, Suspension: NewSuspension(e.Suspension), Rewind: e.Rewind, Entity: e.Entity,
-		ResumeOutcome: NewResumeOutcome(e.ResumeOutcome),
+		ResumeOutcome: NewResumeOutcome(e.ResumeOutcome), Deprecated: e.Deprecated,
 	}
 	for _, d := range e.Decisions {
 		j.Decisions = append(j.Decisions, &Decision{TaskID: d.TaskID, Action: string(d.Action), Result: Payload(d.Result), Message: d.Message})

@@ -28,10 +28,14 @@ its payload, the delivery attempt that produced a task's result, how long
 the task took, and failure messages. An at-most-once activity shows its
 policy when scheduled (at-most-once/Suspend); suspensions show their reason
 and the tasks awaiting a decision, resumes the operator's decisions, and
-rewinds the tasks they re-run. -o json prints the events as JSON.`,
+rewinds the tasks they re-run, patch markers the patch and whether
+DeprecatePatch recorded it. -o json prints the events as JSON.
+
+'duro history export' writes histories to files for replay tests.`,
 		Example: `  duro history order-1
   duro history order-1 --full
-  duro history order-1 -o json`,
+  duro history order-1 -o json
+  duro history export --dir testdata/histories --name ProcessOrder`,
 		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, err := parseOutput(output)
@@ -66,6 +70,7 @@ rewinds the tasks they re-run. -o json prints the events as JSON.`,
 	}
 	addOutputFlag(cmd, &output)
 	cmd.Flags().BoolVar(&full, "full", false, "show payloads in full instead of a preview")
+	cmd.AddCommand(a.historyExportCmd())
 	return cmd
 }
 
@@ -93,6 +98,8 @@ type eventJSON struct {
 	// ResumeOutcome is set on the event that records a resume's outcome.
 	ResumeOutcome *duro.ResumeOutcome `json:"resumeOutcome,omitempty"`
 	Rewind        *backend.Rewind     `json:"rewind,omitempty"`
+	// Deprecated is set on a patch marker DeprecatePatch recorded.
+	Deprecated bool `json:"deprecated,omitempty"`
 }
 
 // decisionJSON is the JSON form of an operator's decision on a task.
@@ -110,12 +117,12 @@ func toEventJSON(e *duro.HistoryEvent) eventJSON {
 		Failure: toFailureJSON(e.Failure), FireAt: utc(e.FireAt), Attempt: e.Attempt,
 		Status: e.Status, Reason: e.Reason, Parent: e.Parent,
 		Activity: e.Activity, Suspension: toSuspensionJSON(e.Suspension), Rewind: e.Rewind,
-		ResumeOutcome: e.ResumeOutcome,
+		ResumeOutcome: e.ResumeOutcome, Deprecated: e.Deprecated,
 	}
 	for _, d := range e.Decisions {
 		j.Decisions = append(j.Decisions, decisionJSON{TaskID: d.TaskID, Action: d.Action, Result: rawJSON(d.Result), Message: d.Message})
 	}
-	if hasTaskID(e.Type) {
+	if hasTaskID(e.Type) || e.Type == backend.EventPatched {
 		id := e.TaskID
 		j.TaskID = &id
 	}
@@ -342,6 +349,13 @@ func (tl *timeline) describe(e *duro.HistoryEvent) (name, details string) {
 		if e.Reason != "" {
 			add("reason: " + e.Reason)
 		}
+	case backend.EventPatched:
+		name = strconv.Quote(e.Name)
+		what := "new path (Patched)"
+		if e.Deprecated {
+			what = "deprecated (DeprecatePatch)"
+		}
+		add(what, "at task #"+strconv.Itoa(e.TaskID))
 	case backend.EventLateResult:
 		// "Charge completed after termination: ch_1"
 		what := "completed"

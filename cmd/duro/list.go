@@ -45,14 +45,7 @@ ID' shows them); -o json leaves them out too, and custom statuses over 1 KiB.`,
 			}
 			opts := duro.ListOptions{Name: name, IDPrefix: prefix, CustomStatus: custom, PageSize: pageSize, PageToken: token,
 				OmitPayloads: true}
-			if opts.Statuses, err = parseStatuses("status", statuses, false); err != nil {
-				return err
-			}
-			now := time.Now()
-			if opts.CreatedFrom, err = parseTimeFlag("created-from", from, now, false); err != nil {
-				return err
-			}
-			if opts.CreatedTo, err = parseTimeFlag("created-to", to, now, false); err != nil {
+			if err := parseListFilters(&opts, statuses, from, to); err != nil {
 				return err
 			}
 			if err := checkPageSize(pageSize); err != nil {
@@ -99,6 +92,21 @@ ID' shows them); -o json leaves them out too, and custom statuses over 1 KiB.`,
 	f.StringVar(&token, "page-token", "", "continue from a previous page's next page token")
 	f.BoolVar(&all, "all", false, "fetch every page")
 	return cmd
+}
+
+// parseListFilters sets the statuses and creation times of o from the
+// values of the --status, --created-from and --created-to flags.
+func parseListFilters(o *duro.ListOptions, statuses, from, to string) error {
+	var err error
+	if o.Statuses, err = parseStatuses("status", statuses, false); err != nil {
+		return err
+	}
+	now := time.Now()
+	if o.CreatedFrom, err = parseTimeFlag("created-from", from, now, false); err != nil {
+		return err
+	}
+	o.CreatedTo, err = parseTimeFlag("created-to", to, now, false)
+	return err
 }
 
 func renderList(a *app, insts []*duro.Instance, next string) error {

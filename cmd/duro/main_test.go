@@ -96,14 +96,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	reg := duro.NewRegistry()
-	duro.RegisterOrchestration(reg, "Echo", func(_ *duro.OrchestrationContext, in json.RawMessage) (json.RawMessage, error) {
-		return in, nil
-	})
-	duro.RegisterOrchestration(reg, "WaitForGo", func(ctx *duro.OrchestrationContext, _ any) (json.RawMessage, error) {
-		var data json.RawMessage
-		err := ctx.WaitForEvent("go", -1).Await(&data)
-		return data, err
-	})
+	registerEchoAndWait(reg)
 	duro.RegisterOrchestration(reg, "Boom", func(*duro.OrchestrationContext, any) (any, error) {
 		return nil, duro.NewError("Boom", "it broke")
 	})
@@ -135,6 +128,19 @@ func newTestEnv(t *testing.T) *testEnv {
 		_ = be.Close()
 	})
 	return &testEnv{store: path, c: duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 10 * time.Millisecond})}
+}
+
+// registerEchoAndWait registers Echo, which returns its input, and
+// WaitForGo, which returns the data of event "go".
+func registerEchoAndWait(reg *duro.Registry) {
+	duro.RegisterOrchestration(reg, "Echo", func(_ *duro.OrchestrationContext, in json.RawMessage) (json.RawMessage, error) {
+		return in, nil
+	})
+	duro.RegisterOrchestration(reg, "WaitForGo", func(ctx *duro.OrchestrationContext, _ any) (json.RawMessage, error) {
+		var data json.RawMessage
+		err := ctx.WaitForEvent("go", -1).Await(&data)
+		return data, err
+	})
 }
 
 // wait waits for the instance to finish.

@@ -471,7 +471,7 @@ func toSDKEvent(e *server.Event) *duro.HistoryEvent {
 		ExecutionID: e.ExecutionID, Input: raw(e.Input), Result: raw(e.Result), Failure: toSDKFailure(e.Failure),
 		FireAt: e.FireAt, Attempt: e.Attempt, Status: e.Status, Reason: e.Reason, Parent: e.Parent,
 		Activity: e.Activity, Suspension: toSDKSuspension(e.Suspension), Rewind: e.Rewind, Entity: e.Entity,
-		ResumeOutcome: toSDKResumeOutcome(e.ResumeOutcome)}
+		ResumeOutcome: toSDKResumeOutcome(e.ResumeOutcome), Deprecated: e.Deprecated}
 	if e.TaskID != nil {
 		out.TaskID = *e.TaskID
 	}

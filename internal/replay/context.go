@@ -94,6 +94,12 @@ type Context struct {
 	locks []*action
 	// nondeterminism is set when replay diverges from history.
 	nondeterminism error
+
+	// patches are the code's patch decisions by patch ID, and
+	// recordedPatches the markers history holds (patch.go); both nil
+	// until used.
+	patches         map[string]*patchDecision
+	recordedPatches map[patchPoint]bool
 }
 
 // InstanceID returns the orchestration instance ID.

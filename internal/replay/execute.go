@@ -72,15 +72,20 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 	// Replay re-creates the actions history recorded, usually with a few
 	// new ones.
 	nActions := 1
+	patches := false
 	for _, ev := range wi.History {
 		if isScheduling(ev.Type) {
 			nActions++
 		}
+		patches = patches || ev.Type == backend.EventPatched
 	}
 	c := &Context{
 		instanceID: inst.ID, executionID: inst.ExecutionID, name: inst.Name, parent: inst.Parent,
 		now: inst.CreatedAt, actions: make(map[int]*action, nActions), order: make([]*action, 0, nActions),
 		customStatus: inst.CustomStatus, baseLogger: logger,
+	}
+	if patches {
+		c.indexPatches(wi.History)
 	}
 	c.co.init()
 	defer c.co.stop()
@@ -103,6 +108,9 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 		}
 	}
 	c.replaying = false
+	if c.nondeterminism == nil {
+		r.checkReplayed()
+	}
 	if c.nondeterminism == nil {
 		for i, ev := range stepEvents {
 			r.pos = len(wi.History) + i
@@ -172,6 +180,12 @@ func (r *run) apply(ev *backend.Event, isNew bool) bool {
 		backend.EventSubOrchestrationCompleted, backend.EventSubOrchestrationFailed,
 		backend.EventEntityResponse, backend.EventEntityLockGranted:
 		return r.complete(ev, isNew)
+	case backend.EventPatched:
+		if isNew {
+			return false
+		}
+		r.matchPatch(ev)
+		return true
 	case backend.EventEventRaised:
 		c.deliverEvent(ev)
 		r.runCode()
@@ -241,6 +255,22 @@ func (r *run) match(ev *backend.Event) {
 			c.name, want, historyName(ev), ev.TaskID, a.describe())
 	default:
 		a.recorded = true
+	}
+}
+
+// checkReplayed runs once history is replayed: every action the code took
+// while it replayed was taken in a step of history, which recorded all the
+// actions its code took. One history lacks is code that changed where the
+// instance already passed (an activity inserted before the point it waits
+// at, say): the instance would act as no version of the code did.
+func (r *run) checkReplayed() {
+	c := r.c
+	for _, a := range c.order {
+		if !a.recorded {
+			c.nondeterminism = fmt.Errorf("non-deterministic orchestration %q: the code scheduled %s in a step of history that did not record it",
+				c.name, a.describe())
+			return
+		}
 	}
 }
 

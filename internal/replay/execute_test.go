@@ -668,3 +668,33 @@ func TestExecuteLoggerIsQuietDuringReplay(t *testing.T) {
 		t.Errorf("log lacks the instance: %s", buf.String())
 	}
 }
+
+// TestExecuteActionInsertedWherePassed checks that code which takes an
+// action in a step of history that did not record it diverges: the
+// instance passed that point of the code without the action.
+func TestExecuteActionInsertedWherePassed(t *testing.T) {
+	t.Parallel()
+	waitAfter := func(names ...string) Orchestrator {
+		return func(c *Context, in []byte) ([]byte, error) {
+			if _, err := chain(names...)(c, in); err != nil {
+				return nil, err
+			}
+			return await(c, c.WaitForEvent("approve", -1))
+		}
+	}
+	h := newHarness(t, waitAfter("A"))
+	h.step(startMsg(`1`))
+	h.step(completedMsg(0, `2`)) // the code waits for "approve"
+	h.fn = waitAfter("A", "B")
+	out := h.step(eventMsg("approve", `"yes"`))
+	if out.Status != backend.StatusFailed || out.Failure == nil || out.Failure.Type != FailureTypeNonDeterminism {
+		t.Fatalf("ended %s with %+v; want a NonDeterminism failure", out.Status, out.Failure)
+	}
+	want := `the code scheduled activity "B" (task 1) in a step of history that did not record it`
+	if !strings.Contains(out.Failure.Message, want) {
+		t.Errorf("failure %q; want it to say %q", out.Failure.Message, want)
+	}
+	if len(out.ActivityTasks) != 0 {
+		t.Errorf("a diverged step scheduled %+v", out.ActivityTasks)
+	}
+}
