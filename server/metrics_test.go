@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/durohq/duro"
 )
@@ -116,7 +117,14 @@ func TestMetricsCounts(t *testing.T) {
 	}
 	b.waitStatus(t, "w", duro.StatusRunning)
 	b.do("GET", "/api/v1/instances/ghost", nil)
+	// The worker counts a step once its commit has returned, which may be
+	// just after the store shows the commit: scrape until it has counted
+	// WaitForGo's first step.
 	got := scrape(t, b)
+	for deadline := time.Now().Add(10 * time.Second); got[`duro_work_items_completed_total{kind="orchestration"}`] < 4 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		got = scrape(t, b)
+	}
 	wantSamples(t, got, map[string]float64{
 		// One step each for Echo; WaitForGo's first step.
 		`duro_work_items_claimed_total{kind="orchestration"}`:                     4,
