@@ -20,7 +20,7 @@ func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceP
 	if err := p.Validate(); err != nil {
 		return b.fail(op, err)
 	}
-	at := now(p.Now)
+	at := b.now(p.Now)
 	start := rules.StartMessage(p, at)
 	data, err := backend.EncodeEvent(start.Event)
 	if err != nil {
