@@ -103,9 +103,6 @@ func Describe(ev *duro.HistoryEvent) string {
 	if f := ev.Failure; f != nil {
 		kv("failure", strconv.Quote(f.Message))
 	}
-	if ev.Reason != "" {
-		kv("reason", strconv.Quote(ev.Reason))
-	}
 	if s := ev.Suspension; s != nil {
 		for _, pd := range s.Pending {
 			kv("pending", fmt.Sprintf("#%d:%s", pd.TaskID, pd.Name))
@@ -113,6 +110,9 @@ func Describe(ev *duro.HistoryEvent) string {
 	}
 	for _, d := range ev.Decisions {
 		kv("decision", fmt.Sprintf("#%d:%s", d.TaskID, d.Action))
+	}
+	if ev.Reason != "" {
+		kv("reason", strconv.Quote(ev.Reason))
 	}
 	return strings.Join(parts, " ")
 }
