@@ -334,12 +334,10 @@ var (
 func (e *Env) OnActivity(name string, fn any) {
 	e.t.Helper()
 	v := reflect.ValueOf(fn)
-	ft := v.Type()
-	if v.Kind() != reflect.Func || ft.NumIn() != 2 || ft.In(0) != activityContextType ||
-		ft.NumOut() != 2 || ft.Out(1) != errorType || ft.IsVariadic() {
-		e.t.Fatalf("durotest: OnActivity(%q): fn is %v; want func(duro.ActivityContext, I) (O, error)", name, ft)
+	if v.Kind() != reflect.Func || !activityShape(v.Type()) {
+		e.t.Fatalf("durotest: OnActivity(%q): fn is %T; want func(duro.ActivityContext, I) (O, error)", name, fn)
 	}
-	in := ft.In(1)
+	in := v.Type().In(1)
 	testhook.ReplaceActivity(e.reg, name, func(actx any, decode func(ptr any) error) (any, error) {
 		arg := reflect.New(in)
 		if err := decode(arg.Interface()); err != nil {
@@ -351,6 +349,12 @@ func (e *Env) OnActivity(name string, fn any) {
 		}
 		return out[0].Interface(), nil
 	})
+}
+
+// activityShape reports whether ft is func(duro.ActivityContext, I) (O, error).
+func activityShape(ft reflect.Type) bool {
+	return ft.NumIn() == 2 && ft.In(0) == activityContextType && !ft.IsVariadic() &&
+		ft.NumOut() == 2 && ft.Out(1) == errorType
 }
 
 // run runs the environment until done reports true, skipping time
