@@ -39,8 +39,12 @@ var errCrashed = fmt.Errorf("durotest: injected crash: %w", backend.ErrLeaseLost
 
 // stepKey and taskKey name a claimed work item: one delivery of a step
 // or of an activity task.
-func stepKey(id string, attempt int64) string { return "step " + id + " #" + strconv.FormatInt(attempt, 10) }
-func taskKey(id string, attempt int64) string { return "task " + id + " #" + strconv.FormatInt(attempt, 10) }
+func stepKey(id string, attempt int64) string {
+	return "step " + id + " #" + strconv.FormatInt(attempt, 10)
+}
+func taskKey(id string, attempt int64) string {
+	return "task " + id + " #" + strconv.FormatInt(attempt, 10)
+}
 
 // lost is the end of a delivery whose call found its lease lost: the
 // worker drops it without another call.
