@@ -182,6 +182,16 @@ func TestWaitStuck(t *testing.T) {
 		env.Run("Lost", struct{}{})
 	})
 	mustContain(t, msg, `activity "Unregistered" (task 0) waits for a worker that registers it`)
+
+	// An orchestration nobody registers is handed back until it is
+	// poisoned (the backoffs between its deliveries skipped): the Wait
+	// says so.
+	msg = failure(t, func(ft *fakeT) {
+		env := durotest.New(ft, durotest.WithStartTime(start))
+		duro.RegisterOrchestration(env.Registry(), "Known", func(ctx *duro.OrchestrationContext, _ struct{}) (string, error) { return "", nil })
+		env.Run("Unknown", struct{}{})
+	})
+	mustContain(t, msg, "Suspended and nothing is due", "poisoned", `"Unknown"`)
 }
 
 // output decodes a Completed instance's output.
