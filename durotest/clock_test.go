@@ -230,3 +230,41 @@ func TestNoPolling(t *testing.T) {
 		t.Fatalf("output %d", got)
 	}
 }
+
+// The client's control calls work between runs: a terminated instance
+// ends without its timer, a suspended one keeps its timer until resumed.
+func TestClientControl(t *testing.T) {
+	env := durotest.New(t, durotest.WithStartTime(start))
+	duro.RegisterOrchestration(env.Registry(), "Nap", func(ctx *duro.OrchestrationContext, _ struct{}) (time.Time, error) {
+		err := ctx.Sleep(time.Hour)
+		return ctx.Now(), err
+	})
+	id := env.Start("Nap", struct{}{})
+	env.Advance(time.Minute)
+	if err := env.Client().Terminate(t.Context(), id, "no nap"); err != nil {
+		t.Fatal(err)
+	}
+	if inst := env.Wait(id); inst.Status != duro.StatusTerminated {
+		t.Fatalf("status %s", inst.Status)
+	}
+
+	id = env.Start("Nap", struct{}{})
+	env.Advance(time.Minute)
+	if err := env.Client().Suspend(t.Context(), id, "hold"); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitSuspended(id)
+	env.Advance(2 * time.Hour) // the timer fires, and waits
+	if inst, _ := env.Client().Get(t.Context(), id); inst.Status != duro.StatusSuspended {
+		t.Fatalf("status %s", inst.Status)
+	}
+	if err := env.Client().Resume(t.Context(), id, "go on"); err != nil {
+		t.Fatal(err)
+	}
+	resumed := env.Now()
+	woke := output[time.Time](t, env.Wait(id))
+	if !woke.Equal(resumed) || !resumed.Equal(start.Add(2*time.Minute+2*time.Hour)) {
+		t.Fatalf("woke at %v; want the resume's time, %v", woke, resumed)
+	}
+	env.AssertHistory(t, id, "TimerCreated #0 in=1h0m0s", "ExecutionSuspended", "ExecutionResumed", "TimerFired #0")
+}

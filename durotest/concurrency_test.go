@@ -143,3 +143,40 @@ func TestClockStillWhileActivityRuns(t *testing.T) {
 		t.Fatalf("sleeper woke at %v", got)
 	}
 }
+
+// Entities run in the environment too: orchestrations call a counter
+// entity between timers, and the entity's state is read at the end.
+func TestEntities(t *testing.T) {
+	env := durotest.New(t, durotest.WithStartTime(start))
+	duro.RegisterEntityOperation(env.Registry(), "Counter", "add", func(ctx duro.EntityContext, n *int, d int) (int, error) {
+		*n += d
+		return *n, nil
+	})
+	counter := duro.EntityID{Name: "Counter", Key: "c"}
+	duro.RegisterOrchestration(env.Registry(), "Adder", func(ctx *duro.OrchestrationContext, d int) (int, error) {
+		var n int
+		for range 3 {
+			if err := ctx.Sleep(time.Hour); err != nil {
+				return 0, err
+			}
+			if err := ctx.CallEntity(counter, "add", d).Await(&n); err != nil {
+				return 0, err
+			}
+		}
+		return n, nil
+	})
+	a, b := env.Start("Adder", 1), env.Start("Adder", 10)
+	env.Wait(a)
+	env.Wait(b)
+	st, err := env.Client().GetEntity(t.Context(), counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := st.State(&n); err != nil || n != 33 {
+		t.Fatalf("counter %d, %v; want 33", n, err)
+	}
+	if !env.Now().Equal(start.Add(3 * time.Hour)) {
+		t.Fatalf("clock at %v", env.Now())
+	}
+}
