@@ -1,6 +1,7 @@
 package durotest_test
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,4 +161,28 @@ func TestAtLeastOnceDuplicateDelivery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A fail decision fails the task without running the code; the
+// orchestration sees the operator's message.
+func TestAtMostOnceResumeFail(t *testing.T) {
+	env := durotest.New(t, durotest.WithStartTime(start))
+	var ran atomic.Int32
+	duro.RegisterActivity(env.Registry(), "Charge", func(ctx duro.ActivityContext, order string) (string, error) {
+		ran.Add(1)
+		return "ch_" + order, nil
+	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
+	duro.RegisterOrchestration(env.Registry(), "Checkout", checkout)
+	env.CrashAfterStart("Charge")
+	id := env.Start("Checkout", "o5")
+	env.WaitSuspended(id)
+	env.Resume(id, duro.FailTask(0, "refunded by hand"))
+	inst := env.Wait(id)
+	if inst.Status != duro.StatusFailed || inst.Failure == nil || !strings.Contains(inst.Failure.Message, "refunded by hand") {
+		t.Fatalf("status %s, failure %+v", inst.Status, inst.Failure)
+	}
+	if ran.Load() != 0 {
+		t.Fatalf("the code ran %d times", ran.Load())
+	}
+	env.AssertHistory(t, id, "ExecutionResumed decision=#0:Fail", `TaskFailed #0 failure="refunded by hand"`, "ExecutionCompleted status=Failed")
 }
