@@ -35,14 +35,7 @@ func (r *Registry) replaceActivity(name string, fn testhook.ActivityFunc) {
 		decode := func(ptr any) error {
 			return p.decodeAs(func() string { return fmt.Sprintf("input of activity %q", name) }, raw, ptr)
 		}
-		out, err := fn(ctx, decode)
-		if err != nil {
-			return nil, err
-		}
-		if isNil(out) {
-			return nil, nil
-		}
-		return out, nil
+		return activityOutput(fn(ctx, decode))
 	}}
 	if old, ok := r.activities[name]; ok {
 		ra.opts = old.opts

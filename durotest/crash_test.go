@@ -20,28 +20,45 @@ func checkout(ctx *duro.OrchestrationContext, order string) (string, error) {
 	return "paid " + charge, nil
 }
 
+// suspendedCheckout starts a checkout whose at-most-once Charge (under
+// OnDuplicateSuspend) crashes after its start mark, and runs it until it
+// is suspended for a decision. runs returns the attempts at which
+// Charge's code ran.
+func suspendedCheckout(t *testing.T, order string) (env *durotest.Env, id string, runs func() []int) {
+	t.Helper()
+	env = durotest.New(t, durotest.WithStartTime(start))
+	var mu sync.Mutex
+	var attempts []int
+	duro.RegisterActivity(env.Registry(), "Charge", func(ctx duro.ActivityContext, order string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, ctx.Attempt())
+		return "ch_" + order, nil
+	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
+	duro.RegisterOrchestration(env.Registry(), "Checkout", checkout)
+	env.CrashAfterStart("Charge")
+	id = env.Start("Checkout", order)
+	env.WaitSuspended(id)
+	return env, id, func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), attempts...)
+	}
+}
+
 // An at-most-once activity whose first delivery crashed after marking
 // itself started is not run again: under OnDuplicateSuspend the instance
 // waits for a decision, and resuming with a result completes it without
 // the code ever running.
 func TestAtMostOnceCrashSuspendResume(t *testing.T) {
-	env := durotest.New(t, durotest.WithStartTime(start))
-	var ran atomic.Int32
-	duro.RegisterActivity(env.Registry(), "Charge", func(ctx duro.ActivityContext, order string) (string, error) {
-		ran.Add(1)
-		return "ch_" + order, nil
-	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
-	duro.RegisterOrchestration(env.Registry(), "Checkout", checkout)
-
-	env.CrashAfterStart("Charge")
-	id := env.Start("Checkout", "o1")
-	inst := env.WaitSuspended(id)
+	env, id, runs := suspendedCheckout(t, "o1")
+	inst, err := env.Client().Get(t.Context(), id)
+	if err != nil || inst.Suspension == nil || inst.Suspension.Reason == "" {
+		t.Fatalf("suspension %+v, %v", inst.Suspension, err)
+	}
 	pending := env.PendingDecisions(id)
 	if len(pending) != 1 || pending[0].TaskID != 0 || pending[0].Name != "Charge" || pending[0].Attempt != 2 {
 		t.Fatalf("pending %+v; want task 0 Charge at attempt 2", pending)
-	}
-	if inst.Suspension == nil || inst.Suspension.Reason == "" {
-		t.Fatalf("suspension %+v", inst.Suspension)
 	}
 	// The crashed delivery's lease (1m by default) lapsed in virtual time.
 	if got := env.Now().Sub(start); got != time.Minute {
@@ -51,8 +68,8 @@ func TestAtMostOnceCrashSuspendResume(t *testing.T) {
 	if got := output[string](t, env.Wait(id)); got != "paid ch_checked" {
 		t.Fatalf("output %q", got)
 	}
-	if n := ran.Load(); n != 0 {
-		t.Fatalf("the code ran %d times; want 0", n)
+	if got := runs(); len(got) != 0 {
+		t.Fatalf("the code ran at attempts %v; want never", got)
 	}
 	env.AssertHistory(t, id, "TaskScheduled #0 Charge guarantee=at-most-once/Suspend", "TaskDuplicate #0 Charge attempt=2",
 		"ExecutionSuspended", "ExecutionResumed decision=#0:Result", `TaskCompleted #0 result="ch_checked"`,
@@ -62,23 +79,29 @@ func TestAtMostOnceCrashSuspendResume(t *testing.T) {
 
 // A retry decision runs the code once more, with the next attempt number.
 func TestAtMostOnceResumeRetry(t *testing.T) {
-	env := durotest.New(t, durotest.WithStartTime(start))
-	var attempts []int
-	duro.RegisterActivity(env.Registry(), "Charge", func(ctx duro.ActivityContext, order string) (string, error) {
-		attempts = append(attempts, ctx.Attempt())
-		return "ch_" + order, nil
-	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
-	duro.RegisterOrchestration(env.Registry(), "Checkout", checkout)
-	env.CrashAfterStart("Charge")
-	id := env.Start("Checkout", "o2")
-	env.WaitSuspended(id)
+	env, id, runs := suspendedCheckout(t, "o2")
 	env.Resume(id, duro.RetryTask(0))
 	if got := output[string](t, env.Wait(id)); got != "paid ch_o2" {
 		t.Fatalf("output %q", got)
 	}
-	if len(attempts) != 1 || attempts[0] != 3 {
-		t.Fatalf("the code ran at attempts %v; want [3]", attempts)
+	if got := runs(); len(got) != 1 || got[0] != 3 {
+		t.Fatalf("the code ran at attempts %v; want [3]", got)
 	}
+}
+
+// A fail decision fails the task without running the code; the
+// orchestration sees the operator's message.
+func TestAtMostOnceResumeFail(t *testing.T) {
+	env, id, runs := suspendedCheckout(t, "o5")
+	env.Resume(id, duro.FailTask(0, "refunded by hand"))
+	inst := env.Wait(id)
+	if inst.Status != duro.StatusFailed || inst.Failure == nil || !strings.Contains(inst.Failure.Message, "refunded by hand") {
+		t.Fatalf("status %s, failure %+v", inst.Status, inst.Failure)
+	}
+	if got := runs(); len(got) != 0 {
+		t.Fatalf("the code ran at attempts %v", got)
+	}
+	env.AssertHistory(t, id, "ExecutionResumed decision=#0:Fail", `TaskFailed #0 failure="refunded by hand"`, "ExecutionCompleted status=Failed")
 }
 
 // Under OnDuplicateReconcile the reconciler decides: a charge the
@@ -161,28 +184,4 @@ func TestAtLeastOnceDuplicateDelivery(t *testing.T) {
 			}
 		})
 	}
-}
-
-// A fail decision fails the task without running the code; the
-// orchestration sees the operator's message.
-func TestAtMostOnceResumeFail(t *testing.T) {
-	env := durotest.New(t, durotest.WithStartTime(start))
-	var ran atomic.Int32
-	duro.RegisterActivity(env.Registry(), "Charge", func(ctx duro.ActivityContext, order string) (string, error) {
-		ran.Add(1)
-		return "ch_" + order, nil
-	}, duro.ActivityOptions{Guarantee: duro.AtMostOnce, OnDuplicate: duro.OnDuplicateSuspend})
-	duro.RegisterOrchestration(env.Registry(), "Checkout", checkout)
-	env.CrashAfterStart("Charge")
-	id := env.Start("Checkout", "o5")
-	env.WaitSuspended(id)
-	env.Resume(id, duro.FailTask(0, "refunded by hand"))
-	inst := env.Wait(id)
-	if inst.Status != duro.StatusFailed || inst.Failure == nil || !strings.Contains(inst.Failure.Message, "refunded by hand") {
-		t.Fatalf("status %s, failure %+v", inst.Status, inst.Failure)
-	}
-	if ran.Load() != 0 {
-		t.Fatalf("the code ran %d times", ran.Load())
-	}
-	env.AssertHistory(t, id, "ExecutionResumed decision=#0:Fail", `TaskFailed #0 failure="refunded by hand"`, "ExecutionCompleted status=Failed")
 }

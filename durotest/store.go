@@ -8,6 +8,7 @@ import (
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/memory"
+	"github.com/durohq/duro/backend/rules"
 )
 
 // store is the environment's backend: the in-memory backend, seen
@@ -46,13 +47,19 @@ func taskKey(id string, attempt int64) string {
 	return "task " + id + " #" + strconv.FormatInt(attempt, 10)
 }
 
-// lost is the end of a delivery whose call found its lease lost: the
-// worker drops it without another call.
-func lost(key string, err error) []finished {
-	if errors.Is(err, backend.ErrLeaseLost) {
-		return []finished{{key: key, always: true}}
+// about runs a call about the held delivery key, counted in flight. The
+// delivery ends with the call if ends is set (an abandon), or if the call
+// finds its lease lost (the worker then drops it without another call).
+// A mutation may have made work claimable.
+func (b *store) about(key string, mutation, ends bool, fn func() error) error {
+	b.s.begin()
+	err := fn()
+	var done []finished
+	if ends || errors.Is(err, backend.ErrLeaseLost) {
+		done = []finished{{key: key, always: true}}
 	}
-	return nil
+	b.s.end(mutation, nil, done)
+	return err
 }
 
 // mutate runs a call that may make work claimable: counted in flight
@@ -108,11 +115,7 @@ func (b *store) PurgeInstances(ctx context.Context, p *backend.PurgeInstancesPar
 
 // ClaimOrchestrationStep implements backend.Backend.
 func (b *store) ClaimOrchestrationStep(ctx context.Context, p *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
-	items, err := b.ClaimOrchestrationSteps(ctx, p, 1)
-	if len(items) == 0 {
-		return nil, err
-	}
-	return items[0], err
+	return rules.First(b.ClaimOrchestrationSteps(ctx, p, 1))
 }
 
 // ClaimOrchestrationSteps implements backend.BatchClaimer.
@@ -147,35 +150,22 @@ func (b *store) CompleteOrchestrationStepClaim(ctx context.Context, p *backend.C
 
 // RenewOrchestrationLease implements backend.Backend.
 func (b *store) RenewOrchestrationLease(ctx context.Context, p *backend.RenewLeaseParams) error {
-	b.s.begin()
-	err := b.inner.RenewOrchestrationLease(ctx, p)
-	b.s.end(false, nil, lost(stepKey(p.ID, p.Attempt), err))
-	return err
+	return b.about(stepKey(p.ID, p.Attempt), false, false, func() error { return b.inner.RenewOrchestrationLease(ctx, p) })
 }
 
 // AbandonOrchestrationStep implements backend.Backend.
 func (b *store) AbandonOrchestrationStep(ctx context.Context, p *backend.AbandonParams) error {
-	b.s.begin()
-	err := b.inner.AbandonOrchestrationStep(ctx, p)
-	b.s.end(true, nil, []finished{{key: stepKey(p.ID, p.Attempt), always: true}})
-	return err
+	return b.about(stepKey(p.ID, p.Attempt), true, true, func() error { return b.inner.AbandonOrchestrationStep(ctx, p) })
 }
 
 // StartOrchestrationStep implements backend.Backend.
 func (b *store) StartOrchestrationStep(ctx context.Context, p *backend.StartParams) error {
-	b.s.begin()
-	err := b.inner.StartOrchestrationStep(ctx, p)
-	b.s.end(false, nil, lost(stepKey(p.ID, p.Attempt), err))
-	return err
+	return b.about(stepKey(p.ID, p.Attempt), false, false, func() error { return b.inner.StartOrchestrationStep(ctx, p) })
 }
 
 // ClaimActivity implements backend.Backend.
 func (b *store) ClaimActivity(ctx context.Context, p *backend.ClaimParams) (*backend.ActivityWorkItem, error) {
-	items, err := b.ClaimActivities(ctx, p, 1)
-	if len(items) == 0 {
-		return nil, err
-	}
-	return items[0], err
+	return rules.First(b.ClaimActivities(ctx, p, 1))
 }
 
 // ClaimActivities implements backend.BatchClaimer.
@@ -204,18 +194,12 @@ func (b *store) CompleteActivity(ctx context.Context, p *backend.CompleteActivit
 
 // RenewActivityLease implements backend.Backend.
 func (b *store) RenewActivityLease(ctx context.Context, p *backend.RenewLeaseParams) error {
-	b.s.begin()
-	err := b.inner.RenewActivityLease(ctx, p)
-	b.s.end(false, nil, lost(taskKey(p.ID, p.Attempt), err))
-	return err
+	return b.about(taskKey(p.ID, p.Attempt), false, false, func() error { return b.inner.RenewActivityLease(ctx, p) })
 }
 
 // AbandonActivity implements backend.Backend.
 func (b *store) AbandonActivity(ctx context.Context, p *backend.AbandonParams) error {
-	b.s.begin()
-	err := b.inner.AbandonActivity(ctx, p)
-	b.s.end(true, nil, []finished{{key: taskKey(p.ID, p.Attempt), always: true}})
-	return err
+	return b.about(taskKey(p.ID, p.Attempt), true, true, func() error { return b.inner.AbandonActivity(ctx, p) })
 }
 
 // StartActivity implements backend.Backend. A delivery the test crashed
@@ -223,15 +207,14 @@ func (b *store) AbandonActivity(ctx context.Context, p *backend.AbandonParams) e
 // started in the store and is then told its lease is lost: its code never
 // runs, and the next delivery is a possible duplicate.
 func (b *store) StartActivity(ctx context.Context, p *backend.StartParams) error {
-	b.s.begin()
-	err := b.inner.StartActivity(ctx, p)
 	key := taskKey(p.ID, p.Attempt)
-	if err == nil && b.s.crashAt(key, crashAfterStart) {
-		b.s.end(false, nil, []finished{{key: key, always: true}})
-		return errCrashed
-	}
-	b.s.end(false, nil, lost(key, err))
-	return err
+	return b.about(key, false, false, func() error {
+		err := b.inner.StartActivity(ctx, p)
+		if err == nil && b.s.crashAt(key, crashAfterStart) {
+			return errCrashed // wraps ErrLeaseLost: the delivery ends
+		}
+		return err
+	})
 }
 
 // WorkAvailable implements backend.WorkNotifier: it is closed after each
