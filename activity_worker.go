@@ -96,7 +96,7 @@ func (w *Worker) runActivity(ctx context.Context, wi *backend.ActivityWorkItem) 
 	if errors.Is(abandon, errSuspendForDecision) {
 		r.outcome = telemetry.OutcomeDuplicate
 		r.completeEvent(ctx, &backend.Event{Type: backend.EventTaskDuplicate, TaskID: task.TaskID, Name: task.Name,
-			Attempt: wi.Attempt, FireAt: wi.PreviousDeliveryAt, Timestamp: time.Now().UTC()})
+			Attempt: wi.Attempt, FireAt: wi.PreviousDeliveryAt, Timestamp: w.now().UTC()})
 		return
 	}
 	if abandon != nil || (ctx.Err() != nil && failure != nil) {
@@ -412,7 +412,7 @@ var errSuspendForDecision = errors.New("suspend for a decision")
 
 // complete commits the delivery's outcome, fenced by its attempt number.
 func (r *activityRun) complete(ctx context.Context, result []byte, failure *backend.Failure) {
-	ev := &backend.Event{Type: backend.EventTaskCompleted, TaskID: r.task.TaskID, Result: result, Attempt: r.wi.Attempt, Timestamp: time.Now().UTC()}
+	ev := &backend.Event{Type: backend.EventTaskCompleted, TaskID: r.task.TaskID, Result: result, Attempt: r.wi.Attempt, Timestamp: r.w.now().UTC()}
 	if failure != nil {
 		ev = &backend.Event{Type: backend.EventTaskFailed, TaskID: r.task.TaskID, Failure: failure, Attempt: r.wi.Attempt, Timestamp: ev.Timestamp}
 	}

@@ -47,6 +47,10 @@ type Client struct {
 	be   backend.Backend
 	p    payloads
 	poll time.Duration
+	// now is the clock of the events the client records (raised events,
+	// control requests) and of the terminations it applies: time.Now,
+	// unless package durotest set its virtual clock (internal/testhook).
+	now func() time.Time
 }
 
 // NewClient returns a client for be. opts may be nil.
@@ -68,7 +72,7 @@ func NewClient(be backend.Backend, opts *ClientOptions) *Client {
 	if o.WaitPollInterval <= 0 {
 		o.WaitPollInterval = 200 * time.Millisecond
 	}
-	return &Client{be: be, p: payloads{codec: o.Codec, limit: limit}, poll: o.WaitPollInterval}
+	return &Client{be: be, p: payloads{codec: o.Codec, limit: limit}, poll: o.WaitPollInterval, now: time.Now}
 }
 
 // Backend returns the client's backend.
@@ -289,7 +293,7 @@ func (c *Client) RaiseEvent(ctx context.Context, id, name string, data any) erro
 	}
 	err = c.be.EnqueueMessage(ctx, &backend.Message{
 		ID: "event/" + uuid.NewString(), InstanceID: id,
-		Event: &backend.Event{Type: backend.EventEventRaised, Name: name, Input: b, Timestamp: time.Now().UTC()},
+		Event: &backend.Event{Type: backend.EventEventRaised, Name: name, Input: b, Timestamp: c.now().UTC()},
 	})
 	if err != nil {
 		return fmt.Errorf("duro: raise %q on %q: %w", name, id, err)
@@ -310,7 +314,7 @@ func (c *Client) Terminate(ctx context.Context, id, reason string) error {
 	msgID := "terminate/" + uuid.NewString()
 	err := c.be.EnqueueMessage(ctx, &backend.Message{
 		ID: msgID, InstanceID: id,
-		Event: &backend.Event{Type: backend.EventExecutionTerminated, Reason: reason, Timestamp: time.Now().UTC()},
+		Event: &backend.Event{Type: backend.EventExecutionTerminated, Reason: reason, Timestamp: c.now().UTC()},
 	})
 	if err != nil {
 		return fmt.Errorf("duro: terminate %q: %w", id, err)

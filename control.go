@@ -97,7 +97,7 @@ func FailTask(taskID int, message string) Decision {
 func (c *Client) Suspend(ctx context.Context, id, reason string) error {
 	err := c.be.EnqueueMessage(ctx, &backend.Message{
 		ID: "suspend/" + uuid.NewString(), InstanceID: id,
-		Event: &backend.Event{Type: backend.EventExecutionSuspended, Reason: reason, Timestamp: time.Now().UTC()},
+		Event: &backend.Event{Type: backend.EventExecutionSuspended, Reason: reason, Timestamp: c.now().UTC()},
 	})
 	if err != nil {
 		return fmt.Errorf("duro: suspend %q: %w", id, err)
@@ -182,7 +182,7 @@ func (c *Client) requestResume(ctx context.Context, id, reason string, decisions
 	rid := "resume/" + uuid.NewString()
 	err = c.be.EnqueueMessage(ctx, &backend.Message{
 		ID: rid, InstanceID: id, Exclusive: true,
-		Event: &backend.Event{Type: backend.EventExecutionResumed, Reason: reason, Decisions: ds, Timestamp: time.Now().UTC()},
+		Event: &backend.Event{Type: backend.EventExecutionResumed, Reason: reason, Decisions: ds, Timestamp: c.now().UTC()},
 	})
 	if errors.Is(err, backend.ErrMessageQueued) {
 		return "", fmt.Errorf("%w: %v", ErrResumePending, err)

@@ -254,7 +254,7 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC()
+	now := w.now().UTC()
 	s := &entityStep{w: w, ctx: ctx, wi: wi, id: id, reg: reg, env: env, now: now, log: log, seen: map[string]bool{}}
 	s.out = &backend.CompleteOrchestrationStepParams{
 		InstanceID: inst.ID, ExecutionID: inst.ExecutionID, Attempt: wi.Attempt,

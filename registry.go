@@ -113,14 +113,7 @@ func RegisterActivity[I, O any](r *Registry, name string, fn func(ctx ActivityCo
 		if err := p.decodeAs(func() string { return fmt.Sprintf("input of activity %q", name) }, raw, &in); err != nil {
 			return nil, err
 		}
-		out, err := fn(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		if isNil(out) {
-			return nil, nil
-		}
-		return out, nil
+		return activityOutput(fn(ctx, in))
 	}}
 	if len(opts) == 1 {
 		ra.opts = opts[0]
@@ -130,6 +123,18 @@ func RegisterActivity[I, O any](r *Registry, name string, fn func(ctx ActivityCo
 	}
 	r.activities[name] = ra
 	r.activityList = slices.Sorted(maps.Keys(r.activities))
+}
+
+// activityOutput is what an activity's code returned, with a nil pointer,
+// map, slice... as no output.
+func activityOutput[O any](out O, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	if isNil(out) {
+		return nil, nil
+	}
+	return out, nil
 }
 
 func isNil(v any) bool {

@@ -43,7 +43,7 @@ func ReplayHistory(reg *Registry, history []*HistoryEvent) error {
 	if _, ok := reg.orchestration(started.Name); !ok {
 		return fmt.Errorf("duro: replay: orchestration %q: %w", started.Name, ErrNotRegistered)
 	}
-	w := &Worker{reg: reg, p: payloads{codec: JSONCodec{}}}
+	w := &Worker{reg: reg, p: payloads{codec: JSONCodec{}}, now: time.Now}
 	inst := &backend.Instance{ID: "replay", Name: started.Name, ExecutionID: started.ExecutionID, Status: backend.StatusRunning, Parent: started.Parent}
 	params, err := replay.Execute(&replay.Params{
 		WorkItem: &backend.OrchestrationWorkItem{Instance: inst, History: history},

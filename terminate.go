@@ -54,7 +54,7 @@ func (c *Client) terminateNow(ctx context.Context, id, msgID string) bool {
 		return false
 	}
 	params, err := replay.Execute(&replay.Params{
-		WorkItem: wi, Now: time.Now(), FailureFromError: replay.DefaultFailure,
+		WorkItem: wi, Now: c.now(), FailureFromError: replay.DefaultFailure,
 		Lookup: func(string) (replay.Orchestrator, bool) { return nil, false },
 	})
 	if err != nil || params.Status != StatusTerminated {

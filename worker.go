@@ -211,6 +211,11 @@ type Worker struct {
 	failureFn func(err error) *backend.Failure
 
 	stats workerStats
+	// now is the worker's clock: the time of its steps (in history, in
+	// OrchestrationContext.Now, the base of durable timers) and of the
+	// results it records. time.Now, unless package durotest set its
+	// virtual clock (internal/testhook).
+	now func() time.Time
 
 	// eager is the backend's StepActivityClaimer when eager activity
 	// dispatch is on; act is the activity loop that runs what it claims,
@@ -251,7 +256,7 @@ func NewWorker(be backend.Backend, reg *Registry, opts *WorkerOptions) (*Worker,
 		limit = 0
 	}
 	w := &Worker{be: be, reg: reg, opts: o, p: payloads{codec: o.Codec, limit: limit},
-		log: o.Logger.With("worker", o.Name), tr: o.Tracer.Tracer(telemetry.ScopeName)}
+		log: o.Logger.With("worker", o.Name), tr: o.Tracer.Tracer(telemetry.ScopeName), now: time.Now}
 	w.lookupFn = w.lookup
 	w.failureFn = func(err error) *backend.Failure { return failureFromError(w.p.codec, err) }
 	return w, nil
@@ -427,7 +432,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		stepLog().Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
 		w.stats.stepsPoisoned.Add(1)
 		outcome = telemetry.OutcomePoisoned
-		params = replay.PoisonStep(wi, reason, time.Now())
+		params = replay.PoisonStep(wi, reason, w.now())
 	} else if replay.EntityName(inst.ID) != "" {
 		select {
 		case <-w.stopping:
@@ -585,7 +590,7 @@ func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log func() *slog.Log
 		}
 	}()
 	return replay.Execute(&replay.Params{
-		WorkItem: wi, Lookup: w.lookupFn, Now: time.Now(), Logger: w.log, FailureFromError: w.failureFn,
+		WorkItem: wi, Lookup: w.lookupFn, Now: w.now(), Logger: w.log, FailureFromError: w.failureFn,
 	})
 }
 

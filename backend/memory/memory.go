@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/sqlite"
@@ -28,6 +29,12 @@ type Options struct {
 	// Logger receives the backend's log records. Default: records are
 	// discarded.
 	Logger *slog.Logger
+
+	// Clock, if set, is the store's clock: the time of every operation
+	// that passes no Now (leases, visibility of messages). Default:
+	// time.Now. Package durotest sets a virtual clock here, and the same
+	// clock in the workers and clients of the store.
+	Clock func() time.Time
 }
 
 // Backend is an in-memory backend.Backend and backend.WorkNotifier. It is
@@ -52,6 +59,7 @@ func Open(opts *Options) (*Backend, error) {
 	b, err := sqlite.OpenMemory(context.Background(), &sqlite.Options{
 		MaxStepMessages: o.MaxStepMessages,
 		Logger:          o.Logger,
+		Clock:           o.Clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)

@@ -159,3 +159,57 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// A store with a Clock takes every time it does not get from a call's
+// Now from it: creation, leases (eager claims too), the visibility of
+// timers, the in-flight view.
+func TestClock(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b, err := memory.Open(&memory.Options{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	if err := b.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "i", Name: "orch", ExecutionID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := b.GetInstance(ctx, "i")
+	if err != nil || !inst.CreatedAt.Equal(t0) {
+		t.Fatalf("created at %v (%v); want the clock's %v", inst.CreatedAt, err, t0)
+	}
+	claim := &backend.ClaimParams{Owner: "w", LeaseDuration: time.Minute}
+	wi, err := b.ClaimOrchestrationStep(ctx, claim)
+	if err != nil || wi == nil || !wi.LeaseExpiresAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("claim: %+v, %v; want a lease until the clock + 1m", wi, err)
+	}
+	fire := t0.Add(time.Hour)
+	tasks, err := b.CompleteOrchestrationStepClaim(ctx, &backend.CompleteOrchestrationStepParams{
+		InstanceID: "i", ExecutionID: "e1", Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0,
+		ConsumedMessageIDs: []string{wi.Messages[0].ID},
+		NewEvents:          []*backend.Event{{Type: backend.EventTimerCreated, TaskID: 0, FireAt: fire, Timestamp: t0}},
+		Messages: []*backend.Message{{ID: "timer", InstanceID: "i", VisibleAt: fire,
+			Event: &backend.Event{Type: backend.EventTimerFired, TaskID: 0, FireAt: fire, Timestamp: fire}}},
+		ActivityTasks: []*backend.ActivityTask{{ID: backend.TaskMessageID("i", "e1", 1), InstanceID: "i", ExecutionID: "e1", TaskID: 1, Name: "a"}},
+	}, claim, 1)
+	if err != nil || len(tasks) != 1 || !tasks[0].LeaseExpiresAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("eager claim: %v, %v; want a lease until the clock + 1m", tasks, err)
+	}
+	if wi, err := b.ClaimOrchestrationStep(ctx, claim); err != nil || wi != nil {
+		t.Fatalf("the timer is claimable before the clock reaches it: %+v, %v", wi, err)
+	}
+	f, err := b.InFlight(ctx, "i")
+	if err != nil || !f.Now.Equal(t0) || !f.NextMessageAt.Equal(fire) {
+		t.Fatalf("in flight: %+v, %v; want Now %v and the timer at %v", f, err, t0, fire)
+	}
+	mu.Lock()
+	now = fire
+	mu.Unlock()
+	wi, err = b.ClaimOrchestrationStep(ctx, claim)
+	if err != nil || wi == nil || len(wi.Messages) != 1 || wi.Messages[0].ID != "timer" {
+		t.Fatalf("claim at the timer's time: %+v, %v", wi, err)
+	}
+}

@@ -16,7 +16,7 @@ import (
 func (b *Backend) InFlight(ctx context.Context, instanceID string) (*backend.InFlight, error) {
 	var out *backend.InFlight
 	err := b.read(ctx, "in-flight work", func(d *dbtx) error {
-		at := time.Now().UTC()
+		at := b.now(time.Time{})
 		f := &backend.InFlight{InstanceID: instanceID, Now: at}
 		var attempt, completed, expires int64
 		err := d.queryRow(`SELECT step_attempt, completed_attempt, lock_owner, lock_expires_at FROM instances WHERE id = ?`,
@@ -106,7 +106,7 @@ func (b *Backend) ListWorkers(ctx context.Context, p *backend.ListWorkersParams)
 	if p != nil {
 		out.Now = p.Now
 	}
-	out.Now = now(out.Now)
+	out.Now = b.now(out.Now)
 	err := b.read(ctx, "list workers", func(d *dbtx) error {
 		out.Workers = out.Workers[:0]
 		rows, err := d.query(`SELECT id, name, host, pid, version, orchestrations, activities, entities,

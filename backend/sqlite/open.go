@@ -35,7 +35,9 @@ type Backend struct {
 	rdb             *sql.DB // the read pool; == wdb for in-memory stores
 	log             *slog.Logger
 	maxStepMessages int
-	closed          atomic.Bool
+	// clock is Options.Clock, the store's clock.
+	clock  func() time.Time
+	closed atomic.Bool
 	// work wakes WorkAvailable waiters, steps and tasks the waiters of one
 	// kind of work.
 	work, steps, tasks wake.Broadcaster
@@ -107,7 +109,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	b := &Backend{wdb: wdb, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	b := &Backend{wdb: wdb, log: o.Logger, maxStepMessages: o.MaxStepMessages, clock: o.Clock}
 	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	if o.Synchronous == "NORMAL" {
 		b.syncWAL = func() error {
@@ -175,7 +177,7 @@ func openReadOnly(ctx context.Context, abs, uri string, o Options) (*Backend, er
 	}
 	db.SetMaxOpenConns(o.ReadConns)
 	db.SetMaxIdleConns(o.ReadConns)
-	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages, readOnly: true}
+	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages, readOnly: true, clock: o.Clock}
 	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	if err := checkSchema(ctx, db); err != nil {
 		_ = db.Close()
@@ -229,7 +231,7 @@ func OpenMemory(ctx context.Context, opts *Options) (*Backend, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages}
+	b := &Backend{wdb: db, rdb: db, log: o.Logger, maxStepMessages: o.MaxStepMessages, clock: o.Clock}
 	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	if err := b.init(ctx); err != nil {
 		_ = db.Close()
@@ -401,10 +403,15 @@ func (b *Backend) syncCommit(seq uint64) error {
 	return nil
 }
 
-// now returns t in UTC, or the current time if t is zero.
-func now(t time.Time) time.Time {
+// now returns t in UTC, or the store's clock if t is zero.
+func (b *Backend) now(t time.Time) time.Time {
+	return nowOr(b.clock, t)
+}
+
+// nowOr returns t in UTC, or clock's time if t is zero.
+func nowOr(clock func() time.Time, t time.Time) time.Time {
 	if t.IsZero() {
-		return time.Now().UTC()
+		return clock().UTC()
 	}
 	return t.UTC()
 }

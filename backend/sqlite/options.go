@@ -53,6 +53,13 @@ type Options struct {
 	// unless Immutable is set.
 	ReadOnly bool
 
+	// Clock, if set, is the store's clock: the time of every operation
+	// that passes no Now (leases, visibility of messages, heartbeats).
+	// Default: time.Now. It is for tests that run a store on a virtual
+	// clock (package durotest does); every worker and client of the store
+	// must then agree with it.
+	Clock func() time.Time
+
 	// Immutable, with ReadOnly, reads the file without any lock or
 	// shared-memory file: for a store in a directory this process cannot
 	// write, which no process writes while it is open. It is refused when a
@@ -113,6 +120,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.Clock == nil {
+		r.Clock = time.Now
 	}
 	if r.Immutable && !r.ReadOnly {
 		return r, errors.New("invalid Options.Immutable: it needs ReadOnly")

@@ -123,7 +123,7 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 // claims a commit made (claimed_at = created_at) from later ones.
 func (t *txn) claimInserted(tasks []*backend.ActivityTask, inserted []bool, claim *backend.ClaimParams, max int,
 	found func(wi *backend.ActivityWorkItem)) error {
-	at := now(claim.Now)
+	at := nowOr(t.clock, claim.Now)
 	n := at.UnixNano()
 	expires := at.Add(claim.LeaseDuration)
 	for i, a := range tasks {

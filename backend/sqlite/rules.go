@@ -248,8 +248,9 @@ func (t *txn) fenceTask(id string, attempt int64) (instanceID, executionID strin
 // that its methods do not join the Backend's.
 type store struct{ b *Backend }
 
-// OpTime implements rules.Store: SQLite keeps time in the process.
-func (s store) OpTime(t time.Time) time.Time { return now(t) }
+// OpTime implements rules.Store: SQLite keeps time in the process (its
+// Options.Clock).
+func (s store) OpTime(t time.Time) time.Time { return s.b.now(t) }
 
 // Write implements rules.Store. The event of pre is encoded here, before
 // the single writer runs the operation.

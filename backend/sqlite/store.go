@@ -16,6 +16,9 @@ import (
 type txn struct {
 	dbtx
 	now time.Time
+	// clock is the store's clock, for the times an operation takes from
+	// it rather than from its Now (the leases of eager claims).
+	clock func() time.Time
 	// touched holds the instances whose inbox changed; flush recomputes
 	// their ready columns once, however many messages changed.
 	touched map[string]struct{}
@@ -39,8 +42,8 @@ const (
 	workTasks                      // activity tasks
 )
 
-func newTxn(ctx context.Context, raw *rawConn, now time.Time) *txn {
-	return &txn{dbtx: dbtx{ctx: ctx, raw: raw}, now: now, touched: map[string]struct{}{}}
+func newTxn(ctx context.Context, raw *rawConn, now time.Time, clock func() time.Time) *txn {
+	return &txn{dbtx: dbtx{ctx: ctx, raw: raw}, now: now, clock: clock, touched: map[string]struct{}{}}
 }
 
 // flush recomputes the ready columns of the touched instances: over all

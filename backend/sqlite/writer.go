@@ -277,7 +277,7 @@ func (b *Backend) runBatchRaw(ctx context.Context, batch []*writeOp) (work workK
 	single := len(batch) == 1
 	var ok []*writeOp // operations that succeeded, to commit
 	for i, o := range batch {
-		t := newTxn(ctx, b.raw, now(o.at))
+		t := newTxn(ctx, b.raw, b.now(o.at), b.clock)
 		t.hist = b.hist
 		if !single {
 			if _, err := t.exec(`SAVEPOINT duro_op`); err != nil {
