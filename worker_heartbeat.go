@@ -99,6 +99,9 @@ func (hb *heartbeat) run(stopping context.Context, drained <-chan struct{}) {
 				on = hb.beat(false)
 			}
 		case <-drained:
+			// Drained comes after the stop; when both are ready the
+			// select may take this case first.
+			hb.info.Stopping = true
 			if on {
 				hb.beat(true)
 			}
