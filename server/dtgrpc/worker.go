@@ -20,6 +20,7 @@ import (
 
 	"github.com/durohq/duro"
 	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/remoteentity"
 	"github.com/durohq/duro/internal/replay"
 	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
@@ -35,6 +36,7 @@ type itemKind byte
 const (
 	kindStep     itemKind = 'o'
 	kindActivity itemKind = 'a'
+	kindEntity   itemKind = 'e'
 )
 
 // item is a work item handed out on a stream.
@@ -45,6 +47,8 @@ type item struct {
 	// for steps
 	wi   *backend.OrchestrationWorkItem
 	step *replay.RemoteStep
+	// for entity batches (wi too)
+	batch remoteentity.Batch
 	// for activities
 	awi *backend.ActivityWorkItem
 	// enforced are the options the delivery enforced, when they differ
@@ -54,15 +58,19 @@ type item struct {
 	sent bool
 }
 
+// onInstance reports whether the item is an instance's step (an
+// orchestration step or an entity batch).
+func (it *item) onInstance() bool { return it.kind == kindStep || it.kind == kindEntity }
+
 func (it *item) id() string {
-	if it.kind == kindStep {
+	if it.onInstance() {
 		return it.wi.Instance.ID
 	}
 	return it.awi.Task.ID
 }
 
 func (it *item) attempt() int64 {
-	if it.kind == kindStep {
+	if it.onInstance() {
 		return it.wi.Attempt
 	}
 	return int64(it.awi.Attempt)
@@ -102,6 +110,8 @@ type workStream struct {
 	maxActs   int
 	orchNames map[string]bool // nil: all
 	actNames  []string        // nil: all
+	maxEnts   int
+	entNames  map[string]bool // nil: all
 	// freed is signalled when a completion frees a slot.
 	freed chan struct{}
 }
@@ -126,6 +136,7 @@ func (s *Server) GetWorkItems(r *dtpb.GetWorkItemsRequest, ss grpc.ServerStreami
 	if ws.maxActs <= 0 {
 		ws.maxActs = 10
 	}
+	ws.setEntityLimits(r)
 	if f := r.GetWorkItemFilters(); f != nil {
 		if len(f.GetOrchestrations()) > 0 {
 			ws.orchNames = map[string]bool{}
@@ -169,7 +180,7 @@ func (ws *workStream) run(ctx context.Context, ss grpc.ServerStreamingServer[dtp
 		}
 		progressed := false
 		steps, acts := ws.held()
-		if steps < ws.maxSteps {
+		if steps < ws.maxSteps || ws.heldEntities() < ws.maxEnts {
 			wi, err := s.be.ClaimOrchestrationStep(ctx, claim)
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("duro: claim orchestration step", "err", err)
@@ -220,9 +231,10 @@ func (ws *workStream) held() (steps, acts int) {
 		if it.ws != ws {
 			continue
 		}
-		if it.kind == kindStep {
+		switch it.kind {
+		case kindStep:
 			steps++
-		} else {
+		case kindActivity:
 			acts++
 		}
 	}
@@ -287,7 +299,7 @@ func (ws *workStream) renewLoop(ctx context.Context) {
 		for _, it := range ws.mine() {
 			p := &backend.RenewLeaseParams{ID: it.id(), Attempt: it.attempt(), LeaseDuration: s.opts.LeaseDuration}
 			var err error
-			if it.kind == kindStep {
+			if it.onInstance() {
 				p.ExecutionID = it.wi.Instance.ExecutionID
 				err = s.be.RenewOrchestrationLease(ctx, p)
 			} else {
@@ -314,7 +326,7 @@ func (ws *workStream) release() {
 			continue // completed meanwhile
 		}
 		var err error
-		if it.kind == kindStep {
+		if it.onInstance() {
 			err = s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: it.id(), Attempt: it.attempt(),
 				ExecutionID: it.wi.Instance.ExecutionID})
 		} else {
@@ -331,6 +343,13 @@ func (ws *workStream) release() {
 func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingServer[dtpb.WorkItem], wi *backend.OrchestrationWorkItem) error {
 	s := ws.s
 	inst := wi.Instance
+	if replay.EntityName(inst.ID) != "" {
+		return ws.handleEntity(ctx, ss, wi)
+	}
+	if steps, _ := ws.held(); steps >= ws.maxSteps {
+		ws.handBack(ctx, wi, s.opts.PollInterval)
+		return nil
+	}
 	if ws.orchNames != nil && !ws.orchNames[inst.Name] && !inst.Status.IsTerminal() {
 		err := s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: inst.ID, Attempt: wi.Attempt,
 			ExecutionID: inst.ExecutionID, RetryAfter: 4 * s.opts.PollInterval})
