@@ -60,8 +60,8 @@ func TestJSScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatalf("scenarios.js: %v\n%s", err, out)
 			}
-			if !regexp.MustCompile(`(?m)^12 passed, 0 failed$`).Match(out) {
-				t.Fatalf("scenarios.js did not pass all 12 scenarios:\n%s", out)
+			if !regexp.MustCompile(`(?m)^15 passed, 0 failed$`).Match(out) {
+				t.Fatalf("scenarios.js did not pass all 15 scenarios:\n%s", out)
 			}
 			if name == "postgres" {
 				dropSchema(t, store)

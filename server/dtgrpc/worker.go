@@ -366,13 +366,14 @@ func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingSer
 		return nil
 	}
 	req := &dtpb.OrchestratorRequest{InstanceId: inst.ID, ExecutionId: strOf(inst.ExecutionID)}
+	hc := newHistoryConverter(inst, step.Past, step.New)
 	for _, ev := range step.Past {
-		if pe, ok := eventToPB(inst, ev); ok {
+		if pe, ok := hc.convert(ev); ok {
 			req.PastEvents = append(req.PastEvents, pe)
 		}
 	}
 	for _, ev := range step.New {
-		if pe, ok := eventToPB(inst, ev); ok {
+		if pe, ok := hc.convert(ev); ok {
 			req.NewEvents = append(req.NewEvents, pe)
 		}
 	}
@@ -643,7 +644,10 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 		case *dtpb.OrchestratorAction_TerminateOrchestration:
 			return nil, errors.New("terminating another orchestration from an orchestration is not supported by duro")
 		case *dtpb.OrchestratorAction_SendEntityMessage:
-			return nil, errors.New("entity operations from an orchestration are not supported by duro's protocol server yet")
+			var err error
+			if ra, err = entityAction(ra, t.SendEntityMessage); err != nil {
+				return nil, fmt.Errorf("entity action %d: %w", ra.ID, err)
+			}
 		default:
 			return nil, fmt.Errorf("action %d of an unknown kind", a.GetId())
 		}
