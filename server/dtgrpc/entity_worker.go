@@ -114,23 +114,15 @@ func (ws *workStream) handleEntity(ctx context.Context, ss grpc.ServerStreamingS
 // delivery: a stale completion gets FAILED_PRECONDITION. A result that
 // fails the batch as a whole hands the batch back, as the SDKs expect.
 func (s *Server) CompleteEntityTask(ctx context.Context, r *dtpb.EntityBatchResult) (*dtpb.CompleteTaskResponse, error) {
-	it := s.take(r.GetCompletionToken(), func(*item) bool { return false })
-	if it == nil {
-		return nil, errStale
-	}
-	if it.kind != kindEntity {
-		s.put(it)
-		return nil, grpcError("complete entity batch", invalid("the completion token is not an entity batch's"))
+	it, err := s.takeEntity("complete entity batch", r.GetCompletionToken())
+	if err != nil {
+		return nil, err
 	}
 	defer it.ws.signalFreed()
 	inst := it.wi.Instance
-	abandon := func() error {
-		return s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: inst.ID, Attempt: it.wi.Attempt,
-			ExecutionID: inst.ExecutionID, RetryAfter: s.opts.PollInterval})
-	}
 	if fd := r.GetFailureDetails(); fd != nil {
 		s.log.Warn("duro: the SDK failed an entity batch; handing it back", "entity", inst.ID, "err", fd.GetErrorMessage())
-		if err := abandon(); err != nil {
+		if err := s.abandonEntity(ctx, it); err != nil {
 			return nil, grpcError("abandon entity batch", err)
 		}
 		return &dtpb.CompleteTaskResponse{}, nil
@@ -142,7 +134,7 @@ func (s *Server) CompleteEntityTask(ctx context.Context, r *dtpb.EntityBatchResu
 	}
 	if err != nil {
 		// Nothing is committed; the batch runs again.
-		if aerr := abandon(); aerr != nil {
+		if aerr := s.abandonEntity(ctx, it); aerr != nil {
 			s.log.Warn("duro: hand back entity batch", "entity", inst.ID, "err", aerr)
 		}
 		return nil, grpcError("complete entity batch", invalid("%v", err))
@@ -204,22 +196,35 @@ func entityResult(r *dtpb.EntityBatchResult, ops []remoteentity.Operation) (*rem
 // AbandonTaskEntityWorkItem hands an entity batch back; none of its
 // operations is committed, and it is delivered again.
 func (s *Server) AbandonTaskEntityWorkItem(ctx context.Context, r *dtpb.AbandonEntityTaskRequest) (*dtpb.AbandonEntityTaskResponse, error) {
-	it := s.take(r.GetCompletionToken(), func(*item) bool { return false })
-	if it == nil {
-		return nil, errStale
-	}
-	if it.kind != kindEntity {
-		s.put(it)
-		return nil, grpcError("abandon entity batch", invalid("the completion token is not an entity batch's"))
+	it, err := s.takeEntity("abandon entity batch", r.GetCompletionToken())
+	if err != nil {
+		return nil, err
 	}
 	defer it.ws.signalFreed()
-	err := s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: it.id(), Attempt: it.attempt(),
-		ExecutionID: it.wi.Instance.ExecutionID, RetryAfter: s.opts.PollInterval})
-	if err != nil {
+	if err := s.abandonEntity(ctx, it); err != nil {
 		if errors.Is(err, backend.ErrLeaseLost) {
 			return nil, status.Errorf(codes.FailedPrecondition, "abandon entity batch: stale delivery: %v", err)
 		}
 		return nil, grpcError("abandon entity batch", err)
 	}
 	return &dtpb.AbandonEntityTaskResponse{}, nil
+}
+
+// takeEntity takes the entity batch of a completion token.
+func (s *Server) takeEntity(op, token string) (*item, error) {
+	it := s.take(token, func(*item) bool { return false })
+	if it == nil {
+		return nil, errStale
+	}
+	if it.kind != kindEntity {
+		s.put(it)
+		return nil, grpcError(op, invalid("the completion token is not an entity batch's"))
+	}
+	return it, nil
+}
+
+// abandonEntity hands a batch back, to be delivered again shortly.
+func (s *Server) abandonEntity(ctx context.Context, it *item) error {
+	return s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: it.id(), Attempt: it.attempt(),
+		ExecutionID: it.wi.Instance.ExecutionID, RetryAfter: s.opts.PollInterval})
 }
