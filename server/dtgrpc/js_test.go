@@ -19,8 +19,9 @@ import (
 
 // TestJSScenarios runs the JavaScript SDK's scenarios (testdata/js/
 // scenarios.js: sequence, fan-out, timer, event, sub-orchestration,
-// suspend/resume, terminate, purge, rewind, a worker killed mid-activity,
-// at most once with Fail and with Suspend) against a real duro server,
+// suspend/resume, terminate, purge, rewind, entity signal and get, entity
+// call, entity locks, a worker killed mid-activity, at most once with
+// Fail and with Suspend) against a real duro server,
 // built from cmd/duro, on SQLite and on PostgreSQL.
 func TestJSScenarios(t *testing.T) {
 	node, dir := needJS(t)
