@@ -69,7 +69,7 @@ func (ws *workStream) handleEntity(ctx context.Context, ss grpc.ServerStreamingS
 	s := ws.s
 	inst := wi.Instance
 	name := replay.EntityName(inst.ID)
-	if (ws.entNames != nil && !ws.entNames[name]) || ws.heldEntities() >= ws.maxEnts {
+	if ws.entNames != nil && !ws.entNames[name] {
 		ws.handBack(ctx, wi, 4*s.opts.PollInterval)
 		return nil
 	}

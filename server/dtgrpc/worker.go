@@ -180,7 +180,9 @@ func (ws *workStream) run(ctx context.Context, ss grpc.ServerStreamingServer[dtp
 		}
 		progressed := false
 		steps, acts := ws.held()
-		if steps < ws.maxSteps || ws.heldEntities() < ws.maxEnts {
+		// A claim may return a step or an entity batch: claim only when
+		// there is room for either.
+		if steps < ws.maxSteps && ws.heldEntities() < ws.maxEnts {
 			wi, err := s.be.ClaimOrchestrationStep(ctx, claim)
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("duro: claim orchestration step", "err", err)
@@ -345,10 +347,6 @@ func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingSer
 	inst := wi.Instance
 	if replay.EntityName(inst.ID) != "" {
 		return ws.handleEntity(ctx, ss, wi)
-	}
-	if steps, _ := ws.held(); steps >= ws.maxSteps {
-		ws.handBack(ctx, wi, s.opts.PollInterval)
-		return nil
 	}
 	if ws.orchNames != nil && !ws.orchNames[inst.Name] && !inst.Status.IsTerminal() {
 		err := s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: inst.ID, Attempt: wi.Attempt,
