@@ -120,6 +120,9 @@ type entityStep struct {
 	// then the batch is handed back with nothing applied.
 	started  bool
 	startErr error
+	// remote, for an entity whose code runs outside this process, collects
+	// the operations the batch must run instead of running them.
+	remote *remoteBatch
 }
 
 // start marks the batch started before an at-most-once operation runs, so
@@ -200,6 +203,10 @@ func (s *entityStep) control(wi *backend.OrchestrationWorkItem) {
 		s.remember(p.ID)
 		switch d.Action {
 		case backend.DecisionRetry:
+			if s.remote != nil {
+				s.remote.add(p, p.Event, req)
+				break
+			}
 			op := s.reg.ops[p.Event.Name]
 			// The operator approved one more run: it is the attempt after the
 			// delivery that found the possible duplicate.
@@ -241,8 +248,7 @@ func (s *entityStep) suspendFor(m *backend.Message, attempt int) {
 
 // runEntityBatch computes the effects of one batch of an entity.
 func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWorkItem, log *slog.Logger) (*backend.CompleteOrchestrationStepParams, error) {
-	inst := wi.Instance
-	id, err := ParseEntityID(inst.ID)
+	id, err := ParseEntityID(wi.Instance.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +256,20 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 	if !ok {
 		return nil, fmt.Errorf("entity %q: %w", id.Name, ErrNotRegistered)
 	}
+	s, err := w.newEntityStep(ctx, wi, id, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.process(); err != nil {
+		return nil, err
+	}
+	return s.finalize()
+}
+
+// newEntityStep loads the batch's envelope and window of processed
+// requests. reg is nil for an entity whose code runs remotely.
+func (w *Worker) newEntityStep(ctx context.Context, wi *backend.OrchestrationWorkItem, id EntityID, reg *registeredEntity, log *slog.Logger) (*entityStep, error) {
+	inst := wi.Instance
 	env, err := decodeEnvelope(inst.CustomStatus)
 	if err != nil {
 		return nil, err
@@ -270,7 +290,13 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 			return nil, err
 		}
 	}
-	if inst.Status == backend.StatusSuspended {
+	return s, nil
+}
+
+// process handles the batch's messages in order.
+func (s *entityStep) process() error {
+	wi, env, now := s.wi, s.env, s.now
+	if wi.Instance.Status == backend.StatusSuspended {
 		// Only control messages reach a suspended entity.
 		s.control(wi)
 	} else {
@@ -288,9 +314,12 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 			}
 		}
 	}
-	if s.startErr != nil {
-		return nil, s.startErr
-	}
+	return s.startErr
+}
+
+// finalize decides the entity's status and returns the batch's effects.
+func (s *entityStep) finalize() (*backend.CompleteOrchestrationStepParams, error) {
+	inst, env, now := s.wi.Instance, s.env, s.now
 	env.Modified = now
 	s.out.ResumeOutcomes = replay.KeepResumeOutcomes(inst.ResumeOutcomes, s.resumes)
 	if s.out.Status == backend.StatusSuspended {
@@ -305,8 +334,8 @@ func (w *Worker) runEntityBatch(ctx context.Context, wi *backend.OrchestrationWo
 		s.out.Window = &backend.WindowUpdate{Add: s.added, Keep: s.w.opts.EntityDedupWindow,
 			Before: now.Add(-s.w.opts.EntityDedupAge)}
 	}
-	s.out.CustomStatus, err = json.Marshal(env)
-	if err != nil {
+	var err error
+	if s.out.CustomStatus, err = json.Marshal(env); err != nil {
 		return nil, err
 	}
 	return s.out, nil
@@ -532,10 +561,15 @@ func (s *entityStep) respond(caller *backend.ParentRef, ev *backend.Event) {
 	if caller == nil {
 		return
 	}
-	s.out.Messages = append(s.out.Messages, &backend.Message{
+	s.out.Messages = append(s.out.Messages, response(caller, ev))
+}
+
+// response is the message that carries ev to the task caller.
+func response(caller *backend.ParentRef, ev *backend.Event) *backend.Message {
+	return &backend.Message{
 		ID:         backend.ResultMessageID(backend.TaskMessageID(caller.InstanceID, caller.ExecutionID, caller.TaskID)),
 		InstanceID: caller.InstanceID, ExecutionID: caller.ExecutionID, Event: ev,
-	})
+	}
 }
 
 // operate runs one operation and records its outcome.
@@ -551,6 +585,10 @@ func (s *entityStep) operate(m *backend.Message, ev *backend.Event, req *backend
 		if !s.env.Exists && s.env.Lock == nil && len(s.env.Queue) == 0 && s.windowEmpty() {
 			s.remove = true
 		}
+		return
+	}
+	if s.remote != nil {
+		s.remote.add(m, ev, req)
 		return
 	}
 	op := s.reg.ops[ev.Name]

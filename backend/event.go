@@ -223,6 +223,10 @@ type EntityRequest struct {
 	Lock []string `json:"lock,omitempty"`
 	// Release ends Owner's critical section (the request with Caller's task).
 	Release bool `json:"release,omitempty"`
+	// RequestID, on the events of an orchestration run by a Durable Task
+	// SDK, is the SDK's ID of the request (a call's or signal's request
+	// ID, a critical section's ID), which it matches responses with.
+	RequestID string `json:"requestId,omitempty"`
 }
 
 // Suspension says why an instance is suspended.

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -126,9 +127,14 @@ func (c *Context) releaseAll() []*backend.Message {
 	return out
 }
 
-func releaseMessages(owner string, caller *backend.ParentRef, ids []string, idPrefix string) []*backend.Message {
+// releaseMessages releases the critical section of caller in the
+// entities ids, or, when only names some, in those.
+func releaseMessages(owner string, caller *backend.ParentRef, ids []string, idPrefix string, only ...string) []*backend.Message {
 	out := make([]*backend.Message, 0, len(ids))
 	for _, id := range ids {
+		if len(only) > 0 && !slices.Contains(only, id) {
+			continue
+		}
 		out = append(out, &backend.Message{
 			ID: idPrefix + "/" + id, InstanceID: id,
 			Event: &backend.Event{Type: backend.EventEntityRequest,
@@ -156,9 +162,11 @@ func sortedUnique(ids []string) []string {
 }
 
 // heldLocks lists, from a history, the lock requests not released, for a
-// terminated instance to release.
+// terminated instance to release. An unlock that names its entity (remote
+// code unlocks one entity at a time) releases only that one.
 func heldLocks(inst *backend.Instance, history []*backend.Event) []*backend.Message {
 	requested := map[int]*backend.Event{}
+	unlocked := map[int][]string{}
 	var order []int
 	for _, ev := range history {
 		switch ev.Type {
@@ -166,18 +174,34 @@ func heldLocks(inst *backend.Instance, history []*backend.Event) []*backend.Mess
 			requested[ev.TaskID] = ev
 			order = append(order, ev.TaskID)
 		case backend.EventEntityUnlocked:
-			if ev.Entity != nil && ev.Entity.Caller != nil {
+			if ev.Entity == nil || ev.Entity.Caller == nil {
+				break
+			}
+			if ev.InstanceID == "" {
 				delete(requested, ev.Entity.Caller.TaskID)
+			} else {
+				unlocked[ev.Entity.Caller.TaskID] = append(unlocked[ev.Entity.Caller.TaskID], ev.InstanceID)
 			}
 		}
 	}
 	var out []*backend.Message
 	for _, id := range order {
-		if ev, ok := requested[id]; ok && ev.Entity != nil {
-			ref := &backend.ParentRef{InstanceID: inst.ID, ExecutionID: inst.ExecutionID, TaskID: id}
-			out = append(out, releaseMessages(inst.ID, ref, ev.Entity.Lock,
-				backend.TaskMessageID(inst.ID, inst.ExecutionID, id)+"/release")...)
+		ev, ok := requested[id]
+		if !ok || ev.Entity == nil {
+			continue
 		}
+		var held []string
+		for _, e := range ev.Entity.Lock {
+			if !slices.Contains(unlocked[id], e) {
+				held = append(held, e)
+			}
+		}
+		if len(held) == 0 {
+			continue
+		}
+		ref := &backend.ParentRef{InstanceID: inst.ID, ExecutionID: inst.ExecutionID, TaskID: id}
+		out = append(out, releaseMessages(inst.ID, ref, ev.Entity.Lock,
+			backend.TaskMessageID(inst.ID, inst.ExecutionID, id)+"/release", held...)...)
 	}
 	return out
 }

@@ -69,6 +69,17 @@ const (
 	// RemoteTerminate terminates another instance, InstanceID, with
 	// Reason; its running sub-orchestrations too unless NonRecursive.
 	RemoteTerminate
+	// RemoteEntitySignal sends operation Name to entity InstanceID.
+	RemoteEntitySignal
+	// RemoteEntityCall sends operation Name to entity InstanceID and
+	// waits for its response.
+	RemoteEntityCall
+	// RemoteEntityLock asks for the locks of the entities Lock: a
+	// critical section named RequestID.
+	RemoteEntityLock
+	// RemoteEntityUnlock releases entity InstanceID from the critical
+	// section RequestID.
+	RemoteEntityUnlock
 )
 
 // TerminateSentName is the name of the EventSent event that records, in
@@ -99,6 +110,12 @@ type RemoteAction struct {
 	// Reason and NonRecursive describe a termination.
 	Reason       string
 	NonRecursive bool
+	// RequestID is the code's ID of an entity request (a call's or a
+	// signal's request ID, a critical section's ID), kept in history for
+	// the code to match responses with.
+	RequestID string
+	// Lock lists the entities a RemoteEntityLock locks.
+	Lock []string
 }
 
 // ErrRemoteAction is returned (wrapped) by Finish for actions it cannot
@@ -244,6 +261,8 @@ func (s *RemoteStep) Finish(actions []RemoteAction, customStatus []byte, customS
 		task    *backend.ActivityTask
 		message *backend.Message
 		start   *backend.CreateInstanceParams
+		// entity are an entity action's messages and entity creations.
+		entity *entityEffects
 	}
 	var news []newAction
 	seen := map[int]bool{}
@@ -341,6 +360,12 @@ func (s *RemoteStep) Finish(actions []RemoteAction, customStatus []byte, customS
 				Reason: a.Reason, Timestamp: now}
 			na.message = &backend.Message{ID: msgID, InstanceID: a.InstanceID,
 				Event: &backend.Event{Type: backend.EventExecutionTerminated, Reason: a.Reason, NonRecursive: a.NonRecursive, Timestamp: now}}
+		case RemoteEntitySignal, RemoteEntityCall, RemoteEntityLock, RemoteEntityUnlock:
+			fx, err := s.entityAction(a, id, msgID)
+			if err != nil {
+				return nil, err
+			}
+			na.ev, na.entity = fx.ev, fx
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %d (action %d)", ErrRemoteAction, a.Kind, a.ID)
 		}
@@ -356,6 +381,11 @@ func (s *RemoteStep) Finish(actions []RemoteAction, customStatus []byte, customS
 		}
 		if na.start != nil {
 			out.StartInstances = append(out.StartInstances, na.start)
+		}
+		if na.entity != nil {
+			out.Messages = append(out.Messages, na.entity.messages...)
+			out.StartInstances = append(out.StartInstances, na.entity.starts...)
+			s.all = append(s.all, na.ev) // for the locks an ending execution releases
 		}
 	}
 	s.finish(final)

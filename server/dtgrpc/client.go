@@ -378,8 +378,9 @@ func (s *Server) StreamInstanceHistory(r *dtpb.StreamInstanceHistoryRequest, ss 
 		return grpcError("stream history", err)
 	}
 	chunk := &dtpb.HistoryChunk{}
+	hc := newHistoryConverter(inst, h)
 	for _, ev := range h {
-		if pe, ok := eventToPB(inst, ev); ok {
+		if pe, ok := hc.convert(ev); ok {
 			chunk.Events = append(chunk.Events, pe)
 		}
 		if len(chunk.Events) == 200 {

@@ -19,12 +19,13 @@ import (
 
 // TestJSScenarios runs the JavaScript SDK's scenarios (testdata/js/
 // scenarios.js: sequence, fan-out, timer, event, sub-orchestration,
-// suspend/resume, terminate, purge, rewind, a worker killed mid-activity,
-// at most once with Fail, Suspend and Reconcile, restart, continue-as-new
-// with carried-over events) against a real duro server,
-// built from cmd/duro, on SQLite and on PostgreSQL; then the Dapr fork's
-// (testdata/dapr/scenarios.js: sequence, fan-out, timer, event, activity
-// failure) against the same server.
+// suspend/resume, terminate, purge, rewind, entity signal and get, entity
+// call, entity locks, a worker killed mid-activity, at most once with
+// Fail, Suspend and Reconcile, restart, continue-as-new with carried-over
+// events) against a real duro server, built from cmd/duro, on SQLite and
+// on PostgreSQL; then the Dapr fork's (testdata/dapr/scenarios.js:
+// sequence, fan-out, timer, event, activity failure) against the same
+// server.
 func TestJSScenarios(t *testing.T) {
 	node, dir := needJS(t)
 	daprDir := needDapr(t)
@@ -64,8 +65,8 @@ func TestJSScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatalf("scenarios.js: %v\n%s", err, out)
 			}
-			if !regexp.MustCompile(`(?m)^15 passed, 0 failed$`).Match(out) {
-				t.Fatalf("scenarios.js did not pass all 15 scenarios:\n%s", out)
+			if !regexp.MustCompile(`(?m)^18 passed, 0 failed$`).Match(out) {
+				t.Fatalf("scenarios.js did not pass all 18 scenarios:\n%s", out)
 			}
 			// The Dapr fork of the SDK, on the same server.
 			dcmd := exec.CommandContext(ctx, node, "scenarios.js", "all")

@@ -199,10 +199,15 @@ type fakeSDK struct {
 	done   chan struct{}
 }
 
-func connect(t *testing.T, b *bundle) *fakeSDK {
+// connect opens a work item stream, with the request given, if any.
+func connect(t *testing.T, b *bundle, r ...*dtpb.GetWorkItemsRequest) *fakeSDK {
 	t.Helper()
 	ctx, cancel := context.WithCancel(b.ctx)
-	st, err := b.client.GetWorkItems(ctx, &dtpb.GetWorkItemsRequest{})
+	req := &dtpb.GetWorkItemsRequest{}
+	if len(r) > 0 {
+		req = r[0]
+	}
+	st, err := b.client.GetWorkItems(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/durohq/duro"
 	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/internal/remoteentity"
 	"github.com/durohq/duro/internal/replay"
 	"github.com/durohq/duro/server/dtgrpc/dtpb"
 )
@@ -35,6 +36,7 @@ type itemKind byte
 const (
 	kindStep     itemKind = 'o'
 	kindActivity itemKind = 'a'
+	kindEntity   itemKind = 'e'
 )
 
 // item is a work item handed out on a stream.
@@ -45,6 +47,8 @@ type item struct {
 	// for steps
 	wi   *backend.OrchestrationWorkItem
 	step *replay.RemoteStep
+	// for entity batches (wi too)
+	batch remoteentity.Batch
 	// for activities
 	awi *backend.ActivityWorkItem
 	// enforced are the options the delivery enforced, when they differ
@@ -57,15 +61,19 @@ type item struct {
 	reconcile bool
 }
 
+// onInstance reports whether the item is an instance's step (an
+// orchestration step or an entity batch).
+func (it *item) onInstance() bool { return it.kind == kindStep || it.kind == kindEntity }
+
 func (it *item) id() string {
-	if it.kind == kindStep {
+	if it.onInstance() {
 		return it.wi.Instance.ID
 	}
 	return it.awi.Task.ID
 }
 
 func (it *item) attempt() int64 {
-	if it.kind == kindStep {
+	if it.onInstance() {
 		return it.wi.Attempt
 	}
 	return int64(it.awi.Attempt)
@@ -105,6 +113,8 @@ type workStream struct {
 	maxActs   int
 	orchNames map[string]bool // nil: all
 	actNames  []string        // nil: all
+	maxEnts   int
+	entNames  map[string]bool // nil: all
 	// freed is signalled when a completion frees a slot.
 	freed chan struct{}
 	// ctx and ss are the stream's; sendMu serializes its sends (the
@@ -141,6 +151,7 @@ func (s *Server) GetWorkItems(r *dtpb.GetWorkItemsRequest, ss grpc.ServerStreami
 	if ws.maxActs <= 0 {
 		ws.maxActs = 10
 	}
+	ws.setEntityLimits(r)
 	if f := r.GetWorkItemFilters(); f != nil {
 		if len(f.GetOrchestrations()) > 0 {
 			ws.orchNames = map[string]bool{}
@@ -184,7 +195,9 @@ func (ws *workStream) run(ctx context.Context, ss grpc.ServerStreamingServer[dtp
 		}
 		progressed := false
 		steps, acts := ws.held()
-		if steps < ws.maxSteps {
+		// A claim may return a step or an entity batch: claim only when
+		// there is room for either.
+		if steps < ws.maxSteps && ws.heldEntities() < ws.maxEnts {
 			wi, err := s.be.ClaimOrchestrationStep(ctx, claim)
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("duro: claim orchestration step", "err", err)
@@ -235,9 +248,10 @@ func (ws *workStream) held() (steps, acts int) {
 		if it.ws != ws {
 			continue
 		}
-		if it.kind == kindStep {
+		switch it.kind {
+		case kindStep:
 			steps++
-		} else {
+		case kindActivity:
 			acts++
 		}
 	}
@@ -302,7 +316,7 @@ func (ws *workStream) renewLoop(ctx context.Context) {
 		for _, it := range ws.mine() {
 			p := &backend.RenewLeaseParams{ID: it.id(), Attempt: it.attempt(), LeaseDuration: s.opts.LeaseDuration}
 			var err error
-			if it.kind == kindStep {
+			if it.onInstance() {
 				p.ExecutionID = it.wi.Instance.ExecutionID
 				err = s.be.RenewOrchestrationLease(ctx, p)
 			} else {
@@ -329,7 +343,7 @@ func (ws *workStream) release() {
 			continue // completed meanwhile
 		}
 		var err error
-		if it.kind == kindStep {
+		if it.onInstance() {
 			err = s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: it.id(), Attempt: it.attempt(),
 				ExecutionID: it.wi.Instance.ExecutionID})
 		} else {
@@ -346,6 +360,9 @@ func (ws *workStream) release() {
 func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingServer[dtpb.WorkItem], wi *backend.OrchestrationWorkItem) error {
 	s := ws.s
 	inst := wi.Instance
+	if replay.EntityName(inst.ID) != "" {
+		return ws.handleEntity(ctx, ss, wi)
+	}
 	if ws.orchNames != nil && !ws.orchNames[inst.Name] && !inst.Status.IsTerminal() {
 		err := s.be.AbandonOrchestrationStep(ctx, &backend.AbandonParams{ID: inst.ID, Attempt: wi.Attempt,
 			ExecutionID: inst.ExecutionID, RetryAfter: 4 * s.opts.PollInterval})
@@ -362,13 +379,14 @@ func (ws *workStream) handleStep(ctx context.Context, ss grpc.ServerStreamingSer
 		return nil
 	}
 	req := &dtpb.OrchestratorRequest{InstanceId: inst.ID, ExecutionId: strOf(inst.ExecutionID)}
+	hc := newHistoryConverter(inst, step.Past, step.New)
 	for _, ev := range step.Past {
-		if pe, ok := eventToPB(inst, ev); ok {
+		if pe, ok := hc.convert(ev); ok {
 			req.PastEvents = append(req.PastEvents, pe)
 		}
 	}
 	for _, ev := range step.New {
-		if pe, ok := eventToPB(inst, ev); ok {
+		if pe, ok := hc.convert(ev); ok {
 			req.NewEvents = append(req.NewEvents, pe)
 		}
 	}
@@ -672,7 +690,10 @@ func remoteActions(in []*dtpb.OrchestratorAction) ([]replay.RemoteAction, error)
 			// never hands an SDK either.
 			return nil, errors.New("a rewind action: duro rewinds instances itself (RewindInstance) and never asks an SDK to")
 		case *dtpb.OrchestratorAction_SendEntityMessage:
-			return nil, errors.New("entity operations from an orchestration are not supported by duro's protocol server yet")
+			var err error
+			if ra, err = entityAction(ra, t.SendEntityMessage); err != nil {
+				return nil, fmt.Errorf("entity action %d: %w", ra.ID, err)
+			}
 		default:
 			return nil, fmt.Errorf("action %d of an unknown kind", a.GetId())
 		}

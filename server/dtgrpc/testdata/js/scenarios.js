@@ -6,13 +6,15 @@
 //
 // `node scenarios.js --child-worker DIR` is the worker the kill
 // scenarios start and SIGKILL: its activity "Slow" marks DIR/started and
-// then never returns.
+// then never returns. Every run of Slow's body, in any worker given the
+// directory, appends a line to DIR/ran.
 "use strict";
 const fs = require("fs");
 const path = require("path");
 const { spawn } = require("child_process");
 const {
   TaskHubGrpcClient, TaskHubGrpcWorker, OrchestrationStatus, whenAll, NoOpLogger,
+  TaskEntity, EntityInstanceId,
 } = require("@microsoft/durabletask-js");
 const { registerBasic, check, checks, runScenarios } = require("../basic");
 
@@ -21,7 +23,16 @@ const HTTP = process.env.DURO_HTTP || "http://127.0.0.1:8233";
 const logger = new NoOpLogger();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// ---- orchestrations and activities ----
+// ---- orchestrations, activities and entities ----
+
+// Counter is an entity the SDK runs: its state is a number.
+class Counter extends TaskEntity {
+  initializeState() { return 0; }
+  add(n) { this.state += n; return this.state; }
+  set(n) { this.state = n; }
+  get() { return this.state; }
+  fail() { throw new Error("counter refuses"); }
+}
 
 const runs = {}; // activity runs in this process, by key
 const count = (k) => { runs[k] = (runs[k] || 0) + 1; return runs[k]; };
@@ -33,6 +44,8 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
     return "second try works";
   });
   w.addNamedActivity("Slow", async (_, key) => {
+    // The body's side effect, in whichever worker process runs it.
+    if (markDir) fs.appendFileSync(path.join(markDir, "ran"), `${process.pid} ${key}\n`);
     if (slowHangs) {
       fs.writeFileSync(path.join(markDir, "started"), key);
       await new Promise(() => {}); // killed here
@@ -67,6 +80,31 @@ function register(w, { slowHangs = false, markDir = "" } = {}) {
     const got = [];
     for (let i = 0; i < 4; i++) got.push(yield ctx.waitForExternalEvent("item"));
     return got;
+  });
+  w.addNamedEntity("counter", () => new Counter());
+  // Calls calls an entity, signals another, and sees an operation fail.
+  w.addNamedOrchestrator("Calls", async function* (ctx, key) {
+    const a = new EntityInstanceId("counter", key);
+    const first = yield ctx.entities.callEntity(a, "add", 3);
+    const second = yield ctx.entities.callEntity(a, "add", 4);
+    ctx.entities.signalEntity(new EntityInstanceId("counter", key + "-signalled"), "add", 10);
+    let failed = "";
+    try { yield ctx.entities.callEntity(a, "fail"); } catch (e) { failed = e.message; }
+    const got = yield ctx.entities.callEntity(a, "get");
+    return { first, second, got, failed: /counter refuses/.test(failed) };
+  });
+  // Increment reads and writes a counter inside a critical section: run
+  // concurrently, no increment is lost only if the lock excludes the others.
+  w.addNamedOrchestrator("Increment", async function* (ctx, keys) {
+    const ids = keys.map((k) => new EntityInstanceId("counter", k));
+    const lock = yield ctx.entities.lockEntities(...ids);
+    const inside = ctx.entities.isInCriticalSection().inSection;
+    const v = yield ctx.entities.callEntity(ids[0], "get");
+    yield ctx.createTimer(0.2); // others try to get in meanwhile
+    yield ctx.entities.callEntity(ids[0], "set", v + 1);
+    if (ids[1]) yield ctx.entities.callEntity(ids[1], "add", 1);
+    lock.release();
+    return inside;
   });
   w.addNamedOrchestrator("SlowOnce", async function* (ctx, opts) {
     const tags = opts.policy ? { "duro.guarantee": "AtMostOnce", "duro.onDuplicate": opts.policy } : undefined;
@@ -127,6 +165,13 @@ async function waitStarted(dir, secs = 30) {
     if (Date.now() > end) throw new Error("the child worker's activity did not start");
     await sleep(50);
   }
+}
+
+// ranOnce checks that Slow's body ran once, in the killed worker pid,
+// though the restarted worker had the directory too.
+function ranOnce(dir, pid) {
+  const lines = fs.readFileSync(path.join(dir, "ran"), "utf8").trim().split("\n");
+  check(lines.length === 1 && lines[0].startsWith(`${pid} `), `the activity body ran ${lines.length} times: ${JSON.stringify(lines)}`);
 }
 
 async function killed(child) {
@@ -208,6 +253,44 @@ const scenarios = {
       check(runs["FailOnce:" + key] === 2, `FailOnce ran ${runs["FailOnce:" + key]} times, want 2`);
     });
   },
+  // An entity the SDK runs: client signals, then GetEntity and
+  // QueryEntities show its state.
+  async entitysignal(c) {
+    const key = uid("sig");
+    const id = new EntityInstanceId("counter", key);
+    await withWorker(async () => {
+      await c.signalEntity(id, "add", 5);
+      await c.signalEntity(id, "add", 2);
+      const m = await entitySoon(c, id, (m) => m.state === 7);
+      check(m.lockedBy === undefined, `locked by ${m.lockedBy}`);
+      const seen = [];
+      for await (const e of c.getEntities({ instanceIdStartsWith: "@counter@" + key, includeState: true })) seen.push(e);
+      check(seen.length === 1 && seen[0].id.toString() === id.toString() && seen[0].state === 7,
+        `QueryEntities: ${JSON.stringify(seen.map((e) => [e.id.toString(), e.includesState && e.state]))}`);
+    });
+  },
+  // An SDK orchestration calls and signals SDK-run entities; a failing
+  // operation fails the call, not the orchestration.
+  async entitycall(c) {
+    const key = uid("call");
+    const id = await c.scheduleNewOrchestration("Calls", key);
+    await withWorker(async () => {
+      want(await complete(c, id), OrchestrationStatus.COMPLETED, { first: 3, second: 7, got: 7, failed: true });
+      await entitySoon(c, new EntityInstanceId("counter", key + "-signalled"), (m) => m.state === 10);
+    });
+  },
+  // Critical sections: five orchestrations increment two counters, each
+  // reading and writing under the lock of both; none is lost.
+  async entitylock(c) {
+    const a = uid("lock-a"), b = uid("lock-b");
+    await withWorker(async () => {
+      const ids = [];
+      for (let i = 0; i < 5; i++) ids.push(await c.scheduleNewOrchestration("Increment", i % 2 ? [a, b] : [b, a]));
+      for (const id of ids) want(await complete(c, id, 60), OrchestrationStatus.COMPLETED, true);
+      // The releases reach the entities after the orchestrations end.
+      for (const k of [a, b]) await entitySoon(c, new EntityInstanceId("counter", k), (m) => m.state === 5 && m.lockedBy === undefined);
+    });
+  },
   // A worker killed in the middle of an at-least-once activity: the
   // next delivery is attempt 2 (duro.attempt) and the activity runs again.
   async killedworker(c) {
@@ -237,8 +320,10 @@ const scenarios = {
     } finally {
       await killed(child);
     }
-    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, "failed: PossibleDuplicate"));
+    await withWorker(async () => want(await complete(c, id), OrchestrationStatus.COMPLETED, "failed: PossibleDuplicate"),
+      { markDir: dir });
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
+    ranOnce(dir, child.pid);
   },
   // At most once via tags, Reconcile: the next delivery runs the
   // reconcile activity FindSlow instead; found, its result is the task's
@@ -279,8 +364,9 @@ const scenarios = {
       await api("POST", `/api/v1/instances/${encodeURIComponent(id)}/resume`,
         { reason: "charged once, checked by hand", decisions: [{ taskId: pending[0].taskId, action: "result", result: "decided" }] });
       want(await complete(c, id), OrchestrationStatus.COMPLETED, "decided");
-    });
+    }, { markDir: dir });
     check(!runs["Slow:" + key], `the at-most-once activity ran again (${runs["Slow:" + key]} times)`);
+    ranOnce(dir, child.pid);
   },
   // Continue-as-new with carried-over events: the events the first
   // execution received and did not use reach the next one first, in
@@ -327,6 +413,17 @@ const scenarios = {
     });
   },
 };
+
+// entitySoon waits until the entity's metadata satisfies ok.
+async function entitySoon(c, id, ok, secs = 20) {
+  const end = Date.now() + secs * 1000;
+  for (;;) {
+    const m = await c.getEntity(id, true);
+    if (m && m.includesState && ok(m)) return m;
+    if (Date.now() > end) throw new Error(`entity ${id}: ${m ? JSON.stringify({ state: m.includesState && m.state, lockedBy: m.lockedBy }) : "not found"}`);
+    await sleep(50);
+  }
+}
 
 // waitHeld watches the history for a second and reports whether no
 // EventRaised was recorded meanwhile.
