@@ -232,32 +232,37 @@ func (b *Backend) write(ctx context.Context, op string, now time.Time, fn func(t
 	}
 }
 
+// tryWrite runs fn in a lazyTx and commits it: BEGIN goes with the first
+// statement fn sends, and COMMIT with its last batch if fn sends that with
+// sendFinal, else with the recomputation of the touched ready summaries,
+// else alone. committing is set when the failure may have come after the
+// transaction committed (or from the commit itself).
 func (b *Backend) tryWrite(ctx context.Context, now time.Time, fn func(t *txn) error) (t *txn, committing bool, err error) {
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{})
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	t = newTxn(ctx, b, tx, now)
-	if err := fn(t); err != nil {
-		rollback(tx)
+	// The pool closes a connection that is returned inside a transaction.
+	defer conn.Release()
+	l := &lazyTx{conn: conn}
+	t = newTxn(ctx, b, l, now)
+	err = fn(t)
+	if err == nil && !l.final && len(t.touched) > 0 {
+		err = t.flushCommit()
+	}
+	if err != nil {
+		if l.final {
+			if err, committing = l.finalOutcome(err); committing {
+				return t, true, err
+			}
+		}
+		l.rollback()
 		return t, false, err
 	}
-	if err := t.flush(); err != nil {
-		rollback(tx)
-		return t, false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := l.commit(ctx); err != nil {
 		return t, true, err
 	}
 	return t, false, nil
-}
-
-// rollback ends a failed transaction; if the connection is broken, pgx
-// closes it.
-func rollback(tx pgx.Tx) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = tx.Rollback(ctx)
 }
 
 // read runs fn on a pooled connection, retrying once on a connection error

@@ -3,10 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/rules"
@@ -62,57 +65,77 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 		max = 0
 	}
 	var claimed []*backend.ActivityWorkItem
-	err := b.write(ctx, op, p.Now, func(t *txn) error {
-		claimed = claimed[:0]
-		st, err := t.lock(stepLockSet(p)...)
-		if err != nil {
-			return err
-		}
-		var f *stepFence
-		if r := st[p.InstanceID]; r != nil {
-			f = &r.fence
-		}
-		if err := f.Check(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
-			if f == nil {
+	var err error
+	fast := oneTripStep(p)
+	if fast {
+		err = b.write(ctx, op, p.Now, func(t *txn) error {
+			ec := eagerClaim{claim: claim, max: max}
+			if err := t.applyStep(p, stepWrite{fence: true, flush: true, final: true}, p.Messages, &ec); err != nil {
+				if isStepFenced(err) {
+					return errStepFenced
+				}
 				return err
 			}
-			repeat, rerr := t.repeatsCommittedStep(p, f)
-			switch {
-			case rerr != nil:
-				return rerr
-			case !repeat:
+			claimed = ec.claimed
+			return nil
+		})
+		// A fenced step commits nothing; the full path below says why,
+		// and hands over the claims of a repeated commit.
+		fast = !errors.Is(err, errStepFenced)
+	}
+	if !fast {
+		err = b.write(ctx, op, p.Now, func(t *txn) error {
+			claimed = claimed[:0]
+			st, err := t.lock(stepLockSet(p)...)
+			if err != nil {
 				return err
-			case max == 0:
+			}
+			var f *stepFence
+			if r := st[p.InstanceID]; r != nil {
+				f = &r.fence
+			}
+			if err := f.Check(p.InstanceID, p.ExecutionID, p.Attempt); err != nil {
+				if f == nil {
+					return err
+				}
+				repeat, rerr := t.repeatsCommittedStep(p, f)
+				switch {
+				case rerr != nil:
+					return rerr
+				case !repeat:
+					return err
+				case max == 0:
+					return nil
+				}
+				// A repeat of a step this delivery committed (its reply was
+				// lost): nothing is applied again, and the claims it made are
+				// handed over now rather than left to lapse.
+				claimed, rerr = t.claimsOfStep(p.ActivityTasks, claim.Owner, max)
+				return rerr
+			}
+			if _, err := t.mustNow(); err != nil {
+				return err
+			}
+			// A step that starts, rewinds and ends nothing (most steps) is
+			// written in one round trip after the locks, with the COMMIT:
+			// its own changes, its instance's ready summary, and its
+			// messages.
+			simple := simpleStep(p)
+			var msgs []*backend.Message
+			if simple {
+				msgs = p.Messages
+			}
+			ec := eagerClaim{claim: claim, max: max}
+			if err := t.applyStep(p, stepWrite{flush: simple, final: simple}, msgs, &ec); err != nil {
+				return err
+			}
+			claimed = ec.claimed
+			if simple {
 				return nil
 			}
-			// A repeat of a step this delivery committed (its reply was
-			// lost): nothing is applied again, and the claims it made are
-			// handed over now rather than left to lapse.
-			claimed, rerr = t.claimsOfStep(p.ActivityTasks, claim.Owner, max)
-			return rerr
-		}
-		if _, err := t.mustNow(); err != nil {
-			return err
-		}
-		// A step that starts, rewinds and ends nothing (most steps) is
-		// written in one round trip: its own changes, its instance's
-		// ready summary, and its messages.
-		simple := len(p.StartInstances) == 0 && len(p.RewindInstances) == 0 && p.ContinueAsNew == nil &&
-			!p.Status.IsTerminal()
-		var msgs []*backend.Message
-		if simple {
-			msgs = p.Messages
-		}
-		ec := eagerClaim{claim: claim, max: max}
-		if err := t.applyStep(p, simple, msgs, &ec); err != nil {
-			return err
-		}
-		claimed = ec.claimed
-		if simple {
-			return nil
-		}
-		return rules.StepRelations(t, p, func(_ int, m *backend.Message) error { return t.deliver(m) })
-	})
+			return rules.StepRelations(t, p, func(_ int, m *backend.Message) error { return t.deliver(m) })
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +144,55 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 		return nil, b.fail(op, err)
 	}
 	return claimed, nil
+}
+
+// simpleStep reports whether a step starts, rewinds and ends nothing (most
+// steps): its writes are its own instance's and its messages'.
+func simpleStep(p *backend.CompleteOrchestrationStepParams) bool {
+	return len(p.StartInstances) == 0 && len(p.RewindInstances) == 0 && p.ContinueAsNew == nil &&
+		!p.Status.IsTerminal()
+}
+
+// oneTripStep reports whether a step can be written in one round trip
+// (BEGIN, the fence, its writes and COMMIT in one pipeline): a simple step
+// whose messages all go to its own instance (timers), so that it locks no
+// other row, with the worker's time.
+func oneTripStep(p *backend.CompleteOrchestrationStepParams) bool {
+	if !simpleStep(p) || p.Now.IsZero() {
+		return false
+	}
+	for _, m := range p.Messages {
+		if m.InstanceID != p.InstanceID {
+			return false
+		}
+	}
+	return true
+}
+
+// fenceStepQuery locks instance $1's row and fails unless delivery $2 of
+// execution $3 ("" for any) holds its step (rules.StepFence.Check): the
+// cast of a text that is no number raises invalid_text_representation
+// (22P02) with fencedMark in its message, so the server skips the rest of
+// the pipeline, COMMIT included. The text is built from the row so that
+// the planner cannot fold the failing branch into a constant.
+const fenceStepQuery = `WITH f AS (
+	SELECT step_attempt, completed_attempt, execution_id FROM {s}.instances WHERE id = $1 FOR UPDATE
+)
+SELECT (CASE WHEN EXISTS (SELECT 1 FROM f WHERE $2::bigint >= 1 AND step_attempt = $2::bigint
+		AND completed_attempt < $2::bigint AND ($3::text = '' OR execution_id = $3::text))
+	THEN '1' ELSE '` + fencedMark + `' || (SELECT count(*) FROM f)::text END)::int`
+
+// fencedMark marks the failure of fenceStepQuery.
+const fencedMark = "duro_step_fenced:"
+
+// errStepFenced is the failure of a one-trip step whose fence did not
+// hold; nothing of it committed.
+var errStepFenced = errors.New("step fenced")
+
+// isStepFenced reports whether err is the failure of fenceStepQuery.
+func isStepFenced(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "22P02" && strings.Contains(pgErr.Message, fencedMark)
 }
 
 // repeatsCommittedStep reports whether p repeats a step its delivery
@@ -187,6 +259,15 @@ type eagerClaim struct {
 	claimed []*backend.ActivityWorkItem
 }
 
+// stepWrite says how applyStep sends a step.
+type stepWrite struct {
+	// fence puts fenceStepQuery first (the step then locks nothing
+	// before); flush recomputes the instance's ready summary and delivers
+	// the messages in the batch; final sends the batch with the COMMIT
+	// (the transaction's last batch).
+	fence, flush, final bool
+}
+
 // applyStep consumes the step's messages, appends its history, writes the
 // instance row (releasing the lease and marking the delivery's step
 // completed) and enqueues its activity tasks, in one round trip; with
@@ -197,7 +278,8 @@ type eagerClaim struct {
 // PriorAttempts+1, leased to ec.claim.Owner from ec.claim.Now, or from the
 // database clock when it is zero, never from the step's Now) and the work
 // items of those inserted are put in ec.claimed.
-func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, msgs []*backend.Message, ec *eagerClaim) error {
+func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite, msgs []*backend.Message, ec *eagerClaim) error {
+	flush := w.flush
 	id := p.InstanceID
 	events := make([][]byte, len(p.NewEvents))
 	for i, e := range p.NewEvents {
@@ -226,6 +308,9 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 		}
 	}
 	batch := &pgx.Batch{}
+	if w.fence {
+		batch.Queue(t.b.q(fenceStepQuery), id, p.Attempt, p.ExecutionID)
+	}
 	if len(p.ConsumedMessageIDs) > 0 {
 		batch.Queue(t.b.q(`WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id)
 			INSERT INTO {s}.inbox_consumed (instance_id, id) SELECT $1, id FROM d ON CONFLICT DO NOTHING`),
@@ -290,9 +375,14 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, flush bool, 
 	} else {
 		t.touch(id)
 	}
-	br := t.tx.SendBatch(t.ctx, batch)
+	var br pgx.BatchResults
+	if w.final {
+		br = t.tx.sendFinal(t.ctx, batch)
+	} else {
+		br = t.tx.SendBatch(t.ctx, batch)
+	}
 	defer func() { _ = br.Close() }()
-	for i := range batch.Len() - len(margs) - boolInt(flush) {
+	for i := range batch.Len() - len(margs) - boolInt(flush) - boolInt(w.final) {
 		if i == taskAt {
 			if err := t.insertedTasks(br, p.ActivityTasks, ec); err != nil {
 				return err

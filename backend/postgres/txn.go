@@ -17,7 +17,7 @@ import (
 type txn struct {
 	ctx context.Context
 	b   *Backend
-	tx  pgx.Tx
+	tx  *lazyTx
 	// now is the transaction's time in Unix ns; 0 until needed when the
 	// caller passed no time, then the database clock (see mustNow).
 	now int64
@@ -30,7 +30,7 @@ type txn struct {
 	wakeAt []int64
 }
 
-func newTxn(ctx context.Context, b *Backend, tx pgx.Tx, now time.Time) *txn {
+func newTxn(ctx context.Context, b *Backend, tx *lazyTx, now time.Time) *txn {
 	return &txn{ctx: ctx, b: b, tx: tx, now: rules.Nanos(now), touched: map[string]struct{}{}}
 }
 
@@ -83,24 +83,28 @@ func (t *txn) lock(ids ...string) (map[string]*lockedRow, error) {
 	return st, err
 }
 
-// flush recomputes the ready summary of the touched instances: over all
-// their messages, or over only their control messages while they are
-// Suspended.
-func (t *txn) flush() error {
-	if len(t.touched) == 0 {
-		return nil
-	}
+// flushCommit recomputes the ready summary of the touched instances: over
+// all their messages, or over only their control messages while they are
+// Suspended; it sends the recomputation as the transaction's final batch,
+// with the COMMIT. See lazyTx.finalOutcome for its errors.
+func (t *txn) flushCommit() error {
 	ids := make([]string, 0, len(t.touched))
 	for id := range t.touched {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
 	clear(t.touched)
-	rows, err := t.tx.Query(t.ctx, t.b.q(flushQuery), ids)
-	if err != nil {
-		return err
+	batch := &pgx.Batch{}
+	batch.Queue(t.b.q(flushQuery), ids)
+	br := t.tx.sendFinal(t.ctx, batch)
+	rows, err := br.Query()
+	if err == nil {
+		err = t.scanFlush(rows)
 	}
-	return t.scanFlush(rows)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 const flushQuery = `UPDATE {s}.instances i SET (ready_at, ready_key) =
