@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/internal/histlru"
 	"github.com/durohq/duro/backend/internal/wake"
 	"github.com/durohq/duro/backend/rules"
 )
@@ -39,12 +40,15 @@ type Backend struct {
 	log             *slog.Logger
 	maxStepMessages int
 	pollInterval    time.Duration
-	closed          atomic.Bool
-	work            wake.Broadcaster
-	out             *notifier
-	cancel          context.CancelFunc
-	bg              sync.WaitGroup
-	queries         sync.Map // query template -> query with the schema filled in
+	// hist caches the decoded histories claims handed out (histcache.go);
+	// nil when disabled.
+	hist    *histlru.Cache
+	closed  atomic.Bool
+	work    wake.Broadcaster
+	out     *notifier
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	queries sync.Map // query template -> query with the schema filled in
 	// listening is true while the listening connection is up, for tests.
 	listening atomic.Bool
 	// listenerPID is the server PID of the listening connection, for tests.
@@ -117,6 +121,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 		log:             o.Logger,
 		maxStepMessages: o.MaxStepMessages,
 		pollInterval:    o.PollInterval,
+		hist:            histlru.New(o.HistoryCacheEvents),
 	}
 	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	// Connect first, so that an unreachable server reads as one.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/durohq/duro/backend/internal/histlru"
 )
 
 // Options configure a Backend. The zero value, and a nil *Options, mean the
@@ -33,6 +35,16 @@ type Options struct {
 	// orchestration step; the rest wait for the next step. Default 1000.
 	MaxStepMessages int
 
+	// HistoryCacheEvents bounds the backend's history cache: the decoded
+	// histories its claims handed out, kept (least recently claimed
+	// instances go first) so that the next claim of an instance reads only
+	// the rows appended since, after checking in the same query that the
+	// cached prefix is still the stored one (see doc.go). The bound counts
+	// events over all instances; a history longer than half of it is not
+	// cached. Default 100,000 (histories of small events take a few hundred
+	// bytes each); negative disables the cache.
+	HistoryCacheEvents int
+
 	// ConnectTimeout bounds each attempt to open a connection, when the URL
 	// sets no connect_timeout. Default 10s.
 	ConnectTimeout time.Duration
@@ -54,6 +66,9 @@ const (
 	DefaultPollInterval    = time.Second
 	DefaultMaxStepMessages = 1000
 	DefaultConnectTimeout  = 10 * time.Second
+	// DefaultHistoryCacheEvents is the default of
+	// Options.HistoryCacheEvents.
+	DefaultHistoryCacheEvents = histlru.DefaultMaxEvents
 )
 
 // withDefaults returns a copy of o (which may be nil) with zero fields set
@@ -88,6 +103,9 @@ func (o *Options) withDefaults() (Options, error) {
 		return r, fmt.Errorf("invalid Options.MaxStepMessages %d: must not be negative", r.MaxStepMessages)
 	case r.MaxStepMessages == 0:
 		r.MaxStepMessages = DefaultMaxStepMessages
+	}
+	if r.HistoryCacheEvents == 0 {
+		r.HistoryCacheEvents = DefaultHistoryCacheEvents
 	}
 	switch {
 	case r.ConnectTimeout < 0:

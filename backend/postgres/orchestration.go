@@ -171,65 +171,6 @@ const stepMessagesQuery = `SELECT instance_id, id, execution_id, event, visible_
 	WHERE m.visible_at <= $3 AND (NOT c.ctl OR m.control)
 ) x WHERE rn <= $4 ORDER BY instance_id, sort_at, seq`
 
-// loadStepData reads the messages and histories of claimed steps, in one
-// round trip. The leases keep every other step of these instances out, so
-// reading after the claim committed sees the state the claim leased.
-func (b *Backend) loadStepData(ctx context.Context, wis []*backend.OrchestrationWorkItem, now int64) error {
-	ids := make([]string, len(wis))
-	ctl := make([]bool, len(wis))
-	byID := map[string]*backend.OrchestrationWorkItem{}
-	for i, wi := range wis {
-		ids[i] = wi.Instance.ID
-		ctl[i] = wi.Instance.Status == backend.StatusSuspended
-		byID[ids[i]] = wi
-	}
-	return b.read(ctx, "load step", func(q querier) error {
-		for _, wi := range wis {
-			wi.Messages, wi.History = nil, []*backend.Event{}
-		}
-		batch := &pgx.Batch{}
-		batch.Queue(b.q(stepMessagesQuery), ids, ctl, now, b.maxStepMessages)
-		batch.Queue(b.q(`SELECT instance_id, seq, event FROM {s}.history WHERE instance_id = ANY($1)
-			ORDER BY instance_id, seq`), ids)
-		br := b.pool.SendBatch(ctx, batch)
-		defer func() { _ = br.Close() }()
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		var id, mid, exec string
-		var data []byte
-		var visible int64
-		if _, err := pgx.ForEachRow(rows, []any{&id, &mid, &exec, &data, &visible}, func() error {
-			ev, err := backend.DecodeEvent(data)
-			if err != nil {
-				return fmt.Errorf("message %q: %w", mid, err)
-			}
-			wi := byID[id]
-			wi.Messages = append(wi.Messages, &backend.Message{ID: mid, InstanceID: id, ExecutionID: exec,
-				Event: ev, VisibleAt: rules.FromNanos(visible)})
-			return nil
-		}); err != nil {
-			return err
-		}
-		if rows, err = br.Query(); err != nil {
-			return err
-		}
-		var seq int32
-		if _, err := pgx.ForEachRow(rows, []any{&id, &seq, &data}, func() error {
-			ev, err := backend.DecodeEvent(data)
-			if err != nil {
-				return fmt.Errorf("instance %q: history event %d: %w", id, seq, err)
-			}
-			byID[id].History = append(byID[id].History, ev)
-			return nil
-		}); err != nil {
-			return err
-		}
-		return br.Close()
-	})
-}
-
 // releaseStale hands back a claimed instance that had no message to
 // process (its ready summary was stale, which the transactions keep from
 // happening) and recomputes its summary.

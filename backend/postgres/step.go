@@ -139,6 +139,10 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 	if err != nil {
 		return nil, err
 	}
+	if p.ContinueAsNew != nil || p.Status.IsTerminal() {
+		// Its history is replaced or done with.
+		b.hist.Drop(p.InstanceID)
+	}
 	// Tests lose the reply here, after the step has committed.
 	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
 		return nil, b.fail(op, err)

@@ -256,6 +256,9 @@ func (t *txn) deleteInstanceData(id string) error {
 	if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
 		return err
 	}
+	// Not needed for correctness (a claim checks the cached prefix
+	// against the rows), but the entry is of no more use.
+	t.b.hist.Invalidate(id)
 	t.touch(id)
 	return nil
 }
