@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -16,7 +17,11 @@ import (
 // options, the default pool size) and returns a client of it.
 func stepBenchHub(b *testing.B, r *duro.Registry) *duro.Client {
 	url := testURL(b)
-	be := open(b, url, freshSchema(b, url), &postgres.Options{MaxConns: postgres.DefaultMaxConns})
+	o := &postgres.Options{MaxConns: postgres.DefaultMaxConns}
+	if os.Getenv("DURO_PG_HISTORY_CACHE") == "off" {
+		o.HistoryCacheEvents = -1 // for comparisons
+	}
+	be := open(b, url, freshSchema(b, url), o)
 	w, err := duro.NewWorker(be, r, &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

@@ -1,0 +1,130 @@
+package postgres_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/durohq/duro/backend"
+)
+
+// flightProxy forwards TCP connections to the database and counts the
+// client's flights: the reads of client bytes, each a write by pgx of one
+// statement, one batch or one pipeline. On loopback a small write arrives
+// as one read, so a flight is a round trip.
+type flightProxy struct {
+	ln      net.Listener
+	target  string
+	flights atomic.Int64
+	wg      sync.WaitGroup
+}
+
+func newFlightProxy(t *testing.T, target string) *flightProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &flightProxy{ln: ln, target: target}
+	var mu sync.Mutex
+	var conns []net.Conn
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			p.wg.Add(2)
+			go func() {
+				defer p.wg.Done()
+				buf := make([]byte, 1<<16)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						p.flights.Add(1)
+						if _, werr := s.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				_ = s.Close()
+			}()
+			go func() {
+				defer p.wg.Done()
+				_, _ = io.Copy(c, s)
+				_ = c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// TestStepRoundTrips counts the round trips of a claim and of a simple
+// step's commit (one that schedules an activity and makes no work
+// claimable at once, so that no NOTIFY follows it), through a counting
+// proxy. Eager dispatch off (CompleteOrchestrationStep) keeps the counts
+// to the step's own statements.
+func TestStepRoundTrips(t *testing.T) {
+	raw := testURL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFlightProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	schema := freshSchema(t, raw)
+	be := open(t, u.String(), schema, nil)
+	s := stepper{t, t.Context()}
+	for i := range 6 {
+		id := fmt.Sprint("i", i+1)
+		create(t, be, id)
+	}
+	// Each try claims one instance, then commits its step.
+	minClaim, minStep := int64(1<<62), int64(1<<62)
+	for range 6 {
+		f0 := proxy.flights.Load()
+		wi, err := be.ClaimOrchestrationStep(s.ctx, claim(t0))
+		if err != nil || wi == nil {
+			t.Fatalf("claim: %+v %v", wi, err)
+		}
+		f1 := proxy.flights.Load()
+		p := s.params(wi, "x", backend.StatusRunning)
+		p.ActivityTasks = []*backend.ActivityTask{{ID: wi.Instance.ID + "-t1", InstanceID: wi.Instance.ID,
+			ExecutionID: wi.Instance.ExecutionID, TaskID: 1, Name: "act"}}
+		if err := be.CompleteOrchestrationStep(s.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		f2 := proxy.flights.Load()
+		minClaim, minStep = min(minClaim, f1-f0), min(minStep, f2-f1)
+		t.Logf("try: claim %d, step %d", f1-f0, f2-f1)
+	}
+	t.Logf("round trips: claim %d, simple step commit %d", minClaim, minStep)
+	if minStep != 1 {
+		t.Errorf("a simple step's commit took %d round trips, want 1", minStep)
+	}
+}
