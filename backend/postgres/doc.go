@@ -66,10 +66,36 @@
 // continue-as-new or the end of the instance. Messages and tasks are
 // inserted with ON CONFLICT DO NOTHING on their deterministic IDs, so
 // nothing is enqueued twice. A transaction that still meets a deadlock or
-// a serialization failure is rolled back and run again. A step that
-// starts, rewinds and ends nothing (most steps) costs four round trips:
-// BEGIN, the locks with the fence, one pipeline with all its writes, and
-// COMMIT (one WAL flush).
+// a serialization failure is rolled back and run again.
+//
+// Round trips. A write transaction sends no BEGIN of its own: BEGIN is
+// queued in front of its first statement, and COMMIT behind its last
+// batch (a step's writes, or the recomputation of the ready summaries it
+// changed), so a transaction of one batch is one round trip (ltx.go). A
+// step that starts, rewinds and ends nothing and sends messages only to
+// its own instance (timers) — most steps — is one round trip and one WAL
+// flush: one pipeline of BEGIN, a fence statement that locks the row and
+// fails (a cast error, SQLSTATE 22P02) unless the delivery holds the step,
+// the consumed messages, the history, the instance row, the activity
+// tasks (eagerly claimed ones included), the ready summary, the timers,
+// and COMMIT. A statement that fails makes the server skip the rest of
+// the pipeline, COMMIT included, so a fenced step commits nothing; it is
+// then run again on the full path, which says why it was fenced (and
+// hands over the claims of a repeated commit). Other simple steps take
+// two round trips (BEGIN with the locks of every instance they write, in
+// ID order; then their writes with COMMIT); the others, one more per
+// relation (children, rewinds, continue-as-new, the end of the instance).
+// After a failed final batch the connection's transaction status tells a
+// failed statement (nothing committed) from a COMMIT that ran; a COMMIT
+// that failed, or a connection lost after the pipeline was sent, is
+// reported as a commit failure, whose outcome is unknown, as before.
+//
+// History cache. A claim reads the history from the last row the backend
+// cached for the instance's execution (Options.HistoryCacheEvents; see
+// histcache.go), in the same round trip as its messages, and uses the
+// cached prefix only if that row is still the one cached (same xmin, same
+// bytes): a history another process replaced (a purge and a new instance
+// of the same ID, a rewind) is read whole again.
 //
 // CompleteActivity is one round trip: a pipeline of three statements that
 // the server runs as one implicit transaction (lock the instance, read the
