@@ -116,6 +116,9 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 	if err != nil {
 		return nil, err
 	}
+	if rules.Finishes(p) {
+		b.signalFinish(p.InstanceID)
+	}
 	// Tests lose the reply here, after the step has committed.
 	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
 		return nil, b.fail(op, err)
