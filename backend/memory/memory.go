@@ -46,7 +46,7 @@ type Backend struct {
 }
 
 var (
-	_ backend.Backend      = (*Backend)(nil)
+	_ backend.Backend        = (*Backend)(nil)
 	_ backend.WorkNotifier   = (*Backend)(nil)
 	_ backend.FinishNotifier = (*Backend)(nil)
 )
