@@ -37,7 +37,12 @@ type ClientOptions struct {
 	// Default: DefaultMaxPayloadBytes; negative means no limit.
 	MaxPayloadBytes int
 	// WaitPollInterval is the longest Wait sleeps between looks at the
-	// instance. Default: 200ms.
+	// instance. On a backend that reports finishes
+	// (backend.FinishNotifier), Wait returns on the report and looks
+	// every WaitPollInterval only as a fallback, so this bounds how late
+	// it sees a finish no report covers (another process's, on SQLite).
+	// On other backends Wait polls at doubling intervals up to it.
+	// Default: 200ms.
 	WaitPollInterval time.Duration
 }
 
@@ -257,9 +262,32 @@ func (c *Client) Get(ctx context.Context, id string) (*Instance, error) {
 
 // Wait waits until the instance has finished (Completed, Failed or
 // Terminated) and returns it. Bound it with ctx.
+//
+// When the backend is a backend.FinishNotifier (memory, SQLite and
+// PostgreSQL are), Wait watches the instance and returns as soon as the
+// step that finishes it commits: in this process, or, on PostgreSQL, in
+// any process (through the hub's notification). It also looks at the
+// instance every ClientOptions.WaitPollInterval, which bounds how late it
+// sees a finish no notification reports: one committed by another process
+// on the same SQLite file, or while PostgreSQL's notification connection
+// is down. Otherwise it polls, first after 2ms, then at doubling
+// intervals up to WaitPollInterval. Either way, returning (ctx done
+// included) releases everything Wait held.
 func (c *Client) Wait(ctx context.Context, id string) (*Instance, error) {
+	fn, _ := c.be.(backend.FinishNotifier)
 	d := 2 * time.Millisecond
+	var fired <-chan struct{}
+	stop := func() {}
+	defer func() { stop() }()
 	for {
+		if fired == nil && fn != nil {
+			// Watch before reading, so that a finish committed in between
+			// still fires the channel.
+			fired, stop = fn.WatchFinish(id)
+			if fired == nil {
+				fn = nil // a wrapper over a backend that cannot watch
+			}
+		}
 		inst, err := c.Get(ctx, id)
 		if err != nil {
 			return nil, err
@@ -267,12 +295,22 @@ func (c *Client) Wait(ctx context.Context, id string) (*Instance, error) {
 		if inst.Status.IsTerminal() {
 			return inst, nil
 		}
-		t := time.NewTimer(d)
+		wait := d
+		if fired != nil {
+			wait = c.poll
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, fmt.Errorf("duro: wait for %q: %w", id, ctx.Err())
+		case <-fired:
+			// The watch is spent; the next turn watches again.
+			t.Stop()
+			stop()
+			fired, stop = nil, func() {}
 		case <-t.C:
+			// The fallback poll (the watch, if any, stays).
 		}
 		if d *= 2; d > c.poll {
 			d = c.poll

@@ -646,3 +646,40 @@ type KindNotifier interface {
 	// ActivityWorkAvailable is WorkAvailable for activity tasks.
 	ActivityWorkAvailable() <-chan struct{}
 }
+
+// FinishNotifier is an optional capability: a backend that knows when an
+// instance may have finished lets Client.Wait return as soon as the step
+// that finished the instance commits, instead of on its next poll.
+//
+// A watch may fire spuriously (the watcher reads the instance again and
+// watches again), but it must not miss a finish that commits after
+// WatchFinish returned: a caller registers the watch first and then reads
+// the instance, so that a finish committed between the two still fires the
+// channel.
+type FinishNotifier interface {
+	// WatchFinish returns a channel that is closed when instance id may
+	// have finished (a step that completes, fails or terminates it
+	// committed; a continue-as-new does not finish it), and at once after
+	// Close; and stop, which releases the watch: call it when done
+	// waiting, whether or not the channel closed. A channel fires once:
+	// watch again to wait for the next finish. A backend may also close
+	// the channel when it may have missed a notification (its
+	// notification connection was restored). A wrapper whose wrapped
+	// backend cannot watch returns a nil channel (and a stop that does
+	// nothing); the caller then polls.
+	WatchFinish(id string) (fired <-chan struct{}, stop func())
+}
+
+// NoFinishWatch is what a wrapper's WatchFinish returns when the wrapped
+// backend is no FinishNotifier: a nil channel and a stop that does
+// nothing.
+func NoFinishWatch() (<-chan struct{}, func()) { return nil, func() {} }
+
+// WatchFinish forwards a watch to be when it is a FinishNotifier, and
+// returns NoFinishWatch otherwise: for wrappers.
+func WatchFinish(be Backend, id string) (<-chan struct{}, func()) {
+	if fn, ok := be.(FinishNotifier); ok {
+		return fn.WatchFinish(id)
+	}
+	return NoFinishWatch()
+}

@@ -31,6 +31,7 @@ var (
 	_ backend.InFlightReader      = (*store)(nil)
 	_ backend.InstanceClaimer     = (*store)(nil)
 	_ backend.RequestWindow       = (*store)(nil)
+	_ backend.FinishNotifier      = (*store)(nil)
 )
 
 // errCrashed is what a delivery that the test crashed is told: that its
@@ -220,6 +221,10 @@ func (b *store) StartActivity(ctx context.Context, p *backend.StartParams) error
 // WorkAvailable implements backend.WorkNotifier: it is closed after each
 // change that may have made work claimable, and when the clock moves.
 func (b *store) WorkAvailable() <-chan struct{} { return b.s.workAvailable() }
+
+// WatchFinish implements backend.FinishNotifier: the in-memory store's
+// watch, which fires when the step that ends the instance commits.
+func (b *store) WatchFinish(id string) (<-chan struct{}, func()) { return b.inner.WatchFinish(id) }
 
 // InFlight implements backend.InFlightReader.
 func (b *store) InFlight(ctx context.Context, instanceID string) (*backend.InFlight, error) {

@@ -205,7 +205,14 @@ func (b *meteredBackend) PruneWorkers(ctx context.Context, p *backend.PruneWorke
 	return 0, errNotForwarded("worker registry")
 }
 
+// WatchFinish implements backend.FinishNotifier: it forwards to be, and
+// returns backend.NoFinishWatch (the waiter polls) when be cannot watch.
+func (b *meteredBackend) WatchFinish(id string) (<-chan struct{}, func()) {
+	return backend.WatchFinish(b.Backend, id)
+}
+
 var (
+	_ backend.FinishNotifier      = (*meteredBackend)(nil)
 	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
 	_ backend.RequestWindow       = (*meteredBackend)(nil)
 	_ backend.InFlightReader      = (*meteredBackend)(nil)

@@ -55,3 +55,60 @@ func TestMeteredBackendKeepsRequestWindow(t *testing.T) {
 		t.Fatalf("ProcessedRequests over a backend without a window: %v; want errors.ErrUnsupported", err)
 	}
 }
+
+// TestMeteredBackendKeepsFinishNotifier: a client given the metered
+// wrapper still returns from Wait on the finish, so the wrapper forwards
+// the store's watches, and over a store without them returns none (the
+// client then polls).
+func TestMeteredBackendKeepsFinishNotifier(t *testing.T) {
+	ctx := context.Background()
+	be, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "duro.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = be.Close() }()
+	m := NewMetrics(duro.NewClient(be, nil))
+	mb := m.Backend(be)
+	fn, ok := mb.(backend.FinishNotifier)
+	if !ok {
+		t.Fatal("the metered backend is not a backend.FinishNotifier")
+	}
+	now := time.Now()
+	if err := be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "i", Name: "o", ExecutionID: "e", Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	fired, stop := fn.WatchFinish("i")
+	defer stop()
+	if fired == nil {
+		t.Fatal("WatchFinish through the wrapper returned no watch")
+	}
+	wi, err := mb.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: "t", LeaseDuration: time.Minute, Now: now})
+	if err != nil || wi == nil {
+		t.Fatalf("claim: %v, %v", wi, err)
+	}
+	if err := mb.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{
+		InstanceID: "i", Attempt: wi.Attempt, ExecutionID: wi.Instance.ExecutionID,
+		Status: backend.StatusCompleted, Now: now,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch through the wrapper did not fire within 10s of the finish")
+	}
+	stop()
+	if n := be.WatchingFinish(); n != 0 {
+		t.Fatalf("WatchingFinish = %d after the watch was stopped", n)
+	}
+
+	plain, ok := m.Backend(struct{ backend.Backend }{be}).(backend.FinishNotifier)
+	if !ok {
+		t.Fatal("the metered wrapper of a plain backend is not a backend.FinishNotifier")
+	}
+	ch, stopPlain := plain.WatchFinish("i")
+	stopPlain()
+	if ch != nil {
+		t.Fatal("WatchFinish over a backend without watches returned a channel; want nil (the waiter polls)")
+	}
+}

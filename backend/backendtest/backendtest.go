@@ -63,6 +63,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"Persistence", persistenceTests()},
 		{"Close", closeTests()},
 		{"WorkNotifier", notifierTests()},
+		{"FinishNotifier", finishNotifierTests()},
 		{"Ordering", orderingTests()},
 		{"MessageOrder", messageOrderTests()},
 		{"SDK", sdkTests()},

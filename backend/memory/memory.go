@@ -37,8 +37,8 @@ type Options struct {
 	Clock func() time.Time
 }
 
-// Backend is an in-memory backend.Backend and backend.WorkNotifier. It is
-// safe for concurrent use.
+// Backend is an in-memory backend.Backend, backend.WorkNotifier and
+// backend.FinishNotifier. It is safe for concurrent use.
 type Backend struct {
 	// Backend is the SQLite engine underneath; its extra methods (such as
 	// MigrationVersion) work on the in-memory store too.
@@ -46,8 +46,9 @@ type Backend struct {
 }
 
 var (
-	_ backend.Backend      = (*Backend)(nil)
-	_ backend.WorkNotifier = (*Backend)(nil)
+	_ backend.Backend        = (*Backend)(nil)
+	_ backend.WorkNotifier   = (*Backend)(nil)
+	_ backend.FinishNotifier = (*Backend)(nil)
 )
 
 // Open returns a new, empty in-memory store. A nil opts means the defaults.

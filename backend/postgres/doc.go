@@ -186,6 +186,21 @@
 // worker on this backend wants a higher OrchestrationConcurrency than the
 // CPU count: more steps in flight share the server's WAL flushes.
 //
+// The same channel carries finish notifications (backend.FinishNotifier,
+// which Client.Wait uses): after a step that completes, fails or
+// terminates an instance commits, the Backend fires its own process's
+// watches of the instance at once and has the notifier send
+// "f:<token>:<instance ID>", coalesced with the work notifications. The
+// token is random per Backend, so a listener skips the notifications its
+// own Backend sent (their watches fired at the commit); a Backend in
+// another process, or a second Backend in this one, fires its watches of
+// the instance. A finish notification naming no instance (sent when one
+// round had more than 256 finishes, or an ID too long for a payload)
+// fires every watch, as does a restored listening connection. Listeners
+// of older versions ignore these payloads; the work payloads ("" and a
+// Unix ns time) are unchanged. Like the work NOTIFY it is sent after the
+// commit, never before: a waiter is woken only by a committed finish.
+//
 // # When the database goes away
 //
 // Every method returns a wrapped error and never panics. When its context

@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +41,67 @@ func (b *Backend) signal(now bool, wakeAt []int64) {
 	b.out.request(now, wakeAt)
 }
 
+// WatchFinish implements backend.FinishNotifier: the channel is closed
+// after a step that ends instance id (completes, fails or terminates it)
+// commits through this Backend, on the finish notification another
+// process (or another Backend of this process) sends after committing
+// one, when the listening connection is restored (a notification may
+// have been missed), and on Close. While the listening connection is down
+// no other process's finish is heard: Client.Wait finds it on its fallback
+// poll (ClientOptions.WaitPollInterval).
+func (b *Backend) WatchFinish(id string) (<-chan struct{}, func()) {
+	return b.finished.Watch(id)
+}
+
+// WatchingFinish returns the number of live finish watches: for tests
+// that check a waiter released its watch.
+func (b *Backend) WatchingFinish() int { return b.finished.Len() }
+
+// signalFinish fires this Backend's watches of instance id at once and
+// asks the notifier to tell the other processes.
+func (b *Backend) signalFinish(id string) {
+	b.finished.Notify(id)
+	b.out.requestFinish(id)
+}
+
+// The payloads on the hub's channel: "" (work is claimable now), a
+// decimal Unix ns time (work becomes claimable then), and
+// finishPrefix + token + ":" + instance ID (the instance may have
+// finished; an empty ID: any instance may have). The token is a random
+// one per Backend, so that a listener skips its own finish notifications,
+// whose watches fired at the commit. Listeners of older versions ignore
+// the finish payloads.
+const (
+	finishPrefix = "f:"
+	tokenLen     = 16 // hex digits
+	// maxFinishID is the longest instance ID a finish payload names: a
+	// NOTIFY payload must stay under 8000 bytes. A longer ID is sent as
+	// "any instance".
+	maxFinishID = 7000
+	// maxFinishes bounds the instance IDs one round of NOTIFYs names; past
+	// it, one "any instance" payload replaces them.
+	maxFinishes = 256
+)
+
+func newToken() string {
+	var r [tokenLen / 2]byte
+	_, _ = rand.Read(r[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(r[:])
+}
+
+func finishPayload(token, id string) string {
+	return finishPrefix + token + ":" + id
+}
+
+// parseFinish reads a finish payload: ok is false if p is none.
+func parseFinish(p string) (token, id string, ok bool) {
+	rest, found := strings.CutPrefix(p, finishPrefix)
+	if !found || len(rest) < tokenLen+1 || rest[tokenLen] != ':' {
+		return "", "", false
+	}
+	return rest[:tokenLen], rest[tokenLen+1:], true
+}
+
 // notifier sends the NOTIFYs of this process's commits, outside those
 // commits: a NOTIFY inside a transaction takes a database-wide lock until
 // the commit is flushed, which would serialize every committing
@@ -51,7 +115,11 @@ type notifier struct {
 	mu     sync.Mutex
 	now    bool
 	wakeAt []int64
-	kick   chan struct{}
+	// finished lists the instances whose finish to announce; anyFinish
+	// replaces them when there were too many.
+	finished  []string
+	anyFinish bool
+	kick      chan struct{}
 }
 
 func newNotifier(b *Backend) *notifier {
@@ -67,6 +135,24 @@ func (n *notifier) request(now bool, wakeAt []int64) {
 		}
 	}
 	n.mu.Unlock()
+	n.wake()
+}
+
+// requestFinish asks for a finish notification of instance id.
+func (n *notifier) requestFinish(id string) {
+	n.mu.Lock()
+	switch {
+	case n.anyFinish:
+	case len(n.finished) >= maxFinishes || len(id) > maxFinishID:
+		n.finished, n.anyFinish = nil, true
+	default:
+		n.finished = append(n.finished, id)
+	}
+	n.mu.Unlock()
+	n.wake()
+}
+
+func (n *notifier) wake() {
 	select {
 	case n.kick <- struct{}{}:
 	default:
@@ -88,7 +174,13 @@ func (n *notifier) run(ctx context.Context) {
 		for _, at := range n.wakeAt {
 			payloads = append(payloads, strconv.FormatInt(at, 10))
 		}
-		n.now, n.wakeAt = false, nil
+		if n.anyFinish {
+			payloads = append(payloads, finishPayload(n.b.token, ""))
+		}
+		for _, id := range n.finished {
+			payloads = append(payloads, finishPayload(n.b.token, id))
+		}
+		n.now, n.wakeAt, n.finished, n.anyFinish = false, nil, nil, false
 		n.mu.Unlock()
 		if len(payloads) == 0 {
 			continue
@@ -132,8 +224,10 @@ func (b *Backend) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 		backoff = 0
 		b.listening.Store(true)
 		b.listenerPID.Store(conn.PgConn().PID())
-		// Work may have arrived while nobody listened.
+		// Work may have arrived, and instances finished, while nobody
+		// listened.
 		b.work.Notify()
+		b.finished.NotifyAll()
 		err = b.receive(ctx, conn)
 		b.listening.Store(false)
 		closeConn(conn)
@@ -185,11 +279,7 @@ func (b *Backend) receive(ctx context.Context, conn *pgx.Conn) error {
 			return ctx.Err()
 		case err == nil:
 			lastHeard = time.Now()
-			if n.Payload == "" {
-				b.work.Notify()
-			} else if at, perr := strconv.ParseInt(n.Payload, 10, 64); perr == nil {
-				b.work.WakeAt(at)
-			}
+			b.heard(n.Payload)
 		case timedOut:
 			// The fallback poll.
 			b.work.Notify()
@@ -205,6 +295,29 @@ func (b *Backend) receive(ctx context.Context, conn *pgx.Conn) error {
 		default:
 			return err
 		}
+	}
+}
+
+// heard acts on one notification's payload; payloads of an unknown form
+// (from a newer version) are ignored.
+func (b *Backend) heard(payload string) {
+	if payload == "" {
+		b.work.Notify()
+		return
+	}
+	if token, id, ok := parseFinish(payload); ok {
+		switch {
+		case token == b.token:
+			// Fired at the commit already.
+		case id == "":
+			b.finished.NotifyAll()
+		default:
+			b.finished.Notify(id)
+		}
+		return
+	}
+	if at, err := strconv.ParseInt(payload, 10, 64); err == nil {
+		b.work.WakeAt(at)
 	}
 }
 

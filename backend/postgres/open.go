@@ -42,13 +42,17 @@ type Backend struct {
 	pollInterval    time.Duration
 	// hist caches the decoded histories claims handed out (histcache.go);
 	// nil when disabled.
-	hist    *histlru.Cache
-	closed  atomic.Bool
-	work    wake.Broadcaster
-	out     *notifier
-	cancel  context.CancelFunc
-	bg      sync.WaitGroup
-	queries sync.Map // query template -> query with the schema filled in
+	hist   *histlru.Cache
+	closed atomic.Bool
+	work   wake.Broadcaster
+	// finished holds the finish watches (WatchFinish); token tells this
+	// Backend's finish notifications from other processes' (notify.go).
+	finished wake.Watchers
+	token    string
+	out      *notifier
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup
+	queries  sync.Map // query template -> query with the schema filled in
 	// listening is true while the listening connection is up, for tests.
 	listening atomic.Bool
 	// listenerPID is the server PID of the listening connection, for tests.
@@ -122,6 +126,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Backend, error) {
 		maxStepMessages: o.MaxStepMessages,
 		pollInterval:    o.PollInterval,
 		hist:            histlru.New(o.HistoryCacheEvents),
+		token:           newToken(),
 	}
 	b.Singles, b.Methods = rules.Singles{B: b, StepsOf: b.claimStepsOf, Fail: b.fail}, rules.Methods{S: store{b}}
 	// Connect first, so that an unreachable server reads as one.
@@ -164,6 +169,7 @@ func (b *Backend) Close() error {
 	b.cancel()
 	b.bg.Wait()
 	b.work.Shutdown()
+	b.finished.Shutdown()
 	b.pool.Close()
 	return nil
 }

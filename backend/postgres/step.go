@@ -143,6 +143,9 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 		// Its history is replaced or done with.
 		b.hist.Drop(p.InstanceID)
 	}
+	if rules.Finishes(p) {
+		b.signalFinish(p.InstanceID)
+	}
 	// Tests lose the reply here, after the step has committed.
 	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
 		return nil, b.fail(op, err)

@@ -111,4 +111,5 @@ type Backend interface {
 	backend.InFlightReader
 	backend.InstanceClaimer
 	backend.WorkerRegistry
+	backend.FinishNotifier
 }

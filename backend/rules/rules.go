@@ -392,3 +392,10 @@ func Enqueue(tx Tx, m *backend.Message) error {
 	}
 	return tx.Deliver(m)
 }
+
+// Finishes reports whether the step p ends its instance (completes, fails
+// or terminates it; a continue-as-new does not): after it commits, the
+// backend fires the instance's finish watches (backend.FinishNotifier).
+func Finishes(p *backend.CompleteOrchestrationStepParams) bool {
+	return p.ContinueAsNew == nil && p.Status.IsTerminal()
+}

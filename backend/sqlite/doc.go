@@ -12,7 +12,11 @@
 // so readers (GetInstance, ListInstances, GetHistory) run beside the
 // writer. Other processes may open the same file at once (the CLI, a second
 // worker after a crash); their write transactions wait for each other for
-// up to Options.BusyTimeout.
+// up to Options.BusyTimeout. Wake-ups (WorkAvailable, and the finish
+// watches of WatchFinish that Client.Wait uses) are signalled within the
+// process that committed: a Client.Wait in another process on the same
+// file sees a finish on its fallback poll (ClientOptions.WaitPollInterval,
+// 200ms by default).
 //
 // A file or directory this process may not write makes Open fail with
 // ErrReadOnly and a sentence naming the access it needs (never SQLite's

@@ -41,6 +41,8 @@ type Backend struct {
 	// work wakes WorkAvailable waiters, steps and tasks the waiters of one
 	// kind of work.
 	work, steps, tasks wake.Broadcaster
+	// finished holds the finish watches (WatchFinish).
+	finished wake.Watchers
 	// w queues write operations for the writer goroutine (group commit),
 	// which runs them on raw, the writer's driver connection with its
 	// prepared statements (rawconn.go); rstmts are the prepared statements
@@ -284,6 +286,7 @@ func (b *Backend) Close() error {
 	b.work.Shutdown()
 	b.steps.Shutdown()
 	b.tasks.Shutdown()
+	b.finished.Shutdown()
 	// The writer has exited: its statements can be closed on its
 	// connection.
 	if conn, err := b.wdb.Conn(context.Background()); err == nil {
@@ -329,6 +332,19 @@ func (b *Backend) OrchestrationWorkAvailable() <-chan struct{} {
 func (b *Backend) ActivityWorkAvailable() <-chan struct{} {
 	return b.tasks.Wait()
 }
+
+// WatchFinish implements backend.FinishNotifier: the channel is closed
+// after a step that ends instance id (completes, fails or terminates it)
+// commits in this process, and on Close. A finish committed by another
+// process that opened the same file is not signalled: Client.Wait finds
+// it on its fallback poll (ClientOptions.WaitPollInterval).
+func (b *Backend) WatchFinish(id string) (<-chan struct{}, func()) {
+	return b.finished.Watch(id)
+}
+
+// WatchingFinish returns the number of live finish watches: for tests
+// that check a waiter released its watch.
+func (b *Backend) WatchingFinish() int { return b.finished.Len() }
 
 // notify wakes the waiters for the kinds of work in k.
 func (b *Backend) notify(k workKind) {

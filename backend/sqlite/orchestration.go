@@ -106,6 +106,9 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 	if err != nil {
 		return nil, err
 	}
+	if rules.Finishes(p) {
+		b.finished.Notify(p.InstanceID)
+	}
 	// Eager claims need no sync: a worker marks an at-most-once delivery
 	// started (StartActivity, which syncs) before its code runs.
 	// Tests lose the reply here, after the step has committed.

@@ -101,9 +101,63 @@ func (s *Server) WaitForInstanceStart(ctx context.Context, r *dtpb.GetInstanceRe
 	return s.wait(ctx, r, func(st backend.Status) bool { return st != backend.StatusPending })
 }
 
-// WaitForInstanceCompletion waits until the instance has finished.
+// WaitForInstanceCompletion waits until the instance has finished. On a
+// store that reports finishes (backend.FinishNotifier) it returns as soon
+// as the finishing step commits, looking at the instance every
+// PollInterval as a fallback.
 func (s *Server) WaitForInstanceCompletion(ctx context.Context, r *dtpb.GetInstanceRequest) (*dtpb.GetInstanceResponse, error) {
+	if fn, ok := s.be.(backend.FinishNotifier); ok {
+		if resp, watched, err := s.waitFinish(ctx, fn, r); watched {
+			return resp, err
+		}
+	}
 	return s.wait(ctx, r, backend.Status.IsTerminal)
+}
+
+// waitFinish is WaitForInstanceCompletion on a FinishNotifier: it watches
+// the instance before each look, so that no finish goes unseen, and looks
+// again when the watch fires or every PollInterval. watched is false if
+// the store cannot watch after all (a wrapper over one that cannot).
+func (s *Server) waitFinish(ctx context.Context, fn backend.FinishNotifier, r *dtpb.GetInstanceRequest) (_ *dtpb.GetInstanceResponse, watched bool, _ error) {
+	id := r.GetInstanceId()
+	for {
+		fired, stop := fn.WatchFinish(id)
+		if fired == nil {
+			stop()
+			return nil, false, nil
+		}
+		resp, done, err := s.lookFinished(ctx, r)
+		if done {
+			stop()
+			return resp, true, err
+		}
+		t := time.NewTimer(s.opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			stop()
+			return nil, true, grpcError("wait for instance "+id, ctx.Err())
+		case <-fired:
+			t.Stop()
+		case <-t.C:
+		}
+		stop()
+	}
+}
+
+// lookFinished reads the instance: done is set when the wait is over (it
+// finished, does not exist, or the read failed).
+func (s *Server) lookFinished(ctx context.Context, r *dtpb.GetInstanceRequest) (_ *dtpb.GetInstanceResponse, done bool, _ error) {
+	inst, err := s.be.GetInstance(ctx, r.GetInstanceId())
+	switch {
+	case errors.Is(err, backend.ErrInstanceNotFound):
+		return &dtpb.GetInstanceResponse{}, true, nil
+	case err != nil:
+		return nil, true, grpcError("wait for instance", err)
+	case inst.Status.IsTerminal():
+		return &dtpb.GetInstanceResponse{Exists: true, OrchestrationState: instanceState(inst, r.GetGetInputsAndOutputs())}, true, nil
+	}
+	return nil, false, nil
 }
 
 // wait looks at the instance whenever the store says work moved (its
