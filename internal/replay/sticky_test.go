@@ -357,8 +357,10 @@ func TestStickyDetectsChangedHistory(t *testing.T) {
 		return &backend.OrchestrationWorkItem{Instance: &in, History: slices.Clone(h2), Messages: []*backend.Message{msgB}, Attempt: 3}
 	}
 	changes := map[string]func(wi *backend.OrchestrationWorkItem){
-		"none":           func(*backend.OrchestrationWorkItem) {},
-		"longer history": func(wi *backend.OrchestrationWorkItem) { wi.History = append(wi.History, &backend.Event{Type: backend.EventOrchestratorStarted, Timestamp: t0}) },
+		"none": func(*backend.OrchestrationWorkItem) {},
+		"longer history": func(wi *backend.OrchestrationWorkItem) {
+			wi.History = append(wi.History, &backend.Event{Type: backend.EventOrchestratorStarted, Timestamp: t0})
+		},
 		"other last event": func(wi *backend.OrchestrationWorkItem) {
 			last := *wi.History[len(wi.History)-1]
 			last.Input = []byte("other")
