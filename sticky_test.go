@@ -30,8 +30,6 @@ type stickyRig struct {
 	fixed atomic.Bool
 }
 
-
-
 func newStickyRig(t *testing.T) *stickyRig {
 	be, err := memory.Open(nil)
 	if err != nil {
