@@ -70,7 +70,8 @@ func (s *stickyCache) put(ex *replay.Executor) {
 	}
 	if el := s.m[ex.InstanceID()]; el != nil {
 		// Another delivery of the instance left one meanwhile (a lease
-		// that lapsed): neither is to be trusted more than a replay.
+		// that lapsed and a second claim): the newer commit replaces it,
+		// and the next step checks it against history anyway.
 		evicted = append(evicted, s.removeLocked(el))
 	}
 	s.m[ex.InstanceID()] = s.lru.PushFront(ex)
