@@ -65,6 +65,13 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 	if prev != nil {
 		how = StickyBypassed
 	}
+	// prev is stopped unless the step continues it, also when the engine
+	// panics before it decides (Close is idempotent).
+	defer func() {
+		if how != StickyHit {
+			prev.Close()
+		}
+	}()
 	wi := p.WorkItem
 	inst := wi.Instance
 	now := p.Now.UTC()
@@ -74,7 +81,6 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 		logger = discardLogger
 	}
 	if endedStep(out, wi, now) {
-		prev.Close()
 		return out, nil, how, nil
 	}
 	pl := planStep(wi, now, logger.Warn)
@@ -83,7 +89,6 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 
 	fn, ok := p.Lookup(inst.Name)
 	if !ok {
-		prev.Close()
 		return nil, nil, how, fmt.Errorf("%w: %q", ErrNotRegistered, inst.Name)
 	}
 	stepEvents := make([]*backend.Event, 0, 1+len(pl.events))
@@ -102,11 +107,12 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 			r.fn, r.failureFromError = fn, p.FailureFromError
 		}
 		if how != StickyHit {
-			prev.Close()
+			prev.Close() // before the replay, which starts another goroutine
 		}
 	}
-	if c == nil {
-		c, r = replayHistory(p, wi, fn, stepEvents, logger)
+	replay := c == nil
+	if replay {
+		c, r = newRun(p, wi, fn, stepEvents, logger)
 	}
 	// The coroutine is stopped when the step ends, unless an executor
 	// keeps it; also when the engine panics.
@@ -115,6 +121,9 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 			c.co.stop()
 		}
 	}()
+	if replay {
+		r.replay(wi.History)
+	}
 
 	// The step records its events and, at the end, those of new actions.
 	out.NewEvents = make([]*backend.Event, 0, len(stepEvents)+2)
@@ -147,9 +156,8 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 	return out, nil, how, nil
 }
 
-// replayHistory builds the orchestration's state by running its code from
-// the start against wi's history.
-func replayHistory(p *Params, wi *backend.OrchestrationWorkItem, fn Orchestrator, stepEvents []*backend.Event, logger *slog.Logger) (*Context, *run) {
+// newRun prepares the replay of wi: a Context for the code, not started.
+func newRun(p *Params, wi *backend.OrchestrationWorkItem, fn Orchestrator, stepEvents []*backend.Event, logger *slog.Logger) (*Context, *run) {
 	inst := wi.Instance
 	// Replay re-creates the actions history recorded, usually with a few
 	// new ones.
@@ -176,8 +184,15 @@ func replayHistory(p *Params, wi *backend.OrchestrationWorkItem, fn Orchestrator
 	if hasRewind(wi.History) || hasRewind(stepEvents) {
 		r.rules = scanRewinds(append(slices.Clip(wi.History), stepEvents...))
 	}
+	return c, r
+}
+
+// replay builds the orchestration's state by running its code from the
+// start against history.
+func (r *run) replay(history []*backend.Event) {
+	c := r.c
 	c.replaying = true
-	for i, ev := range wi.History {
+	for i, ev := range history {
 		r.pos = i
 		r.apply(ev, false)
 		if c.nondeterminism != nil {
@@ -188,7 +203,6 @@ func replayHistory(p *Params, wi *backend.OrchestrationWorkItem, fn Orchestrator
 	if c.nondeterminism == nil {
 		r.checkReplayed()
 	}
-	return c, r
 }
 
 var discardLogger = slog.New(slog.DiscardHandler)
