@@ -409,3 +409,37 @@ func TestStickyDetectsChangedHistory(t *testing.T) {
 		})
 	}
 }
+
+// TestStickyPanicStopsExecutor: an engine panic in a step that was handed
+// a cached executor stops that executor's goroutine too.
+func TestStickyPanicStopsExecutor(t *testing.T) {
+	fn := chain("A", "B")
+	inst := backend.Instance{ID: testInstance, Name: testName, ExecutionID: testExecution, Status: backend.StatusPending, CreatedAt: t0}
+	start := &backend.Message{ID: "start", InstanceID: testInstance, ExecutionID: testExecution,
+		Event: &backend.Event{Type: backend.EventExecutionStarted, Input: []byte("x"), Timestamp: t0}}
+	out, ex, _, err := ExecuteSticky(&Params{WorkItem: &backend.OrchestrationWorkItem{Instance: &inst, Messages: []*backend.Message{start}, Attempt: 1},
+		Lookup: func(string) (Orchestrator, bool) { return fn, true }, Now: t0}, nil)
+	if err != nil || ex == nil {
+		t.Fatalf("step 1: %v, executor %v", err, ex)
+	}
+	ex.Committed()
+	inst.Status = backend.StatusRunning
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		_, _, _, _ = ExecuteSticky(&Params{WorkItem: &backend.OrchestrationWorkItem{Instance: &inst, History: out.NewEvents,
+			Messages: []*backend.Message{completedMsg(0, "a")}, Attempt: 2},
+			Lookup: func(string) (Orchestrator, bool) { panic("engine bug") }, Now: t0}, ex)
+	}()
+	select {
+	case _, ok := <-ex.c.co.handoff:
+		if ok {
+			t.Fatal("the executor's coroutine handed control over")
+		}
+	default:
+		t.Fatal("the executor's goroutine still runs after the panic")
+	}
+}
