@@ -39,6 +39,24 @@ type WorkerStats struct {
 	// their code started (the worker was stopping, or lacks the activity):
 	// they do not make the next delivery a possible duplicate.
 	ActivitiesReleased int64
+	// StickyHits counts orchestration steps that continued the instance's
+	// cached executor instead of replaying its history
+	// (WorkerOptions.StickyOrchestrations).
+	StickyHits int64
+	// StickyMisses counts orchestration steps that replayed history from
+	// the start while the sticky cache is on: none was cached, or the one
+	// cached could not go on (StickyStale counts those that no longer sat
+	// at the end of the history), or the step is one a cached executor
+	// does not run (a suspension, a resume, a rewind).
+	StickyMisses int64
+	// StickyStale counts cached executors dropped because the claimed
+	// history had moved past them or differed (another worker's step, a
+	// continue-as-new, a purge and re-creation); each such step is also a
+	// StickyMiss.
+	StickyStale int64
+	// StickyEvictions counts cached executors evicted to keep the cache
+	// within WorkerOptions.StickyOrchestrations and StickyCacheBytes.
+	StickyEvictions int64
 }
 
 type workerStats struct {
@@ -47,6 +65,7 @@ type workerStats struct {
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 	eagerActivities, entityRequestsRejected                atomic.Int64
 	activitiesReleased                                     atomic.Int64
+	stickyHits, stickyMisses, stickyStale, stickyEvictions atomic.Int64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -59,5 +78,7 @@ func (w *Worker) Stats() WorkerStats {
 		ActivitiesPoisoned: s.activitiesPoisoned.Load(), StepsPoisoned: s.stepsPoisoned.Load(),
 		DuplicatesSuspended: s.duplicatesSuspended.Load(), EagerActivities: s.eagerActivities.Load(),
 		EntityRequestsRejected: s.entityRequestsRejected.Load(), ActivitiesReleased: s.activitiesReleased.Load(),
+		StickyHits: s.stickyHits.Load(), StickyMisses: s.stickyMisses.Load(), StickyStale: s.stickyStale.Load(),
+		StickyEvictions: s.stickyEvictions.Load(),
 	}
 }

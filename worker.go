@@ -99,6 +99,26 @@ type WorkerOptions struct {
 	// delivery, all of an execution's spans in one trace (see
 	// docs/server.md). Default: a no-op provider.
 	Tracer trace.TracerProvider
+	// StickyOrchestrations bounds the sticky executor cache by count: how
+	// many orchestrations the worker keeps live between their steps, so
+	// that the next step applies only its new events instead of replaying
+	// the whole history (a step's cost stays flat as history grows). The
+	// cached executor of an instance is its code's goroutine, parked where
+	// it waits, and its replayed state. A step uses it only when it sits
+	// exactly at the end of the claimed history (same execution, same
+	// length, the same events where it last stepped, a newer delivery);
+	// anything else (another worker's step, a continue-as-new, a purge and
+	// re-creation, a rewind, a suspension, termination, an error, a lost
+	// lease or a commit that did not succeed) replays from the start as
+	// without the cache, and drops it. The least recently used are evicted
+	// first; eviction, and Stop, end their goroutines. Negative disables
+	// the cache. Default: DefaultStickyOrchestrations.
+	StickyOrchestrations int
+	// StickyCacheBytes bounds the sticky executor cache by the approximate
+	// bytes its executors retain (the events they applied, with their
+	// payloads, and a fixed cost per executor for its goroutine). Negative
+	// disables the cache. Default: DefaultStickyCacheBytes.
+	StickyCacheBytes int64
 }
 
 // DefaultConcurrency is the default of WorkerOptions.OrchestrationConcurrency
@@ -166,6 +186,12 @@ func (o WorkerOptions) WithDefaults() WorkerOptions {
 	if o.Tracer == nil {
 		o.Tracer = noop.NewTracerProvider()
 	}
+	if o.StickyOrchestrations == 0 {
+		o.StickyOrchestrations = DefaultStickyOrchestrations
+	}
+	if o.StickyCacheBytes == 0 {
+		o.StickyCacheBytes = DefaultStickyCacheBytes
+	}
 	return o
 }
 
@@ -211,6 +237,9 @@ type Worker struct {
 	failureFn func(err error) *backend.Failure
 
 	stats workerStats
+	// sticky keeps orchestrations' live executors between steps; nil when
+	// disabled.
+	sticky *stickyCache
 	// now is the worker's clock: the time of its steps (in history, in
 	// OrchestrationContext.Now, the base of durable timers) and of the
 	// results it records. time.Now, unless package durotest set its
@@ -257,6 +286,7 @@ func NewWorker(be backend.Backend, reg *Registry, opts *WorkerOptions) (*Worker,
 	}
 	w := &Worker{be: be, reg: reg, opts: o, p: payloads{codec: o.Codec, limit: limit},
 		log: o.Logger.With("worker", o.Name), tr: o.Tracer.Tracer(telemetry.ScopeName), now: time.Now}
+	w.sticky = newStickyCache(o.StickyOrchestrations, o.StickyCacheBytes, &w.stats)
 	w.lookupFn = w.lookup
 	w.failureFn = func(err error) *backend.Failure { return failureFromError(w.p.codec, err) }
 	return w, nil
@@ -375,6 +405,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Unlock()
 	close(w.stopping)
 	w.cancelClaim()
+	// No step runs once the loops have drained: the cached executors'
+	// goroutines end with them.
+	defer w.sticky.close()
 	select {
 	case <-w.done:
 		w.cancelWork()
@@ -424,6 +457,10 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	lease := w.keepStepLease(ctx, wi, stepLog)
 	var params *backend.CompleteOrchestrationStepParams
 	var err error
+	// ex is the step's live executor, kept once the step commits; any
+	// other way out of the step closes it (Close of nil does nothing).
+	var ex *replay.Executor
+	defer func() { ex.Close() }()
 	if wi.Deliveries > w.opts.MaxStepDeliveries {
 		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
 		if cause := w.notRegistered(inst); cause != "" {
@@ -433,6 +470,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		w.stats.stepsPoisoned.Add(1)
 		outcome = telemetry.OutcomePoisoned
 		params = replay.PoisonStep(wi, reason, w.now())
+		w.sticky.take(inst.ID).Close()
 	} else if replay.EntityName(inst.ID) != "" {
 		select {
 		case <-w.stopping:
@@ -446,7 +484,7 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 		}
 		params, err = w.executeEntity(lease.ctx, wi, stepLog())
 	} else {
-		params, err = w.execute(wi, stepLog)
+		params, ex, err = w.execute(wi, stepLog)
 	}
 	if lost := lease.stop(); lost != nil {
 		// Another delivery holds the instance: never commit (the commit
@@ -471,6 +509,11 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 	switch {
 	case err == nil:
 		w.stats.stepsCompleted.Add(1)
+		if ex != nil {
+			ex.Committed()
+			w.sticky.put(ex)
+			ex = nil
+		}
 		if span.IsRecording() {
 			span.SetAttributes(telemetry.AttrStatus.String(string(params.Status)))
 		}
@@ -580,18 +623,36 @@ func (w *Worker) executeEntity(ctx context.Context, wi *backend.OrchestrationWor
 	return w.runEntityBatch(ctx, wi, log)
 }
 
-// execute replays the step, turning a panic inside the engine into an error.
-// log returns the step's logger.
-func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log func() *slog.Logger) (params *backend.CompleteOrchestrationStepParams, err error) {
+// execute runs the step, turning a panic inside the engine into an error.
+// log returns the step's logger. With the sticky cache on, the step
+// continues the instance's cached executor when it can, and returns the
+// executor it leaves (nil if none), for runStep to keep once the step
+// commits.
+func (w *Worker) execute(wi *backend.OrchestrationWorkItem, log func() *slog.Logger) (params *backend.CompleteOrchestrationStepParams, ex *replay.Executor, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log().Error("duro: orchestration step panicked in the engine", "panic", r, "stack", string(debug.Stack()))
-			params, err = nil, fmt.Errorf("engine panic: %v", r)
+			params, ex, err = nil, nil, fmt.Errorf("engine panic: %v", r)
 		}
 	}()
-	return replay.Execute(&replay.Params{
+	p := &replay.Params{
 		WorkItem: wi, Lookup: w.lookupFn, Now: w.now(), Logger: w.log, FailureFromError: w.failureFn,
-	})
+	}
+	if w.sticky == nil {
+		params, err = replay.Execute(p)
+		return params, nil, err
+	}
+	params, ex, how, err := replay.ExecuteSticky(p, w.sticky.take(wi.Instance.ID))
+	switch how {
+	case replay.StickyHit:
+		w.stats.stickyHits.Add(1)
+	case replay.StickyStale:
+		w.stats.stickyStale.Add(1)
+		w.stats.stickyMisses.Add(1)
+	default:
+		w.stats.stickyMisses.Add(1)
+	}
+	return params, ex, err
 }
 
 // notRegistered names the code this worker lacks to run the instance's

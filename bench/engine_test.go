@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -71,8 +72,18 @@ func registry() *duro.Registry {
 	return r
 }
 
+// workerOptions are the benchmarks' worker options: the defaults, with
+// the sticky executor cache off when DURO_BENCH_STICKY=off (to compare).
+func workerOptions() *duro.WorkerOptions {
+	o := &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler)}
+	if os.Getenv("DURO_BENCH_STICKY") == "off" {
+		o.StickyOrchestrations = -1
+	}
+	return o
+}
+
 func startWorker(b *testing.B, be backend.Backend) *duro.Client {
-	w, err := duro.NewWorker(be, registry(), &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler)})
+	w, err := duro.NewWorker(be, registry(), workerOptions())
 	if err != nil {
 		b.Fatal(err)
 	}

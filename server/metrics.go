@@ -31,6 +31,7 @@ type Metrics struct {
 	storeSnap storeSnapshot
 
 	completed, redelivered, released, rejected, duplicates, stale, poisoned, instances, pending, backlog *prometheus.Desc
+	stickySteps, stickyStale, stickyEvictions                                                            *prometheus.Desc
 }
 
 type storeSnapshot struct {
@@ -86,6 +87,13 @@ func NewMetrics(c *duro.Client) *Metrics {
 			"At-most-once tasks waiting for an operator's decision.", nil, nil),
 		backlog: prometheus.NewDesc("duro_backlog",
 			"Work items available to claim now, by kind (only for stores that count them).", kind, nil),
+		stickySteps: prometheus.NewDesc("duro_sticky_steps_total",
+			"Orchestration steps with the sticky executor cache on, by result: hit (continued the cached executor), miss (replayed the history).",
+			[]string{"result"}, nil),
+		stickyStale: prometheus.NewDesc("duro_sticky_stale_total",
+			"Cached executors dropped because the claimed history had changed past them (another worker's step, continue-as-new, purge).", nil, nil),
+		stickyEvictions: prometheus.NewDesc("duro_sticky_evictions_total",
+			"Cached executors evicted to keep the sticky cache within its bounds.", nil, nil),
 	}
 	// Export every kind from the start, at zero.
 	for _, k := range []string{KindOrchestration, KindActivity} {
@@ -122,6 +130,10 @@ func (m *Metrics) Stats() duro.WorkerStats {
 		t.StepsPoisoned += s.StepsPoisoned
 		t.EntityRequestsRejected += s.EntityRequestsRejected
 		t.ActivitiesReleased += s.ActivitiesReleased
+		t.StickyHits += s.StickyHits
+		t.StickyMisses += s.StickyMisses
+		t.StickyStale += s.StickyStale
+		t.StickyEvictions += s.StickyEvictions
 	}
 	return t
 }
@@ -131,7 +143,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.claimed.Describe(ch)
 	m.stepRedeliv.Describe(ch)
 	m.claimLatency.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.completed, m.redelivered, m.released, m.rejected, m.duplicates, m.stale, m.poisoned, m.instances, m.pending, m.backlog} {
+	for _, d := range []*prometheus.Desc{m.completed, m.redelivered, m.released, m.rejected, m.duplicates, m.stale, m.poisoned, m.instances, m.pending, m.backlog,
+		m.stickySteps, m.stickyStale, m.stickyEvictions} {
 		ch <- d
 	}
 }
@@ -156,6 +169,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.stale, s.StaleCompletionsRejected)
 	counter(m.poisoned, s.StepsPoisoned, KindOrchestration)
 	counter(m.poisoned, s.ActivitiesPoisoned, KindActivity)
+	counter(m.stickySteps, s.StickyHits, "hit")
+	counter(m.stickySteps, s.StickyMisses, "miss")
+	counter(m.stickyStale, s.StickyStale)
+	counter(m.stickyEvictions, s.StickyEvictions)
 
 	snap := m.store()
 	if snap.err != nil {

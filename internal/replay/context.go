@@ -76,6 +76,10 @@ type Context struct {
 	uuidSeq    int
 	actions    map[int]*action
 	order      []*action
+	// settled is how many actions of order a sticky executor knows to
+	// be recorded in history (sticky.go); 0 after a replay, which matched
+	// them against history itself.
+	settled int
 
 	// events buffers external events nobody waits for yet, and waiters
 	// are the futures waiting for them, by name; both are nil until used.

@@ -118,7 +118,7 @@ func (co *coroutine) step() {
 // stop unwinds a parked coroutine (running its deferred calls) so that no
 // goroutine outlives the orchestration step.
 func (co *coroutine) stop() {
-	if !co.started || co.done {
+	if !co.started || co.done || co.exiting {
 		return
 	}
 	co.exiting = true

@@ -50,16 +50,38 @@ var ErrNotRegistered = errors.New("orchestration not registered")
 // It returns an error wrapping ErrNotRegistered, and no effects, when the
 // step needs code that Lookup does not have.
 func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
+	out, _, _, err := execute(p, nil, false)
+	return out, err
+}
+
+// execute runs one step. prev, if not nil, is a live executor of the
+// instance from an earlier step: it is continued when it sits exactly at
+// the work item's history (see Executor), and stopped otherwise. With keep,
+// an executor the step leaves live and able to go on is returned unstopped
+// (its Committed or Close must be called); otherwise every coroutine is
+// stopped before execute returns.
+func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchestrationStepParams, next *Executor, how StickyOutcome, err error) {
+	how = StickyNone
+	if prev != nil {
+		how = StickyBypassed
+	}
+	// prev is stopped unless the step continues it, also when the engine
+	// panics before it decides (Close is idempotent).
+	defer func() {
+		if how != StickyHit {
+			prev.Close()
+		}
+	}()
 	wi := p.WorkItem
 	inst := wi.Instance
 	now := p.Now.UTC()
-	out := newStepParams(wi, now)
+	out = newStepParams(wi, now)
 	logger := p.Logger
 	if logger == nil {
 		logger = discardLogger
 	}
 	if endedStep(out, wi, now) {
-		return out, nil
+		return out, nil, how, nil
 	}
 	pl := planStep(wi, now, logger.Warn)
 	out.ConsumedMessageIDs = pl.consumed
@@ -67,50 +89,44 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 
 	fn, ok := p.Lookup(inst.Name)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNotRegistered, inst.Name)
+		return nil, nil, how, fmt.Errorf("%w: %q", ErrNotRegistered, inst.Name)
 	}
-	// Replay re-creates the actions history recorded, usually with a few
-	// new ones.
-	nActions := 1
-	patches := false
-	for _, ev := range wi.History {
-		if isScheduling(ev.Type) {
-			nActions++
-		}
-		patches = patches || ev.Type == backend.EventPatched
-	}
-	c := &Context{
-		instanceID: inst.ID, executionID: inst.ExecutionID, name: inst.Name, parent: inst.Parent,
-		now: inst.CreatedAt, actions: make(map[int]*action, nActions), order: make([]*action, 0, nActions),
-		customStatus: inst.CustomStatus, baseLogger: logger,
-	}
-	if patches {
-		c.indexPatches(wi.History)
-	}
-	c.co.init()
-	defer c.co.stop()
-
 	stepEvents := make([]*backend.Event, 0, 1+len(pl.events))
 	stepEvents = append(stepEvents, &backend.Event{Type: backend.EventOrchestratorStarted, Timestamp: now})
 	stepEvents = append(stepEvents, pl.events...)
-	r := &run{c: c, failureFromError: p.FailureFromError, fn: fn}
-	if hasRewind(wi.History) || hasRewind(stepEvents) {
-		r.rules = scanRewinds(append(slices.Clip(wi.History), stepEvents...))
-	}
-	// The step records its events and, at the end, those of new actions.
-	out.NewEvents = make([]*backend.Event, 0, len(stepEvents)+2)
-	c.replaying = true
-	for i, ev := range wi.History {
-		r.pos = i
-		r.apply(ev, false)
-		if c.nondeterminism != nil {
-			break
+
+	var c *Context
+	var r *run
+	if prev != nil {
+		switch {
+		case !prev.matches(wi):
+			how = StickyStale
+		case prev.continues(wi, pl, stepEvents):
+			how = StickyHit
+			c, r = prev.c, prev.r
+			r.fn, r.failureFromError = fn, p.FailureFromError
+		}
+		if how != StickyHit {
+			prev.Close() // before the replay, which starts another goroutine
 		}
 	}
-	c.replaying = false
-	if c.nondeterminism == nil {
-		r.checkReplayed()
+	replay := c == nil
+	if replay {
+		c, r = newRun(p, wi, fn, stepEvents, logger)
 	}
+	// The coroutine is stopped when the step ends, unless an executor
+	// keeps it; also when the engine panics.
+	defer func() {
+		if next == nil {
+			c.co.stop()
+		}
+	}()
+	if replay {
+		r.replay(wi.History)
+	}
+
+	// The step records its events and, at the end, those of new actions.
+	out.NewEvents = make([]*backend.Event, 0, len(stepEvents)+2)
 	if c.nondeterminism == nil {
 		for i, ev := range stepEvents {
 			r.pos = len(wi.History) + i
@@ -127,7 +143,66 @@ func Execute(p *Params) (*backend.CompleteOrchestrationStepParams, error) {
 		}
 	}
 	r.finish(out, inst, pl)
-	return out, nil
+	if keep && r.stays(out) {
+		next = &Executor{c: c, r: r, id: inst.ID, name: inst.Name, execID: inst.ExecutionID, createdAt: inst.CreatedAt,
+			attempt: wi.Attempt, histLen: len(wi.History), pending: out.NewEvents, size: r.size}
+		if len(wi.History) > 0 {
+			next.first = wi.History[0]
+		} else if len(out.NewEvents) > 0 {
+			next.first = out.NewEvents[0]
+		}
+		return out, next, how, nil
+	}
+	return out, nil, how, nil
+}
+
+// newRun prepares the replay of wi: a Context for the code, not started.
+func newRun(p *Params, wi *backend.OrchestrationWorkItem, fn Orchestrator, stepEvents []*backend.Event, logger *slog.Logger) (*Context, *run) {
+	inst := wi.Instance
+	// Replay re-creates the actions history recorded, usually with a few
+	// new ones.
+	nActions := 1
+	patches := false
+	size := int64(executorBaseSize)
+	for _, ev := range wi.History {
+		if isScheduling(ev.Type) {
+			nActions++
+		}
+		patches = patches || ev.Type == backend.EventPatched
+		size += eventSize(ev)
+	}
+	c := &Context{
+		instanceID: inst.ID, executionID: inst.ExecutionID, name: inst.Name, parent: inst.Parent,
+		now: inst.CreatedAt, actions: make(map[int]*action, nActions), order: make([]*action, 0, nActions),
+		customStatus: inst.CustomStatus, baseLogger: logger,
+	}
+	if patches {
+		c.indexPatches(wi.History)
+	}
+	c.co.init()
+	r := &run{c: c, failureFromError: p.FailureFromError, fn: fn, size: size}
+	if hasRewind(wi.History) || hasRewind(stepEvents) {
+		r.rules = scanRewinds(append(slices.Clip(wi.History), stepEvents...))
+	}
+	return c, r
+}
+
+// replay builds the orchestration's state by running its code from the
+// start against history.
+func (r *run) replay(history []*backend.Event) {
+	c := r.c
+	c.replaying = true
+	for i, ev := range history {
+		r.pos = i
+		r.apply(ev, false)
+		if c.nondeterminism != nil {
+			break
+		}
+	}
+	c.replaying = false
+	if c.nondeterminism == nil {
+		r.checkReplayed()
+	}
 }
 
 var discardLogger = slog.New(slog.DiscardHandler)
@@ -142,6 +217,9 @@ type run struct {
 	// by the step's events.
 	pos   int
 	rules *rewindRules
+	// size approximates the bytes the replayed state retains (see
+	// Executor.Size).
+	size int64
 }
 
 func (r *run) skipped() bool  { return r.rules != nil && r.rules.skip[r.pos] }
@@ -340,7 +418,7 @@ func (r *run) finish(out *backend.CompleteOrchestrationStepParams, inst *backend
 		final = &backend.Event{Type: backend.EventExecutionCompleted, Status: backend.StatusCompleted, Result: c.co.output}
 	}
 
-	for _, a := range c.order {
+	for _, a := range c.order[c.settled:] {
 		if a.recorded {
 			continue
 		}
