@@ -31,6 +31,10 @@ type WorkerStats struct {
 	// the step that scheduled them (eager dispatch, see
 	// WorkerOptions.DisableEagerActivities) rather than by a claim.
 	EagerActivities int64
+	// FusedSteps counts orchestration steps claimed by the completion of
+	// an activity whose result they process (fused steps, see
+	// WorkerOptions.DisableFusedSteps) rather than by a claim.
+	FusedSteps int64
 	// EntityRequestsRejected counts requests entities refused because their
 	// queue of requests waiting for a lock was full
 	// (WorkerOptions.EntityQueueLimit).
@@ -46,7 +50,7 @@ type workerStats struct {
 	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 	eagerActivities, entityRequestsRejected                atomic.Int64
-	activitiesReleased                                     atomic.Int64
+	activitiesReleased, fusedSteps                         atomic.Int64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -59,5 +63,6 @@ func (w *Worker) Stats() WorkerStats {
 		ActivitiesPoisoned: s.activitiesPoisoned.Load(), StepsPoisoned: s.stepsPoisoned.Load(),
 		DuplicatesSuspended: s.duplicatesSuspended.Load(), EagerActivities: s.eagerActivities.Load(),
 		EntityRequestsRejected: s.entityRequestsRejected.Load(), ActivitiesReleased: s.activitiesReleased.Load(),
+		FusedSteps: s.fusedSteps.Load(),
 	}
 }
