@@ -637,6 +637,10 @@ type ActivityStepClaimer interface {
 	// errors; the claim is made only when the completion delivered the
 	// result to the instance's inbox (or found it there), and the returned
 	// work item is nil, with the completion committed, when:
+	//   - the instance has other activity tasks (scheduled, running, or
+	//     completing concurrently): the results of a fan-out collect in
+	//     the inbox for one step, claimed by the last of them or by a
+	//     claim, rather than each claiming a step of its own;
 	//   - the instance holds a live lease (another worker's step, or one of
 	//     claim.Owner's own): the result waits in the inbox for the step
 	//     after it, as it would after CompleteActivity;

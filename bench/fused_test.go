@@ -152,6 +152,7 @@ func BenchmarkFusedFanOut(b *testing.B) {
 				b.ReportMetric(float64(fan*b.N)/b.Elapsed().Seconds(), "activities/s")
 				s := w.Stats()
 				b.ReportMetric(float64(s.FusedSteps)/float64(s.StepsCompleted), "fused/step")
+				b.ReportMetric(float64(s.StepsCompleted)/float64(b.N), "steps/op")
 			})
 		}
 	}

@@ -427,9 +427,11 @@ var completeActivityClaimQuery = strings.Replace(completeActivityQuery,
 	set_config(`+fusedInstanceSetting+`, COALESCE((SELECT instance_id FROM d), ''), true)`, 1)
 
 // fusedClaimQuery is claimInstanceStepQuery for the instance
-// completeActivityClaimQuery recorded, if any.
+// completeActivityClaimQuery recorded, if any, and only if it has no other
+// activity task (one whose completion has not committed counts).
 var fusedClaimQuery = strings.Replace(claimInstanceStepQuery, `id = $5`,
-	`id = NULLIF(current_setting(`+fusedInstanceSetting+`, true), '')`, 1)
+	`id = NULLIF(current_setting(`+fusedInstanceSetting+`, true), '')
+	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = {s}.instances.id)`, 1)
 
 // CompleteActivityClaim implements backend.ActivityStepClaimer. The
 // completion and the claim are one round trip: the pipeline of

@@ -225,8 +225,8 @@ func (c *activityCompletion) run(t *txn, p *backend.CompleteActivityParams, msgI
 // CompleteActivityClaim implements backend.ActivityStepClaimer: in one
 // write operation (one transaction, shared by the group commit) it runs
 // CompleteActivity's completion and then, if the result reached the
-// inbox, ClaimInstanceStep's claim of the task's instance at claim.Now
-// (zero: the store's clock).
+// inbox and the instance has no other activity task, ClaimInstanceStep's
+// claim of the task's instance at claim.Now (zero: the store's clock).
 func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
 	const op = "complete activity"
 	if err := p.Validate(); err != nil {
@@ -245,6 +245,12 @@ func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.Complete
 	err = b.write(ctx, op, p.Now, len(data)+smallOp, func(t *txn) error {
 		claimed = claimed[:0]
 		if err := c.run(t, p, msgID, data); err != nil || !c.delivered {
+			return err
+		}
+		// While other tasks of the instance are in flight (a fan-out),
+		// their results are left to collect for one step.
+		var busy int
+		if err := t.queryRow(`SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE instance_id = ?)`, c.inst).Scan(&busy); err != nil || busy != 0 {
 			return err
 		}
 		// The claim reads the ready summary the delivery changed.
