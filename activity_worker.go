@@ -431,9 +431,27 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ended := func(err error) bool { return isPermanent(err) || errors.Is(err, backend.ErrInstanceFinished) }
-	err := dispatch.Retry(cctx, 5, ended, func() error {
-		return w.be.CompleteActivity(cctx, &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev})
-	})
+	p := &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev}
+	var err error
+	if reserved := w.reserveFusedStep(); reserved > 0 {
+		// The completion also claims the instance's next step, which
+		// runs at once on the reserved slot (or frees it if none).
+		var step *backend.OrchestrationWorkItem
+		err = dispatch.Retry(cctx, 5, ended, func() error {
+			claim := w.orchClaim
+			var err error
+			step, err = w.fused.CompleteActivityClaim(cctx, p, &claim)
+			return err
+		})
+		var items []*backend.OrchestrationWorkItem
+		if step != nil {
+			items = append(items, step)
+			w.stats.fusedSteps.Add(1)
+		}
+		w.orch.Hand(reserved, items)
+	} else {
+		err = dispatch.Retry(cctx, 5, ended, func() error { return w.be.CompleteActivity(cctx, p) })
+	}
 	switch {
 	case err == nil:
 		w.stats.activitiesCompleted.Add(1)
@@ -460,4 +478,20 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 		r.logger().Error("duro: activity completion not committed; the task will be delivered again", "err", err)
 		r.outcome, r.outcomeErr = telemetry.OutcomeError, err
 	}
+}
+
+// reserveFusedStep reserves an orchestration slot for the step a fused
+// completion may claim, and returns 1, or 0 when fused steps are off, this
+// worker runs no orchestrations, no slot is free or the worker is stopping
+// (a stopping worker claims nothing new).
+func (w *Worker) reserveFusedStep() int {
+	if w.fused == nil || !w.reg.runsSteps() {
+		return 0
+	}
+	select {
+	case <-w.stopping:
+		return 0
+	default:
+	}
+	return w.orch.Reserve(1)
 }

@@ -31,6 +31,10 @@ type WorkerStats struct {
 	// the step that scheduled them (eager dispatch, see
 	// WorkerOptions.DisableEagerActivities) rather than by a claim.
 	EagerActivities int64
+	// FusedSteps counts orchestration steps claimed by the completion of
+	// an activity whose result they process (fused steps, see
+	// WorkerOptions.DisableFusedSteps) rather than by a claim.
+	FusedSteps int64
 	// EntityRequestsRejected counts requests entities refused because their
 	// queue of requests waiting for a lock was full
 	// (WorkerOptions.EntityQueueLimit).
@@ -64,7 +68,7 @@ type workerStats struct {
 	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 	eagerActivities, entityRequestsRejected                atomic.Int64
-	activitiesReleased                                     atomic.Int64
+	activitiesReleased, fusedSteps                         atomic.Int64
 	stickyHits, stickyMisses, stickyStale, stickyEvictions atomic.Int64
 }
 
@@ -80,5 +84,6 @@ func (w *Worker) Stats() WorkerStats {
 		EntityRequestsRejected: s.entityRequestsRejected.Load(), ActivitiesReleased: s.activitiesReleased.Load(),
 		StickyHits: s.stickyHits.Load(), StickyMisses: s.stickyMisses.Load(), StickyStale: s.stickyStale.Load(),
 		StickyEvictions: s.stickyEvictions.Load(),
+		FusedSteps:      s.fusedSteps.Load(),
 	}
 }

@@ -51,6 +51,17 @@ type WorkerOptions struct {
 	// fencing); only the order changes, since such tasks start before older
 	// tasks waiting in the store.
 	DisableEagerActivities bool
+	// DisableFusedSteps turns off fused activity→step commits. By default,
+	// when the backend can (backend.ActivityStepClaimer: SQLite,
+	// PostgreSQL) and this worker runs orchestrations and has a free
+	// orchestration slot, the completion of an activity also claims, in
+	// the same transaction, the next step of the instance the result goes
+	// to, and the worker runs that step at once: no separate claim, no
+	// wait for a wake-up. The claim is an ordinary one (attempt number,
+	// lease, fencing); it is made only if no other delivery holds the
+	// instance, and such a step runs before older steps waiting in the
+	// store.
+	DisableFusedSteps bool
 	// PollInterval is the longest an idle worker waits before looking for
 	// work again. Backends that signal new work wake it sooner. It also
 	// bounds how late a durable timer fires. Default: 100ms.
@@ -252,6 +263,12 @@ type Worker struct {
 	eager    backend.StepActivityClaimer
 	act      *dispatch.Loop[*backend.ActivityWorkItem]
 	actClaim backend.ClaimParams
+	// fused is the backend's ActivityStepClaimer when fused steps are on;
+	// orch is the orchestration loop that runs what it claims, and
+	// orchClaim its claim parameters.
+	fused     backend.ActivityStepClaimer
+	orch      *dispatch.Loop[*backend.OrchestrationWorkItem]
+	orchClaim backend.ClaimParams
 	// unregistered holds the activities this worker's steps called
 	// without registering them, each logged once.
 	unregistered sync.Map
@@ -372,6 +389,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.act, w.actClaim = act, *actClaim
 	if ec, ok := w.be.(backend.StepActivityClaimer); ok && !w.opts.DisableEagerActivities {
 		w.eager = ec
+	}
+	w.orch, w.orchClaim = orch, *orchClaim
+	if fc, ok := w.be.(backend.ActivityStepClaimer); ok && !w.opts.DisableFusedSteps {
+		w.fused = fc
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)

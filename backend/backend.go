@@ -616,6 +616,50 @@ type StepActivityClaimer interface {
 	CompleteOrchestrationStepClaim(ctx context.Context, p *CompleteOrchestrationStepParams, claim *ClaimParams, max int) ([]*ActivityWorkItem, error)
 }
 
+// ActivityStepClaimer is an optional capability, the inverse of
+// StepActivityClaimer: a backend that can complete an activity delivery and
+// claim, in the same transaction, the step of the orchestration the result
+// goes to, lets a worker with a free orchestration slot run that step at
+// once. It saves a claim (a round trip and a commit) per activity result,
+// and the wait for a wake-up between the result and its step.
+type ActivityStepClaimer interface {
+	// CompleteActivityClaim is CompleteActivity that also claims, in the
+	// same transaction, the next step of the task's instance for
+	// claim.Owner, exactly as ClaimInstanceStep would once the result is in
+	// the inbox: the step's attempt number goes up by one (A1), Deliveries
+	// and StartedAttempt are counted as for any claim, the lease is taken
+	// until claim.Now (zero: the store's clock, never p.Now) plus
+	// claim.LeaseDuration, and the work item is fenced by that attempt
+	// like any other (A2). The claim is as durable as ClaimInstanceStep's
+	// when it returns. claim.ActivityNames is ignored.
+	//
+	// The completion itself is exactly CompleteActivity's, with the same
+	// errors; the claim is made only when the completion delivered the
+	// result to the instance's inbox (or found it there), and the returned
+	// work item is nil, with the completion committed, when:
+	//   - the instance has other activity tasks (scheduled, running, or
+	//     completing concurrently): the results of a fan-out collect in
+	//     the inbox for one step, claimed by the last of them or by a
+	//     claim, rather than each claiming a step of its own;
+	//   - the instance holds a live lease (another worker's step, or one of
+	//     claim.Owner's own): the result waits in the inbox for the step
+	//     after it, as it would after CompleteActivity;
+	//   - the instance is Suspended: only its control messages make it
+	//     claimable, as for any claim, so a result alone claims nothing;
+	//   - the result was dropped (the instance is gone) or kept as a late
+	//     result (the instance had finished; the error then wraps
+	//     ErrInstanceFinished, as CompleteActivity's does).
+	// A stale delivery (ErrLeaseLost) changes nothing and claims nothing.
+	// The work item carries every visible message of the instance, not only
+	// this result. Called again after it committed (a retry whose reply was
+	// lost) it fails with ErrLeaseLost, as CompleteActivity does, and claims
+	// nothing: a step the lost call claimed stays leased to claim.Owner
+	// until its lease lapses and is then delivered again with the next
+	// attempt number. A caller that retries should therefore use a lease it
+	// is ready to wait out, or retry with CompleteActivity.
+	CompleteActivityClaim(ctx context.Context, p *CompleteActivityParams, claim *ClaimParams) (*OrchestrationWorkItem, error)
+}
+
 // RequestWindow is an optional capability: a backend that keeps, per
 // instance, a window of the IDs of processed requests as rows of their own,
 // so that a step writes only the entries it adds and drops

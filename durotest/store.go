@@ -27,6 +27,7 @@ var (
 	_ backend.Backend             = (*store)(nil)
 	_ backend.BatchClaimer        = (*store)(nil)
 	_ backend.StepActivityClaimer = (*store)(nil)
+	_ backend.ActivityStepClaimer = (*store)(nil)
 	_ backend.WorkNotifier        = (*store)(nil)
 	_ backend.InFlightReader      = (*store)(nil)
 	_ backend.InstanceClaimer     = (*store)(nil)
@@ -191,6 +192,25 @@ func (b *store) CompleteActivity(ctx context.Context, p *backend.CompleteActivit
 	err := b.inner.CompleteActivity(ctx, p)
 	b.s.end(true, nil, []finished{{key: key, err: err}})
 	return err
+}
+
+// CompleteActivityClaim implements backend.ActivityStepClaimer, with the
+// crash of CompleteActivity; the step it claims is held like any claim.
+func (b *store) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams,
+	claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	b.s.begin()
+	key := taskKey(p.TaskID, int64(p.Attempt))
+	if p.Result != nil && p.Result.Type.KeptLate() && b.s.crashAt(key, crashAfterRun) {
+		b.s.end(false, nil, []finished{{key: key, always: true}})
+		return nil, errCrashed
+	}
+	wi, err := b.inner.CompleteActivityClaim(ctx, p, claim)
+	var held []heldItem
+	if wi != nil {
+		held = []heldItem{{key: stepKey(wi.Instance.ID, wi.Attempt), owner: claim.Owner}}
+	}
+	b.s.end(true, held, []finished{{key: key, err: err}})
+	return wi, err
 }
 
 // RenewActivityLease implements backend.Backend.

@@ -15,7 +15,8 @@ import (
 // backend to the workers, and the plain one to clients. The wrapper keeps
 // be's WorkNotifier and BatchClaimer capabilities, and is always a
 // backend.StepActivityClaimer: it counts the activities a step's commit
-// claims, and claims none when be cannot. It forwards
+// claims, and claims none when be cannot; and a backend.ActivityStepClaimer
+// likewise for the steps an activity's completion claims. It forwards
 // backend.RequestWindow.
 func (m *Metrics) Backend(be backend.Backend) backend.Backend {
 	mb := &meteredBackend{Backend: be, m: m}
@@ -140,6 +141,22 @@ func (b *meteredBackend) CompleteOrchestrationStepClaim(ctx context.Context, p *
 	return wis, err
 }
 
+// CompleteActivityClaim implements backend.ActivityStepClaimer: it
+// forwards to be, counting the step it claims like any claim, and claims
+// nothing (CompleteActivity alone) when be cannot.
+func (b *meteredBackend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams,
+	claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	fc, ok := b.Backend.(backend.ActivityStepClaimer)
+	if !ok {
+		return nil, b.Backend.CompleteActivity(ctx, p)
+	}
+	wi, err := fc.CompleteActivityClaim(ctx, p, claim)
+	if wi != nil {
+		b.m.observeStep(wi, claimTime(claim))
+	}
+	return wi, err
+}
+
 // ProcessedRequests implements backend.RequestWindow: it forwards to be,
 // and returns errors.ErrUnsupported when be keeps no window (entities then
 // keep theirs in their custom status).
@@ -214,6 +231,7 @@ func (b *meteredBackend) WatchFinish(id string) (<-chan struct{}, func()) {
 var (
 	_ backend.FinishNotifier      = (*meteredBackend)(nil)
 	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
+	_ backend.ActivityStepClaimer = (*meteredBackend)(nil)
 	_ backend.RequestWindow       = (*meteredBackend)(nil)
 	_ backend.InFlightReader      = (*meteredBackend)(nil)
 	_ backend.InstanceClaimer     = (*meteredBackend)(nil)

@@ -54,6 +54,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"A2", fencingTests()},
 		{"CommitReplies", replyTests()},
 		{"EagerActivities", eagerTests()},
+		{"FusedSteps", fusedTests()},
 		{"History", historyTests()},
 		{"Purge", purgeTests()},
 		{"List", listTests()},

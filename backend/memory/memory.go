@@ -49,6 +49,8 @@ var (
 	_ backend.Backend        = (*Backend)(nil)
 	_ backend.WorkNotifier   = (*Backend)(nil)
 	_ backend.FinishNotifier = (*Backend)(nil)
+	// The SQLite engine's capabilities come with it.
+	_ backend.ActivityStepClaimer = (*Backend)(nil)
 )
 
 // Open returns a new, empty in-memory store. A nil opts means the defaults.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -409,4 +410,147 @@ func (b *Backend) StartActivity(ctx context.Context, p *backend.StartParams) err
 		return b.fail(op, err)
 	}
 	return b.fencedTaskUpdate(ctx, op, p.ID, p.Attempt, `started_attempt = attempt`)
+}
+
+// fusedInstanceSetting is the transaction-local setting through which the
+// completion of CompleteActivityClaim names the task's instance to the
+// claim that follows it in the same pipeline: set only when the completion
+// deleted the task (its delivery was the newest), so a stale completion
+// claims nothing.
+const fusedInstanceSetting = `'duro.fused_instance'`
+
+// completeActivityClaimQuery is completeActivityQuery that also records
+// the task's instance in fusedInstanceSetting when it deleted the task.
+var completeActivityClaimQuery = strings.Replace(completeActivityQuery,
+	`SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`,
+	`SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins),
+	set_config(`+fusedInstanceSetting+`, COALESCE((SELECT instance_id FROM d), ''), true)`, 1)
+
+// fusedClaimQuery is claimInstanceStepQuery for the instance
+// completeActivityClaimQuery recorded, if any, and only if it has no other
+// activity task (one whose completion has not committed counts).
+var fusedClaimQuery = strings.Replace(claimInstanceStepQuery, `id = $5`,
+	`id = NULLIF(current_setting(`+fusedInstanceSetting+`, true), '')
+	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = {s}.instances.id)`, 1)
+
+// CompleteActivityClaim implements backend.ActivityStepClaimer. The
+// completion and the claim are one round trip: the pipeline of
+// CompleteActivity (lock the instance's row in KEY SHARE mode, lock and
+// read the task, delete it and deliver the result) followed by the claim
+// of the task's instance, all in one implicit transaction. The claim takes
+// the row FOR NO KEY UPDATE SKIP LOCKED, as every claim does, so of
+// concurrent completions of one instance at most one claims its step, and
+// a claim or step of another worker in progress makes it claim nothing. A
+// second round trip, after the commit, reads the claimed step's messages
+// and history, as ClaimInstanceStep does.
+func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	const op = "complete activity"
+	if err := p.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if err := claim.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	data, err := backend.EncodeEvent(p.Result)
+	if err != nil {
+		return nil, b.fail(op, fmt.Errorf("activity task %q: result: %w", p.TaskID, err))
+	}
+	if b.closed.Load() {
+		return nil, b.fail(op, errClosed)
+	}
+	for try := 0; ; try++ {
+		inserted, wis, now, err := b.completeActivityClaim(ctx, p, data, claim)
+		if errors.Is(err, errParked) {
+			return nil, b.completeLate(ctx, op, p)
+		}
+		if err == nil {
+			if len(wis) == 0 {
+				b.signal(inserted, nil)
+				return nil, nil
+			}
+			return b.loadClaimed(ctx, op, wis, now)
+		}
+		if errors.Is(err, backend.ErrLeaseLost) {
+			return nil, b.fail(op, err)
+		}
+		if try < maxRetries && ctx.Err() == nil && !b.closed.Load() && (isSafeToRetry(err) || retryable(err, true)) {
+			continue
+		}
+		return nil, b.fail(op, err)
+	}
+}
+
+func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, data []byte,
+	claim *backend.ClaimParams) (bool, []*backend.OrchestrationWorkItem, int64, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
+		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
+	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
+		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
+	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), 1, claim.Owner, int64(claim.LeaseDuration))
+	br := b.pool.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return false, nil, 0, err
+	}
+	var current, claimedAt, visible int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return false, nil, 0, err
+	}
+	var deleted, inserted int64
+	var inst string
+	if err := br.QueryRow().Scan(&deleted, &inserted, &inst); err != nil {
+		return false, nil, 0, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return false, nil, 0, err
+	}
+	wis, now, err := scanClaimedSteps(rows)
+	if err != nil {
+		return false, nil, 0, err
+	}
+	if err := br.Close(); err != nil {
+		return false, nil, 0, err
+	}
+	if deleted == 0 {
+		if len(wis) > 0 {
+			// Cannot happen: the claim reads the setting only the delete
+			// makes. Never hand out a claim a stale completion made.
+			return false, nil, 0, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
+		}
+		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
+			return false, nil, 0, err
+		}
+		if visible == parkedAt {
+			return false, nil, 0, errParked
+		}
+		return false, nil, 0, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
+			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+	}
+	return inserted > 0, wis, now, nil
+}
+
+// loadClaimed reads the messages and histories of steps claimed at now (a
+// committed claim), as claimStepsOf does, and returns the first.
+func (b *Backend) loadClaimed(ctx context.Context, op string, wis []*backend.OrchestrationWorkItem, now int64) (*backend.OrchestrationWorkItem, error) {
+	// The claim has committed: read its data even if ctx is done now,
+	// rather than leave it leased to nobody.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := b.loadStepData(lctx, wis, now); err != nil {
+		// The claim stands; its lease lapses and the step is claimed
+		// again with the next attempt number.
+		return nil, b.fail(op, err)
+	}
+	wi := wis[0]
+	if len(wi.Messages) == 0 {
+		b.releaseStale(lctx, wi)
+		return nil, nil
+	}
+	return wi, nil
 }

@@ -107,6 +107,7 @@ type Backend interface {
 	backend.WorkNotifier
 	backend.BatchClaimer
 	backend.StepActivityClaimer
+	backend.ActivityStepClaimer
 	backend.RequestWindow
 	backend.InFlightReader
 	backend.InstanceClaimer

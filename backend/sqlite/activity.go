@@ -170,39 +170,117 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 	if err != nil {
 		return b.fail(op, fmt.Errorf("message %q: %w", msgID, err))
 	}
-	var ended backend.Status // the instance had finished: the result went to its history
-	var inst string
+	var c activityCompletion
 	err = b.write(ctx, op, p.Now, len(data)+smallOp, func(t *txn) error {
-		ended = ""
-		// The delete is the fence: it removes the task only if attempt is
-		// its newest delivery.
-		var exec, name string
-		var visible int64
-		err := t.queryRow(`DELETE FROM activity_tasks WHERE id = ? AND attempt = ? AND claimed_at <> 0
-			RETURNING instance_id, execution_id, name, visible_at`, p.TaskID, p.Attempt).Scan(&inst, &exec, &name, &visible)
-		if errors.Is(err, sql.ErrNoRows) {
-			_, _, err = t.fenceTask(p.TaskID, int64(p.Attempt))
-			if err == nil {
-				err = fmt.Errorf("activity task %q: attempt %d not deleted", p.TaskID, p.Attempt)
-			}
+		return c.run(t, p, msgID, data)
+	})
+	if err == nil && c.ended != "" {
+		err = b.fail(op, rules.LateError(p.TaskID, c.inst, c.ended))
+	}
+	return err
+}
+
+// activityCompletion completes an activity delivery inside a write
+// operation.
+type activityCompletion struct {
+	// inst is the task's instance; ended is set when the instance had
+	// finished (the result went to its history); delivered when the result
+	// went to its inbox (or was found there).
+	inst      string
+	ended     backend.Status
+	delivered bool
+}
+
+// run deletes the task, fenced by p.Attempt, and delivers its result
+// (message msgID, encoded as data) or keeps it late.
+func (c *activityCompletion) run(t *txn, p *backend.CompleteActivityParams, msgID string, data []byte) error {
+	*c = activityCompletion{}
+	// The delete is the fence: it removes the task only if attempt is
+	// its newest delivery.
+	var exec, name string
+	var visible int64
+	err := t.queryRow(`DELETE FROM activity_tasks WHERE id = ? AND attempt = ? AND claimed_at <> 0
+		RETURNING instance_id, execution_id, name, visible_at`, p.TaskID, p.Attempt).Scan(&c.inst, &exec, &name, &visible)
+	if errors.Is(err, sql.ErrNoRows) {
+		_, _, err = t.fenceTask(p.TaskID, int64(p.Attempt))
+		if err == nil {
+			err = fmt.Errorf("activity task %q: attempt %d not deleted", p.TaskID, p.Attempt)
 		}
-		if err != nil {
+	}
+	if err != nil {
+		return err
+	}
+	if visible == parkedAt {
+		c.ended, err = rules.KeepLate(t, c.inst, name, p.Result)
+		return err
+	}
+	err = t.deliver(&backend.Message{ID: msgID, InstanceID: c.inst, ExecutionID: exec, Event: p.Result}, data)
+	if err != nil && !rules.Undeliverable(err) {
+		return err
+	}
+	c.delivered = err == nil
+	return nil
+}
+
+// CompleteActivityClaim implements backend.ActivityStepClaimer: in one
+// write operation (one transaction, shared by the group commit) it runs
+// CompleteActivity's completion and then, if the result reached the
+// inbox and the instance has no other activity task, ClaimInstanceStep's
+// claim of the task's instance at claim.Now (zero: the store's clock).
+func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
+	const op = "complete activity"
+	if err := p.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if err := claim.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	msgID := backend.ResultMessageID(p.TaskID)
+	data, err := backend.EncodeEvent(p.Result)
+	if err != nil {
+		return nil, b.fail(op, fmt.Errorf("message %q: %w", msgID, err))
+	}
+	var c activityCompletion
+	var claimed []claimedStep
+	err = b.write(ctx, op, p.Now, len(data)+smallOp, func(t *txn) error {
+		claimed = claimed[:0]
+		if err := c.run(t, p, msgID, data); err != nil || !c.delivered {
 			return err
 		}
-		if visible == parkedAt {
-			ended, err = rules.KeepLate(t, inst, name, p.Result)
+		// While other tasks of the instance are in flight (a fan-out),
+		// their results are left to collect for one step.
+		var busy int
+		if err := t.queryRow(`SELECT EXISTS (SELECT 1 FROM activity_tasks WHERE instance_id = ?)`, c.inst).Scan(&busy); err != nil || busy != 0 {
 			return err
 		}
-		err = t.deliver(&backend.Message{ID: msgID, InstanceID: inst, ExecutionID: exec, Event: p.Result}, data)
-		if err != nil && !rules.Undeliverable(err) {
+		// The claim reads the ready summary the delivery changed.
+		if err := t.flush(); err != nil {
 			return err
+		}
+		if err := b.claimStepsTx(t, claim, nowOr(t.clock, claim.Now), 1, c.inst, &claimed); err != nil {
+			return err
+		}
+		if len(claimed) > 0 {
+			// The result is the claimed step's to process: nothing for
+			// the orchestration loops to wake up for.
+			t.work &^= workSteps
 		}
 		return nil
 	})
-	if err == nil && ended != "" {
-		err = b.fail(op, rules.LateError(p.TaskID, inst, ended))
+	if err != nil {
+		return nil, err
 	}
-	return err
+	if c.ended != "" {
+		return nil, b.fail(op, rules.LateError(p.TaskID, c.inst, c.ended))
+	}
+	wis, err := b.decodeClaims(op, claimed)
+	if err != nil || len(wis) == 0 {
+		return nil, err
+	}
+	// With synchronous=NORMAL the claim may not be on disk yet, as for any
+	// claim: a delivery marks itself started (which syncs) before it runs
+	// code that must run at most once.
+	return wis[0], nil
 }
 
 // RenewActivityLease implements backend.Backend. A lapsed lease that nobody

@@ -47,60 +47,72 @@ func (b *Backend) claimStepsOf(ctx context.Context, op string, p *backend.ClaimP
 	var claimed []claimedStep
 	err := b.write(ctx, op, p.Now, 0, func(t *txn) error {
 		claimed = claimed[:0]
-		n := t.now.UnixNano()
-		expires := t.now.Add(p.LeaseDuration)
-		// The ready columns are kept exact, so a candidate always has a
-		// visible message; stale only guards against a stale summary.
-		for stale := 0; len(claimed) < max && stale < 3; {
-			var attempt, completed, started int64
-			q, args := claimStepUpdate, []any{n, p.Owner, expires.UnixNano()}
-			if only != "" {
-				q, args = claimInstanceStepUpdate, append(args, only)
-			}
-			in, err := rules.ScanInstance(t.queryRow(q, args...), &attempt, &completed, &started)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			id := in.ID
-			ids, msgs, err := t.visibleMessages(id, b.maxStepMessages, in.Status == backend.StatusSuspended)
-			if err != nil {
-				return err
-			}
-			if len(msgs) == 0 {
-				// Undo the claim, which nobody has seen (a lapsed lease
-				// and no lease are the same to every claim), and repair
-				// the summary.
-				b.log.Warn("sqlite: instance had a stale ready summary", "instance", id)
-				stale++
-				if _, err := t.exec(`UPDATE instances SET step_attempt = step_attempt - 1, lock_owner = '',
-					lock_expires_at = 0 WHERE id = ?`, id); err != nil {
-					return err
-				}
-				t.touched[id] = struct{}{}
-				if err := t.flush(); err != nil {
-					return err
-				}
-				continue
-			}
-			prefix, epoch := b.hist.get(id, in.ExecutionID)
-			h, err := t.loadHistorySince(id, len(prefix))
-			if err != nil {
-				return err
-			}
-			claimed = append(claimed, claimedStep{
-				wi: &backend.OrchestrationWorkItem{Instance: in, Messages: ids, Attempt: attempt,
-					Deliveries: int(attempt - completed), LeaseExpiresAt: expires, StartedAttempt: startedSince(started, completed)},
-				prefix: prefix, epoch: epoch, history: h, msgs: msgs,
-			})
-		}
-		return nil
+		return b.claimStepsTx(t, p, t.now, max, only, &claimed)
 	})
 	if err != nil {
 		return nil, err
 	}
+	return b.decodeClaims(op, claimed)
+}
+
+// claimStepsTx claims, inside a write operation, up to max steps at time
+// at for p.Owner, or only the step of instance only when it is set,
+// appending them to claimed.
+func (b *Backend) claimStepsTx(t *txn, p *backend.ClaimParams, at time.Time, max int, only string, claimed *[]claimedStep) error {
+	n := at.UnixNano()
+	expires := at.Add(p.LeaseDuration)
+	// The ready columns are kept exact, so a candidate always has a
+	// visible message; stale only guards against a stale summary.
+	for stale := 0; len(*claimed) < max && stale < 3; {
+		var attempt, completed, started int64
+		q, args := claimStepUpdate, []any{n, p.Owner, expires.UnixNano()}
+		if only != "" {
+			q, args = claimInstanceStepUpdate, append(args, only)
+		}
+		in, err := rules.ScanInstance(t.queryRow(q, args...), &attempt, &completed, &started)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		id := in.ID
+		ids, msgs, err := t.visibleMessagesAt(id, n, b.maxStepMessages, in.Status == backend.StatusSuspended)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			// Undo the claim, which nobody has seen (a lapsed lease
+			// and no lease are the same to every claim), and repair
+			// the summary.
+			b.log.Warn("sqlite: instance had a stale ready summary", "instance", id)
+			stale++
+			if _, err := t.exec(`UPDATE instances SET step_attempt = step_attempt - 1, lock_owner = '',
+				lock_expires_at = 0 WHERE id = ?`, id); err != nil {
+				return err
+			}
+			t.touched[id] = struct{}{}
+			if err := t.flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		prefix, epoch := b.hist.get(id, in.ExecutionID)
+		h, err := t.loadHistorySince(id, len(prefix))
+		if err != nil {
+			return err
+		}
+		*claimed = append(*claimed, claimedStep{
+			wi: &backend.OrchestrationWorkItem{Instance: in, Messages: ids, Attempt: attempt,
+				Deliveries: int(attempt - completed), LeaseExpiresAt: expires, StartedAttempt: startedSince(started, completed)},
+			prefix: prefix, epoch: epoch, history: h, msgs: msgs,
+		})
+	}
+	return nil
+}
+
+// decodeClaims decodes the events of committed claims, outside the writer.
+func (b *Backend) decodeClaims(op string, claimed []claimedStep) ([]*backend.OrchestrationWorkItem, error) {
 	wis := make([]*backend.OrchestrationWorkItem, len(claimed))
 	for i, c := range claimed {
 		// Stored events were checked when they were written, so this does
@@ -160,17 +172,17 @@ const claimStepQuery = `SELECT id FROM (
 		WHERE ready_at > 0 AND ready_at <= ?1 AND lock_expires_at <= ?1 ORDER BY ready_at LIMIT 1)
 ) ORDER BY ready_key LIMIT 1`
 
-// visibleMessages returns up to limit visible messages of an instance in
+// visibleMessagesAt returns up to limit messages of an instance visible at now (Unix ns) in
 // the order they became visible (sort_at, then seq: at the same instant, the
 // message written first), their events still encoded; only its control
 // messages if controlOnly. The inbox_instance_sort and inbox_control_sort
 // indexes (instance_id, sort_at, and the rowid seq) give that order.
-func (t *txn) visibleMessages(id string, limit int, controlOnly bool) ([]*backend.Message, [][]byte, error) {
+func (t *txn) visibleMessagesAt(id string, now int64, limit int, controlOnly bool) ([]*backend.Message, [][]byte, error) {
 	q := visibleMessagesQuery
 	if controlOnly {
 		q = visibleControlMessagesQuery
 	}
-	rows, err := t.query(q, id, t.now.UnixNano(), limit)
+	rows, err := t.query(q, id, now, limit)
 	if err != nil {
 		return nil, nil, err
 	}
