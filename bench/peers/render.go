@@ -102,7 +102,9 @@ func (c *comparison) cell(engine string, f figure, ns *notes) string {
 		for _, r := range rs[1:] {
 			lo, hi = min(lo, f.get(r.Result)), max(hi, f.get(r.Result))
 		}
-		s += " (" + f.format(lo) + "–" + f.format(hi) + ")"
+		if l, h := f.format(lo), f.format(hi); l != h {
+			s += " (" + l + "–" + h + ")"
+		}
 	}
 	return s
 }
