@@ -41,8 +41,9 @@ var dbosWorkloads = map[string]bool{
 //   - sequence: a workflow of three steps (dbos.RunAsStep);
 //   - fanout: a workflow that enqueues N child workflows of one step each
 //     on a queue and awaits their handles, DBOS's documented way of
-//     fanning out work that any executor may take (dbos.Go steps would
-//     stay in the parent's goroutines);
+//     fanning out work that any executor may take; with -dbos-fanout go,
+//     N steps started with dbos.Go in the parent's executor and received
+//     in order (no queue, no other executor can help);
 //   - chain: a workflow of N steps;
 //   - latency: a workflow of one step, awaited with its handle's GetResult.
 //
@@ -57,9 +58,11 @@ type dbosEngine struct {
 	mu      sync.Mutex
 	handles map[string]dbos.WorkflowHandle[string]
 
-	seq, fan, chain, single dbos.Workflow[int, string]
-	child                   dbos.Workflow[int, string]
-	queue                   dbos.Queue
+	seq, fan, fanGo, chain, single dbos.Workflow[int, string]
+	// fanoutGo selects fanGo for the fan-out.
+	fanoutGo bool
+	child    dbos.Workflow[int, string]
+	queue    dbos.Queue
 }
 
 // dbosStore returns a fresh store for a DBOS run: a new schema in the
@@ -85,8 +88,12 @@ func dbosStore(ctx context.Context, pgURL string) (*workload.Store, error) {
 	return workload.NewStore(u.String(), "bench_dbos_")
 }
 
-// startDBOS launches DBOS on st (a store from dbosStore).
-func startDBOS(ctx context.Context, st *workload.Store) (*dbosEngine, error) {
+// startDBOS launches DBOS on st (a store from dbosStore). fanout is
+// "queue" or "go": how the fan-out workload fans out.
+func startDBOS(ctx context.Context, st *workload.Store, fanout string) (*dbosEngine, error) {
+	if fanout != "queue" && fanout != "go" {
+		return nil, fmt.Errorf("-dbos-fanout: want queue or go, not %q", fanout)
+	}
 	if st.Kind != workload.KindPostgres {
 		return nil, fmt.Errorf("dbos runs on PostgreSQL here, not %s", st.Kind)
 	}
@@ -97,7 +104,7 @@ func startDBOS(ctx context.Context, st *workload.Store) (*dbosEngine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dbos: new context: %w", err)
 	}
-	e := &dbosEngine{ctx: dctx, handles: map[string]dbos.WorkflowHandle[string]{},
+	e := &dbosEngine{ctx: dctx, handles: map[string]dbos.WorkflowHandle[string]{}, fanoutGo: fanout == "go",
 		table: pgx.Identifier{st.Schema, "workflow_status"}.Sanitize()}
 	hello := func(name string) dbos.Step[string] {
 		return func(context.Context) (string, error) { return workload.Hello(name), nil }
@@ -132,6 +139,22 @@ func startDBOS(ctx context.Context, st *workload.Store) (*dbosEngine, error) {
 		}
 		return fmt.Sprint(n), nil
 	}
+	e.fanGo = func(ctx dbos.Context, n int) (string, error) {
+		chs := make([]<-chan dbos.StepOutcome[string], n)
+		for i := range chs {
+			ch, err := dbos.Go(ctx, hello(fmt.Sprint(i)), dbos.WithStepName(workload.ActivityHello))
+			if err != nil {
+				return "", err
+			}
+			chs[i] = ch
+		}
+		for _, ch := range chs {
+			if o := <-ch; o.Err != nil {
+				return "", o.Err
+			}
+		}
+		return fmt.Sprint(n), nil
+	}
 	e.chain = func(ctx dbos.Context, n int) (string, error) {
 		next := 0
 		for i := range n {
@@ -150,6 +173,7 @@ func startDBOS(ctx context.Context, st *workload.Store) (*dbosEngine, error) {
 	dbos.RegisterWorkflow(dctx, e.seq, dbos.WithWorkflowName(workload.OrchSequence))
 	dbos.RegisterWorkflow(dctx, e.child, dbos.WithWorkflowName("BenchFanOutChild"))
 	dbos.RegisterWorkflow(dctx, e.fan, dbos.WithWorkflowName(workload.OrchFanOut))
+	dbos.RegisterWorkflow(dctx, e.fanGo, dbos.WithWorkflowName(workload.OrchFanOut+"Go"))
 	dbos.RegisterWorkflow(dctx, e.chain, dbos.WithWorkflowName(workload.OrchChain))
 	dbos.RegisterWorkflow(dctx, e.single, dbos.WithWorkflowName(workload.OrchSingle))
 	// The queue with DBOS's defaults (no concurrency limit, its default
@@ -192,6 +216,9 @@ func (e *dbosEngine) Start(_ context.Context, name, id string, input any) error 
 		}
 	case workload.OrchFanOut:
 		wf, arg = e.fan, input.(int)
+		if e.fanoutGo {
+			wf = e.fanGo
+		}
 	case workload.OrchChain:
 		wf, arg = e.chain, input.(int)
 	case workload.OrchSingle:

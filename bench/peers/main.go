@@ -69,6 +69,7 @@ type config struct {
 	save      string
 	timeout   time.Duration
 	render    string
+	dbosFan   string
 
 	// child mode: one run of one engine, printed as JSON.
 	child  bool
@@ -92,6 +93,7 @@ func main() {
 	flag.StringVar(&c.save, "save", "", "also write the JSON report to this file (e.g. results/<label>/<name>.json)")
 	flag.DurationVar(&c.timeout, "run-timeout", 10*time.Minute, "give up on one run after this long")
 	flag.StringVar(&c.render, "render", "", "print the report (-o text or markdown) of a JSON report written by -o json or -save, and exit")
+	flag.StringVar(&c.dbosFan, "dbos-fanout", "queue", "how DBOS fans out: queue (child workflows on a queue, its documented way) or go (dbos.Go steps in the parent)")
 	flag.BoolVar(&c.child, "child", false, "internal: run one engine once and print the result as JSON")
 	flag.StringVar(&c.engine, "engine", "", "internal: the engine of a child run")
 	flag.StringVar(&c.kind, "kind", "", "internal: sqlite or postgres")
@@ -144,6 +146,7 @@ type report struct {
 	PeerOrchestrations int               `json:"peer_orchestrations"`
 	PeerActivities     int               `json:"peer_activities"`
 	PeerJournal        string            `json:"peer_journal"`
+	DBOSFanOut         string            `json:"dbos_fanout,omitempty"`
 	Reps               int               `json:"reps"`
 	FsyncPerSec        []float64         `json:"fsync_per_s"`
 	StartedAt          time.Time         `json:"started_at"`
@@ -227,7 +230,7 @@ func runParent(ctx context.Context, c *config) error {
 
 	rep := &report{Machine: workload.Machine(c.dir), Command: commandLine(), Engines: engines, Versions: versions(),
 		PeerOrchestrations: c.orchPar, PeerActivities: c.actPar,
-		PeerJournal: strings.ToUpper(c.journal), Reps: c.reps, StartedAt: time.Now().UTC()}
+		PeerJournal: strings.ToUpper(c.journal), DBOSFanOut: c.dbosFan, Reps: c.reps, StartedAt: time.Now().UTC()}
 	fsync := func() {
 		if r, err := workload.FsyncRate(c.dir, 2*time.Second); err == nil {
 			rep.FsyncPerSec = append(rep.FsyncPerSec, r)
@@ -374,7 +377,7 @@ func spawn(ctx context.Context, c *config, engine, kind, name string, seq int) (
 	}
 	cmd := exec.CommandContext(ctx, self, "-child", "-engine", engine, "-kind", kind, "-workload", name,
 		"-n", strconv.Itoa(c.n), "-peer-orchestrations", strconv.Itoa(c.orchPar), "-peer-activities", strconv.Itoa(c.actPar),
-		"-peer-journal", c.journal,
+		"-peer-journal", c.journal, "-dbos-fanout", c.dbosFan,
 		"-run-timeout", c.timeout.String())
 	// The store reaches the child in its environment: a PostgreSQL URL may
 	// hold a password, and command lines are public.
@@ -452,7 +455,7 @@ func childRun(ctx context.Context, engine, kind, spec string, ws workload.Spec, 
 			_ = be.Close()
 		}
 	case dbosName:
-		d, err := startDBOS(ctx, st)
+		d, err := startDBOS(ctx, st, c.dbosFan)
 		if err != nil {
 			return nil, err
 		}

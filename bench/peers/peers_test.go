@@ -83,11 +83,15 @@ func checkRun(t *testing.T, res *workload.Result, name string, n int) {
 func TestDBOSWorkloads(t *testing.T) {
 	url := pgURL(t)
 	before := dbosSchemas(t, url)
-	for _, name := range []string{workload.Sequence, workload.FanOut, workload.Chain, workload.Latency} {
+	for _, name := range []string{workload.Sequence, workload.FanOut, workload.FanOut + "-go", workload.Chain, workload.Latency} {
 		t.Run(name, func(t *testing.T) {
+			fan := "queue"
+			if name == workload.FanOut+"-go" {
+				name, fan = workload.FanOut, "go"
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			res, err := childRun(ctx, dbosName, workload.KindPostgres, url, workload.Spec{Workload: name, N: 6, Poll: 5 * time.Millisecond}, &config{actPar: 32})
+			res, err := childRun(ctx, dbosName, workload.KindPostgres, url, workload.Spec{Workload: name, N: 6, Poll: 5 * time.Millisecond}, &config{actPar: 32, dbosFan: fan})
 			if err != nil {
 				t.Fatal(err)
 			}

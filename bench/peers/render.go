@@ -182,6 +182,13 @@ func (rep *report) header(w io.Writer, prefix string) {
 		fmt.Fprintf(w, "%s%s: MaxParallelWorkItems %s (orchestrations) and %d (activities), SQLite journal %s + synchronous FULL (duro: WAL + FULL)\n",
 			prefix, peerName, orch, rep.PeerActivities, rep.PeerJournal)
 	}
+	if slices.Contains(rep.Engines, dbosName) {
+		how := "child workflows on a queue (DBOS's defaults)"
+		if rep.DBOSFanOut == "go" {
+			how = "dbos.Go steps in the parent workflow"
+		}
+		fmt.Fprintf(w, "%sdbos:    own database %s, a schema per run; fan-out as %s\n", prefix, dbosDatabase, how)
+	}
 	fs := make([]string, len(rep.FsyncPerSec))
 	for i, f := range rep.FsyncPerSec {
 		fs[i] = fmt.Sprintf("%.0f/s", f)
