@@ -61,6 +61,34 @@ func peerRegistry() *task.TaskRegistry {
 		}
 		return n, nil
 	}))
+	must(r.AddActivityN(workload.ActivityStep, func(ctx task.ActivityContext) (any, error) {
+		var i int
+		if err := ctx.GetInput(&i); err != nil {
+			return nil, err
+		}
+		return workload.ChainStep(i), nil
+	}))
+	must(r.AddOrchestratorN(workload.OrchChain, func(ctx *task.OrchestrationContext) (any, error) {
+		var n int
+		if err := ctx.GetInput(&n); err != nil {
+			return nil, err
+		}
+		next := 0
+		for i := range n {
+			if err := ctx.CallActivity(workload.ActivityStep, task.WithActivityInput(i)).Await(&next); err != nil {
+				return nil, err
+			}
+		}
+		return next, nil
+	}))
+	must(r.AddOrchestratorN(workload.OrchSingle, func(ctx *task.OrchestrationContext) (any, error) {
+		var name, s string
+		if err := ctx.GetInput(&name); err != nil {
+			return nil, err
+		}
+		err := ctx.CallActivity(workload.ActivityHello, task.WithActivityInput(name)).Await(&s)
+		return s, err
+	}))
 	must(r.AddOrchestratorN(workload.OrchMixed, func(ctx *task.OrchestrationContext) (any, error) {
 		out := make([]string, 0, len(workload.Cities))
 		var s string
@@ -223,6 +251,19 @@ func (p *peer) Start(ctx context.Context, name, id string, input any) error {
 // RaiseEvent implements workload.Engine.
 func (p *peer) RaiseEvent(ctx context.Context, id, name string, data any) error {
 	return p.client.RaiseEvent(ctx, api.InstanceID(id), name, api.WithEventPayload(data))
+}
+
+// Wait implements workload.Waiter with the client's
+// WaitForOrchestrationCompletion.
+func (p *peer) Wait(ctx context.Context, id string) error {
+	md, err := p.client.WaitForOrchestrationCompletion(ctx, api.InstanceID(id))
+	if err != nil {
+		return err
+	}
+	if md.RuntimeStatus != api.RUNTIME_STATUS_COMPLETED {
+		return fmt.Errorf("instance %s: %v", id, md.RuntimeStatus)
+	}
+	return nil
 }
 
 // Finished implements workload.Engine.

@@ -3,8 +3,14 @@ module github.com/durohq/duro/bench/peers
 go 1.26.0
 
 require (
+	github.com/dbos-inc/dbos-transact-golang v1.8.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/microsoft/durabletask-go v0.6.0
+)
+
+require (
+	github.com/jackc/pgerrcode v0.0.0-20250907135507-afb5586c32a6 // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
 )
 
 require (

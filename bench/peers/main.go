@@ -1,28 +1,37 @@
-// Command peers runs duro's benchmark workloads (duro/bench/workload) on duro
-// and on github.com/microsoft/durabletask-go, alternately, on SQLite and on
-// PostgreSQL, and prints each figure of both with the duro/peer ratio.
+// Command peers runs duro's benchmark workloads (duro/bench/workload) on
+// duro and on its peers — DBOS Transact (github.com/dbos-inc/
+// dbos-transact-golang) and github.com/microsoft/durabletask-go —
+// alternately, on SQLite and on PostgreSQL, and prints each engine's
+// figures (medians with min–max ranges) with duro's ratio to each peer.
 //
-//	cd bench/peers && go run . -workload all
+//	cd bench/peers && go run . -workload sequence,fanout,chain,latency -backends postgres -engines duro,dbos -reps 3
 //
 // It lives in its own module so that duro does not depend on its peers.
 // Every run is a fresh process (this program re-executed) on a fresh store,
-// so peak RSS is that run's alone; runs of the two engines alternate, and
-// with -reps R each figure is the median of R runs. Both engines are
-// measured the same way (workload.Run): from the start of an instance to
-// the completion time its store records, read from the store's tables.
+// so peak RSS is that run's alone; runs of the engines alternate (their
+// order reverses every repetition), the 1-minute load average is read
+// before and after each run, and with -reps R each figure is the median of
+// R runs, shown with its range. Every engine is measured the same way
+// (workload.Run): from the start of an instance to the completion time its
+// store records, read from the store's tables; the chain's steps are timed
+// in its activity, and the latency workload is start to result as the
+// caller sees it through the engine's own wait.
 //
 // Both SQLite stores run with the same durability: journal_mode=WAL and
 // synchronous=FULL, duro's defaults (durabletask-go opens its file with
 // SQLite's defaults, a rollback journal and synchronous=FULL; -peer-journal
 // delete measures that). PostgreSQL runs with the server's settings for
-// both. durabletask-go has no at-most-once activities: its atmostonce row is
-// its plain (at-least-once) sequence.
+// every engine (synchronous_commit=on by default). DBOS runs on PostgreSQL
+// only, in its own database (dbos_bench, a new schema per run).
+// durabletask-go has no at-most-once activities: its atmostonce row is its
+// plain (at-least-once) sequence.
 package main
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,7 +44,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,8 +66,10 @@ type config struct {
 	engines   string
 	journal   string
 	output    string
+	save      string
 	timeout   time.Duration
 	render    string
+	dbosFan   string
 
 	// child mode: one run of one engine, printed as JSON.
 	child  bool
@@ -69,21 +79,23 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.workloads, "workload", "all", "workloads: sequence, fanout, mixed, atmostonce (comma-separated) or all")
-	flag.IntVar(&c.n, "n", 0, "instances per run (fan-out width for fanout); 0: the workload's default")
-	flag.IntVar(&c.reps, "reps", 3, "runs of each engine per workload and backend; figures are medians")
+	flag.StringVar(&c.workloads, "workload", "all", "workloads: "+strings.Join(workload.Names, ", ")+" (comma-separated) or all")
+	flag.IntVar(&c.n, "n", 0, "instances per run (fan-out width for fanout, length for chain); 0: the workload's default")
+	flag.IntVar(&c.reps, "reps", 3, "runs of each engine per workload and backend; figures are medians with their ranges")
 	flag.StringVar(&c.backends, "backends", "sqlite,postgres", "backends: sqlite, postgres (comma-separated)")
 	flag.StringVar(&c.pg, "pg", "", "PostgreSQL URL (default $DURO_POSTGRES_URL or "+defaultPG+")")
 	flag.StringVar(&c.dir, "dir", "", "directory of the SQLite stores (default: a temporary directory)")
 	flag.IntVar(&c.orchPar, "peer-orchestrations", 0, "durabletask-go's MaxParallelWorkItems for orchestrations (0: its best here, 32 on SQLite, 4 on PostgreSQL)")
 	flag.IntVar(&c.actPar, "peer-activities", 32, "durabletask-go's MaxParallelWorkItems for activities")
-	flag.StringVar(&c.engines, "engines", "duro,"+peerName, "engines to run (comma-separated)")
+	flag.StringVar(&c.engines, "engines", "duro,"+peerName, "engines to run, comma-separated: duro, dbos, "+peerName+" (or dtgo)")
 	flag.StringVar(&c.journal, "peer-journal", "WAL", "durabletask-go's SQLite journal mode (duro's is WAL)")
-	flag.StringVar(&c.output, "o", "text", "output: text or json")
+	flag.StringVar(&c.output, "o", "text", "output: text, json or markdown")
+	flag.StringVar(&c.save, "save", "", "also write the JSON report to this file (e.g. results/<label>/<name>.json)")
 	flag.DurationVar(&c.timeout, "run-timeout", 10*time.Minute, "give up on one run after this long")
-	flag.StringVar(&c.render, "render", "", "print the text report of a JSON report written by -o json, and exit")
+	flag.StringVar(&c.render, "render", "", "print the report (-o text or markdown) of a JSON report written by -o json or -save, and exit")
+	flag.StringVar(&c.dbosFan, "dbos-fanout", "queue", "how DBOS fans out: queue (child workflows on a queue, its documented way) or go (dbos.Go steps in the parent)")
 	flag.BoolVar(&c.child, "child", false, "internal: run one engine once and print the result as JSON")
-	flag.StringVar(&c.engine, "engine", "", "internal: duro or durabletask-go")
+	flag.StringVar(&c.engine, "engine", "", "internal: the engine of a child run")
 	flag.StringVar(&c.kind, "kind", "", "internal: sqlite or postgres")
 	flag.Parse()
 
@@ -91,7 +103,7 @@ func main() {
 	defer stop()
 	var err error
 	if c.render != "" {
-		err = render(c.render)
+		err = render(os.Stdout, c.render, c.output)
 	} else if c.child {
 		err = runChild(ctx, &c)
 	} else {
@@ -104,27 +116,71 @@ func main() {
 	}
 }
 
-// comparison is one workload on one backend, both engines.
+// run is one run of one engine: its result and the 1-minute load average
+// before and after it.
+type run struct {
+	*workload.Result
+	LoadBefore float64 `json:"load_before"`
+	LoadAfter  float64 `json:"load_after"`
+}
+
+// comparison is one workload on one backend, every engine.
 type comparison struct {
-	Workload string             `json:"workload"`
-	Backend  string             `json:"backend"`
-	Duro     *workload.Result   `json:"duro"`
-	Peer     *workload.Result   `json:"peer"`
-	Ratios   map[string]float64 `json:"ratios,omitempty"`
-	Note     string             `json:"note,omitempty"`
-	DuroRuns []*workload.Result `json:"duro_runs"`
-	PeerRuns []*workload.Result `json:"peer_runs"`
+	Workload string `json:"workload"`
+	Backend  string `json:"backend"`
+	// Medians are each engine's median figures; Runs its runs in order.
+	Medians map[string]*workload.Result `json:"medians"`
+	Runs    map[string][]*run           `json:"runs"`
+	// Skipped says why an engine did not run this comparison.
+	Skipped map[string]string `json:"skipped,omitempty"`
+	Note    string            `json:"note,omitempty"`
 }
 
 type report struct {
-	Machine            string        `json:"machine"`
-	Peer               string        `json:"peer"`
-	PeerOrchestrations int           `json:"peer_orchestrations"`
-	PeerActivities     int           `json:"peer_activities"`
-	PeerJournal        string        `json:"peer_journal"`
-	Reps               int           `json:"reps"`
-	FsyncPerSec        []float64     `json:"fsync_per_s"`
-	Comparisons        []*comparison `json:"comparisons"`
+	Machine string `json:"machine"`
+	// Command is the harness's command line (the PostgreSQL URL left out).
+	Command string `json:"command"`
+	// Engines in the order of the columns; Versions of the peers' modules.
+	Engines            []string          `json:"engines"`
+	Versions           map[string]string `json:"versions"`
+	PeerOrchestrations int               `json:"peer_orchestrations"`
+	PeerActivities     int               `json:"peer_activities"`
+	PeerJournal        string            `json:"peer_journal"`
+	DBOSFanOut         string            `json:"dbos_fanout,omitempty"`
+	Reps               int               `json:"reps"`
+	FsyncPerSec        []float64         `json:"fsync_per_s"`
+	StartedAt          time.Time         `json:"started_at"`
+	Comparisons        []*comparison     `json:"comparisons"`
+}
+
+// parseEngines parses -engines.
+func parseEngines(s string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		switch e = strings.TrimSpace(e); e {
+		case "duro", dbosName, peerName:
+			out = append(out, e)
+		case "dtgo":
+			out = append(out, peerName)
+		default:
+			return nil, fmt.Errorf("unknown engine %q (want duro, %s or %s)", e, dbosName, peerName)
+		}
+	}
+	return out, nil
+}
+
+// skipReason says why engine does not run workload on kind ("": it does).
+func skipReason(engine, name, kind string) string {
+	if engine != dbosName {
+		return ""
+	}
+	if kind != workload.KindPostgres {
+		return "dbos runs on PostgreSQL only here"
+	}
+	if !dbosWorkloads[name] {
+		return "the " + name + " workload is not implemented for dbos"
+	}
+	return ""
 }
 
 func runParent(ctx context.Context, c *config) error {
@@ -135,17 +191,12 @@ func runParent(ctx context.Context, c *config) error {
 	if c.reps < 1 || c.orchPar < 0 || c.actPar < 1 {
 		return fmt.Errorf("-reps and -peer-activities must be at least 1, -peer-orchestrations not negative")
 	}
-	var engines []string
-	for _, e := range strings.Split(c.engines, ",") {
-		switch e = strings.TrimSpace(e); e {
-		case "duro", peerName:
-			engines = append(engines, e)
-		default:
-			return fmt.Errorf("unknown engine %q (want duro or %s)", e, peerName)
-		}
+	engines, err := parseEngines(c.engines)
+	if err != nil {
+		return err
 	}
-	if c.output != "text" && c.output != "json" {
-		return fmt.Errorf("-o: want text or json")
+	if c.output != "text" && c.output != "json" && c.output != "markdown" {
+		return fmt.Errorf("-o: want text, json or markdown")
 	}
 	if c.pg == "" {
 		c.pg = os.Getenv("DURO_POSTGRES_URL")
@@ -177,9 +228,9 @@ func runParent(ctx context.Context, c *config) error {
 		}
 	}
 
-	rep := &report{Machine: workload.Machine(c.dir), Peer: peerName + " " + peerVersion(),
+	rep := &report{Machine: workload.Machine(c.dir), Command: commandLine(), Engines: engines, Versions: versions(),
 		PeerOrchestrations: c.orchPar, PeerActivities: c.actPar,
-		PeerJournal: strings.ToUpper(c.journal), Reps: c.reps}
+		PeerJournal: strings.ToUpper(c.journal), DBOSFanOut: c.dbosFan, Reps: c.reps, StartedAt: time.Now().UTC()}
 	fsync := func() {
 		if r, err := workload.FsyncRate(c.dir, 2*time.Second); err == nil {
 			rep.FsyncPerSec = append(rep.FsyncPerSec, r)
@@ -190,52 +241,128 @@ func runParent(ctx context.Context, c *config) error {
 	seq := 0
 	for _, name := range names {
 		for _, kind := range kinds {
-			cmp := &comparison{Workload: name, Backend: kind}
+			cmp := &comparison{Workload: name, Backend: kind, Medians: map[string]*workload.Result{},
+				Runs: map[string][]*run{}, Skipped: map[string]string{}}
 			rep.Comparisons = append(rep.Comparisons, cmp)
 			if kind == workload.KindPostgres && pgErr != nil {
 				cmp.Note = "PostgreSQL unreachable: " + pgErr.Error()
 				continue
 			}
+			var active []string
+			for _, e := range engines {
+				if why := skipReason(e, name, kind); why != "" {
+					cmp.Skipped[e] = why
+				} else {
+					active = append(active, e)
+				}
+			}
+			failed := map[string]bool{}
 			for r := range c.reps {
-				order := engines
+				order := append([]string(nil), active...)
 				if r%2 == 1 {
-					order = []string{}
-					for i := len(engines) - 1; i >= 0; i-- {
-						order = append(order, engines[i])
+					for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+						order[i], order[j] = order[j], order[i]
 					}
 				}
 				for _, e := range order {
+					if failed[e] {
+						continue // a failing engine fails alike every time
+					}
 					seq++
+					before := loadAvg()
 					res, err := spawn(ctx, c, e, kind, name, seq)
 					if err != nil {
 						return err
 					}
-					logf("%s on %s, %s, run %d/%d: %s", name, kind, e, r+1, c.reps, summary(res))
-					if e == "duro" {
-						cmp.DuroRuns = append(cmp.DuroRuns, res)
-					} else {
-						cmp.PeerRuns = append(cmp.PeerRuns, res)
-					}
+					rn := &run{Result: res, LoadBefore: before, LoadAfter: loadAvg()}
+					logf("%s on %s, %s, run %d/%d: %s (load %.2f → %.2f)", name, kind, e, r+1, c.reps, summary(res), rn.LoadBefore, rn.LoadAfter)
+					cmp.Runs[e] = append(cmp.Runs[e], rn)
+					failed[e] = !res.OK()
 				}
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 			}
-			cmp.Duro, _ = workload.Median(cmp.DuroRuns)
-			cmp.Peer, _ = workload.Median(cmp.PeerRuns)
-			cmp.Ratios = ratios(cmp.Duro, cmp.Peer)
+			for _, e := range active {
+				rs := make([]*workload.Result, len(cmp.Runs[e]))
+				for i, rn := range cmp.Runs[e] {
+					rs[i] = rn.Result
+				}
+				cmp.Medians[e], _ = workload.Median(rs)
+			}
 			if name == workload.AtMostOnce {
 				cmp.Note = peerName + " has no at-most-once activities: its figures are its at-least-once sequence"
 			}
 		}
 	}
 	fsync()
-	if c.output == "json" {
-		enc := json.NewEncoder(os.Stdout)
+	if c.save != "" {
+		if err := saveJSON(c.save, rep); err != nil {
+			return err
+		}
+	}
+	return write(os.Stdout, rep, c.output)
+}
+
+// saveJSON writes rep to path, creating its directory.
+func saveJSON(path string, rep *report) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	if err := write(&b, rep, "json"); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// write prints rep as output: text, json or markdown.
+func write(w io.Writer, rep *report, output string) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
+	case "markdown":
+		return writeMarkdown(w, rep)
+	case "text", "":
+		return writeText(w, rep)
 	}
-	return writeText(os.Stdout, rep)
+	return fmt.Errorf("-o: want text, json or markdown, not %q", output)
+}
+
+// commandLine is the harness's command line without -pg's value.
+func commandLine() string {
+	args := []string{"go run ."}
+	skip := false
+	for _, a := range os.Args[1:] {
+		switch {
+		case skip:
+			skip = false
+			continue
+		case a == "-pg" || a == "--pg":
+			skip = true
+			continue
+		case strings.HasPrefix(a, "-pg=") || strings.HasPrefix(a, "--pg="):
+			continue
+		}
+		args = append(args, a)
+	}
+	return strings.Join(args, " ")
+}
+
+// loadAvg is the 1-minute load average (0 if unknown).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // spawn runs one engine once in a child process and returns its result.
@@ -250,7 +377,7 @@ func spawn(ctx context.Context, c *config, engine, kind, name string, seq int) (
 	}
 	cmd := exec.CommandContext(ctx, self, "-child", "-engine", engine, "-kind", kind, "-workload", name,
 		"-n", strconv.Itoa(c.n), "-peer-orchestrations", strconv.Itoa(c.orchPar), "-peer-activities", strconv.Itoa(c.actPar),
-		"-peer-journal", c.journal,
+		"-peer-journal", c.journal, "-dbos-fanout", c.dbosFan,
 		"-run-timeout", c.timeout.String())
 	// The store reaches the child in its environment: a PostgreSQL URL may
 	// hold a password, and command lines are public.
@@ -272,35 +399,54 @@ func spawn(ctx context.Context, c *config, engine, kind, name string, seq int) (
 func runChild(ctx context.Context, c *config) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	st, err := workload.NewStore(os.Getenv("DURO_BENCH_STORE"), "bench_"+strings.ReplaceAll(c.engine, "-", "")+"_")
+	res, err := childRun(ctx, c.engine, c.kind, os.Getenv("DURO_BENCH_STORE"),
+		workload.Spec{Workload: c.workloads, N: c.n}, c)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Remove(context.WithoutCancel(ctx)) }()
-	if st.Kind != c.kind {
-		return fmt.Errorf("store kind %s, want %s", st.Kind, c.kind)
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// childRun runs engine once on a fresh store made from spec (a SQLite file
+// path or a PostgreSQL URL) and returns its result, its peak RSS and its
+// store's size included.
+func childRun(ctx context.Context, engine, kind, spec string, ws workload.Spec, c *config) (*workload.Result, error) {
+	var (
+		st  *workload.Store
+		err error
+	)
+	if engine == dbosName {
+		st, err = dbosStore(ctx, spec)
+	} else {
+		st, err = workload.NewStore(spec, "bench_"+strings.ReplaceAll(engine, "-", "")+"_")
 	}
-	spec := workload.Spec{Workload: c.workload(), N: c.n}
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = st.Remove(context.WithoutCancel(ctx)) }()
+	if st.Kind != kind {
+		return nil, fmt.Errorf("store kind %s, want %s", st.Kind, kind)
+	}
 
 	var (
 		eng   workload.Engine
 		stop  func()
 		steps func() int64
 	)
-	switch c.engine {
+	switch engine {
 	case "duro":
 		be, err := st.OpenDuro(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		reg := duro.NewRegistry()
 		workload.Register(reg)
 		w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := w.Start(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		eng = &workload.Duro{Client: duro.NewClient(be, nil)}
 		steps = func() int64 { return w.Stats().StepsCompleted }
@@ -308,10 +454,16 @@ func runChild(ctx context.Context, c *config) error {
 			_ = w.Stop(context.WithoutCancel(ctx))
 			_ = be.Close()
 		}
+	case dbosName:
+		d, err := startDBOS(ctx, st, c.dbosFan)
+		if err != nil {
+			return nil, err
+		}
+		eng, stop = d, d.stop
 	case peerName:
 		p, err := startPeer(ctx, st, c.peerOrchestrations(st.Kind), c.actPar, c.journal)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		eng = p
 		stop = func() {
@@ -320,17 +472,17 @@ func runChild(ctx context.Context, c *config) error {
 			p.stop(sctx)
 		}
 	default:
-		return fmt.Errorf("unknown engine %q", c.engine)
+		return nil, fmt.Errorf("unknown engine %q", engine)
 	}
 
 	_ = workload.ResetPeakRSS()
-	res, err := workload.Run(ctx, eng, spec)
+	res, err := workload.Run(ctx, eng, ws)
 	if err != nil {
 		stop()
-		return err
+		return nil, err
 	}
-	res.Engine, res.Backend, res.Workers = c.engine, st.Kind, 1
-	if c.engine == peerName {
+	res.Engine, res.Backend, res.Workers = engine, st.Kind, 1
+	if engine == peerName {
 		res.Concurrency = c.peerOrchestrations(st.Kind)
 	}
 	res.PeakRSSBytes, _ = workload.PeakRSS(0)
@@ -341,7 +493,7 @@ func runChild(ctx context.Context, c *config) error {
 		res.SetSteps(steps())
 	}
 	stop()
-	return json.NewEncoder(os.Stdout).Encode(res)
+	return res, nil
 }
 
 // peerOrchestrations is durabletask-go's orchestration parallelism on a
@@ -358,9 +510,6 @@ func (c *config) peerOrchestrations(kind string) int {
 	}
 }
 
-// workload returns the -workload of a child: exactly one.
-func (c *config) workload() string { return c.workloads }
-
 func pingPG(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -372,125 +521,16 @@ func pingPG(ctx context.Context, url string) error {
 	return conn.Ping(ctx)
 }
 
-// figures are the compared figures: name, getter, whether more is better.
-var figures = []struct {
-	name   string
-	get    func(*workload.Result) float64
-	format func(float64) string
-}{
-	{"instances/s", func(r *workload.Result) float64 { return r.InstancesPerSec }, num},
-	{"activities/s", func(r *workload.Result) float64 { return r.ActivitiesPerSec }, num},
-	{"p50 latency ms", func(r *workload.Result) float64 { return r.P50Ms }, num},
-	{"p99 latency ms", func(r *workload.Result) float64 { return r.P99Ms }, num},
-	{"peak RSS", func(r *workload.Result) float64 { return float64(r.PeakRSSBytes) }, bytesF},
-	{"store size", func(r *workload.Result) float64 { return float64(r.StoreBytes) }, bytesF},
-}
-
-func num(v float64) string {
-	if v >= 100 {
-		return fmt.Sprintf("%.0f", v)
-	}
-	return fmt.Sprintf("%.1f", v)
-}
-
-func bytesF(v float64) string { return workload.Bytes(int64(v)) }
-
-// ratios returns duro/peer for each figure both engines have.
-func ratios(d, p *workload.Result) map[string]float64 {
-	if d == nil || p == nil || !d.OK() || !p.OK() {
-		return nil
-	}
-	out := map[string]float64{}
-	for _, f := range figures {
-		if pv := f.get(p); pv > 0 {
-			out[f.name] = f.get(d) / pv
-		}
-	}
-	return out
-}
-
-func writeText(w io.Writer, rep *report) error {
-	fmt.Fprintf(w, "machine: %s\n", rep.Machine)
-	orch := "32 on SQLite, 4 on PostgreSQL"
-	if rep.PeerOrchestrations > 0 {
-		orch = fmt.Sprint(rep.PeerOrchestrations)
-	}
-	fmt.Fprintf(w, "peer:    %s, MaxParallelWorkItems %s (orchestrations) and %d (activities), SQLite journal %s + synchronous FULL (duro: WAL + FULL)\n",
-		rep.Peer, orch, rep.PeerActivities, rep.PeerJournal)
-	fs := make([]string, len(rep.FsyncPerSec))
-	for i, f := range rep.FsyncPerSec {
-		fs[i] = fmt.Sprintf("%.0f/s", f)
-	}
-	fmt.Fprintf(w, "fsync:   %s (4 KiB append + fsync; before and after the runs)\n", strings.Join(fs, ", "))
-	fmt.Fprintf(w, "figures: medians of %d alternating runs per engine\n\n", rep.Reps)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "workload\tbackend\tfigure\tduro\t%s\tduro/peer\n", peerName)
-	var notes []string
-	note := func(s string) string {
-		for i, n := range notes {
-			if n == s {
-				return fmt.Sprintf("[%d]", i+1)
-			}
-		}
-		notes = append(notes, s)
-		return fmt.Sprintf("[%d]", len(notes))
-	}
-	for _, c := range rep.Comparisons {
-		if c.Duro == nil || c.Peer == nil {
-			mark := ""
-			if c.Note != "" {
-				mark = " " + note(c.Note)
-			}
-			fmt.Fprintf(tw, "%s\t%s\tnot run%s\t\t\t\n", c.Workload, c.Backend, mark)
-			continue
-		}
-		dfail, pfail := "", ""
-		if !c.Duro.OK() {
-			dfail = "FAILED " + note("duro: "+c.Duro.Error)
-		}
-		if !c.Peer.OK() {
-			pfail = "FAILED " + note(peerName+": "+c.Peer.Error)
-		}
-		noteMark := ""
-		if c.Note != "" {
-			noteMark = " " + note(c.Note)
-		}
-		for i, f := range figures {
-			wl, be := "", ""
-			if i == 0 {
-				wl, be = c.Workload+noteMark, c.Backend
-			}
-			dv, pv, ratio := dfail, pfail, "-"
-			if dv == "" {
-				dv = f.format(f.get(c.Duro))
-			}
-			if pv == "" {
-				pv = f.format(f.get(c.Peer))
-			}
-			if r, ok := c.Ratios[f.name]; ok {
-				ratio = fmt.Sprintf("%.2f×", r)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", wl, be, f.name, dv, pv, ratio)
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(notes) > 0 {
-		fmt.Fprintln(w)
-	}
-	for i, n := range notes {
-		fmt.Fprintf(w, "[%d] %s\n", i+1, strings.TrimSpace(n))
-	}
-	return nil
-}
-
 func summary(r *workload.Result) string {
 	if !r.OK() {
 		return "FAILED: " + oneLine(r.Error)
 	}
-	return fmt.Sprintf("%.1f instances/s, %.1f activities/s, p50 %.1f ms, p99 %.1f ms, peak RSS %s, store %s",
+	s := fmt.Sprintf("%.1f instances/s, %.1f activities/s, p50 %.1f ms, p99 %.1f ms, peak RSS %s, store %s",
 		r.InstancesPerSec, r.ActivitiesPerSec, r.P50Ms, r.P99Ms, workload.Bytes(r.PeakRSSBytes), workload.Bytes(r.StoreBytes))
+	if c := r.Chain; c != nil {
+		s += fmt.Sprintf(", %.2f ms/step (first 10%% %.2f, last 10%% %.2f)", c.MsPerStep, c.FirstMsPerStep, c.LastMsPerStep)
+	}
+	return s
 }
 
 func oneLine(s string) string {
@@ -505,27 +545,35 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "peers: "+format+"\n", args...)
 }
 
-// peerVersion is the version of durabletask-go this program was built with.
-func peerVersion() string {
+// versions are the versions of the peers' modules this program was built
+// with.
+func versions() map[string]string {
+	out := map[string]string{}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
-			if d.Path == "github.com/microsoft/durabletask-go" {
-				return d.Version
+			switch d.Path {
+			case "github.com/microsoft/durabletask-go":
+				out[peerName] = d.Version
+			case "github.com/dbos-inc/dbos-transact-golang":
+				out[dbosName] = d.Version
 			}
 		}
 	}
-	return "(unknown version)"
+	return out
 }
 
-// render prints the text report of a JSON report.
-func render(path string) error {
+// render prints the report of a JSON report as output.
+func render(w io.Writer, path, output string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	var rep report
 	if err := json.Unmarshal(b, &rep); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return writeText(os.Stdout, &rep)
+	if output == "json" {
+		return errors.New("-render: want -o text or markdown")
+	}
+	return write(w, &rep, output)
 }

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/durohq/duro"
 )
@@ -57,3 +58,17 @@ func (d *Duro) Outcomes(ctx context.Context) (map[string]Outcome, error) {
 
 // Err implements Engine.
 func (d *Duro) Err() error { return nil }
+
+var _ Waiter = (*Duro)(nil)
+
+// Wait implements Waiter with Client.Wait.
+func (d *Duro) Wait(ctx context.Context, id string) error {
+	in, err := d.Client.Wait(ctx, id)
+	if err != nil {
+		return err
+	}
+	if in.Status != duro.StatusCompleted {
+		return fmt.Errorf("instance %s: %s", id, in.Status)
+	}
+	return nil
+}

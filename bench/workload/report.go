@@ -33,7 +33,16 @@ func WriteTable(w io.Writer, results []*Result) error {
 			r.Workload, r.Engine, r.Backend, r.Workers, conc, r.N, r.Runs, r.InstancesPerSec, r.ActivitiesPerSec, steps,
 			r.P50Ms, r.P99Ms, Bytes(r.PeakRSSBytes), wrss, Bytes(r.StoreBytes))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if c := r.Chain; c != nil && r.OK() {
+			fmt.Fprintf(w, "\nchain of %d steps on %s: %.2f ms/step; first 10%%: %.2f ms/step, last 10%%: %.2f ms/step (last/first %.2f)\n",
+				c.Steps, r.Backend, c.MsPerStep, c.FirstMsPerStep, c.LastMsPerStep, c.LastOverFirst)
+		}
+	}
+	return nil
 }
 
 // Bytes formats a byte count in MiB (KiB below one MiB).

@@ -83,6 +83,9 @@ type Result struct {
 	// StoreBytes is the size of the store after the run.
 	StoreBytes int64 `json:"store_bytes"`
 
+	// Chain holds the per-step figures of a chain run.
+	Chain *ChainFigures `json:"chain,omitempty"`
+
 	// Error says why the run did not finish; the figures are then void.
 	Error string `json:"error,omitempty"`
 }
@@ -100,7 +103,9 @@ func (r *Result) MaxWorkerRSS() int64 {
 	return m
 }
 
-// Run runs the workload s on e and measures it. The result carries
+// Run runs the workload s on e and measures it. For chain, e's chain
+// activities must run in this process (they record each step in
+// ChainSteps); for latency, e must be a Waiter. The result carries
 // neither RSS nor store size (the caller knows its processes and store). An
 // error is returned only for a run that could not start; a run that cannot
 // finish (ctx done, the engine's Err) returns a Result with Error set.
@@ -116,6 +121,12 @@ func Run(ctx context.Context, e Engine, s Spec) (*Result, error) {
 	started := make([]time.Time, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s%s-%06d", s.Prefix, s.Workload, i)
+	}
+	if s.Workload == Latency {
+		return runLatency(ctx, e, s, res, ids)
+	}
+	if s.Workload == Chain {
+		ChainSteps.Reset(s.N)
 	}
 
 	t0 := time.Now()
@@ -206,6 +217,12 @@ func Run(ctx context.Context, e Engine, s Spec) (*Result, error) {
 	}
 	sort.Float64s(lat)
 	res.P50Ms, res.P99Ms, res.MaxMs = Percentile(lat, 50), Percentile(lat, 99), lat[len(lat)-1]
+	if s.Workload == Chain {
+		res.Chain, err = ComputeChain(started[0], last, ChainSteps.Times())
+		if err != nil {
+			res.Error = err.Error()
+		}
+	}
 	return res, nil
 }
 
@@ -288,6 +305,23 @@ func Median(runs []*Result) (*Result, error) {
 	out.MaxMs = f(func(r *Result) float64 { return r.MaxMs })
 	out.PeakRSSBytes = i(func(r *Result) int64 { return r.PeakRSSBytes })
 	out.StoreBytes = i(func(r *Result) int64 { return r.StoreBytes })
+	if runs[0].Chain != nil {
+		c := func(get func(*ChainFigures) float64) float64 {
+			return f(func(r *Result) float64 {
+				if r.Chain == nil {
+					return 0
+				}
+				return get(r.Chain)
+			})
+		}
+		out.Chain = &ChainFigures{
+			Steps:          runs[0].Chain.Steps,
+			MsPerStep:      c(func(f *ChainFigures) float64 { return f.MsPerStep }),
+			FirstMsPerStep: c(func(f *ChainFigures) float64 { return f.FirstMsPerStep }),
+			LastMsPerStep:  c(func(f *ChainFigures) float64 { return f.LastMsPerStep }),
+			LastOverFirst:  c(func(f *ChainFigures) float64 { return f.LastOverFirst }),
+		}
+	}
 	out.WorkerPeakRSSBytes = nil
 	for w := range runs[0].WorkerPeakRSSBytes {
 		out.WorkerPeakRSSBytes = append(out.WorkerPeakRSSBytes, i(func(r *Result) int64 {

@@ -17,7 +17,11 @@
 //   - mixed: N instances of an activity, a durable timer, a wait for an
 //     external event (raised by the driver right after the start) and two
 //     more activities;
-//   - atmostonce: sequence with every activity at-most-once.
+//   - atmostonce: sequence with every activity at-most-once;
+//   - chain: one instance running N activities one after another, with the
+//     cost of each step recorded (chain.go);
+//   - latency: N idle single-activity instances started one at a time, each
+//     waited on with the engine's own wait; its latencies are the caller's.
 package workload
 
 import (
@@ -35,10 +39,12 @@ const (
 	FanOut     = "fanout"
 	Mixed      = "mixed"
 	AtMostOnce = "atmostonce"
+	Chain      = "chain"
+	Latency    = "latency"
 )
 
 // Names lists the workloads in the order "all" runs them.
-var Names = []string{Sequence, FanOut, Mixed, AtMostOnce}
+var Names = []string{Sequence, FanOut, Mixed, AtMostOnce, Chain, Latency}
 
 // Names of the orchestrations, the activity and the event: every engine
 // registers its code under these.
@@ -46,8 +52,12 @@ const (
 	OrchSequence  = "BenchSequence"
 	OrchFanOut    = "BenchFanOut"
 	OrchMixed     = "BenchMixed"
+	OrchChain     = "BenchChain"
+	OrchSingle    = "BenchSingle"
 	ActivityHello = "BenchHello"
-	EventApprove  = "approve"
+	// ActivityStep is the chain's activity: ChainStep.
+	ActivityStep = "BenchStep"
+	EventApprove = "approve"
 )
 
 // TimerDelay is the durable timer of the mixed workload.
@@ -92,11 +102,13 @@ func known(w string) bool {
 }
 
 // DefaultN is the size of a workload when none is given: instances, or
-// activities of the one fan-out instance.
+// activities of the one fan-out or chain instance.
 func DefaultN(workload string) int {
 	switch workload {
-	case FanOut:
+	case FanOut, Chain:
 		return 1000
+	case Latency:
+		return 200
 	case Mixed:
 		return 300
 	default:
@@ -107,7 +119,8 @@ func DefaultN(workload string) int {
 // Spec is one run of a workload.
 type Spec struct {
 	Workload string
-	// N is the number of instances, or the fan-out's width for fanout.
+	// N is the number of instances, or the width of the fan-out or the
+	// length of the chain.
 	// Zero means DefaultN.
 	N int
 	// Starters is how many goroutines start instances at once. Default 8.
@@ -144,7 +157,7 @@ func (s Spec) withDefaults() (Spec, error) {
 
 // Instances is the number of instances the run starts.
 func (s Spec) Instances() int {
-	if s.Workload == FanOut {
+	if s.Workload == FanOut || s.Workload == Chain {
 		return 1
 	}
 	return s.N
@@ -152,8 +165,11 @@ func (s Spec) Instances() int {
 
 // ActivitiesPerInstance is the number of activities one instance runs.
 func (s Spec) ActivitiesPerInstance() int {
-	if s.Workload == FanOut {
+	switch s.Workload {
+	case FanOut, Chain:
 		return s.N
+	case Latency:
+		return 1
 	}
 	return len(Cities)
 }
@@ -163,6 +179,10 @@ func (s Spec) Orchestration() (name string, input any) {
 	switch s.Workload {
 	case FanOut:
 		return OrchFanOut, s.N
+	case Chain:
+		return OrchChain, s.N
+	case Latency:
+		return OrchSingle, Cities[0]
 	case Mixed:
 		return OrchMixed, nil
 	case AtMostOnce:
@@ -172,11 +192,28 @@ func (s Spec) Orchestration() (name string, input any) {
 	}
 }
 
-// Register registers the workloads' orchestrations and activity with a duro
-// registry.
+// Register registers the workloads' orchestrations and activities with a
+// duro registry.
 func Register(r *duro.Registry) {
 	duro.RegisterActivity(r, ActivityHello, func(_ duro.ActivityContext, name string) (string, error) {
 		return Hello(name), nil
+	})
+	duro.RegisterActivity(r, ActivityStep, func(_ duro.ActivityContext, i int) (int, error) {
+		return ChainStep(i), nil
+	})
+	duro.RegisterOrchestration(r, OrchChain, func(ctx *duro.OrchestrationContext, n int) (int, error) {
+		next := 0
+		for i := range n {
+			if err := ctx.CallActivity(ActivityStep, i).Await(&next); err != nil {
+				return 0, err
+			}
+		}
+		return next, nil
+	})
+	duro.RegisterOrchestration(r, OrchSingle, func(ctx *duro.OrchestrationContext, name string) (string, error) {
+		var s string
+		err := ctx.CallActivity(ActivityHello, name).Await(&s)
+		return s, err
 	})
 	duro.RegisterOrchestration(r, OrchSequence, func(ctx *duro.OrchestrationContext, in SequenceInput) ([]string, error) {
 		var opts duro.CallOptions

@@ -2,9 +2,12 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,14 +91,23 @@ func TestRunDuro(t *testing.T) {
 				t.Fatalf("run failed: %+v", res)
 			}
 			wantInst, wantAct := 4, 12
-			if name == FanOut {
+			switch name {
+			case FanOut, Chain:
 				wantInst, wantAct = 1, 4
+			case Latency:
+				wantInst, wantAct = 4, 4
 			}
 			if res.Instances != wantInst || res.Completed != wantInst || res.Activities != wantAct {
 				t.Fatalf("counts %+v", res)
 			}
 			if res.P50Ms < 0 || res.P99Ms < res.P50Ms || res.MaxMs < res.P99Ms || res.ElapsedSeconds <= 0 || res.InstancesPerSec <= 0 {
 				t.Fatalf("figures %+v", res)
+			}
+			if (name == Chain) != (res.Chain != nil) {
+				t.Fatalf("chain figures %+v on %s", res.Chain, name)
+			}
+			if c := res.Chain; c != nil && (c.Steps != 4 || c.MsPerStep <= 0 || c.FirstMsPerStep <= 0 || c.LastMsPerStep <= 0 || c.LastOverFirst <= 0) {
+				t.Fatalf("chain figures %+v", c)
 			}
 			if name == Mixed && res.P50Ms < float64(TimerDelay.Milliseconds()) {
 				t.Fatalf("mixed finished before its timer: p50 %v ms", res.P50Ms)
@@ -122,5 +134,76 @@ func TestPostgresStoreSpec(t *testing.T) {
 	}
 	if strings.Contains(st.String(), "pw") {
 		t.Fatalf("String leaks the password: %s", st)
+	}
+}
+
+// TestComputeChain checks the chain's figures on recorded times: step i
+// (i >= 1) costs at[i]-at[i-1]; the first and last tenth are averaged.
+func TestComputeChain(t *testing.T) {
+	start := time.Unix(1000, 0)
+	// 21 steps: step 0 at start+50ms (the start's cost), then 20 step
+	// costs: 2 ms for the first two, 1 ms for the 16 in between, 8 and 6 ms for the
+	// last two.
+	costs := []int{2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 8, 6}
+	at := []time.Time{start.Add(50 * time.Millisecond)}
+	for _, c := range costs {
+		at = append(at, at[len(at)-1].Add(time.Duration(c)*time.Millisecond))
+	}
+	completed := at[len(at)-1].Add(3 * time.Millisecond)
+	f, err := ComputeChain(start, completed, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50 + 2+2 + 16×1 + 8+6 = 84 ms, +3 to the completion: 87 ms / 21 steps.
+	want := ChainFigures{Steps: 21, MsPerStep: 87.0 / 21, FirstMsPerStep: 2, LastMsPerStep: 7, LastOverFirst: 3.5}
+	if !near(f.MsPerStep, want.MsPerStep) || f.FirstMsPerStep != want.FirstMsPerStep || f.LastMsPerStep != want.LastMsPerStep ||
+		f.LastOverFirst != want.LastOverFirst || f.Steps != want.Steps {
+		t.Fatalf("figures %+v, want %+v", *f, want)
+	}
+
+	// Fewer than 10 step costs: one step each way.
+	f, err = ComputeChain(start, at[3], at[:4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.FirstMsPerStep != 2 || f.LastMsPerStep != 1 || f.LastOverFirst != 0.5 {
+		t.Fatalf("short chain %+v", *f)
+	}
+
+	at[5] = time.Time{}
+	if _, err := ComputeChain(start, completed, at); !errors.Is(err, ErrStepMissing) {
+		t.Fatalf("a missing step: %v", err)
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// TestStepRecorder checks the recorder under concurrent steps.
+func TestStepRecorder(t *testing.T) {
+	var r StepRecorder
+	r.Reset(100)
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() { r.Record(i) })
+	}
+	wg.Wait()
+	r.Record(100) // out of range: ignored
+	r.Record(-1)
+	for i, at := range r.Times() {
+		if at.IsZero() {
+			t.Fatalf("step %d not recorded", i)
+		}
+	}
+	if n := len(r.Times()); n != 100 {
+		t.Fatalf("%d times", n)
+	}
+}
+
+// noWait is an engine without a Wait.
+type noWait struct{ Engine }
+
+func TestLatencyNeedsWaiter(t *testing.T) {
+	if _, err := Run(context.Background(), noWait{}, Spec{Workload: Latency, N: 1}); err == nil || !strings.Contains(err.Error(), "no Wait") {
+		t.Fatalf("latency on an engine without Wait: %v", err)
 	}
 }

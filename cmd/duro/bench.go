@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,9 +64,16 @@ Workloads (--workload, a comma-separated list or all):
               external event (raised right after the start) and two more
               activities
   atmostonce  sequence with every activity at-most-once
+  chain       one instance running N activities one after another; reports
+              ms per step overall and over the first and the last 10% of
+              the steps (a flat cost per step: last/first near 1)
+  latency     N idle single-activity instances started one at a time, each
+              waited on with Client.Wait; p50 and p99 are start to result as
+              the caller sees it
 
--n sets N (default: 500 for sequence and atmostonce, 1000 for fanout, 300
-for mixed). Instances are started by 8 goroutines at once.
+-n sets N (default: 500 for sequence and atmostonce, 1000 for fanout and
+chain, 300 for mixed, 200 for latency). Instances are started by 8
+goroutines at once (latency: one at a time).
 
 The store is a new SQLite file (with the default durability settings: WAL,
 synchronous=FULL), deleted afterwards: --store names it (it must not exist;
@@ -74,7 +82,10 @@ every run gets a new schema, dropped afterwards.
 
 With --workers 1 (the default) the worker runs in the bench process; with
 more, bench starts that many 'duro bench-worker' processes on the store and
-only starts and measures instances itself. --concurrency sets each worker's
+only starts and measures instances itself. chain and latency need the
+worker in the bench process (chain times each step in the activity, latency
+measures an idle worker): they refuse --workers > 1, and all leaves them
+out then. --concurrency sets each worker's
 orchestration and activity concurrency (0: the worker defaults); a
 comma-separated list runs each value. --repeat runs each configuration
 several times, alternating the configurations, and reports the median of
@@ -90,13 +101,15 @@ same run, and repeat.`,
 		Example: `  duro bench
   duro bench --workload sequence -n 2000 --repeat 3 --fsync
   duro bench --workload fanout -n 10000 -o json
+  duro bench --workload chain -n 3000
+  duro bench --store postgres://localhost/bench --workload latency
   duro bench --store postgres://localhost/bench --workers 2 --concurrency 8,32
   duro bench --workload sequence --cpuprofile cpu.out && go tool pprof -top cpu.out`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runBench(cmd, &o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.workloads, "workload", "all", "workloads to run: sequence, fanout, mixed, atmostonce (comma-separated) or all")
+	f.StringVar(&o.workloads, "workload", "all", "workloads to run: sequence, fanout, mixed, atmostonce, chain, latency (comma-separated) or all")
 	f.IntVarP(&o.n, "n", "n", 0, "instances per run (fan-out width for fanout); 0: the workload's default")
 	f.IntVar(&o.workers, "workers", 1, "worker processes (1: a worker in the bench process)")
 	f.StringVar(&o.concurrency, "concurrency", "0", "per-worker orchestration and activity concurrency, comma-separated to compare (0: defaults)")
@@ -122,6 +135,19 @@ func (a *app) runBench(cmd *cobra.Command, o *benchOptions) error {
 	}
 	if o.n < 0 || o.workers < 1 || o.repeat < 1 {
 		return usageErrorf("-n must not be negative; --workers and --repeat must be at least 1")
+	}
+	if o.workers > 1 && strings.TrimSpace(o.workloads) == "all" {
+		// all means the workloads that can run with worker processes.
+		names = slices.DeleteFunc(names, func(n string) bool { return n == workload.Chain || n == workload.Latency })
+		fmt.Fprintf(a.stderr, "bench: with --workers %d, all leaves out %s and %s (they need the worker in the bench process)\n",
+			o.workers, workload.Chain, workload.Latency)
+	}
+	if o.workers > 1 {
+		for _, name := range names {
+			if name == workload.Chain || name == workload.Latency {
+				return usageErrorf("--workload %s needs the worker in the bench process: it cannot run with --workers %d", name, o.workers)
+			}
+		}
 	}
 	// A benchmark takes as long as it takes: the default --timeout does not
 	// apply, one given explicitly does.

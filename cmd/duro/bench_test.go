@@ -25,8 +25,11 @@ func benchJSON(t *testing.T, env map[string]string, args ...string) *benchReport
 func checkResult(t *testing.T, r *workload.Result, name string, n, workers int) {
 	t.Helper()
 	wantInst, wantAct := n, 3*n
-	if name == workload.FanOut {
+	switch name {
+	case workload.FanOut, workload.Chain:
 		wantInst, wantAct = 1, n
+	case workload.Latency:
+		wantAct = n
 	}
 	switch {
 	case r.Workload != name || r.Engine != "duro" || r.Backend != "sqlite" || r.N != n || r.Workers != workers || r.Runs < 1:
@@ -46,6 +49,9 @@ func checkResult(t *testing.T, r *workload.Result, name string, n, workers int) 
 		t.Errorf("%s: peak RSS %d, store %d bytes", name, r.PeakRSSBytes, r.StoreBytes)
 	case workers > 1 && (len(r.WorkerPeakRSSBytes) != workers || r.MaxWorkerRSS() <= 0):
 		t.Errorf("%s: worker RSS %v", name, r.WorkerPeakRSSBytes)
+	}
+	if c := r.Chain; (name == workload.Chain) != (c != nil) || c != nil && (c.Steps != n || c.MsPerStep <= 0 || c.LastOverFirst <= 0) {
+		t.Errorf("%s: chain figures %+v", name, c)
 	}
 	if name == workload.Mixed && r.P50Ms < float64(workload.TimerDelay.Milliseconds()) {
 		t.Errorf("mixed: p50 %v ms is shorter than its timer", r.P50Ms)
@@ -92,6 +98,10 @@ func TestBenchText(t *testing.T) {
 	if got := strings.Count(r.stderr, "run 2/2"); got != 2 {
 		t.Errorf("stderr shows %d second runs, want 2:\n%s", got, r.stderr)
 	}
+	r = cli(t, "bench", "--store", store, "--workload", "chain", "-n", "20").ok(t)
+	if !strings.Contains(r.stdout, "chain of 20 steps on sqlite:") || !strings.Contains(r.stdout, "last/first") {
+		t.Errorf("text report lacks the chain's figures:\n%s", r.stdout)
+	}
 }
 
 // TestBenchWorkers runs a workload on two worker processes (this test
@@ -119,6 +129,8 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--workload", "nope"}, exitUsage, "unknown workload"},
 		{[]string{"bench", "--concurrency", "x"}, exitUsage, "--concurrency"},
 		{[]string{"bench", "--workers", "0"}, exitUsage, "--workers"},
+		{[]string{"bench", "--workload", "chain", "--workers", "2"}, exitUsage, "--workload chain needs the worker in the bench process"},
+		{[]string{"bench", "--workload", "sequence,latency", "--workers", "3"}, exitUsage, "--workload latency needs the worker in the bench process"},
 		{[]string{"bench", "-o", "yaml"}, exitUsage, "yaml"},
 		{[]string{"bench", "--store", existing, "-n", "1"}, exitFailure, "exists"},
 	} {
