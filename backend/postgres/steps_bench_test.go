@@ -87,6 +87,22 @@ func BenchmarkSteps(b *testing.B) {
 			b.ReportMetric(float64(st.EmptyAcquireCount()-st0.EmptyAcquireCount())/float64(n), "acquire-waits/op")
 		}
 	})
+	b.Run("starts", func(b *testing.B) {
+		// 500 starts with no worker running, for comparison with the
+		// sequence's start-ms/op.
+		url := testURL(b)
+		be := open(b, url, freshSchema(b, url), &postgres.Options{MaxConns: postgres.DefaultMaxConns})
+		c := duro.NewClient(be, nil)
+		ctx := context.Background()
+		for range b.N {
+			for range 500 {
+				if _, err := c.Start(ctx, "Sequence", duro.AtLeastOnce); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(500*b.N)/b.Elapsed().Seconds(), "starts/s")
+	})
 	b.Run("fanout", func(b *testing.B) {
 		r := duro.NewRegistry()
 		registerBench(r)
