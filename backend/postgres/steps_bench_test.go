@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,9 +16,12 @@ import (
 
 // stepBenchHub opens a fresh hub with an in-process worker (default
 // options, the default pool size) and returns a client of it.
-func stepBenchHub(b *testing.B, r *duro.Registry) *duro.Client {
+func stepBenchHub(b *testing.B, r *duro.Registry) (*duro.Client, *postgres.Backend) {
 	url := testURL(b)
 	o := &postgres.Options{MaxConns: postgres.DefaultMaxConns}
+	if n, err := strconv.Atoi(os.Getenv("DURO_PG_MAX_CONNS")); err == nil {
+		o.MaxConns = n // for comparisons
+	}
 	if os.Getenv("DURO_PG_HISTORY_CACHE") == "off" {
 		o.HistoryCacheEvents = -1 // for comparisons
 	}
@@ -30,7 +34,7 @@ func stepBenchHub(b *testing.B, r *duro.Registry) *duro.Client {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = w.Stop(context.Background()) })
-	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond})
+	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond}), be
 }
 
 // BenchmarkSteps runs, with an in-process worker on PostgreSQL: sequence
@@ -44,8 +48,9 @@ func BenchmarkSteps(b *testing.B) {
 	b.Run("sequence", func(b *testing.B) {
 		r := duro.NewRegistry()
 		registerBench(r)
-		c := stepBenchHub(b, r)
+		c, be := stepBenchHub(b, r)
 		ctx := context.Background()
+		st0 := be.Pool().Stat()
 		var lat []time.Duration
 		var start time.Duration
 		for range b.N {
@@ -74,11 +79,34 @@ func BenchmarkSteps(b *testing.B) {
 		b.ReportMetric(float64(500*b.N)/secs, "instances/s")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(start.Milliseconds())/float64(b.N), "start-ms/op")
+		st := be.Pool().Stat()
+		if n := st.AcquireCount() - st0.AcquireCount(); n > 0 {
+			// How long an operation waited for one of the pool's
+			// connections, on average, and how often it had to wait.
+			b.ReportMetric(float64((st.AcquireDuration()-st0.AcquireDuration()).Microseconds())/float64(n), "acquire-µs")
+			b.ReportMetric(float64(st.EmptyAcquireCount()-st0.EmptyAcquireCount())/float64(n), "acquire-waits/op")
+		}
+	})
+	b.Run("starts", func(b *testing.B) {
+		// 500 starts with no worker running, for comparison with the
+		// sequence's start-ms/op.
+		url := testURL(b)
+		be := open(b, url, freshSchema(b, url), &postgres.Options{MaxConns: postgres.DefaultMaxConns})
+		c := duro.NewClient(be, nil)
+		ctx := context.Background()
+		for range b.N {
+			for range 500 {
+				if _, err := c.Start(ctx, "Sequence", duro.AtLeastOnce); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(500*b.N)/b.Elapsed().Seconds(), "starts/s")
 	})
 	b.Run("fanout", func(b *testing.B) {
 		r := duro.NewRegistry()
 		registerBench(r)
-		c := stepBenchHub(b, r)
+		c, _ := stepBenchHub(b, r)
 		ctx := context.Background()
 		for range b.N {
 			id, err := c.Start(ctx, "FanOut", 1000)
@@ -111,7 +139,7 @@ func BenchmarkSteps(b *testing.B) {
 			}
 			return v, nil
 		})
-		c := stepBenchHub(b, r)
+		c, _ := stepBenchHub(b, r)
 		ctx := context.Background()
 		var first, last time.Duration
 		for range b.N {
