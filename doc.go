@@ -14,7 +14,10 @@
 // append-only event log kept by a backend. After each step (for example,
 // when an activity's result arrives) the worker re-runs the function from the
 // start against that history — the function "replays" — until it reaches the
-// point it had not passed before. So orchestration code must be
+// point it had not passed before. (A worker may instead keep the function
+// running, parked where it waits, and hand it only the new events; see
+// WorkerOptions.StickyOrchestrations. The result is the same, which is why
+// it may.) So orchestration code must be
 // deterministic: it reads time from ctx.Now, makes IDs with ctx.NewUUID,
 // waits only on Tasks, and leaves all I/O to activities. If replayed code
 // schedules something other than what history recorded, the instance fails

@@ -3,6 +3,7 @@ package duro
 import (
 	"context"
 	"log/slog"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -61,7 +62,11 @@ func engineWorker(b *testing.B) (*Worker, *stepBackend) {
 		return n, nil
 	})
 	be := &stepBackend{}
-	w, err := NewWorker(be, r, &WorkerOptions{Logger: slog.New(slog.DiscardHandler)})
+	opts := &WorkerOptions{Logger: slog.New(slog.DiscardHandler)}
+	if os.Getenv("DURO_BENCH_STICKY") == "off" {
+		opts.StickyOrchestrations = -1 // to compare with the sticky cache off
+	}
+	w, err := NewWorker(be, r, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

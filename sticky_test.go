@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -355,4 +356,144 @@ func TestStickyStopEndsExecutors(t *testing.T) {
 		t.Fatalf("%d cached, %d of %d goroutines ended after Stop", n, r.exited.Load(), r.entered.Load())
 	}
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestStickyWorkloadReplays runs a mixed workload on a started worker with
+// a cache too small for it (executors are evicted while their instances
+// run, and several instances share the worker's slots): activities with
+// retries of a flaky one, durable timers, events, children,
+// continue-as-new, a patch and side effects. Every instance must end with
+// the output its input determines, and every history the cached executors
+// wrote must replay from the start (ReplayHistory) without a divergence.
+func TestStickyWorkloadReplays(t *testing.T) {
+	for _, entries := range []int{-1, 3} {
+		t.Run(fmt.Sprintf("sticky=%d", entries), func(t *testing.T) { stickyWorkload(t, entries) })
+	}
+}
+
+func stickyWorkload(t *testing.T, entries int) {
+	r := newStickyRig(t)
+	var flaky sync.Map // input → calls
+	RegisterActivity(r.reg, "Flaky", func(ctx ActivityContext, s string) (string, error) {
+		n, _ := flaky.LoadOrStore(s, new(atomic.Int32))
+		if n.(*atomic.Int32).Add(1) < 3 {
+			return "", fmt.Errorf("flaky %s", s)
+		}
+		return "ok:" + s, nil
+	})
+	RegisterOrchestration(r.reg, "Child", func(ctx *OrchestrationContext, s string) (string, error) {
+		var e string
+		err := ctx.CallActivity("Echo", s).Await(&e)
+		return "child(" + e + ")", err
+	})
+	type in struct {
+		ID   int
+		Gen  int
+		Acc  string
+		Step int
+	}
+	RegisterOrchestration(r.reg, "Mixed", func(ctx *OrchestrationContext, x in) (string, error) {
+		acc := x.Acc
+		for i := range 6 {
+			var s string
+			var err error
+			switch (x.ID + i + x.Gen) % 6 {
+			case 0:
+				err = ctx.CallActivity("Echo", fmt.Sprint(i)).Await(&s)
+			case 1:
+				err = ctx.CallActivity("Flaky", fmt.Sprintf("%d.%d.%d", x.ID, x.Gen, i),
+					CallOptions{RetryPolicy: &RetryPolicy{MaxAttempts: 5, InitialInterval: time.Millisecond}}).Await(&s)
+			case 2:
+				err = ctx.Sleep(time.Millisecond)
+				s = "slept"
+			case 3:
+				err = ctx.CallSubOrchestration("Child", fmt.Sprint(i)).Await(&s)
+			case 4:
+				// Events buffered by one execution do not carry over a
+				// continue-as-new: only the first execution waits.
+				if x.Gen == 0 {
+					err = ctx.WaitForEvent("next", -1).Await(&s)
+				} else {
+					err = ctx.CallActivity("Echo", "late").Await(&s)
+				}
+			case 5:
+				if ctx.Patched("p") {
+					s = "patched"
+				}
+				_ = ctx.SetCustomStatus(ctx.NewUUID().String())
+			}
+			if err != nil {
+				return "", err
+			}
+			acc += s + ";"
+		}
+		if x.Gen < 1 {
+			return "", ctx.ContinueAsNew(in{ID: x.ID, Gen: x.Gen + 1, Acc: acc})
+		}
+		return acc, nil
+	})
+	w := r.worker("w", WorkerOptions{PollInterval: 5 * time.Millisecond, StickyOrchestrations: entries})
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 12
+	for i := range n {
+		r.start("Mixed", fmt.Sprint(i), in{ID: i})
+	}
+	// Each instance's first execution waits for one event.
+	for i := range n {
+		r.raise(fmt.Sprint(i), "ev")
+	}
+	for i := range n {
+		id := fmt.Sprint(i)
+		inst, err := r.c.Wait(ctx, id)
+		if err != nil || inst.Status != StatusCompleted {
+			t.Fatalf("instance %s: %v, %v", id, inst, err)
+		}
+		var got string
+		if err := inst.Output(&got); err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		for gen := range 2 {
+			for j := range 6 {
+				switch (i + j + gen) % 6 {
+				case 0:
+					want += "echo:" + fmt.Sprint(j) + ";"
+				case 1:
+					want += fmt.Sprintf("ok:%d.%d.%d;", i, gen, j)
+				case 2:
+					want += "slept;"
+				case 3:
+					want += "child(echo:" + fmt.Sprint(j) + ");"
+				case 4:
+					if gen == 0 {
+						want += "ev;"
+					} else {
+						want += "echo:late;"
+					}
+				case 5:
+					want += "patched;"
+				}
+			}
+		}
+		if got != want {
+			t.Fatalf("instance %s: output %q; want %q", id, got, want)
+		}
+		h, err := r.c.History(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ReplayHistory(r.reg, h); err != nil {
+			t.Fatalf("instance %s: the history does not replay: %v", id, err)
+		}
+	}
+	s := w.Stats()
+	t.Logf("sticky: %+v", s)
+	if entries > 0 && (s.StickyHits == 0 || s.StickyEvictions == 0) {
+		t.Fatalf("the cache was not exercised: %d hits, %d evictions", s.StickyHits, s.StickyEvictions)
+	}
 }

@@ -122,8 +122,10 @@ type WorkerOptions struct {
 	// re-creation, a rewind, a suspension, termination, an error, a lost
 	// lease or a commit that did not succeed) replays from the start as
 	// without the cache, and drops it. The least recently used are evicted
-	// first; eviction, and Stop, end their goroutines. Negative disables
-	// the cache. Default: DefaultStickyOrchestrations.
+	// first; eviction, and Stop, end their goroutines (the code's deferred
+	// calls run then, as they do at the end of every step without the
+	// cache). Negative disables the cache. Default:
+	// DefaultStickyOrchestrations.
 	StickyOrchestrations int
 	// StickyCacheBytes bounds the sticky executor cache by the approximate
 	// bytes its executors retain (the events they applied, with their

@@ -133,6 +133,11 @@ func TestMetricsCounts(t *testing.T) {
 		`duro_instances{status="Running"}`:                                        1,
 		`duro_claim_latency_seconds_count{kind="orchestration"}`:                  4,
 		`duro_http_requests_total{code="404",route="GET /api/v1/instances/{id}"}`: 1,
+		// Every step was an instance's first: nothing cached to continue.
+		`duro_sticky_steps_total{result="miss"}`: 4,
+		`duro_sticky_steps_total{result="hit"}`:  0,
+		`duro_sticky_stale_total`:                0,
+		`duro_sticky_evictions_total`:            0,
 	})
 	if got[`go_goroutines`] == 0 {
 		t.Error("no Go runtime metrics")
