@@ -59,8 +59,10 @@ type WorkerOptions struct {
 	// to, and the worker runs that step at once: no separate claim, no
 	// wait for a wake-up. The claim is an ordinary one (attempt number,
 	// lease, fencing); it is made only if no other delivery holds the
-	// instance, and such a step runs before older steps waiting in the
-	// store.
+	// instance and the instance has no other activity task in flight (a
+	// fan-out's results collect for one step), and such a step runs
+	// before older steps waiting in the store. A stopping worker claims
+	// none.
 	DisableFusedSteps bool
 	// PollInterval is the longest an idle worker waits before looking for
 	// work again. Backends that signal new work wake it sooner. It also

@@ -426,12 +426,43 @@ var completeActivityClaimQuery = strings.Replace(completeActivityQuery,
 	`SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins),
 	set_config(`+fusedInstanceSetting+`, COALESCE((SELECT instance_id FROM d), ''), true)`, 1)
 
+// fusedClaimedSetting is the transaction-local setting through which the
+// claim of CompleteActivityClaim names the instance it claimed to the reads
+// that follow it in the pipeline.
+const fusedClaimedSetting = `'duro.fused_claimed'`
+
 // fusedClaimQuery is claimInstanceStepQuery for the instance
 // completeActivityClaimQuery recorded, if any, and only if it has no other
-// activity task (one whose completion has not committed counts).
-var fusedClaimQuery = strings.Replace(claimInstanceStepQuery, `id = $5`,
-	`id = NULLIF(current_setting(`+fusedInstanceSetting+`, true), '')
-	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = {s}.instances.id)`, 1)
+// activity task (one whose completion has not committed counts); it
+// records the instance it claims in fusedClaimedSetting.
+var fusedClaimQuery = `WITH pick AS (
+	SELECT id AS cid FROM {s}.instances
+	 WHERE id = NULLIF(current_setting(` + fusedInstanceSetting + `, true), '')
+	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = {s}.instances.id)
+	 AND ready_at IS NOT NULL AND ready_at <= ` + clock("$1") + ` AND lock_expires_at <= ` + clock("$1") + `
+	 FOR NO KEY UPDATE SKIP LOCKED
+), c AS (
+	UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $2,
+		lock_expires_at = ` + clock("$1") + ` + $3
+	FROM pick WHERE id = pick.cid
+	RETURNING ` + clock("$1") + ` AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
+)
+SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
+
+// fusedMessagesQuery reads, in the claim's pipeline, the messages of the
+// step fusedClaimQuery claimed, as stepMessagesQuery does: visible at $1
+// (0: the database clock), only the control ones of a Suspended instance,
+// at most $2, in the order they became visible.
+var fusedMessagesQuery = `SELECT m.id, m.execution_id, m.event, m.visible_at FROM {s}.inbox m
+	JOIN {s}.instances i ON i.id = m.instance_id
+	WHERE m.instance_id = NULLIF(current_setting(` + fusedClaimedSetting + `, true), '')
+	AND m.visible_at <= ` + clock("$1") + ` AND (i.status <> 'Suspended' OR m.control)
+	ORDER BY m.sort_at, m.seq LIMIT $2`
+
+// fusedHistoryQuery reads, in the claim's pipeline, the history of the step
+// fusedClaimQuery claimed.
+var fusedHistoryQuery = `SELECT seq, event FROM {s}.history
+	WHERE instance_id = NULLIF(current_setting(` + fusedClaimedSetting + `, true), '') ORDER BY seq`
 
 // CompleteActivityClaim implements backend.ActivityStepClaimer. The
 // completion and the claim are one round trip: the pipeline of
@@ -440,9 +471,9 @@ var fusedClaimQuery = strings.Replace(claimInstanceStepQuery, `id = $5`,
 // of the task's instance, all in one implicit transaction. The claim takes
 // the row FOR NO KEY UPDATE SKIP LOCKED, as every claim does, so of
 // concurrent completions of one instance at most one claims its step, and
-// a claim or step of another worker in progress makes it claim nothing. A
-// second round trip, after the commit, reads the claimed step's messages
-// and history, as ClaimInstanceStep does.
+// a claim or step of another worker in progress makes it claim nothing.
+// The claimed step's messages and history are read by the last two
+// statements of the same pipeline, so the whole call is one round trip.
 func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
 	const op = "complete activity"
 	if err := p.Validate(); err != nil {
@@ -459,16 +490,24 @@ func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.Complete
 		return nil, b.fail(op, errClosed)
 	}
 	for try := 0; ; try++ {
-		inserted, wis, now, err := b.completeActivityClaim(ctx, p, data, claim)
+		inserted, wi, err := b.completeActivityClaim(ctx, p, data, claim)
 		if errors.Is(err, errParked) {
 			return nil, b.completeLate(ctx, op, p)
 		}
 		if err == nil {
-			if len(wis) == 0 {
+			if wi == nil {
 				b.signal(inserted, nil)
 				return nil, nil
 			}
-			return b.loadClaimed(ctx, op, wis, now)
+			if len(wi.Messages) == 0 {
+				// A stale ready summary, which the transactions keep
+				// from happening.
+				lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				b.releaseStale(lctx, wi)
+				return nil, nil
+			}
+			return wi, nil
 		}
 		if errors.Is(err, backend.ErrLeaseLost) {
 			return nil, b.fail(op, err)
@@ -481,76 +520,94 @@ func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.Complete
 }
 
 func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, data []byte,
-	claim *backend.ClaimParams) (bool, []*backend.OrchestrationWorkItem, int64, error) {
+	claim *backend.ClaimParams) (bool, *backend.OrchestrationWorkItem, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
 		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
 	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
 	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
-	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), 1, claim.Owner, int64(claim.LeaseDuration))
+	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
+	batch.Queue(b.q(fusedMessagesQuery), rules.Nanos(claim.Now), b.maxStepMessages)
+	batch.Queue(b.q(fusedHistoryQuery))
 	br := b.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
 	if _, err := br.Exec(); err != nil {
-		return false, nil, 0, err
+		return false, nil, err
 	}
 	var current, claimedAt, visible int64
 	found := true
 	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
 		found = false
 	} else if err != nil {
-		return false, nil, 0, err
+		return false, nil, err
 	}
 	var deleted, inserted int64
 	var inst string
 	if err := br.QueryRow().Scan(&deleted, &inserted, &inst); err != nil {
-		return false, nil, 0, err
+		return false, nil, err
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return false, nil, 0, err
+		return false, nil, err
 	}
-	wis, now, err := scanClaimedSteps(rows)
+	wis, _, err := scanClaimedSteps(rows)
 	if err != nil {
-		return false, nil, 0, err
+		return false, nil, err
+	}
+	var msgs []*backend.Message
+	var id, exec string
+	var raw []byte
+	if rows, err = br.Query(); err != nil {
+		return false, nil, err
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&id, &exec, &raw, &visible}, func() error {
+		ev, err := backend.DecodeEvent(raw)
+		if err != nil {
+			return fmt.Errorf("message %q: %w", id, err)
+		}
+		msgs = append(msgs, &backend.Message{ID: id, InstanceID: inst, ExecutionID: exec, Event: ev, VisibleAt: rules.FromNanos(visible)})
+		return nil
+	}); err != nil {
+		return false, nil, err
+	}
+	history := []*backend.Event{}
+	if rows, err = br.Query(); err != nil {
+		return false, nil, err
+	}
+	var seq int32
+	if _, err := pgx.ForEachRow(rows, []any{&seq, &raw}, func() error {
+		ev, err := backend.DecodeEvent(raw)
+		if err != nil {
+			return fmt.Errorf("instance %q: history event %d: %w", inst, seq, err)
+		}
+		history = append(history, ev)
+		return nil
+	}); err != nil {
+		return false, nil, err
 	}
 	if err := br.Close(); err != nil {
-		return false, nil, 0, err
+		return false, nil, err
 	}
 	if deleted == 0 {
 		if len(wis) > 0 {
 			// Cannot happen: the claim reads the setting only the delete
 			// makes. Never hand out a claim a stale completion made.
-			return false, nil, 0, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
+			return false, nil, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
 		}
 		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
-			return false, nil, 0, err
+			return false, nil, err
 		}
 		if visible == parkedAt {
-			return false, nil, 0, errParked
+			return false, nil, errParked
 		}
-		return false, nil, 0, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
+		return false, nil, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
 			p.TaskID, p.Attempt, backend.ErrLeaseLost)
 	}
-	return inserted > 0, wis, now, nil
-}
-
-// loadClaimed reads the messages and histories of steps claimed at now (a
-// committed claim), as claimStepsOf does, and returns the first.
-func (b *Backend) loadClaimed(ctx context.Context, op string, wis []*backend.OrchestrationWorkItem, now int64) (*backend.OrchestrationWorkItem, error) {
-	// The claim has committed: read its data even if ctx is done now,
-	// rather than leave it leased to nobody.
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := b.loadStepData(lctx, wis, now); err != nil {
-		// The claim stands; its lease lapses and the step is claimed
-		// again with the next attempt number.
-		return nil, b.fail(op, err)
+	if len(wis) == 0 {
+		return inserted > 0, nil, nil
 	}
 	wi := wis[0]
-	if len(wi.Messages) == 0 {
-		b.releaseStale(lctx, wi)
-		return nil, nil
-	}
-	return wi, nil
+	wi.Messages, wi.History = msgs, history
+	return inserted > 0, wi, nil
 }
