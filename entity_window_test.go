@@ -54,6 +54,13 @@ func (r *stepRecorder) CompleteOrchestrationStepClaim(ctx context.Context, p *ba
 	return wis, err
 }
 
+// count returns how many steps are recorded.
+func (r *stepRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sizes)
+}
+
 // take returns the recorded sizes and forgets them.
 func (r *stepRecorder) take() (sizes, status []int) {
 	r.mu.Lock()
@@ -132,6 +139,11 @@ func TestEntityBatchWritesWhatChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitValue(window + i + 1)
+	}
+	// The recorder sees a batch after the store's call returns, which may be
+	// after the new value is readable: wait for the fifth record.
+	for deadline := time.Now().Add(30 * time.Second); be.count() < 5 && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
 	}
 	sizes, status := be.take()
 	if len(sizes) < 5 {
