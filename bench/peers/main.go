@@ -535,8 +535,8 @@ func summary(r *workload.Result) string {
 
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 200 {
-		s = s[:197] + "..."
+	if len(s) > 320 {
+		s = s[:317] + "..."
 	}
 	return s
 }
