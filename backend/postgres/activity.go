@@ -449,21 +449,6 @@ var fusedClaimQuery = `WITH pick AS (
 )
 SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
 
-// fusedMessagesQuery reads, in the claim's pipeline, the messages of the
-// step fusedClaimQuery claimed, as stepMessagesQuery does: visible at $1
-// (0: the database clock), only the control ones of a Suspended instance,
-// at most $2, in the order they became visible.
-var fusedMessagesQuery = `SELECT m.id, m.execution_id, m.event, m.visible_at FROM {s}.inbox m
-	JOIN {s}.instances i ON i.id = m.instance_id
-	WHERE m.instance_id = NULLIF(current_setting(` + fusedClaimedSetting + `, true), '')
-	AND m.visible_at <= ` + clock("$1") + ` AND (i.status <> 'Suspended' OR m.control)
-	ORDER BY m.sort_at, m.seq LIMIT $2`
-
-// fusedHistoryQuery reads, in the claim's pipeline, the history of the step
-// fusedClaimQuery claimed.
-var fusedHistoryQuery = `SELECT seq, event FROM {s}.history
-	WHERE instance_id = NULLIF(current_setting(` + fusedClaimedSetting + `, true), '') ORDER BY seq`
-
 // CompleteActivityClaim implements backend.ActivityStepClaimer. The
 // completion and the claim are one round trip: the pipeline of
 // CompleteActivity (lock the instance's row in KEY SHARE mode, lock and
@@ -472,8 +457,10 @@ var fusedHistoryQuery = `SELECT seq, event FROM {s}.history
 // the row FOR NO KEY UPDATE SKIP LOCKED, as every claim does, so of
 // concurrent completions of one instance at most one claims its step, and
 // a claim or step of another worker in progress makes it claim nothing.
-// The claimed step's messages and history are read by the last two
-// statements of the same pipeline, so the whole call is one round trip.
+// The claimed step's messages and history are read after the commit, as
+// every claim's are (loadStepData), so that the history cache serves its
+// prefix: one more round trip, but a step's cost does not grow with its
+// history, as it did while the pipeline read the whole history.
 func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
 	const op = "complete activity"
 	if err := p.Validate(); err != nil {
@@ -528,8 +515,6 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
-	batch.Queue(b.q(fusedMessagesQuery), rules.Nanos(claim.Now), b.maxStepMessages)
-	batch.Queue(b.q(fusedHistoryQuery))
 	br := b.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
 	if _, err := br.Exec(); err != nil {
@@ -551,39 +536,8 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 	if err != nil {
 		return false, nil, err
 	}
-	wis, _, err := scanClaimedSteps(rows)
+	wis, now, err := scanClaimedSteps(rows)
 	if err != nil {
-		return false, nil, err
-	}
-	var msgs []*backend.Message
-	var id, exec string
-	var raw []byte
-	if rows, err = br.Query(); err != nil {
-		return false, nil, err
-	}
-	if _, err := pgx.ForEachRow(rows, []any{&id, &exec, &raw, &visible}, func() error {
-		ev, err := backend.DecodeEvent(raw)
-		if err != nil {
-			return fmt.Errorf("message %q: %w", id, err)
-		}
-		msgs = append(msgs, &backend.Message{ID: id, InstanceID: inst, ExecutionID: exec, Event: ev, VisibleAt: rules.FromNanos(visible)})
-		return nil
-	}); err != nil {
-		return false, nil, err
-	}
-	history := []*backend.Event{}
-	if rows, err = br.Query(); err != nil {
-		return false, nil, err
-	}
-	var seq int32
-	if _, err := pgx.ForEachRow(rows, []any{&seq, &raw}, func() error {
-		ev, err := backend.DecodeEvent(raw)
-		if err != nil {
-			return fmt.Errorf("instance %q: history event %d: %w", inst, seq, err)
-		}
-		history = append(history, ev)
-		return nil
-	}); err != nil {
 		return false, nil, err
 	}
 	if err := br.Close(); err != nil {
@@ -607,7 +561,15 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 	if len(wis) == 0 {
 		return inserted > 0, nil, nil
 	}
-	wi := wis[0]
-	wi.Messages, wi.History = msgs, history
-	return inserted > 0, wi, nil
+	// The claim has committed: read its data even if ctx is done now,
+	// rather than leave it leased to nobody.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := b.loadStepData(lctx, wis, now); err != nil {
+		// The completion stands, and so does the claim: its lease lapses
+		// and the step is claimed again with the next attempt number.
+		b.log.Warn("duro: postgres: read of a fused step failed; it is claimed again after its lease", "instance", wis[0].Instance.ID, "err", err)
+		return inserted > 0, nil, nil
+	}
+	return inserted > 0, wis[0], nil
 }
