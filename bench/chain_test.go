@@ -2,18 +2,13 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/durohq/duro"
 	"github.com/durohq/duro/backend"
-	"github.com/durohq/duro/backend/postgres"
-	"github.com/durohq/duro/backend/sqlite"
 )
 
 // BenchmarkChain runs one instance of a long chain of sequential
@@ -30,13 +25,7 @@ func BenchmarkChain(b *testing.B) {
 		steps int
 		open  func(b *testing.B) backend.Backend
 	}
-	st := []store{{"sqlite", 3000, func(b *testing.B) backend.Backend {
-		be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return be
-	}}}
+	st := []store{{"sqlite", 3000, func(b *testing.B) backend.Backend { return openSQLite(b, nil) }}}
 	if url := os.Getenv("DURO_POSTGRES_URL"); url != "" {
 		st = append(st, store{"postgres", 1000, func(b *testing.B) backend.Backend { return openPostgres(b, url) }})
 	}
@@ -51,32 +40,6 @@ func BenchmarkChain(b *testing.B) {
 			})
 		}
 	}
-}
-
-var pgSchemas sync.Mutex
-
-// openPostgres opens a fresh hub in a schema of its own, dropped at the end.
-func openPostgres(b *testing.B, url string) backend.Backend {
-	pgSchemas.Lock()
-	schema := fmt.Sprintf("bench_chain_%d", time.Now().UnixNano())
-	pgSchemas.Unlock()
-	ctx := context.Background()
-	be, err := postgres.Open(ctx, url, &postgres.Options{Schema: schema})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		pool, _, err := postgres.OpenPool(ctx, url)
-		if err != nil {
-			b.Logf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer pool.Close()
-		if _, err := pool.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			b.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	return be
 }
 
 func benchChain(b *testing.B, be backend.Backend, steps int, opts duro.WorkerOptions) {

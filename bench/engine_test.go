@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,19 +19,9 @@ var stores = []struct {
 	name string
 	open func(b *testing.B) backend.Backend
 }{
-	{"sqlite", func(b *testing.B) backend.Backend {
-		be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return be
-	}},
+	{"sqlite", func(b *testing.B) backend.Backend { return openSQLite(b, nil) }},
 	{"sqlite-normal", func(b *testing.B) backend.Backend {
-		be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), &sqlite.Options{Synchronous: "NORMAL"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return be
+		return openSQLite(b, &sqlite.Options{Synchronous: "NORMAL"})
 	}},
 	{"memory", func(b *testing.B) backend.Backend {
 		be, err := memory.Open(nil)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/durohq/duro"
 	"github.com/durohq/duro/backend"
-	"github.com/durohq/duro/backend/sqlite"
 	"github.com/durohq/duro/bench/workload"
 )
 
@@ -26,13 +24,7 @@ func fusedStores() []struct {
 		name string
 		open func(b *testing.B) backend.Backend
 	}{
-		{"sqlite", func(b *testing.B) backend.Backend {
-			be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return be
-		}},
+		{"sqlite", func(b *testing.B) backend.Backend { return openSQLite(b, nil) }},
 	}
 	url := os.Getenv("DURO_POSTGRES_URL")
 	if url == "" {

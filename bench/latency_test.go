@@ -2,21 +2,14 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/durohq/duro"
 	"github.com/durohq/duro/backend"
-	"github.com/durohq/duro/backend/postgres"
-	"github.com/durohq/duro/backend/sqlite"
 )
 
 // latencyStores are the backends of BenchmarkLatency: SQLite, and
@@ -26,34 +19,13 @@ var latencyStores = []struct {
 	name string
 	open func(b *testing.B) backend.Backend
 }{
-	{"sqlite", func(b *testing.B) backend.Backend {
-		be, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return be
-	}},
+	{"sqlite", func(b *testing.B) backend.Backend { return openSQLite(b, nil) }},
 	{"postgres", func(b *testing.B) backend.Backend {
 		url := os.Getenv("DURO_POSTGRES_URL")
 		if url == "" {
 			b.Skip("DURO_POSTGRES_URL not set")
 		}
-		var r [6]byte
-		_, _ = rand.Read(r[:])
-		schema := "duro_bench_" + hex.EncodeToString(r[:])
-		b.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if conn, err := pgx.Connect(ctx, url); err == nil {
-				_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-				_ = conn.Close(ctx)
-			}
-		})
-		be, err := postgres.Open(context.Background(), url, &postgres.Options{Schema: schema})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return be
+		return openPostgres(b, url)
 	}},
 }
 
