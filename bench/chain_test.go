@@ -60,18 +60,7 @@ func benchChain(b *testing.B, be backend.Backend, steps int, opts duro.WorkerOpt
 		return i, nil
 	})
 	opts.Logger = slog.New(slog.DiscardHandler)
-	w, err := duro.NewWorker(be, r, &opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = w.Stop(context.Background())
-		_ = be.Close()
-	})
-	c := duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond})
+	c, w := startWorkerWith(b, be, r, &opts)
 	ctx := context.Background()
 	cpu0 := cpuTime()
 	var first, last, cpuFirst, cpuLast time.Duration

@@ -72,7 +72,15 @@ func workerOptions() *duro.WorkerOptions {
 }
 
 func startWorker(b *testing.B, be backend.Backend) *duro.Client {
-	w, err := duro.NewWorker(be, registry(), workerOptions())
+	c, _ := startWorkerWith(b, be, registry(), workerOptions())
+	return c
+}
+
+// startWorkerWith starts a worker of reg on be with opts, stopped (and be
+// closed) when the benchmark ends, and returns a client of be and the
+// worker.
+func startWorkerWith(b *testing.B, be backend.Backend, reg *duro.Registry, opts *duro.WorkerOptions) (*duro.Client, *duro.Worker) {
+	w, err := duro.NewWorker(be, reg, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +91,7 @@ func startWorker(b *testing.B, be backend.Backend) *duro.Client {
 		_ = w.Stop(context.Background())
 		_ = be.Close()
 	})
-	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond})
+	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond}), w
 }
 
 // BenchmarkSequence runs 500 instances of a 3-activity sequence per op, with

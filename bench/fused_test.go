@@ -58,18 +58,7 @@ var fusedModes = []struct {
 // startFusedWorker is startWorker with fused steps on or off; it returns
 // the worker too, for its stats.
 func startFusedWorker(b *testing.B, be backend.Backend, disable bool) (*duro.Client, *duro.Worker) {
-	w, err := duro.NewWorker(be, registry(), &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler), DisableFusedSteps: disable})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = w.Stop(context.Background())
-		_ = be.Close()
-	})
-	return duro.NewClient(be, &duro.ClientOptions{WaitPollInterval: 5 * time.Millisecond}), w
+	return startWorkerWith(b, be, registry(), &duro.WorkerOptions{Logger: slog.New(slog.DiscardHandler), DisableFusedSteps: disable})
 }
 
 // BenchmarkFusedSequence is BenchmarkSequence's at-least-once workload (500
