@@ -106,31 +106,40 @@ func BenchmarkSequence(b *testing.B) {
 	}
 }
 
+// runInstances starts n instances of the orchestration name with input,
+// then waits for each to complete, and returns them as they finished.
+func runInstances(b *testing.B, c *duro.Client, n int, name string, input any) []*duro.Instance {
+	ctx := context.Background()
+	ids := make([]string, n)
+	for j := range ids {
+		id, err := c.Start(ctx, name, input)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[j] = id
+	}
+	out := make([]*duro.Instance, n)
+	for j, id := range ids {
+		inst, err := c.Wait(ctx, id)
+		if err != nil || inst.Status != duro.StatusCompleted {
+			b.Fatalf("%v %v", inst, err)
+		}
+		out[j] = inst
+	}
+	return out
+}
+
 func benchSequence(b *testing.B, g duro.Guarantee) {
 	const instances = 500
 	for _, st := range stores {
 		b.Run(st.name, func(b *testing.B) {
 			be := st.open(b)
 			c := startWorker(b, be)
-			ctx := context.Background()
 			b.ReportAllocs()
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				ids := make([]string, instances)
-				for j := range ids {
-					id, err := c.Start(ctx, "Sequence", g)
-					if err != nil {
-						b.Fatal(err)
-					}
-					ids[j] = id
-				}
-				for _, id := range ids {
-					inst, err := c.Wait(ctx, id)
-					if err != nil || inst.Status != duro.StatusCompleted {
-						b.Fatalf("%v %v", inst, err)
-					}
-				}
+				runInstances(b, c, instances, "Sequence", g)
 			}
 			secs := b.Elapsed().Seconds()
 			b.ReportMetric(float64(instances*b.N)/secs, "instances/s")
@@ -149,19 +158,11 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Run(st.name, func(b *testing.B) {
 			be := st.open(b)
 			c := startWorker(b, be)
-			ctx := context.Background()
 			b.ReportAllocs()
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				id, err := c.Start(ctx, "FanOut", fan)
-				if err != nil {
-					b.Fatal(err)
-				}
-				inst, err := c.Wait(ctx, id)
-				if err != nil || inst.Status != duro.StatusCompleted {
-					b.Fatalf("%v %v", inst, err)
-				}
+				runInstances(b, c, 1, "FanOut", fan)
 			}
 			secs := b.Elapsed().Seconds()
 			b.ReportMetric(float64(b.N)/secs, "instances/s")

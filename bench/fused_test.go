@@ -73,23 +73,10 @@ func BenchmarkFusedSequence(b *testing.B) {
 			b.Run(st.name+"/"+m.name, func(b *testing.B) {
 				be := st.open(b)
 				c, w := startFusedWorker(b, be, m.disable)
-				ctx := context.Background()
 				var lat []time.Duration
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					ids := make([]string, instances)
-					for j := range ids {
-						id, err := c.Start(ctx, "Sequence", duro.AtLeastOnce)
-						if err != nil {
-							b.Fatal(err)
-						}
-						ids[j] = id
-					}
-					for _, id := range ids {
-						inst, err := c.Wait(ctx, id)
-						if err != nil || inst.Status != duro.StatusCompleted {
-							b.Fatalf("%v %v", inst, err)
-						}
+					for _, inst := range runInstances(b, c, instances, "Sequence", duro.AtLeastOnce) {
 						lat = append(lat, inst.CompletedAt.Sub(inst.CreatedAt))
 					}
 				}
@@ -117,17 +104,9 @@ func BenchmarkFusedFanOut(b *testing.B) {
 			b.Run(st.name+"/"+m.name, func(b *testing.B) {
 				be := st.open(b)
 				c, w := startFusedWorker(b, be, m.disable)
-				ctx := context.Background()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					id, err := c.Start(ctx, "FanOut", fan)
-					if err != nil {
-						b.Fatal(err)
-					}
-					inst, err := c.Wait(ctx, id)
-					if err != nil || inst.Status != duro.StatusCompleted {
-						b.Fatalf("%v %v", inst, err)
-					}
+					runInstances(b, c, 1, "FanOut", fan)
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(fan*b.N)/b.Elapsed().Seconds(), "activities/s")
