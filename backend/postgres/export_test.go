@@ -12,3 +12,13 @@ func CachedHistory(b *Backend, id, exec string) int {
 	ev, _, _ := b.hist.Get(id, exec)
 	return len(ev)
 }
+
+// StepReadQueries returns the statements a claim reads its steps' messages
+// and histories with, on b's schema, each with SQL literals of arguments
+// for one instance.
+func StepReadQueries(b *Backend) map[string][2]string {
+	return map[string][2]string{
+		"history": {b.q(stepHistoryQuery), `'{i}'::text[], '{0}'::int[]`},
+		"inbox":   {b.q(stepMessagesQuery), `'{i}'::text[], '{f}'::bool[], 0::bigint, 1000`},
+	}
+}

@@ -37,10 +37,19 @@ import (
 
 // stepHistoryQuery returns the history rows of the instances $1 from the
 // sequence numbers $2 on (0: all), with each row's xmin, in order.
-const stepHistoryQuery = `SELECT h.instance_id, h.seq, h.event, h.xmin::text::bigint
+//
+// The rows are read by one index range scan per instance (a LATERAL
+// subquery that OFFSET 0 keeps from being flattened into a join). The plain
+// join let the planner pick a hash join over a sequential scan of the whole
+// table, and the statement cache then kept that plan: a plan made while the
+// table was new and small stayed in use as the table grew, and read every
+// history row on every claim (see docs/benchmarks.md, "Plans that outlive
+// their table").
+const stepHistoryQuery = `SELECT c.id, h.seq, h.event, h.x
 	FROM unnest($1::text[], $2::int[]) AS c(id, after)
-	JOIN {s}.history h ON h.instance_id = c.id AND h.seq >= c.after
-	ORDER BY h.instance_id, h.seq`
+	CROSS JOIN LATERAL (SELECT h.seq, h.event, h.xmin::text::bigint AS x FROM {s}.history h
+		WHERE h.instance_id = c.id AND h.seq >= c.after ORDER BY h.seq OFFSET 0) h
+	ORDER BY c.id, h.seq`
 
 // histTag is the tag of a cached history: the xmin and a hash of the bytes
 // of its last row.

@@ -162,14 +162,16 @@ func (r prefixRow) Scan(dest ...any) error {
 // $1, only the control ones of those flagged in $2 (Suspended), at most $4
 // per instance, in the order they became visible: by sort_at (the later of
 // visible_at and the time the message was written), then seq (at the same
-// instant, the message written first). Index inbox_instance_sort serves it.
-const stepMessagesQuery = `SELECT instance_id, id, execution_id, event, visible_at FROM (
-	SELECT m.instance_id, m.id, m.execution_id, m.event, m.visible_at, m.sort_at, m.seq,
-		row_number() OVER (PARTITION BY m.instance_id ORDER BY m.sort_at, m.seq) AS rn
+// instant, the message written first). Index inbox_instance_sort serves it,
+// one range scan per instance (the LATERAL subquery, which its LIMIT keeps
+// from being flattened into a join; see stepHistoryQuery for why).
+const stepMessagesQuery = `SELECT c.id, m.id, m.execution_id, m.event, m.visible_at
 	FROM unnest($1::text[], $2::bool[]) AS c(id, ctl)
-	JOIN {s}.inbox m ON m.instance_id = c.id
-	WHERE m.visible_at <= $3 AND (NOT c.ctl OR m.control)
-) x WHERE rn <= $4 ORDER BY instance_id, sort_at, seq`
+	CROSS JOIN LATERAL (SELECT m.id, m.execution_id, m.event, m.visible_at, m.sort_at, m.seq
+		FROM {s}.inbox m
+		WHERE m.instance_id = c.id AND m.visible_at <= $3 AND (NOT c.ctl OR m.control)
+		ORDER BY m.sort_at, m.seq LIMIT $4) m
+	ORDER BY c.id, m.sort_at, m.seq`
 
 // releaseStale hands back a claimed instance that had no message to
 // process (its ready summary was stale, which the transactions keep from
