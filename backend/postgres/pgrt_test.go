@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/postgres"
@@ -261,5 +263,72 @@ func TestStepCommitFails(t *testing.T) {
 	}
 	if st := readState(t, be); st != (rowState{history: 2, inbox: 0, tasks: 1, completed: wi.Attempt}) {
 		t.Fatalf("after the completion: %+v", st)
+	}
+}
+
+// TestStepReadySummary checks the ready summary (ready_at, ready_key) a
+// step's commit leaves on its instance's row against the one recomputed
+// from the inbox it leaves: the minimum visible_at and sort_at of the
+// messages a claim may take, only the control ones while the instance is
+// Suspended. Messages that arrive while the step runs stay in the inbox;
+// a step that sends a message to its own instance (a timer) counts it too.
+func TestStepReadySummary(t *testing.T) {
+	later := t0.Add(time.Hour)
+	cases := []struct {
+		name    string
+		status  backend.Status
+		arrive  []*backend.Event // enqueued while the step runs
+		timer   bool             // the step sends itself a timer, visible later
+		wantNil bool             // nothing claimable or pending
+	}{
+		{name: "running/empty", status: backend.StatusRunning, wantNil: true},
+		{name: "running/arrived", status: backend.StatusRunning,
+			arrive: []*backend.Event{{Type: backend.EventEventRaised, Name: "e", Timestamp: t0}}},
+		{name: "suspended/arrived", status: backend.StatusSuspended, wantNil: true,
+			arrive: []*backend.Event{{Type: backend.EventEventRaised, Name: "e", Timestamp: t0}}},
+		{name: "suspended/control", status: backend.StatusSuspended,
+			arrive: []*backend.Event{{Type: backend.EventEventRaised, Name: "e", Timestamp: t0},
+				{Type: backend.EventExecutionResumed, Timestamp: t0}}},
+		{name: "running/timer", status: backend.StatusRunning, timer: true},
+		{name: "running/timer+arrived", status: backend.StatusRunning, timer: true,
+			arrive: []*backend.Event{{Type: backend.EventEventRaised, Name: "e", Timestamp: t0}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			be, s, wi := stepFixture(t)
+			for i, ev := range c.arrive {
+				if err := be.EnqueueMessage(s.ctx, &backend.Message{ID: fmt.Sprintf("m%d", i), InstanceID: "i1", Event: ev}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := s.params(wi, "x", c.status)
+			if c.status == backend.StatusSuspended {
+				p.Suspension = &backend.Suspension{Reason: "test"}
+			}
+			if c.timer {
+				p.Messages = append(p.Messages, &backend.Message{ID: "i1-timer", InstanceID: "i1", ExecutionID: wi.Instance.ExecutionID,
+					VisibleAt: later, Event: &backend.Event{Type: backend.EventTimerFired, TaskID: 1, FireAt: later, Timestamp: t0}})
+			}
+			if err := be.CompleteOrchestrationStep(s.ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			var readyAt, readyKey, wantAt, wantKey *int64
+			if err := be.Pool().QueryRow(s.ctx, strings.ReplaceAll(`SELECT i.ready_at, i.ready_key,
+				(SELECT MIN(m.visible_at) FROM {s}.inbox m WHERE m.instance_id = i.id AND (i.status <> 'Suspended' OR m.control)),
+				(SELECT MIN(m.sort_at) FROM {s}.inbox m WHERE m.instance_id = i.id AND (i.status <> 'Suspended' OR m.control))
+				FROM {s}.instances i WHERE i.id = 'i1'`, "{s}", be.Schema())).Scan(&readyAt, &readyKey, &wantAt, &wantKey); err != nil {
+				t.Fatal(err)
+			}
+			str := func(p *int64) string {
+				if p == nil {
+					return "NULL"
+				}
+				return fmt.Sprint(*p)
+			}
+			if str(readyAt) != str(wantAt) || str(readyKey) != str(wantKey) || (readyAt == nil) != c.wantNil {
+				t.Fatalf("ready summary after the step: (%s, %s); the inbox gives (%s, %s); want nothing pending: %v",
+					str(readyAt), str(readyKey), str(wantAt), str(wantKey), c.wantNil)
+			}
+		})
 	}
 }

@@ -336,11 +336,17 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 			return err
 		}
 	}
-	batch.Queue(t.b.q(`UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
-		suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
-		completed_attempt = step_attempt, committed_steps = `+commitStepsUpdate+`,
-		resume_outcomes = COALESCE($9, resume_outcomes) WHERE id = $8`),
-		status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id, resumes)
+	// With flush, the instance row's update recomputes the ready summary
+	// itself (one statement and one row version fewer than a flushQuery
+	// after it). A message the step sends to its own instance (a timer) is
+	// inserted after the row is written and lowers the summary to its own
+	// times, as deliverQuery does for any message.
+	updAt := batch.Len()
+	if flush {
+		batch.Queue(t.b.q(stepUpdateReadyQuery), status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id, resumes)
+	} else {
+		batch.Queue(t.b.q(stepUpdateQuery), status, p.Output, failure, p.CustomStatus, susp, t.now, completed, id, resumes)
+	}
 	taskAt := -1 // the task insert's place in the batch
 	if len(p.ActivityTasks) > 0 {
 		n := len(p.ActivityTasks)
@@ -375,7 +381,6 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 		}
 	}
 	if flush {
-		batch.Queue(t.b.q(flushQuery), []string{id})
 		for _, a := range margs {
 			batch.Queue(t.b.q(deliverQuery), a...)
 		}
@@ -389,23 +394,24 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 		br = t.tx.SendBatch(t.ctx, batch)
 	}
 	defer func() { _ = br.Close() }()
-	for i := range batch.Len() - len(margs) - boolInt(flush) - boolInt(w.final) {
-		if i == taskAt {
+	for i := range batch.Len() - len(margs) - boolInt(w.final) {
+		switch {
+		case i == taskAt:
 			if err := t.insertedTasks(br, p.ActivityTasks, ec); err != nil {
+				return err
+			}
+			continue
+		case i == updAt && flush:
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			if err := t.scanFlush(rows); err != nil {
 				return err
 			}
 			continue
 		}
 		if _, err := br.Exec(); err != nil {
-			return err
-		}
-	}
-	if flush {
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		if err := t.scanFlush(rows); err != nil {
 			return err
 		}
 	}
@@ -421,6 +427,28 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 	}
 	return br.Close()
 }
+
+// stepUpdateQuery writes a step's instance row ($8): status $1, output
+// $2, failure $3, custom status $4, suspension $5, at $6, completed at $7
+// (0: not finished), resume outcomes $9 (NULL: unchanged), and releases the
+// lease, marking the delivery's step committed.
+var stepUpdateQuery = `UPDATE {s}.instances SET status = $1, output = $2, failure = $3, custom_status = $4,
+	suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
+	completed_attempt = step_attempt, committed_steps = ` + commitStepsUpdate + `,
+	resume_outcomes = COALESCE($9, resume_outcomes) WHERE id = $8`
+
+// stepUpdateReadyQuery is stepUpdateQuery that also recomputes the ready
+// summary as flushQuery would after it (with the new status), and returns
+// what flushQuery returns. The inbox it reads is the one the step's earlier
+// statements left (its consumed messages deleted), and the step's row lock
+// keeps every other writer of the instance's inbox out until the commit.
+var stepUpdateReadyQuery = `UPDATE {s}.instances i SET status = $1, output = $2, failure = $3, custom_status = $4,
+	suspension = $5, updated_at = $6, completed_at = $7, lock_owner = '', lock_expires_at = 0,
+	completed_attempt = step_attempt, committed_steps = ` + commitStepsUpdate + `,
+	resume_outcomes = COALESCE($9, resume_outcomes),
+	(ready_at, ready_key) = (SELECT MIN(m.visible_at), MIN(m.sort_at) FROM {s}.inbox m
+		WHERE m.instance_id = i.id AND ($1 <> 'Suspended' OR m.control))
+	WHERE id = $8 RETURNING ready_at, lock_expires_at`
 
 // insertTasksQuery inserts a step's activity tasks (arrays $1-$9: ID,
 // instance, execution, task ID, name, input, options, attempt, owner, and
