@@ -20,5 +20,8 @@ func StepReadQueries(b *Backend) map[string][2]string {
 	return map[string][2]string{
 		"history": {b.q(stepHistoryQuery), `'{i}'::text[], '{0}'::int[]`},
 		"inbox":   {b.q(stepMessagesQuery), `'{i}'::text[], '{f}'::bool[], 0::bigint, 1000`},
+		// The forms for one instance.
+		"history/one": {b.q(stepHistoryOneQuery), `'i', 0`},
+		"inbox/one":   {b.q(stepMessagesOneQuery), `'i', false, 0::bigint, 1000`},
 	}
 }

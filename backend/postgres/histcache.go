@@ -51,6 +51,25 @@ const stepHistoryQuery = `SELECT c.id, h.seq, h.event, h.x
 		WHERE h.instance_id = c.id AND h.seq >= c.after ORDER BY h.seq OFFSET 0) h
 	ORDER BY c.id, h.seq`
 
+// stepHistoryOneQuery is stepHistoryQuery for one instance, $1, from
+// sequence number $2 on. Most claims are of one step (a fused claim always
+// is), and PostgreSQL plans the array form afresh on every execution: its
+// generic plan, which counts on ten array elements, looks dearer than a
+// plan for the one element given. This form's generic plan is the same as
+// its custom one, so the statement cache serves it unplanned.
+const stepHistoryOneQuery = `SELECT $1::text, h.seq, h.event, h.xmin::text::bigint FROM {s}.history h
+	WHERE h.instance_id = $1 AND h.seq >= $2 ORDER BY h.seq`
+
+// queueStepHistory queues the history read of instances ids from the
+// sequence numbers after on.
+func (b *Backend) queueStepHistory(batch *pgx.Batch, ids []string, after []int32) {
+	if len(ids) == 1 {
+		batch.Queue(b.q(stepHistoryOneQuery), ids[0], after[0])
+		return
+	}
+	batch.Queue(b.q(stepHistoryQuery), ids, after)
+}
+
 // histTag is the tag of a cached history: the xmin and a hash of the bytes
 // of its last row.
 func histTag(xmin int64, data []byte) string {
@@ -126,8 +145,8 @@ func (b *Backend) loadStepData(ctx context.Context, wis []*backend.Orchestration
 			byID[ids[i]] = h
 		}
 		batch := &pgx.Batch{}
-		batch.Queue(b.q(stepMessagesQuery), ids, ctl, now, b.maxStepMessages)
-		batch.Queue(b.q(stepHistoryQuery), ids, after)
+		b.queueStepMessages(batch, ids, ctl, now)
+		b.queueStepHistory(batch, ids, after)
 		br := b.pool.SendBatch(ctx, batch)
 		defer func() { _ = br.Close() }()
 		rows, err := br.Query()
@@ -165,7 +184,7 @@ func (b *Backend) loadStepData(ctx context.Context, wis []*backend.Orchestration
 		}
 		if len(again) > 0 {
 			batch := &pgx.Batch{}
-			batch.Queue(b.q(stepHistoryQuery), again, make([]int32, len(again)))
+			b.queueStepHistory(batch, again, make([]int32, len(again)))
 			br := b.pool.SendBatch(ctx, batch)
 			defer func() { _ = br.Close() }()
 			if err := scanHistory(br, byID); err != nil {

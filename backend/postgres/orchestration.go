@@ -173,6 +173,23 @@ const stepMessagesQuery = `SELECT c.id, m.id, m.execution_id, m.event, m.visible
 		ORDER BY m.sort_at, m.seq LIMIT $4) m
 	ORDER BY c.id, m.sort_at, m.seq`
 
+// stepMessagesOneQuery is stepMessagesQuery for one instance, $1 (see
+// stepHistoryOneQuery for why).
+const stepMessagesOneQuery = `SELECT m.instance_id, m.id, m.execution_id, m.event, m.visible_at
+	FROM {s}.inbox m
+	WHERE m.instance_id = $1 AND m.visible_at <= $3 AND (NOT $2::bool OR m.control)
+	ORDER BY m.sort_at, m.seq LIMIT $4`
+
+// queueStepMessages queues the read of the visible messages at now of
+// instances ids (only the control ones of those flagged in ctl).
+func (b *Backend) queueStepMessages(batch *pgx.Batch, ids []string, ctl []bool, now int64) {
+	if len(ids) == 1 {
+		batch.Queue(b.q(stepMessagesOneQuery), ids[0], ctl[0], now, b.maxStepMessages)
+		return
+	}
+	batch.Queue(b.q(stepMessagesQuery), ids, ctl, now, b.maxStepMessages)
+}
+
 // releaseStale hands back a claimed instance that had no message to
 // process (its ready summary was stale, which the transactions keep from
 // happening) and recomputes its summary.

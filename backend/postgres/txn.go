@@ -67,8 +67,16 @@ type lockedRow struct {
 // returns the state of those that exist.
 func (t *txn) lock(ids ...string) (map[string]*lockedRow, error) {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	// One instance (most steps) by a scalar: the generic plan of the array
+	// form looks dearer than a plan for the one ID, so PostgreSQL would plan
+	// it on every execution (see stepHistoryOneQuery).
+	var arg any = ids
+	cond := "id = ANY($1)"
+	if len(ids) == 1 {
+		arg, cond = ids[0], "id = $1"
+	}
 	rows, err := t.tx.Query(t.ctx, t.b.q(`SELECT id, status, step_attempt, completed_attempt, execution_id
-		FROM {s}.instances WHERE id = ANY($1) ORDER BY id FOR UPDATE`), ids)
+		FROM {s}.instances WHERE `+cond+` ORDER BY id FOR UPDATE`), arg)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +103,11 @@ func (t *txn) flushCommit() error {
 	slices.Sort(ids)
 	clear(t.touched)
 	batch := &pgx.Batch{}
-	batch.Queue(t.b.q(flushQuery), ids)
+	if len(ids) == 1 {
+		batch.Queue(t.b.q(flushOneQuery), ids[0])
+	} else {
+		batch.Queue(t.b.q(flushQuery), ids)
+	}
 	br := t.tx.sendFinal(t.ctx, batch)
 	rows, err := br.Query()
 	if err == nil {
@@ -111,6 +123,12 @@ const flushQuery = `UPDATE {s}.instances i SET (ready_at, ready_key) =
 	(SELECT MIN(m.visible_at), MIN(m.sort_at) FROM {s}.inbox m
 	 WHERE m.instance_id = i.id AND (i.status <> 'Suspended' OR m.control))
 	WHERE i.id = ANY($1) RETURNING ready_at, lock_expires_at`
+
+// flushOneQuery is flushQuery for one instance, $1 (see lock for why).
+const flushOneQuery = `UPDATE {s}.instances i SET (ready_at, ready_key) =
+	(SELECT MIN(m.visible_at), MIN(m.sort_at) FROM {s}.inbox m
+	 WHERE m.instance_id = i.id AND (i.status <> 'Suspended' OR m.control))
+	WHERE i.id = $1 RETURNING ready_at, lock_expires_at`
 
 // scanFlush reads the result of flushQuery: an instance with messages and
 // a free lease is work; one whose messages become visible later is work
