@@ -2,11 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/postgres"
 )
 
@@ -78,4 +80,54 @@ func explainGeneric(t *testing.T, conn *pgx.Conn, sql, args string) string {
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestStepReadsUseGenericPlans checks that the statement cache serves the
+// statements of a claim and a step with their generic plans rather than
+// PostgreSQL planning them on every execution (which it does for a
+// statement whose generic plan it estimates dearer than a custom one, as
+// for the array forms of the reads with one element). It steps an
+// instance 30 times on one connection and reads the plan counts of its
+// prepared statements.
+func TestStepReadsUseGenericPlans(t *testing.T) {
+	url := testURL(t)
+	be := open(t, url, freshSchema(t, url), &postgres.Options{MaxConns: 1})
+	s := stepper{t, t.Context()}
+	create(t, be, "i1")
+	for i := range 30 {
+		s.step(be, fmt.Sprint("s", i), backend.StatusRunning)
+		s.raise(be, fmt.Sprint("m", i))
+	}
+	rows, err := be.Pool().Query(s.ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type counts struct{ generic, custom int64 }
+	plans := map[string]counts{}
+	var stmt string
+	var c counts
+	if _, err := pgx.ForEachRow(rows, []any{&stmt, &c.generic, &c.custom}, func() error {
+		plans[stmt] = c
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{".history h", ".inbox m"} {
+		found := false
+		for stmt, c := range plans {
+			if !strings.HasPrefix(strings.TrimSpace(stmt), "SELECT") || !strings.Contains(stmt, table) {
+				continue
+			}
+			found = true
+			// PostgreSQL makes five custom plans before it weighs the
+			// generic one.
+			if c.custom > 5 || c.generic < 20 {
+				t.Errorf("the claim's read of %s was planned %d times (generic plan used %d times): %s",
+					strings.Fields(table)[0][1:], c.custom, c.generic, stmt)
+			}
+		}
+		if !found {
+			t.Errorf("no prepared read of %s among %d statements", table, len(plans))
+		}
+	}
 }
