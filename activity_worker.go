@@ -12,6 +12,7 @@ import (
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/internal/dispatch"
 	"github.com/durohq/duro/internal/fault"
+	"github.com/durohq/duro/internal/replay"
 	"github.com/durohq/duro/internal/telemetry"
 )
 
@@ -433,7 +434,18 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 	ended := func(err error) bool { return isPermanent(err) || errors.Is(err, backend.ErrInstanceFinished) }
 	p := &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev}
 	var err error
-	if reserved := w.reserveFusedStep(); reserved > 0 {
+	counted := false // the merged path counts the completion itself
+	if reserved := w.reserveFusedStep(); reserved > 0 && w.committer != nil {
+		// The completion also claims the instance's next step, runs it
+		// in the completion's transaction and commits it there.
+		err = w.completeWithStep(ctx, cctx, p, reserved, ended, func() {
+			// Counted before the step is handled: a declined step
+			// commits after the completion, and may end the instance.
+			w.stats.activitiesCompleted.Add(1)
+			fault.Point(fault.ActivityAfterComplete)
+			counted = true
+		})
+	} else if reserved > 0 {
 		// The completion also claims the instance's next step, which
 		// runs at once on the reserved slot (or frees it if none).
 		var step *backend.OrchestrationWorkItem
@@ -453,6 +465,7 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 		err = dispatch.Retry(cctx, 5, ended, func() error { return w.be.CompleteActivity(cctx, p) })
 	}
 	switch {
+	case err == nil && counted:
 	case err == nil:
 		w.stats.activitiesCompleted.Add(1)
 		fault.Point(fault.ActivityAfterComplete)
@@ -478,6 +491,130 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 		r.logger().Error("duro: activity completion not committed; the task will be delivered again", "err", err)
 		r.outcome, r.outcomeErr = telemetry.OutcomeError, err
 	}
+}
+
+// fusedRun is the step a fused completion's transaction ran
+// (completeWithStep): the run, and the activity slots reserved for the
+// tasks its commit claims.
+type fusedRun struct {
+	r        *stepRun
+	reserved int
+}
+
+// discard drops a fused run whose step did not commit: its executor and
+// span end (the step runs again on the normal path if it is claimed), and
+// its activity slots are freed.
+func (f *fusedRun) discard(w *Worker) {
+	if f == nil {
+		return
+	}
+	w.act.Hand(f.reserved, nil)
+	f.reserved = 0
+	if !f.r.ended {
+		f.r.outcome = telemetry.OutcomeHandedBack
+		f.r.end()
+	}
+}
+
+// completeWithStep completes an activity delivery through the backend's
+// ActivityStepCommitter: the instance's next step, if the completion
+// claims it, is executed in the completion's transaction and committed
+// with it, with the eager claims of its activities. reserved is the
+// orchestration slot reserved for the step (freed on return, or used by
+// the step if the backend hands it back to run as after any claim).
+func (w *Worker) completeWithStep(ctx, cctx context.Context, p *backend.CompleteActivityParams, reserved int, ended func(error) bool, completed func()) error {
+	var f *fusedRun // the last try's run
+	var out *backend.ActivityStep
+	err := dispatch.Retry(cctx, 5, ended, func() error {
+		f.discard(w)
+		f = nil
+		claim := w.orchClaim
+		var err error
+		out, err = w.committer.CompleteActivityStep(cctx, p, &claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+			f.discard(w)
+			f = w.runFused(ctx, wi)
+			if f == nil {
+				return nil
+			}
+			sc := &backend.StepCommit{Params: f.r.params}
+			if f.reserved > 0 {
+				ac := w.actClaim
+				sc.ActivityClaim, sc.MaxActivities = &ac, f.reserved
+			}
+			return sc
+		})
+		return err
+	})
+	var step *backend.OrchestrationWorkItem
+	if err == nil {
+		completed()
+		if out != nil {
+			step = out.Step
+		}
+	}
+	switch {
+	case step == nil:
+		f.discard(w)
+	case out.Committed && f != nil && f.r.wi == step:
+		w.stats.fusedSteps.Add(1)
+		w.stats.fusedCommits.Add(1)
+		w.stats.eagerActivities.Add(int64(len(out.Activities)))
+		w.act.Hand(f.reserved, out.Activities)
+		f.reserved = 0
+		w.committedRun(f.r)
+		f.r.end()
+	case f != nil && f.r.wi == step:
+		// The backend declined to commit the step with the completion:
+		// the claim stands, and the step its code computed is committed
+		// now, as after any claim.
+		w.stats.fusedSteps.Add(1)
+		w.act.Hand(f.reserved, nil)
+		f.reserved = 0
+		w.commitRun(f.r)
+		f.r.end()
+	default:
+		// A step claimed without being run here (a poisoned step, an
+		// entity, code that failed, or a new claim after the step's
+		// writes failed): it runs on the reserved slot as any claim.
+		f.discard(w)
+		w.stats.fusedSteps.Add(1)
+		w.orch.Hand(reserved, []*backend.OrchestrationWorkItem{step})
+		return err
+	}
+	w.orch.Hand(reserved, nil)
+	return err
+}
+
+// runFused executes, inside a fused completion's transaction, the step wi
+// the completion claimed, and reserves activity slots for the tasks it
+// schedules (eager dispatch). It returns nil, leaving the step to the
+// normal path, for a step that is poisoned, an entity's batch, code that
+// fails, or a stopping worker.
+func (w *Worker) runFused(ctx context.Context, wi *backend.OrchestrationWorkItem) *fusedRun {
+	if wi.Deliveries > w.opts.MaxStepDeliveries || replay.EntityName(wi.Instance.ID) != "" {
+		return nil
+	}
+	select {
+	case <-w.stopping:
+		return nil
+	default:
+	}
+	r := w.startRun(ctx, wi)
+	var err error
+	r.params, r.ex, err = w.execute(wi, r.log)
+	if err != nil {
+		r.outcome, r.err = telemetry.OutcomeHandedBack, err
+		r.end()
+		return nil
+	}
+	fault.Point(fault.StepBeforeCommit)
+	f := &fusedRun{r: r}
+	if w.eager != nil && len(r.params.ActivityTasks) > 0 {
+		if n := w.runnableFirst(r.params); n > 0 {
+			f.reserved = w.act.Reserve(n)
+		}
+	}
+	return f
 }
 
 // reserveFusedStep reserves an orchestration slot for the step a fused

@@ -35,6 +35,10 @@ type WorkerStats struct {
 	// an activity whose result they process (fused steps, see
 	// WorkerOptions.DisableFusedSteps) rather than by a claim.
 	FusedSteps int64
+	// FusedCommits counts the fused steps that also committed in the
+	// completion's transaction (backend.ActivityStepCommitter: PostgreSQL):
+	// one commit for an activity's result and the step it wakes.
+	FusedCommits int64
 	// EntityRequestsRejected counts requests entities refused because their
 	// queue of requests waiting for a lock was full
 	// (WorkerOptions.EntityQueueLimit).
@@ -68,7 +72,7 @@ type workerStats struct {
 	duplicatesFailed, duplicatesReconciled, staleRejected  atomic.Int64
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 	eagerActivities, entityRequestsRejected                atomic.Int64
-	activitiesReleased, fusedSteps                         atomic.Int64
+	activitiesReleased, fusedSteps, fusedCommits           atomic.Int64
 	stickyHits, stickyMisses, stickyStale, stickyEvictions atomic.Int64
 }
 
@@ -84,6 +88,6 @@ func (w *Worker) Stats() WorkerStats {
 		EntityRequestsRejected: s.entityRequestsRejected.Load(), ActivitiesReleased: s.activitiesReleased.Load(),
 		StickyHits: s.stickyHits.Load(), StickyMisses: s.stickyMisses.Load(), StickyStale: s.stickyStale.Load(),
 		StickyEvictions: s.stickyEvictions.Load(),
-		FusedSteps:      s.fusedSteps.Load(),
+		FusedSteps:      s.fusedSteps.Load(), FusedCommits: s.fusedCommits.Load(),
 	}
 }

@@ -62,7 +62,11 @@ type WorkerOptions struct {
 	// instance and the instance has no other activity task in flight (a
 	// fan-out's results collect for one step), and such a step runs
 	// before older steps waiting in the store. A stopping worker claims
-	// none.
+	// none. When the backend can also commit the step with the completion
+	// (backend.ActivityStepCommitter: PostgreSQL), the worker runs the
+	// step inside the completion's transaction and the two commit
+	// together: one commit per activity result (see docs/backends.md,
+	// "Fused commits").
 	DisableFusedSteps bool
 	// PollInterval is the longest an idle worker waits before looking for
 	// work again. Backends that signal new work wake it sooner. It also
@@ -273,6 +277,10 @@ type Worker struct {
 	fused     backend.ActivityStepClaimer
 	orch      *dispatch.Loop[*backend.OrchestrationWorkItem]
 	orchClaim backend.ClaimParams
+	// committer is the backend's ActivityStepCommitter when fused steps
+	// are on: the fused step then runs in the completion's transaction
+	// and commits with it.
+	committer backend.ActivityStepCommitter
 	// unregistered holds the activities this worker's steps called
 	// without registering them, each logged once.
 	unregistered sync.Map
@@ -397,6 +405,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.orch, w.orchClaim = orch, *orchClaim
 	if fc, ok := w.be.(backend.ActivityStepClaimer); ok && !w.opts.DisableFusedSteps {
 		w.fused = fc
+		if sc, ok := w.be.(backend.ActivityStepCommitter); ok {
+			w.committer = sc
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -464,37 +475,22 @@ func (w *Worker) lookup(name string) (replay.Orchestrator, bool) {
 }
 
 func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem) {
+	r := w.startRun(ctx, wi)
+	defer r.end()
 	inst := wi.Instance
-	// The step's logger is built only when something is logged: most steps
-	// log nothing, and With allocates.
-	var log *slog.Logger
-	stepLog := func() *slog.Logger {
-		if log == nil {
-			log = w.log.With("instance", inst.ID, "orchestration", inst.Name, "step_attempt", wi.Attempt)
-		}
-		return log
-	}
-	ctx, span := telemetry.StartStep(ctx, w.tr, wi)
-	outcome, spanErr := telemetry.OutcomeCommitted, error(nil)
-	defer func() { telemetry.End(span, outcome, spanErr) }()
 	// The lease is renewed while the step runs; entity operations run
 	// under lease.ctx, cancelled if the lease is lost.
-	lease := w.keepStepLease(ctx, wi, stepLog)
-	var params *backend.CompleteOrchestrationStepParams
+	lease := w.keepStepLease(r.ctx, wi, r.log)
 	var err error
-	// ex is the step's live executor, kept once the step commits; any
-	// other way out of the step closes it (Close of nil does nothing).
-	var ex *replay.Executor
-	defer func() { ex.Close() }()
 	if wi.Deliveries > w.opts.MaxStepDeliveries {
 		reason := fmt.Sprintf("step delivered %d times without committing (limit %d)", wi.Deliveries, w.opts.MaxStepDeliveries)
 		if cause := w.notRegistered(inst); cause != "" {
 			reason += "; on worker " + w.opts.Name + ": " + cause
 		}
-		stepLog().Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
+		r.log().Error("duro: orchestration step poisoned; suspending the instance with its messages kept", "deliveries", wi.Deliveries)
 		w.stats.stepsPoisoned.Add(1)
-		outcome = telemetry.OutcomePoisoned
-		params = replay.PoisonStep(wi, reason, w.now())
+		r.outcome = telemetry.OutcomePoisoned
+		r.params = replay.PoisonStep(wi, reason, w.now())
 		w.sticky.take(inst.ID).Close()
 	} else if replay.EntityName(inst.ID) != "" {
 		select {
@@ -502,58 +498,115 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 			// Claimed as Stop began: hand the batch back before any of
 			// its operations runs (nothing marked it started).
 			lease.stop()
-			outcome = telemetry.OutcomeHandedBack
+			r.outcome = telemetry.OutcomeHandedBack
 			w.abandonStep(wi, 0)
 			return
 		default:
 		}
-		params, err = w.executeEntity(lease.ctx, wi, stepLog())
+		r.params, err = w.executeEntity(lease.ctx, wi, r.log())
 	} else {
-		params, ex, err = w.execute(wi, stepLog)
+		r.params, r.ex, err = w.execute(wi, r.log)
 	}
 	if lost := lease.stop(); lost != nil {
 		// Another delivery holds the instance: never commit (the commit
 		// would be fenced anyway), nor hand back what is not ours.
 		w.stats.staleRejected.Add(1)
-		outcome, spanErr = telemetry.OutcomeLeaseLost, lost
-		stepLog().Warn("duro: orchestration step lost its lease while running; its result is discarded", "err", lost)
+		r.outcome, r.err = telemetry.OutcomeLeaseLost, lost
+		r.log().Warn("duro: orchestration step lost its lease while running; its result is discarded", "err", lost)
 		return
 	}
 	if err != nil {
 		// Hand the step back; after MaxStepDeliveries it is poisoned.
-		stepLog().Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
-		outcome, spanErr = telemetry.OutcomeHandedBack, err
+		r.log().Warn("duro: orchestration step handed back", "err", err, "deliveries", wi.Deliveries)
+		r.outcome, r.err = telemetry.OutcomeHandedBack, err
 		w.abandonStep(wi, 10*w.opts.PollInterval)
 		return
 	}
 	fault.Point(fault.StepBeforeCommit)
+	w.commitRun(r)
+}
+
+// stepRun is one delivery of a step on its way through the worker: its
+// logger and span, the step its code computed, and the outcome the span
+// ends with.
+type stepRun struct {
+	w   *Worker
+	wi  *backend.OrchestrationWorkItem
+	ctx context.Context
+	// log returns the step's logger, built only when something is logged
+	// (most steps log nothing, and With allocates).
+	log    func() *slog.Logger
+	span   trace.Span
+	params *backend.CompleteOrchestrationStepParams
+	// ex is the step's live executor, kept once the step commits; any
+	// other way out of the step closes it (Close of nil does nothing).
+	ex      *replay.Executor
+	outcome string
+	err     error
+	logger  *slog.Logger
+	ended   bool
+}
+
+// startRun starts the span and the lazy logger of a delivery of wi.
+func (w *Worker) startRun(ctx context.Context, wi *backend.OrchestrationWorkItem) *stepRun {
+	r := &stepRun{w: w, wi: wi, outcome: telemetry.OutcomeCommitted}
+	r.log = func() *slog.Logger {
+		if r.logger == nil {
+			r.logger = w.log.With("instance", wi.Instance.ID, "orchestration", wi.Instance.Name, "step_attempt", wi.Attempt)
+		}
+		return r.logger
+	}
+	r.ctx, r.span = telemetry.StartStep(ctx, w.tr, wi)
+	return r
+}
+
+// end ends the run's span and closes its executor unless the cache kept
+// it.
+func (r *stepRun) end() {
+	if r.ended {
+		return
+	}
+	r.ended = true
+	r.ex.Close()
+	r.ex = nil
+	telemetry.End(r.span, r.outcome, r.err)
+}
+
+// commitRun commits the step r computed (its code ran and it holds the
+// lease) and records the outcome.
+func (w *Worker) commitRun(r *stepRun) {
 	// A computed step is worth committing even while the worker stops.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
 	defer cancel()
-	err = w.commitStep(cctx, params, stepLog)
+	err := w.commitStep(cctx, r.params, r.log)
 	switch {
 	case err == nil:
-		w.stats.stepsCompleted.Add(1)
-		if ex != nil {
-			ex.Committed()
-			w.sticky.put(ex)
-			ex = nil
-		}
-		if span.IsRecording() {
-			span.SetAttributes(telemetry.AttrStatus.String(string(params.Status)))
-		}
-		fault.Point(fault.StepAfterCommit)
-		if (params.Status.IsTerminal() || params.Status == backend.StatusSuspended) && w.log.Enabled(context.Background(), slog.LevelDebug) {
-			stepLog().Debug("duro: orchestration step committed", "status", params.Status)
-		}
+		w.committedRun(r)
 	case errors.Is(err, backend.ErrLeaseLost):
 		w.stats.staleRejected.Add(1)
-		outcome, spanErr = telemetry.OutcomeLeaseLost, err
-		stepLog().Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
+		r.outcome, r.err = telemetry.OutcomeLeaseLost, err
+		r.log().Warn("duro: stale orchestration step rejected; a newer delivery holds the instance", "err", err)
 	default:
-		stepLog().Error("duro: orchestration step not committed; it will be delivered again", "err", err)
-		outcome, spanErr = telemetry.OutcomeError, err
-		w.abandonStep(wi, 0)
+		r.log().Error("duro: orchestration step not committed; it will be delivered again", "err", err)
+		r.outcome, r.err = telemetry.OutcomeError, err
+		w.abandonStep(r.wi, 0)
+	}
+}
+
+// committedRun records that r's step committed, keeping its executor.
+func (w *Worker) committedRun(r *stepRun) {
+	w.stats.stepsCompleted.Add(1)
+	if r.ex != nil {
+		r.ex.Committed()
+		w.sticky.put(r.ex)
+		r.ex = nil
+	}
+	if r.span.IsRecording() {
+		r.span.SetAttributes(telemetry.AttrStatus.String(string(r.params.Status)))
+	}
+	fault.Point(fault.StepAfterCommit)
+	if (r.params.Status.IsTerminal() || r.params.Status == backend.StatusSuspended) && w.log.Enabled(context.Background(), slog.LevelDebug) {
+		r.log().Debug("duro: orchestration step committed", "status", r.params.Status)
 	}
 }
 

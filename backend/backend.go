@@ -660,6 +660,64 @@ type ActivityStepClaimer interface {
 	CompleteActivityClaim(ctx context.Context, p *CompleteActivityParams, claim *ClaimParams) (*OrchestrationWorkItem, error)
 }
 
+// ActivityStepCommitter is an optional capability that goes one step
+// further than ActivityStepClaimer: the step a completion claims is run by
+// the caller inside the completion's transaction and committed with it, so
+// that an activity's result and the step it wakes cost one commit instead
+// of two, and the step needs no fencing check of its own (the claim holds
+// the instance's row until the commit).
+type ActivityStepCommitter interface {
+	// CompleteActivityStep completes and claims exactly as
+	// CompleteActivityClaim does, with the same errors. When it claims a
+	// step it calls run with the work item, inside the transaction:
+	// nothing else of the instance commits until it returns. run returns
+	// the step to commit with the completion, or nil. A backend that
+	// repeats the transaction (after a serialization failure, or a
+	// connection lost before the commit) calls run again with the new
+	// try's work item; only the last call's step can commit.
+	//
+	// If run returns a step and the backend commits it, the outcome is as
+	// if CompleteActivityClaim had returned the work item and
+	// CompleteOrchestrationStepClaim(s.Params, s.ActivityClaim,
+	// s.MaxActivities) had then committed it (StepActivityClaimer's rules
+	// for the eager claims; s.Params fenced by the work item's attempt):
+	// Committed is set and Activities holds the claims. The backend may
+	// decline a step (one that writes other instances, say): the
+	// completion and the claim then commit alone, Committed is false, and
+	// Step is the very work item run was given, for which s.Params stay
+	// valid, to be committed (or handed back) as after any claim. If the
+	// step's writes fail, nothing of the transaction commits; the backend
+	// then completes and claims again, without run, and Step is that new
+	// claim's work item (or nil), to be run afresh.
+	//
+	// With no step claimed run is not called and Step is nil. An error
+	// means the completion did not commit, or that its outcome is unknown
+	// (a retry then fails with ErrLeaseLost, as for CompleteActivityClaim).
+	CompleteActivityStep(ctx context.Context, p *CompleteActivityParams, claim *ClaimParams,
+		run func(wi *OrchestrationWorkItem) *StepCommit) (*ActivityStep, error)
+}
+
+// StepCommit is a step that ActivityStepCommitter.CompleteActivityStep's
+// run asks to commit with the completion: its parameters, and the eager
+// claim of its activity tasks (up to MaxActivities, for ActivityClaim) as
+// StepActivityClaimer makes it.
+type StepCommit struct {
+	Params        *CompleteOrchestrationStepParams
+	ActivityClaim *ClaimParams
+	MaxActivities int
+}
+
+// ActivityStep is the outcome of ActivityStepCommitter.CompleteActivityStep.
+type ActivityStep struct {
+	// Step is the claimed step, nil if none was.
+	Step *OrchestrationWorkItem
+	// Committed is set when the step run returned committed with the
+	// completion.
+	Committed bool
+	// Activities are the activity tasks the committed step claimed.
+	Activities []*ActivityWorkItem
+}
+
 // RequestWindow is an optional capability: a backend that keeps, per
 // instance, a window of the IDs of processed requests as rows of their own,
 // so that a step writes only the entries it adds and drops

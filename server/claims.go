@@ -157,6 +157,40 @@ func (b *meteredBackend) CompleteActivityClaim(ctx context.Context, p *backend.C
 	return wi, err
 }
 
+// CompleteActivityStep implements backend.ActivityStepCommitter: it
+// forwards to be, counting the step it claims and the activities the
+// committed step claims like any claims; when be cannot, it is
+// CompleteActivityClaim, committing no step.
+func (b *meteredBackend) CompleteActivityStep(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams,
+	run func(wi *backend.OrchestrationWorkItem) *backend.StepCommit) (*backend.ActivityStep, error) {
+	sc, ok := b.Backend.(backend.ActivityStepCommitter)
+	if !ok {
+		wi, err := b.CompleteActivityClaim(ctx, p, claim)
+		if err != nil {
+			return nil, err
+		}
+		return &backend.ActivityStep{Step: wi}, nil
+	}
+	var eager *backend.ClaimParams
+	out, err := sc.CompleteActivityStep(ctx, p, claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+		c := run(wi)
+		if c != nil {
+			eager = c.ActivityClaim
+		}
+		return c
+	})
+	if out != nil && out.Step != nil {
+		b.m.observeStep(out.Step, claimTime(claim))
+		if out.Committed && eager != nil {
+			now := claimTime(eager)
+			for _, wi := range out.Activities {
+				b.m.observeActivity(wi, now)
+			}
+		}
+	}
+	return out, err
+}
+
 // ProcessedRequests implements backend.RequestWindow: it forwards to be,
 // and returns errors.ErrUnsupported when be keeps no window (entities then
 // keep theirs in their custom status).
@@ -229,13 +263,14 @@ func (b *meteredBackend) WatchFinish(id string) (<-chan struct{}, func()) {
 }
 
 var (
-	_ backend.FinishNotifier      = (*meteredBackend)(nil)
-	_ backend.StepActivityClaimer = (*meteredBackend)(nil)
-	_ backend.ActivityStepClaimer = (*meteredBackend)(nil)
-	_ backend.RequestWindow       = (*meteredBackend)(nil)
-	_ backend.InFlightReader      = (*meteredBackend)(nil)
-	_ backend.InstanceClaimer     = (*meteredBackend)(nil)
-	_ backend.WorkerRegistry      = (*meteredBackend)(nil)
+	_ backend.FinishNotifier        = (*meteredBackend)(nil)
+	_ backend.StepActivityClaimer   = (*meteredBackend)(nil)
+	_ backend.ActivityStepClaimer   = (*meteredBackend)(nil)
+	_ backend.ActivityStepCommitter = (*meteredBackend)(nil)
+	_ backend.RequestWindow         = (*meteredBackend)(nil)
+	_ backend.InFlightReader        = (*meteredBackend)(nil)
+	_ backend.InstanceClaimer       = (*meteredBackend)(nil)
+	_ backend.WorkerRegistry        = (*meteredBackend)(nil)
 )
 
 func claimTime(p *backend.ClaimParams) time.Time {

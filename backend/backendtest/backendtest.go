@@ -55,6 +55,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"CommitReplies", replyTests()},
 		{"EagerActivities", eagerTests()},
 		{"FusedSteps", fusedTests()},
+		{"FusedCommits", fusedCommitTests()},
 		{"History", historyTests()},
 		{"Purge", purgeTests()},
 		{"List", listTests()},

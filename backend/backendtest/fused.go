@@ -388,6 +388,7 @@ func testFusedFanOut(t *testing.T, e *env) {
 // results are the same.
 func testFusedSDK(t *testing.T, be *env) {
 	_, capable := be.b.(backend.ActivityStepClaimer)
+	_, committer := be.b.(backend.ActivityStepCommitter)
 	for _, disable := range []bool{false, true} {
 		e := newSDKEnvOpts(t, be.b, &duro.WorkerOptions{DisableFusedSteps: disable}, func(r *duro.Registry) {
 			duro.RegisterActivity(r, "Inc", func(ctx duro.ActivityContext, n int) (int, error) { return n + 1, nil })
@@ -414,6 +415,10 @@ func testFusedSDK(t *testing.T, be *env) {
 			t.Fatalf("no fused steps on a backend.ActivityStepClaimer: %+v", st)
 		case !capable && st.FusedSteps != 0:
 			t.Fatalf("%d fused steps on a backend without the capability", st.FusedSteps)
+		case !disable && committer && st.FusedCommits == 0:
+			t.Fatalf("no fused step committed with its completion on a backend.ActivityStepCommitter: %+v", st)
+		case !committer && st.FusedCommits != 0:
+			t.Fatalf("%d fused commits on a backend without backend.ActivityStepCommitter", st.FusedCommits)
 		}
 		if st.ActivitiesCompleted != 9 || st.StaleCompletionsRejected != 0 {
 			t.Fatalf("stats %+v; want 9 activities completed, none stale", st)

@@ -508,58 +508,9 @@ func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.Complete
 
 func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, data []byte,
 	claim *backend.ClaimParams) (bool, *backend.OrchestrationWorkItem, error) {
-	batch := &pgx.Batch{}
-	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
-		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
-	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
-	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
-		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
-	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
-	br := b.pool.SendBatch(ctx, batch)
-	defer func() { _ = br.Close() }()
-	if _, err := br.Exec(); err != nil {
-		return false, nil, err
-	}
-	var current, claimedAt, visible int64
-	found := true
-	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
-		found = false
-	} else if err != nil {
-		return false, nil, err
-	}
-	var deleted, inserted int64
-	var inst string
-	if err := br.QueryRow().Scan(&deleted, &inserted, &inst); err != nil {
-		return false, nil, err
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return false, nil, err
-	}
-	wis, now, err := scanClaimedSteps(rows)
-	if err != nil {
-		return false, nil, err
-	}
-	if err := br.Close(); err != nil {
-		return false, nil, err
-	}
-	if deleted == 0 {
-		if len(wis) > 0 {
-			// Cannot happen: the claim reads the setting only the delete
-			// makes. Never hand out a claim a stale completion made.
-			return false, nil, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
-		}
-		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
-			return false, nil, err
-		}
-		if visible == parkedAt {
-			return false, nil, errParked
-		}
-		return false, nil, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
-			p.TaskID, p.Attempt, backend.ErrLeaseLost)
-	}
-	if len(wis) == 0 {
-		return inserted > 0, nil, nil
+	inserted, wis, now, err := b.completeClaimOn(ctx, b.pool, p, data, claim)
+	if err != nil || len(wis) == 0 {
+		return inserted, nil, err
 	}
 	// The claim has committed: read its data even if ctx is done now,
 	// rather than leave it leased to nobody.
@@ -569,7 +520,66 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 		// The completion stands, and so does the claim: its lease lapses
 		// and the step is claimed again with the next attempt number.
 		b.log.Warn("duro: postgres: read of a fused step failed; it is claimed again after its lease", "instance", wis[0].Instance.ID, "err", err)
-		return inserted > 0, nil, nil
+		return inserted, nil, nil
 	}
-	return inserted > 0, wis[0], nil
+	return inserted, wis[0], nil
+}
+
+// completeClaimOn sends the pipeline of CompleteActivityClaim through q
+// (the pool: one implicit transaction; or a transaction) and returns
+// whether the result was inserted, the claimed step (at most one, without
+// its messages and history) and the claim's time.
+func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend.CompleteActivityParams, data []byte,
+	claim *backend.ClaimParams) (bool, []*backend.OrchestrationWorkItem, int64, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
+		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
+	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
+		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
+	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
+	br := q.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return false, nil, 0, err
+	}
+	var current, claimedAt, visible int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return false, nil, 0, err
+	}
+	var deleted, inserted int64
+	var inst string
+	if err := br.QueryRow().Scan(&deleted, &inserted, &inst); err != nil {
+		return false, nil, 0, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return false, nil, 0, err
+	}
+	wis, now, err := scanClaimedSteps(rows)
+	if err != nil {
+		return false, nil, 0, err
+	}
+	if err := br.Close(); err != nil {
+		return false, nil, 0, err
+	}
+	if deleted == 0 {
+		if len(wis) > 0 {
+			// Cannot happen: the claim reads the setting only the delete
+			// makes. Never hand out a claim a stale completion made.
+			return false, nil, 0, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
+		}
+		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
+			return false, nil, 0, err
+		}
+		if visible == parkedAt {
+			return false, nil, 0, errParked
+		}
+		return false, nil, 0, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
+			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+	}
+	return inserted > 0, wis, now, nil
 }

@@ -130,79 +130,87 @@ func (h *stepHist) add(seq int32, data []byte, xmin int64) error {
 // every other step of these instances out, so reading after the claim
 // committed sees the state the claim leased.
 func (b *Backend) loadStepData(ctx context.Context, wis []*backend.OrchestrationWorkItem, now int64) error {
-	return b.read(ctx, "load step", func(q querier) error {
-		hs := make([]*stepHist, len(wis))
-		ids := make([]string, len(wis))
-		ctl := make([]bool, len(wis))
-		after := make([]int32, len(wis))
-		byID := map[string]*stepHist{}
-		for i, wi := range wis {
-			wi.Messages, wi.History = nil, []*backend.Event{}
-			h := &stepHist{wi: wi}
-			h.prefix, h.tag, h.epoch = b.hist.Get(wi.Instance.ID, wi.Instance.ExecutionID)
-			hs[i], ids[i], after[i] = h, wi.Instance.ID, int32(len(h.prefix))
-			ctl[i] = wi.Instance.Status == backend.StatusSuspended
-			byID[ids[i]] = h
-		}
-		batch := &pgx.Batch{}
-		b.queueStepMessages(batch, ids, ctl, now)
-		b.queueStepHistory(batch, ids, after)
-		br := b.pool.SendBatch(ctx, batch)
-		defer func() { _ = br.Close() }()
-		rows, err := br.Query()
+	return b.read(ctx, "load step", func(querier) error { return b.loadStepDataOn(ctx, b.pool, wis, now) })
+}
+
+// batchSender sends a pipeline: the pool, or a transaction (lazyTx).
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// loadStepDataOn is loadStepData's read, sent through q.
+func (b *Backend) loadStepDataOn(ctx context.Context, q batchSender, wis []*backend.OrchestrationWorkItem, now int64) error {
+	hs := make([]*stepHist, len(wis))
+	ids := make([]string, len(wis))
+	ctl := make([]bool, len(wis))
+	after := make([]int32, len(wis))
+	byID := map[string]*stepHist{}
+	for i, wi := range wis {
+		wi.Messages, wi.History = nil, []*backend.Event{}
+		h := &stepHist{wi: wi}
+		h.prefix, h.tag, h.epoch = b.hist.Get(wi.Instance.ID, wi.Instance.ExecutionID)
+		hs[i], ids[i], after[i] = h, wi.Instance.ID, int32(len(h.prefix))
+		ctl[i] = wi.Instance.Status == backend.StatusSuspended
+		byID[ids[i]] = h
+	}
+	batch := &pgx.Batch{}
+	b.queueStepMessages(batch, ids, ctl, now)
+	b.queueStepHistory(batch, ids, after)
+	br := q.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	var id, mid, exec string
+	var data []byte
+	var visible int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &mid, &exec, &data, &visible}, func() error {
+		ev, err := backend.DecodeEvent(data)
 		if err != nil {
-			return err
+			return fmt.Errorf("message %q: %w", mid, err)
 		}
-		var id, mid, exec string
-		var data []byte
-		var visible int64
-		if _, err := pgx.ForEachRow(rows, []any{&id, &mid, &exec, &data, &visible}, func() error {
-			ev, err := backend.DecodeEvent(data)
-			if err != nil {
-				return fmt.Errorf("message %q: %w", mid, err)
-			}
-			wi := byID[id].wi
-			wi.Messages = append(wi.Messages, &backend.Message{ID: mid, InstanceID: id, ExecutionID: exec,
-				Event: ev, VisibleAt: rules.FromNanos(visible)})
-			return nil
-		}); err != nil {
-			return err
+		wi := byID[id].wi
+		wi.Messages = append(wi.Messages, &backend.Message{ID: mid, InstanceID: id, ExecutionID: exec,
+			Event: ev, VisibleAt: rules.FromNanos(visible)})
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := scanHistory(br, byID); err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	// The histories whose prefix was not found as cached: all again.
+	var again []string
+	for _, h := range hs {
+		if len(h.prefix) > 0 && (h.doubt || !h.checked) {
+			again = append(again, h.wi.Instance.ID)
+			*h = stepHist{wi: h.wi, epoch: h.epoch}
 		}
+	}
+	if len(again) > 0 {
+		batch := &pgx.Batch{}
+		b.queueStepHistory(batch, again, make([]int32, len(again)))
+		br := q.SendBatch(ctx, batch)
+		defer func() { _ = br.Close() }()
 		if err := scanHistory(br, byID); err != nil {
 			return err
 		}
 		if err := br.Close(); err != nil {
 			return err
 		}
-		// The histories whose prefix was not found as cached: all again.
-		var again []string
-		for _, h := range hs {
-			if len(h.prefix) > 0 && (h.doubt || !h.checked) {
-				again = append(again, h.wi.Instance.ID)
-				*h = stepHist{wi: h.wi, epoch: h.epoch}
-			}
+	}
+	for _, h := range hs {
+		in := h.wi.Instance
+		h.wi.History = append(append(make([]*backend.Event, 0, len(h.prefix)+len(h.events)), h.prefix...), h.events...)
+		if len(h.events) > 0 && !in.Status.IsTerminal() {
+			b.hist.Fill(in.ID, in.ExecutionID, slices.Clone(h.wi.History), h.last, h.epoch)
 		}
-		if len(again) > 0 {
-			batch := &pgx.Batch{}
-			b.queueStepHistory(batch, again, make([]int32, len(again)))
-			br := b.pool.SendBatch(ctx, batch)
-			defer func() { _ = br.Close() }()
-			if err := scanHistory(br, byID); err != nil {
-				return err
-			}
-			if err := br.Close(); err != nil {
-				return err
-			}
-		}
-		for _, h := range hs {
-			in := h.wi.Instance
-			h.wi.History = append(append(make([]*backend.Event, 0, len(h.prefix)+len(h.events)), h.prefix...), h.events...)
-			if len(h.events) > 0 && !in.Status.IsTerminal() {
-				b.hist.Fill(in.ID, in.ExecutionID, slices.Clone(h.wi.History), h.last, h.epoch)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // scanHistory reads the result of stepHistoryQuery into the steps.

@@ -332,3 +332,52 @@ func TestStepReadySummary(t *testing.T) {
 		})
 	}
 }
+
+// TestFusedStepWriteFails checks CompleteActivityStep when the step's
+// writes fail (a CHECK constraint on the instance row, written after the
+// completion's statements ran in the same transaction): nothing of the
+// transaction commits, the completion is then made alone with a new claim
+// of the step, which is handed back to be run afresh, and the delivery that
+// holds that claim commits the step.
+func TestFusedStepWriteFails(t *testing.T) {
+	be, s, wi := stepFixture(t)
+	if err := be.CompleteOrchestrationStep(s.ctx, withTask(s.params(wi, "first", backend.StatusRunning))); err != nil {
+		t.Fatal(err)
+	}
+	awi, err := be.ClaimActivity(s.ctx, claim(t0))
+	if err != nil || awi == nil {
+		t.Fatalf("claim activity: %+v %v", awi, err)
+	}
+	if _, err := be.Pool().Exec(s.ctx, `ALTER TABLE `+be.Schema()+`.instances
+		ADD CONSTRAINT no_boom CHECK (custom_status IS DISTINCT FROM 'boom'::bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	var given *backend.OrchestrationWorkItem
+	out, err := be.CompleteActivityStep(s.ctx, &backend.CompleteActivityParams{TaskID: awi.Task.ID, Attempt: awi.Attempt,
+		Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`1`), Timestamp: t0}},
+		claim(t0), func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+			given = wi
+			p := s.params(wi, "boom", backend.StatusRunning)
+			p.CustomStatus = []byte("boom")
+			return &backend.StepCommit{Params: p}
+		})
+	if err != nil {
+		t.Fatalf("CompleteActivityStep: %v", err)
+	}
+	if given == nil || out.Committed || out.Step == nil || out.Step == given {
+		t.Fatalf("outcome %+v (run given %p); want a new claim, not committed", out, given)
+	}
+	if out.Step.Attempt != given.Attempt || len(out.Step.Messages) != 1 || out.Step.Messages[0].Event.Type != backend.EventTaskCompleted {
+		t.Fatalf("new claim: attempt %d (run's %d), messages %+v; want the same attempt and the result", out.Step.Attempt, given.Attempt, out.Step.Messages)
+	}
+	st := readState(t, be)
+	if st.tasks != 0 || st.inbox != 1 || st.owner == "" {
+		t.Fatalf("after the failed step: %+v; want the task completed, its result in the inbox, the step leased", st)
+	}
+	if err := be.CompleteOrchestrationStep(s.ctx, s.params(out.Step, "fine", backend.StatusRunning)); err != nil {
+		t.Fatal(err)
+	}
+	if st := readState(t, be); st.inbox != 0 || st.owner != "" {
+		t.Fatalf("after the step: %+v", st)
+	}
+}
