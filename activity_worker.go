@@ -432,7 +432,8 @@ func (r *activityRun) completeEvent(ctx context.Context, ev *backend.Event) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ended := func(err error) bool { return isPermanent(err) || errors.Is(err, backend.ErrInstanceFinished) }
-	p := &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev}
+	p := &backend.CompleteActivityParams{TaskID: task.ID, Attempt: wi.Attempt, Result: ev,
+		InstanceID: task.InstanceID, ExecutionID: task.ExecutionID}
 	var err error
 	counted := false // the merged path counts the completion itself
 	if reserved := w.reserveFusedStep(); reserved > 0 && w.committer != nil {

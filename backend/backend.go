@@ -429,6 +429,13 @@ type CompleteActivityParams struct {
 	// the event goes to its history as a LateResult instead.
 	Result *Event
 	Now    time.Time
+	// InstanceID and ExecutionID, when set, name the task's instance and
+	// execution (the delivery's ActivityTask): a hint with which a backend
+	// may read the data of the step a fused completion claims in the
+	// completion's own round trip (ActivityStepCommitter). A backend
+	// relies on them for nothing else; if they do not name the claimed
+	// step, it reads the step's data as without them.
+	InstanceID, ExecutionID string
 }
 
 // RenewLeaseParams extend a lease.

@@ -276,11 +276,14 @@ func (e *env) noActivity(now time.Time, why string) {
 	}
 }
 
-// completed is a TaskCompleted result for wi.
+// completed is a TaskCompleted result for wi, with the hint of its
+// instance and execution, as the worker sends it.
 func completed(wi *backend.ActivityWorkItem, now time.Time) *backend.CompleteActivityParams {
 	return &backend.CompleteActivityParams{
-		TaskID:  wi.Task.ID,
-		Attempt: wi.Attempt,
+		TaskID:      wi.Task.ID,
+		Attempt:     wi.Attempt,
+		InstanceID:  wi.Task.InstanceID,
+		ExecutionID: wi.Task.ExecutionID,
 		Result: &backend.Event{
 			Type: backend.EventTaskCompleted, Timestamp: now, TaskID: wi.Task.TaskID,
 			Result: fmt.Appendf(nil, `"result of attempt %d"`, wi.Attempt), Attempt: wi.Attempt,

@@ -431,6 +431,21 @@ var completeActivityClaimQuery = strings.Replace(completeActivityQuery,
 // that follow it in the pipeline.
 const fusedClaimedSetting = `'duro.fused_claimed'`
 
+// fusedMessagesQuery is stepMessagesOneQuery gated by the fused claim:
+// the messages of instance $1 visible at the claim's time ($2, 0: the
+// database clock), at most $3, if the claim before it in the pipeline
+// claimed $1 (nothing otherwise).
+var fusedMessagesQuery = `SELECT m.instance_id, m.id, m.execution_id, m.event, m.visible_at FROM {s}.inbox m
+	WHERE m.instance_id = $1 AND $1 = current_setting(` + fusedClaimedSetting + `, true)
+		AND m.visible_at <= ` + clock("$2") + `
+	ORDER BY m.sort_at, m.seq LIMIT $3`
+
+// fusedHistoryQuery is stepHistoryOneQuery gated by the fused claim, as
+// fusedMessagesQuery.
+const fusedHistoryQuery = `SELECT $1::text, h.seq, h.event, h.xmin::text::bigint FROM {s}.history h
+	WHERE h.instance_id = $1 AND $1 = current_setting(` + fusedClaimedSetting + `, true) AND h.seq >= $2
+	ORDER BY h.seq`
+
 // fusedClaimQuery is claimInstanceStepQuery for the instance
 // completeActivityClaimQuery recorded, if any, and only if it has no other
 // activity task (one whose completion has not committed counts); it
@@ -508,7 +523,7 @@ func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.Complete
 
 func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, data []byte,
 	claim *backend.ClaimParams) (bool, *backend.OrchestrationWorkItem, error) {
-	inserted, wis, now, err := b.completeClaimOn(ctx, b.pool, p, data, claim)
+	inserted, wis, now, err := b.completeClaimOn(ctx, b.pool, p, data, claim, nil)
 	if err != nil || len(wis) == 0 {
 		return inserted, nil, err
 	}
@@ -528,9 +543,11 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 // completeClaimOn sends the pipeline of CompleteActivityClaim through q
 // (the pool: one implicit transaction; or a transaction) and returns
 // whether the result was inserted, the claimed step (at most one, without
-// its messages and history) and the claim's time.
+// its messages and history) and the claim's time. With pre, the pipeline
+// also reads the messages and history of pre's one instance, if the claim
+// claims it (fusedMessagesQuery, fusedHistoryQuery), into pre.
 func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend.CompleteActivityParams, data []byte,
-	claim *backend.ClaimParams) (bool, []*backend.OrchestrationWorkItem, int64, error) {
+	claim *backend.ClaimParams, pre *stepRead) (bool, []*backend.OrchestrationWorkItem, int64, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
 		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
@@ -538,6 +555,11 @@ func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend
 	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
+	if pre != nil {
+		h := pre.hs[0]
+		batch.Queue(b.q(fusedMessagesQuery), h.wi.Instance.ID, rules.Nanos(claim.Now), b.maxStepMessages)
+		batch.Queue(b.q(fusedHistoryQuery), h.wi.Instance.ID, int32(len(h.prefix)))
+	}
 	br := q.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
 	if _, err := br.Exec(); err != nil {
@@ -562,6 +584,11 @@ func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend
 	wis, now, err := scanClaimedSteps(rows)
 	if err != nil {
 		return false, nil, 0, err
+	}
+	if pre != nil {
+		if err := pre.scan(br); err != nil {
+			return false, nil, 0, err
+		}
 	}
 	if err := br.Close(); err != nil {
 		return false, nil, 0, err

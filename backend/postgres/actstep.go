@@ -102,12 +102,27 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		var wis []*backend.OrchestrationWorkItem
 		var now int64
 		var err error
-		inserted, wis, now, err = b.completeClaimOn(t.ctx, t.tx, p, data, claim)
+		// With the task's instance known, its step's data is read in the
+		// completion's pipeline, behind the claim.
+		var pre *stepRead
+		if p.InstanceID != "" {
+			pre = b.newStepRead([]*backend.OrchestrationWorkItem{{
+				Instance: &backend.Instance{ID: p.InstanceID, ExecutionID: p.ExecutionID}}})
+		}
+		inserted, wis, now, err = b.completeClaimOn(t.ctx, t.tx, p, data, claim, pre)
 		if err != nil || len(wis) == 0 {
 			return err
 		}
 		wi := wis[0]
-		if err := b.loadStepDataOn(t.ctx, t.tx, wis, now); err != nil {
+		if ph := pre.first(); ph != nil && ph.wi.Instance.ID == wi.Instance.ID &&
+			ph.wi.Instance.ExecutionID == wi.Instance.ExecutionID && wi.Instance.Status != backend.StatusSuspended {
+			wi.Messages, wi.History = ph.wi.Messages, []*backend.Event{}
+			ph.wi = wi
+			err = pre.finish(t.ctx, t.tx)
+		} else {
+			err = b.loadStepDataOn(t.ctx, t.tx, wis, now)
+		}
+		if err != nil {
 			return err
 		}
 		if len(wi.Messages) == 0 {

@@ -140,24 +140,68 @@ type batchSender interface {
 
 // loadStepDataOn is loadStepData's read, sent through q.
 func (b *Backend) loadStepDataOn(ctx context.Context, q batchSender, wis []*backend.OrchestrationWorkItem, now int64) error {
-	hs := make([]*stepHist, len(wis))
-	ids := make([]string, len(wis))
-	ctl := make([]bool, len(wis))
-	after := make([]int32, len(wis))
-	byID := map[string]*stepHist{}
+	r := b.newStepRead(wis)
+	batch := &pgx.Batch{}
+	r.queue(batch, now)
+	br := q.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	if err := r.scan(br); err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	return r.finish(ctx, q)
+}
+
+// stepRead is the read of claimed steps' messages and histories: queued
+// in a pipeline, scanned from its results, finished (the histories the
+// cache doubted read again, the work items filled in, the cache filled).
+type stepRead struct {
+	b    *Backend
+	hs   []*stepHist
+	byID map[string]*stepHist
+}
+
+// newStepRead prepares the read of the steps wis, with the cached prefixes
+// of their histories.
+func (b *Backend) newStepRead(wis []*backend.OrchestrationWorkItem) *stepRead {
+	r := &stepRead{b: b, hs: make([]*stepHist, len(wis)), byID: map[string]*stepHist{}}
 	for i, wi := range wis {
 		wi.Messages, wi.History = nil, []*backend.Event{}
 		h := &stepHist{wi: wi}
 		h.prefix, h.tag, h.epoch = b.hist.Get(wi.Instance.ID, wi.Instance.ExecutionID)
-		hs[i], ids[i], after[i] = h, wi.Instance.ID, int32(len(h.prefix))
-		ctl[i] = wi.Instance.Status == backend.StatusSuspended
-		byID[ids[i]] = h
+		r.hs[i] = h
+		r.byID[wi.Instance.ID] = h
 	}
-	batch := &pgx.Batch{}
-	b.queueStepMessages(batch, ids, ctl, now)
-	b.queueStepHistory(batch, ids, after)
-	br := q.SendBatch(ctx, batch)
-	defer func() { _ = br.Close() }()
+	return r
+}
+
+// first is the read's first step, nil for a nil read.
+func (r *stepRead) first() *stepHist {
+	if r == nil || len(r.hs) == 0 {
+		return nil
+	}
+	return r.hs[0]
+}
+
+// queue queues the two reads, of the messages visible at now (only the
+// control ones of Suspended instances) and of the histories after their
+// cached prefixes.
+func (r *stepRead) queue(batch *pgx.Batch, now int64) {
+	ids := make([]string, len(r.hs))
+	ctl := make([]bool, len(r.hs))
+	after := make([]int32, len(r.hs))
+	for i, h := range r.hs {
+		ids[i], after[i] = h.wi.Instance.ID, int32(len(h.prefix))
+		ctl[i] = h.wi.Instance.Status == backend.StatusSuspended
+	}
+	r.b.queueStepMessages(batch, ids, ctl, now)
+	r.b.queueStepHistory(batch, ids, after)
+}
+
+// scan reads the results of the two reads queue queued.
+func (r *stepRead) scan(br pgx.BatchResults) error {
 	rows, err := br.Query()
 	if err != nil {
 		return err
@@ -170,22 +214,22 @@ func (b *Backend) loadStepDataOn(ctx context.Context, q batchSender, wis []*back
 		if err != nil {
 			return fmt.Errorf("message %q: %w", mid, err)
 		}
-		wi := byID[id].wi
+		wi := r.byID[id].wi
 		wi.Messages = append(wi.Messages, &backend.Message{ID: mid, InstanceID: id, ExecutionID: exec,
 			Event: ev, VisibleAt: rules.FromNanos(visible)})
 		return nil
 	}); err != nil {
 		return err
 	}
-	if err := scanHistory(br, byID); err != nil {
-		return err
-	}
-	if err := br.Close(); err != nil {
-		return err
-	}
-	// The histories whose prefix was not found as cached: all again.
+	return scanHistory(br, r.byID)
+}
+
+// finish reads again, through q, the whole histories whose cached prefix
+// was not found as cached, then fills in the work items' histories and
+// the cache.
+func (r *stepRead) finish(ctx context.Context, q batchSender) error {
 	var again []string
-	for _, h := range hs {
+	for _, h := range r.hs {
 		if len(h.prefix) > 0 && (h.doubt || !h.checked) {
 			again = append(again, h.wi.Instance.ID)
 			*h = stepHist{wi: h.wi, epoch: h.epoch}
@@ -193,21 +237,21 @@ func (b *Backend) loadStepDataOn(ctx context.Context, q batchSender, wis []*back
 	}
 	if len(again) > 0 {
 		batch := &pgx.Batch{}
-		b.queueStepHistory(batch, again, make([]int32, len(again)))
+		r.b.queueStepHistory(batch, again, make([]int32, len(again)))
 		br := q.SendBatch(ctx, batch)
 		defer func() { _ = br.Close() }()
-		if err := scanHistory(br, byID); err != nil {
+		if err := scanHistory(br, r.byID); err != nil {
 			return err
 		}
 		if err := br.Close(); err != nil {
 			return err
 		}
 	}
-	for _, h := range hs {
+	for _, h := range r.hs {
 		in := h.wi.Instance
 		h.wi.History = append(append(make([]*backend.Event, 0, len(h.prefix)+len(h.events)), h.prefix...), h.events...)
 		if len(h.events) > 0 && !in.Status.IsTerminal() {
-			b.hist.Fill(in.ID, in.ExecutionID, slices.Clone(h.wi.History), h.last, h.epoch)
+			r.b.hist.Fill(in.ID, in.ExecutionID, slices.Clone(h.wi.History), h.last, h.epoch)
 		}
 	}
 	return nil

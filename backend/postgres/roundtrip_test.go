@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,5 +127,70 @@ func TestStepRoundTrips(t *testing.T) {
 	t.Logf("round trips: claim %d, simple step commit %d", minClaim, minStep)
 	if minStep != 1 {
 		t.Errorf("a simple step's commit took %d round trips, want 1", minStep)
+	}
+}
+
+// TestFusedCommitRoundTrips counts the round trips of CompleteActivityStep
+// whose step commits with the completion: two (the completion, the claim
+// and the step's data; the step's writes with the COMMIT) when the
+// completion names the task's instance, three when it does not (the
+// step's data then takes a round trip of its own), and a hint that names
+// another instance is read past.
+func TestFusedCommitRoundTrips(t *testing.T) {
+	raw := testURL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFlightProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	be := open(t, u.String(), freshSchema(t, raw), nil)
+	s := stepper{t, t.Context()}
+	for _, c := range []struct {
+		name string
+		hint func(*backend.ActivityTask) (string, string)
+		want int64
+	}{
+		{"hint", func(tk *backend.ActivityTask) (string, string) { return tk.InstanceID, tk.ExecutionID }, 2},
+		{"no hint", func(*backend.ActivityTask) (string, string) { return "", "" }, 3},
+		{"wrong hint", func(tk *backend.ActivityTask) (string, string) { return "other", tk.ExecutionID }, 3},
+	} {
+		best := int64(1 << 62)
+		for i := range 6 {
+			id := fmt.Sprintf("%s-%d", strings.ReplaceAll(c.name, " ", "-"), i)
+			create(t, be, id)
+			wi, err := be.ClaimInstanceStep(s.ctx, id, claim(t0))
+			if err != nil || wi == nil {
+				t.Fatalf("claim %s: %+v %v", id, wi, err)
+			}
+			if err := be.CompleteOrchestrationStep(s.ctx, withTask(s.params(wi, "start", backend.StatusRunning))); err != nil {
+				t.Fatal(err)
+			}
+			awi, err := be.ClaimActivity(s.ctx, claim(t0))
+			if err != nil || awi == nil || awi.Task.InstanceID != id {
+				t.Fatalf("claim activity of %s: %+v %v", id, awi, err)
+			}
+			p := &backend.CompleteActivityParams{TaskID: awi.Task.ID, Attempt: awi.Attempt,
+				Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`1`), Timestamp: t0}}
+			p.InstanceID, p.ExecutionID = c.hint(awi.Task)
+			var history int
+			f0 := proxy.flights.Load()
+			out, err := be.CompleteActivityStep(s.ctx, p, claim(t0), func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+				history = len(wi.History)
+				return &backend.StepCommit{Params: s.params(wi, "next", backend.StatusRunning)}
+			})
+			f1 := proxy.flights.Load()
+			if err != nil || !out.Committed {
+				t.Fatalf("%s: CompleteActivityStep: %+v %v", c.name, out, err)
+			}
+			if history != 2 || len(out.Step.Messages) != 1 {
+				t.Fatalf("%s: the step had %d history events and %d messages; want 2 and the result", c.name, history, len(out.Step.Messages))
+			}
+			best = min(best, f1-f0)
+		}
+		t.Logf("%s: %d round trips", c.name, best)
+		if best != c.want {
+			t.Errorf("%s: a fused commit took %d round trips, want %d", c.name, best, c.want)
+		}
 	}
 }
