@@ -530,26 +530,27 @@ func (w *Worker) runStep(ctx context.Context, wi *backend.OrchestrationWorkItem)
 // logger and span, the step its code computed, and the outcome the span
 // ends with.
 type stepRun struct {
-	w   *Worker
 	wi  *backend.OrchestrationWorkItem
 	ctx context.Context
-	// log returns the step's logger, built only when something is logged
-	// (most steps log nothing, and With allocates).
+	// log returns the step's logger, built (into logger) only when
+	// something is logged: most steps log nothing, and With allocates.
 	log    func() *slog.Logger
+	logger *slog.Logger
 	span   trace.Span
 	params *backend.CompleteOrchestrationStepParams
 	// ex is the step's live executor, kept once the step commits; any
 	// other way out of the step closes it (Close of nil does nothing).
-	ex      *replay.Executor
+	ex *replay.Executor
+	// outcome and err are what the span ends with; ended is set once it
+	// has.
 	outcome string
 	err     error
-	logger  *slog.Logger
 	ended   bool
 }
 
 // startRun starts the span and the lazy logger of a delivery of wi.
 func (w *Worker) startRun(ctx context.Context, wi *backend.OrchestrationWorkItem) *stepRun {
-	r := &stepRun{w: w, wi: wi, outcome: telemetry.OutcomeCommitted}
+	r := &stepRun{wi: wi, outcome: telemetry.OutcomeCommitted}
 	r.log = func() *slog.Logger {
 		if r.logger == nil {
 			r.logger = w.log.With("instance", wi.Instance.ID, "orchestration", wi.Instance.Name, "step_attempt", wi.Attempt)

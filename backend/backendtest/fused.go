@@ -361,25 +361,33 @@ func testFusedFanOut(t *testing.T, e *env) {
 	for _, f := range failures {
 		t.Error(f)
 	}
-	want := make([]string, n)
+	e.wantEachResultOnce("a", tasks, consumed)
+	t.Logf("%d of %d completions claimed the step; %d steps in all", fusedN, n, len(attempts))
+}
+
+// wantEachResultOnce checks that the steps of instance id consumed the
+// result of each of tasks exactly once (consumed: the message IDs they
+// consumed) and that its history holds as many results.
+func (e *env) wantEachResultOnce(id string, tasks []*backend.ActivityTask, consumed []string) {
+	e.t.Helper()
+	want := make([]string, len(tasks))
 	for i, tk := range tasks {
 		want[i] = backend.ResultMessageID(tk.ID)
 	}
 	slices.Sort(want)
-	slices.Sort(consumed)
+	consumed = slices.Sorted(slices.Values(consumed))
 	if !slices.Equal(consumed, want) {
-		t.Fatalf("consumed %d messages %v; want each of the %d results once", len(consumed), consumed, n)
+		e.t.Fatalf("consumed %d messages %v; want each of the %d results once", len(consumed), consumed, len(tasks))
 	}
 	got := 0
-	for _, ev := range e.history("a") {
+	for _, ev := range e.history(id) {
 		if ev.Type == backend.EventTaskCompleted {
 			got++
 		}
 	}
-	if got != n {
-		t.Fatalf("history has %d results, want %d", got, n)
+	if got != len(tasks) {
+		e.t.Fatalf("history has %d results, want %d", got, len(tasks))
 	}
-	t.Logf("%d of %d completions claimed the step; %d steps in all", fusedN, n, len(attempts))
 }
 
 // testFusedSDK runs sequences of activities through the SDK with fused

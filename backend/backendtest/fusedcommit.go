@@ -290,22 +290,5 @@ func testFusedCommitFanOut(t *testing.T, e *env) {
 	for _, f := range failures {
 		t.Error(f)
 	}
-	want := make([]string, n)
-	for i, tk := range tasks {
-		want[i] = backend.ResultMessageID(tk.ID)
-	}
-	slices.Sort(want)
-	slices.Sort(consumed)
-	if !slices.Equal(consumed, want) {
-		t.Fatalf("consumed %d messages %v; want each of the %d results once", len(consumed), consumed, n)
-	}
-	got := 0
-	for _, ev := range e.history("a") {
-		if ev.Type == backend.EventTaskCompleted {
-			got++
-		}
-	}
-	if got != n {
-		t.Fatalf("history has %d results, want %d", got, n)
-	}
+	e.wantEachResultOnce("a", tasks, consumed)
 }

@@ -478,18 +478,9 @@ SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
 // history, as it did while the pipeline read the whole history.
 func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams) (*backend.OrchestrationWorkItem, error) {
 	const op = "complete activity"
-	if err := p.Validate(); err != nil {
-		return nil, b.fail(op, err)
-	}
-	if err := claim.Validate(); err != nil {
-		return nil, b.fail(op, err)
-	}
-	data, err := backend.EncodeEvent(p.Result)
+	data, err := b.claimingCompletion(op, p, claim)
 	if err != nil {
-		return nil, b.fail(op, fmt.Errorf("activity task %q: result: %w", p.TaskID, err))
-	}
-	if b.closed.Load() {
-		return nil, b.fail(op, errClosed)
+		return nil, err
 	}
 	for try := 0; ; try++ {
 		inserted, wi, err := b.completeActivityClaim(ctx, p, data, claim)
@@ -519,6 +510,25 @@ func (b *Backend) CompleteActivityClaim(ctx context.Context, p *backend.Complete
 		}
 		return nil, b.fail(op, err)
 	}
+}
+
+// claimingCompletion checks a completion that also claims (p and claim)
+// and returns its encoded result, or the error to return.
+func (b *Backend) claimingCompletion(op string, p *backend.CompleteActivityParams, claim *backend.ClaimParams) ([]byte, error) {
+	if err := p.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	if err := claim.Validate(); err != nil {
+		return nil, b.fail(op, err)
+	}
+	data, err := backend.EncodeEvent(p.Result)
+	if err != nil {
+		return nil, b.fail(op, fmt.Errorf("activity task %q: result: %w", p.TaskID, err))
+	}
+	if b.closed.Load() {
+		return nil, b.fail(op, errClosed)
+	}
+	return data, nil
 }
 
 func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.CompleteActivityParams, data []byte,

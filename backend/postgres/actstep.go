@@ -34,18 +34,9 @@ var errStepWrite = errors.New("step writes failed")
 func (b *Backend) CompleteActivityStep(ctx context.Context, p *backend.CompleteActivityParams, claim *backend.ClaimParams,
 	run func(wi *backend.OrchestrationWorkItem) *backend.StepCommit) (*backend.ActivityStep, error) {
 	const op = "complete activity"
-	if err := p.Validate(); err != nil {
-		return nil, b.fail(op, err)
-	}
-	if err := claim.Validate(); err != nil {
-		return nil, b.fail(op, err)
-	}
-	data, err := backend.EncodeEvent(p.Result)
+	data, err := b.claimingCompletion(op, p, claim)
 	if err != nil {
-		return nil, b.fail(op, fmt.Errorf("activity task %q: result: %w", p.TaskID, err))
-	}
-	if b.closed.Load() {
-		return nil, b.fail(op, errClosed)
+		return nil, err
 	}
 	for try := 0; ; try++ {
 		out, t, committing, err := b.completeActivityStep(ctx, p, data, claim, run)

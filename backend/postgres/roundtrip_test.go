@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/postgres"
 )
 
 // flightProxy forwards TCP connections to the database and counts the
@@ -85,12 +86,9 @@ func newFlightProxy(t *testing.T, target string) *flightProxy {
 	return p
 }
 
-// TestStepRoundTrips counts the round trips of a claim and of a simple
-// step's commit (one that schedules an activity and makes no work
-// claimable at once, so that no NOTIFY follows it), through a counting
-// proxy. Eager dispatch off (CompleteOrchestrationStep) keeps the counts
-// to the step's own statements.
-func TestStepRoundTrips(t *testing.T) {
+// proxied opens a backend on a fresh schema whose connections go through
+// a counting proxy.
+func proxied(t *testing.T) (*postgres.Backend, *flightProxy) {
 	raw := testURL(t)
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -98,8 +96,16 @@ func TestStepRoundTrips(t *testing.T) {
 	}
 	proxy := newFlightProxy(t, u.Host)
 	u.Host = proxy.ln.Addr().String()
-	schema := freshSchema(t, raw)
-	be := open(t, u.String(), schema, nil)
+	return open(t, u.String(), freshSchema(t, raw), nil), proxy
+}
+
+// TestStepRoundTrips counts the round trips of a claim and of a simple
+// step's commit (one that schedules an activity and makes no work
+// claimable at once, so that no NOTIFY follows it), through a counting
+// proxy. Eager dispatch off (CompleteOrchestrationStep) keeps the counts
+// to the step's own statements.
+func TestStepRoundTrips(t *testing.T) {
+	be, proxy := proxied(t)
 	s := stepper{t, t.Context()}
 	for i := range 6 {
 		id := fmt.Sprint("i", i+1)
@@ -137,14 +143,7 @@ func TestStepRoundTrips(t *testing.T) {
 // step's data then takes a round trip of its own), and a hint that names
 // another instance is read past.
 func TestFusedCommitRoundTrips(t *testing.T) {
-	raw := testURL(t)
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newFlightProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	be := open(t, u.String(), freshSchema(t, raw), nil)
+	be, proxy := proxied(t)
 	s := stepper{t, t.Context()}
 	for _, c := range []struct {
 		name string
