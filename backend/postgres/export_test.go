@@ -25,3 +25,6 @@ func StepReadQueries(b *Backend) map[string][2]string {
 		"inbox/one":   {b.q(stepMessagesOneQuery), `'i', false, 0::bigint, 1000`},
 	}
 }
+
+// NotifySQL is the statement the notifier sends notifications with.
+const NotifySQL = notifySQL

@@ -159,6 +159,9 @@ func (n *notifier) wake() {
 	}
 }
 
+// notifySQL sends the notifications $2 on channel $1.
+const notifySQL = `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`
+
 func (n *notifier) run(ctx context.Context) {
 	for {
 		select {
@@ -186,7 +189,7 @@ func (n *notifier) run(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := n.b.pool.Exec(sctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, n.b.channel, payloads)
+		_, err := n.b.pool.Exec(sctx, notifySQL, n.b.channel, payloads)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			n.b.log.Debug("postgres: NOTIFY failed; waiters in other processes will poll", "err", err)

@@ -1,6 +1,10 @@
 package postgres_test
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/postgres"
@@ -23,6 +28,25 @@ type flightProxy struct {
 	target  string
 	flights atomic.Int64
 	wg      sync.WaitGroup
+}
+
+// notifyMarks are what the notifier's flights carry: its statement's text
+// (when pgx prepares it) or the name pgx prepared it under.
+var notifyMarks = func() [][]byte {
+	digest := sha256.Sum256([]byte(postgres.NotifySQL))
+	return [][]byte{[]byte("pg_notify("), []byte("stmtcache_" + hex.EncodeToString(digest[0:24]))}
+}()
+
+// notifying reports whether a flight is the notifier's NOTIFY, which
+// follows any write that makes work and is sent on its own, in the
+// background: the proxy does not count it.
+func notifying(flight []byte) bool {
+	for _, m := range notifyMarks {
+		if bytes.Contains(flight, m) {
+			return true
+		}
+	}
+	return false
 }
 
 func newFlightProxy(t *testing.T, target string) *flightProxy {
@@ -56,7 +80,9 @@ func newFlightProxy(t *testing.T, target string) *flightProxy {
 				for {
 					n, err := c.Read(buf)
 					if n > 0 {
-						p.flights.Add(1)
+						if !notifying(buf[:n]) {
+							p.flights.Add(1)
+						}
 						if _, werr := s.Write(buf[:n]); werr != nil {
 							break
 						}
@@ -191,5 +217,42 @@ func TestFusedCommitRoundTrips(t *testing.T) {
 		if best != c.want {
 			t.Errorf("%s: a fused commit took %d round trips, want %d", c.name, best, c.want)
 		}
+	}
+}
+
+// TestCreateRoundTrips counts the round trips of a start that may not
+// replace an instance: two with the database clock (BEGIN with its read,
+// then the creation with the COMMIT), one with the caller's time; and one
+// that finds the instance there still fails with ErrInstanceExists,
+// naming its status, and writes nothing.
+func TestCreateRoundTrips(t *testing.T) {
+	be, proxy := proxied(t)
+	ctx := t.Context()
+	for _, c := range []struct {
+		name string
+		now  time.Time
+		want int64
+	}{{"database clock", time.Time{}, 2}, {"caller's time", t0, 1}} {
+		best := int64(1 << 62)
+		for i := range 6 {
+			f0 := proxy.flights.Load()
+			id := fmt.Sprintf("%s-%d", strings.ReplaceAll(c.name, " ", "-"), i)
+			if err := be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: id, Name: "orch", ExecutionID: id + "-e1", Now: c.now}); err != nil {
+				t.Fatal(err)
+			}
+			best = min(best, proxy.flights.Load()-f0)
+		}
+		t.Logf("%s: %d round trips", c.name, best)
+		if best != c.want {
+			t.Errorf("a start with the %s took %d round trips, want %d", c.name, best, c.want)
+		}
+	}
+	err := be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "database-clock-0", Name: "other", ExecutionID: "x"})
+	if !errors.Is(err, backend.ErrInstanceExists) || !strings.Contains(err.Error(), "Pending") {
+		t.Fatalf("creating an existing instance: %v, want ErrInstanceExists naming Pending", err)
+	}
+	inst, err := be.GetInstance(ctx, "database-clock-0")
+	if err != nil || inst.Name != "orch" || inst.ExecutionID != "database-clock-0-e1" {
+		t.Fatalf("the existing instance after the refused start: %+v %v", inst, err)
 	}
 }
