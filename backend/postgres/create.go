@@ -38,14 +38,12 @@ func (b *Backend) CreateInstance(ctx context.Context, p *backend.CreateInstanceP
 			}
 			start := rules.StartMessage(p, now)
 			return t.at(now, func() error {
-				margs, err := t.messageArgs(start, true)
+				args, err := t.createArgs(p, start)
 				if err != nil {
 					return err
 				}
-				pid, pexec, ptask := parentColumns(p.Parent)
 				batch := &pgx.Batch{}
-				batch.Queue(t.b.q(createQuery), p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, t.now,
-					pid, pexec, ptask, start.ID, margs[3], margs[4], margs[5])
+				batch.Queue(t.b.q(createQuery), args...)
 				br := t.tx.sendFinal(t.ctx, batch)
 				err = br.QueryRow().Scan(&existing, &created, &delivered)
 				if cerr := br.Close(); err == nil {

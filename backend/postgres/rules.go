@@ -73,16 +73,14 @@ const maxCreateTries = 8
 // creator never resets an instance another one created.
 func (t *txn) CreateOrLock(p *backend.CreateInstanceParams, start *backend.Message, now time.Time) (status backend.Status, created bool, err error) {
 	err = t.at(now, func() error {
-		pid, pexec, ptask := parentColumns(p.Parent)
-		margs, err := t.messageArgs(start, true)
+		args, err := t.createArgs(p, start)
 		if err != nil {
 			return err
 		}
 		for try := 0; ; try++ {
 			var s *backend.Status
 			var delivered bool
-			if err := t.queryRow(createQuery, p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, t.now,
-				pid, pexec, ptask, start.ID, margs[3], margs[4], margs[5]).Scan(&s, &created, &delivered); err != nil {
+			if err := t.queryRow(createQuery, args...).Scan(&s, &created, &delivered); err != nil {
 				return err
 			}
 			if created {
@@ -101,6 +99,18 @@ func (t *txn) CreateOrLock(p *backend.CreateInstanceParams, start *backend.Messa
 		}
 	})
 	return status, created, err
+}
+
+// createArgs are the arguments of createQuery for p with its start
+// message, at the transaction's time.
+func (t *txn) createArgs(p *backend.CreateInstanceParams, start *backend.Message) ([]any, error) {
+	margs, err := t.messageArgs(start, true)
+	if err != nil {
+		return nil, err
+	}
+	pid, pexec, ptask := parentColumns(p.Parent)
+	return []any{p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, t.now,
+		pid, pexec, ptask, start.ID, margs[3], margs[4], margs[5]}, nil
 }
 
 // Replace implements rules.Tx: the data deletes, then the row's reset and
