@@ -28,10 +28,14 @@ func TestPostgresStore(t *testing.T) {
 		}
 		t.Skipf("PostgreSQL unreachable: %v", err)
 	}
-	defer conn.Close(context.Background())
 	schema := fmt.Sprintf("duro_cli_%d", time.Now().UnixNano())
+	// The connection closes after the drop: a deferred Close would run
+	// before the cleanup, leaving the schema behind.
 	t.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+		_ = conn.Close(context.Background())
 	})
 	sep := "?"
 	if strings.Contains(base, "?") {
