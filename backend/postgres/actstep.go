@@ -161,13 +161,7 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		return nil, t, committing, err
 	}
 	if committed != nil {
-		// As after CompleteOrchestrationStepClaim.
-		if committed.Status.IsTerminal() {
-			b.hist.Drop(committed.InstanceID)
-		}
-		if rules.Finishes(committed) {
-			b.signalFinish(committed.InstanceID)
-		}
+		b.stepCommitted(committed)
 	}
 	switch {
 	case stale != nil:

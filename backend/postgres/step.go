@@ -139,18 +139,23 @@ func (b *Backend) CompleteOrchestrationStepClaim(ctx context.Context, p *backend
 	if err != nil {
 		return nil, err
 	}
-	if p.ContinueAsNew != nil || p.Status.IsTerminal() {
-		// Its history is replaced or done with.
-		b.hist.Drop(p.InstanceID)
-	}
-	if rules.Finishes(p) {
-		b.signalFinish(p.InstanceID)
-	}
+	b.stepCommitted(p)
 	// Tests lose the reply here, after the step has committed.
 	if err := fault.Fail(fault.StepReplyLost, p.InstanceID); err != nil {
 		return nil, b.fail(op, err)
 	}
 	return claimed, nil
+}
+
+// stepCommitted is what follows the commit of step p: a history replaced
+// or done with leaves the cache, and a finish wakes its waiters.
+func (b *Backend) stepCommitted(p *backend.CompleteOrchestrationStepParams) {
+	if p.ContinueAsNew != nil || p.Status.IsTerminal() {
+		b.hist.Drop(p.InstanceID)
+	}
+	if rules.Finishes(p) {
+		b.signalFinish(p.InstanceID)
+	}
 }
 
 // simpleStep reports whether a step starts, rewinds and ends nothing (most
@@ -165,15 +170,7 @@ func simpleStep(p *backend.CompleteOrchestrationStepParams) bool {
 // whose messages all go to its own instance (timers), so that it locks no
 // other row, with the worker's time.
 func oneTripStep(p *backend.CompleteOrchestrationStepParams) bool {
-	if !simpleStep(p) || p.Now.IsZero() {
-		return false
-	}
-	for _, m := range p.Messages {
-		if m.InstanceID != p.InstanceID {
-			return false
-		}
-	}
-	return true
+	return simpleStep(p) && fusableStep(p)
 }
 
 // fenceStepQuery locks instance $1's row and fails unless delivery $2 of
