@@ -19,6 +19,8 @@ func fusedCommitTests() []test {
 		{"CommitsTheLastStep", testFusedCommitLast},
 		{"NilRunCommitsTheClaim", testFusedCommitNil},
 		{"DeclinedStepStaysValid", testFusedCommitDeclined},
+		{"ResultAfterWaitingMessages", testFusedCommitOrder},
+		{"UnconsumedResultStays", testFusedCommitUnconsumed},
 		{"StaleRunsNothing", testFusedCommitStale},
 		{"NoRunWhileTasksRemain", testFusedCommitFanIn},
 		{"ConcurrentFanOut", testFusedCommitFanOut},
@@ -190,6 +192,61 @@ func testFusedCommitDeclined(t *testing.T, e *env) {
 	e.wantMessages(wi, "a-to-b")
 	e.commit(wi, e.at(3*time.Second), nil)
 	e.noStep(e.at(time.Hour), "a's step consumed its result, b's its message")
+}
+
+// testFusedCommitOrder raises an event to the instance while its task
+// runs: the step the completion claims gets the event first, then the
+// result, the order in which they arrived, and consumes both.
+func testFusedCommitOrder(t *testing.T, e *env) {
+	e.fusedCommitter()
+	_, tasks := e.startWithTasks("a", 1)
+	awi := e.claimActivity(tasks[0].ID, e.at(time.Second))
+	e.enqueue(raised("a", "while-it-ran", "news"))
+	var given *backend.OrchestrationWorkItem
+	out, err := e.completeStep(awi, e.at(2*time.Second), func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+		given = wi
+		return &backend.StepCommit{Params: stepParams(wi, e.at(2*time.Second))}
+	})
+	e.noErr("CompleteActivityStep", err)
+	if out == nil || out.Step == nil || out.Step != given {
+		t.Fatalf("outcome %+v; want the step run was given", out)
+	}
+	e.wantMessages(given, "while-it-ran", backend.ResultMessageID(tasks[0].ID))
+	if !out.Committed {
+		e.commit(given, e.at(2*time.Second), nil)
+	}
+	e.noStep(e.at(time.Hour), "the step consumed the event and the result")
+}
+
+// testFusedCommitUnconsumed has run return a step that consumes none of
+// its messages: the result stays for the next step, which gets it with
+// the next attempt number.
+func testFusedCommitUnconsumed(t *testing.T, e *env) {
+	e.fusedCommitter()
+	_, tasks := e.startWithTasks("a", 1)
+	awi := e.claimActivity(tasks[0].ID, e.at(time.Second))
+	var params *backend.CompleteOrchestrationStepParams
+	out, err := e.completeStep(awi, e.at(2*time.Second), func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+		params = stepParams(wi, e.at(2*time.Second))
+		params.ConsumedMessageIDs, params.NewEvents = nil, params.NewEvents[:1]
+		return &backend.StepCommit{Params: params}
+	})
+	e.noErr("CompleteActivityStep", err)
+	if out == nil || out.Step == nil {
+		t.Fatalf("outcome %+v; want the claimed step", out)
+	}
+	if !out.Committed {
+		if err := e.b.CompleteOrchestrationStep(e.ctx, params); err != nil {
+			t.Fatalf("committing the declined step: %v", err)
+		}
+	}
+	wi := e.claimStep("a", e.at(3*time.Second))
+	e.wantMessages(wi, backend.ResultMessageID(tasks[0].ID))
+	if wi.Attempt <= out.Step.Attempt {
+		t.Fatalf("the next step has attempt %d, the fused one had %d", wi.Attempt, out.Step.Attempt)
+	}
+	e.commit(wi, e.at(3*time.Second), nil)
+	e.noStep(e.at(time.Hour), "the second step consumed the result")
 }
 
 func testFusedCommitStale(t *testing.T, e *env) {

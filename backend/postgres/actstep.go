@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/rules"
@@ -100,7 +104,12 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 			pre = b.newStepRead([]*backend.OrchestrationWorkItem{{
 				Instance: &backend.Instance{ID: p.InstanceID, ExecutionID: p.ExecutionID}}})
 		}
-		inserted, wis, now, err = b.completeClaimOn(t.ctx, t.tx, p, data, claim, pre)
+		var direct *backend.Message // the result, if the step takes it directly
+		if pre != nil {
+			inserted, wis, now, direct, err = b.directClaimOn(t, p, data, claim, pre)
+		} else {
+			inserted, wis, now, err = b.completeClaimOn(t.ctx, t.tx, p, data, claim, nil)
+		}
 		if err != nil || len(wis) == 0 {
 			return err
 		}
@@ -116,6 +125,9 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		if err != nil {
 			return err
 		}
+		if direct != nil {
+			wi.Messages = append(wi.Messages, direct)
+		}
 		if len(wi.Messages) == 0 {
 			// A stale ready summary (see CompleteActivityClaim): the claim
 			// commits and is released after.
@@ -126,7 +138,13 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		sc := run(wi)
 		if sc == nil || sc.Params == nil || !fusableStep(sc.Params) || sc.Params.InstanceID != wi.Instance.ID ||
 			sc.Params.Attempt != wi.Attempt || rules.ValidateStep(sc.Params, sc.ActivityClaim, sc.MaxActivities) != nil {
-			return nil // declined: the completion and the claim commit alone
+			// Declined: the completion and the claim commit alone, the
+			// result in the inbox, where the step's own commit consumes it.
+			if direct != nil {
+				t.now = now
+				return t.deliver(direct)
+			}
+			return nil
 		}
 		sp := sc.Params
 		max := sc.MaxActivities
@@ -135,9 +153,21 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		}
 		ec := eagerClaim{claim: sc.ActivityClaim, max: max}
 		t.now = rules.Nanos(sp.Now)
+		// The result the step took directly is recorded as consumed; one it
+		// left unconsumed goes to the inbox with the step's messages (and
+		// with the inbox, if the step ends the instance).
+		var directIDs []string
+		msgs := sp.Messages
+		if direct != nil {
+			if slices.Contains(sp.ConsumedMessageIDs, direct.ID) {
+				directIDs = []string{direct.ID}
+			} else {
+				msgs = append(slices.Clip(msgs), direct)
+			}
+		}
 		if simpleStep(sp) {
 			// One round trip with the COMMIT, as oneTripStep's.
-			if err := t.applyStep(sp, stepWrite{flush: true, final: true}, sp.Messages, &ec); err != nil {
+			if err := t.applyStep(sp, stepWrite{flush: true, final: true, direct: directIDs}, msgs, &ec); err != nil {
 				if _, committing := t.tx.finalOutcome(err); committing {
 					return err
 				}
@@ -147,7 +177,7 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 			// A step that ends its instance: its writes, then the
 			// clean-up of its inbox and tasks (rules.StepRelations), the
 			// ready summary with the COMMIT.
-			if err := t.applyStep(sp, stepWrite{}, nil, &ec); err != nil {
+			if err := t.applyStep(sp, stepWrite{direct: directIDs}, nil, &ec); err != nil {
 				return fmt.Errorf("%w: %w", errStepWrite, err)
 			}
 			if err := rules.StepRelations(t, sp, func(_ int, m *backend.Message) error { return t.deliver(m) }); err != nil {
@@ -172,4 +202,124 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		b.signal(inserted, nil)
 	}
 	return out, t, false, nil
+}
+
+// directClaimQuery claims, for the completion of task $1 at attempt $2, the
+// step of the task's instance before the completion is written, so that
+// the result can go to the step without passing through the inbox. It
+// claims only what fusedClaimQuery would claim once the result was in the
+// inbox: the current execution of a live, unsuspended instance whose lease
+// is free, the completion valid (the attempt the task holds, not parked),
+// the task the instance's last one and its result ($6) not consumed. It
+// takes the row FOR NO KEY UPDATE SKIP LOCKED, as every claim does, before
+// the completion locks the task: instance, then task, the order of every
+// step. The claimed instance is recorded in fusedClaimedSetting, which
+// keeps directCompleteQuery from writing the result to the inbox and gates
+// the reads that follow.
+var directClaimQuery = `WITH task AS (
+	SELECT instance_id, execution_id FROM {s}.activity_tasks
+	 WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0 AND visible_at <> ` + parkedSQL + `
+), pick AS (
+	SELECT i.id AS cid FROM {s}.instances i, task
+	 WHERE i.id = task.instance_id AND i.execution_id = task.execution_id AND i.status IN ('Pending', 'Running')
+	 AND i.lock_expires_at <= ` + clock("$3") + `
+	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = i.id AND t.id <> $1)
+	 AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = i.id AND c.id = $6)
+	 FOR NO KEY UPDATE OF i SKIP LOCKED
+), c AS (
+	UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $4,
+		lock_expires_at = ` + clock("$3") + ` + $5
+	FROM pick WHERE id = pick.cid
+	RETURNING ` + clock("$3") + ` AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
+)
+SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
+
+// directCompleteQuery is completeActivityQuery that leaves the result out
+// of the inbox of the instance directClaimQuery claimed: the claimed step
+// consumes it, or the transaction writes it to the inbox later (spill).
+var directCompleteQuery = strings.Replace(completeActivityQuery,
+	`WHERE st.status NOT IN ('Completed', 'Failed', 'Terminated')`,
+	`WHERE st.status NOT IN ('Completed', 'Failed', 'Terminated')
+		AND d.instance_id IS DISTINCT FROM current_setting(`+fusedClaimedSetting+`, true)`, 1)
+
+// directClaimOn is completeClaimOn for CompleteActivityStep with the
+// task's instance known (pre): the pipeline claims the instance's step
+// first (directClaimQuery), then completes the task as
+// CompleteActivityClaim does, without writing the result to the inbox of
+// the instance it claimed, and reads the claimed step's messages and
+// history. It returns, with the claim, the result as the message the step
+// consumes (direct): the last of the step's messages. When the inbox holds
+// as many messages as a step takes, the result is written to the inbox
+// behind them instead (nil direct).
+func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data []byte,
+	claim *backend.ClaimParams, pre *stepRead) (inserted bool, wis []*backend.OrchestrationWorkItem, now int64, direct *backend.Message, err error) {
+	h := pre.hs[0]
+	resultID := backend.ResultMessageID(p.TaskID)
+	batch := &pgx.Batch{}
+	batch.Queue(b.q(directClaimQuery), p.TaskID, int64(p.Attempt), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration), resultID)
+	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
+		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
+	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(directCompleteQuery), p.TaskID, int64(p.Attempt), resultID,
+		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
+	batch.Queue(b.q(fusedMessagesQuery), h.wi.Instance.ID, rules.Nanos(claim.Now), b.maxStepMessages)
+	batch.Queue(b.q(fusedHistoryQuery), h.wi.Instance.ID, int32(len(h.prefix)))
+	br := t.tx.SendBatch(t.ctx, batch)
+	defer func() { _ = br.Close() }()
+	rows, err := br.Query()
+	if err != nil {
+		return false, nil, 0, nil, err
+	}
+	wis, now, err = scanClaimedSteps(rows)
+	if err != nil {
+		return false, nil, 0, nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return false, nil, 0, nil, err
+	}
+	var current, claimedAt, visible int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return false, nil, 0, nil, err
+	}
+	var deleted, ins int64
+	if err := br.QueryRow().Scan(&deleted, &ins); err != nil {
+		return false, nil, 0, nil, err
+	}
+	if err := pre.scan(br); err != nil {
+		return false, nil, 0, nil, err
+	}
+	if err := br.Close(); err != nil {
+		return false, nil, 0, nil, err
+	}
+	if deleted == 0 {
+		// The task changed between the claim's read and the delete's lock
+		// (or the completion is stale): the error rolls back the claim
+		// with the rest, so no claim a stale completion made is handed out.
+		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
+			return false, nil, 0, nil, err
+		}
+		if visible == parkedAt {
+			return false, nil, 0, nil, errParked
+		}
+		return false, nil, 0, nil, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
+			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+	}
+	if len(wis) == 0 {
+		return ins > 0, nil, now, nil, nil
+	}
+	wi := wis[0]
+	direct = &backend.Message{ID: resultID, InstanceID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID, Event: p.Result}
+	if len(h.wi.Messages) >= b.maxStepMessages {
+		// Messages may wait behind the ones read: the result goes behind
+		// them, in the inbox, as it would have without the claim.
+		t.now = now
+		if err := t.deliver(direct); err != nil {
+			return false, nil, 0, nil, err
+		}
+		return true, wis, now, nil, nil
+	}
+	return false, wis, now, direct, nil
 }

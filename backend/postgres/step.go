@@ -270,6 +270,10 @@ type stepWrite struct {
 	// the messages in the batch; final sends the batch with the COMMIT
 	// (the transaction's last batch).
 	fence, flush, final bool
+	// direct are the IDs of consumed messages that the step received
+	// without their passing through the inbox (CompleteActivityStep's
+	// result): recorded as consumed like the others, with no row to delete.
+	direct []string
 }
 
 // applyStep consumes the step's messages, appends its history, writes the
@@ -315,7 +319,13 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 	if w.fence {
 		batch.Queue(t.b.q(fenceStepQuery), id, p.Attempt, p.ExecutionID)
 	}
-	if len(p.ConsumedMessageIDs) > 0 {
+	switch {
+	case len(w.direct) > 0:
+		batch.Queue(t.b.q(`WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id)
+			INSERT INTO {s}.inbox_consumed (instance_id, id)
+			SELECT $1, id FROM d UNION ALL SELECT $1, unnest($3::text[]) ON CONFLICT DO NOTHING`),
+			id, p.ConsumedMessageIDs, w.direct)
+	case len(p.ConsumedMessageIDs) > 0:
 		batch.Queue(t.b.q(`WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id)
 			INSERT INTO {s}.inbox_consumed (instance_id, id) SELECT $1, id FROM d ON CONFLICT DO NOTHING`),
 			id, p.ConsumedMessageIDs)

@@ -1,0 +1,117 @@
+package postgres_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend/postgres"
+)
+
+// TestFusedResultsSkipTheInbox runs a chain of activities whose results are
+// committed with the steps that consume them (fused commits) and checks,
+// on the database, that those results never went through the inbox (a
+// trigger counts the inbox's inserts: only the start's message goes there)
+// and that the instance's row was updated in place (HOT updates, no index
+// entries): with the result in the inbox, every step wrote the row's ready
+// summary twice, and the claim indexes held the lease, so that each of the
+// three updates of a step wrote all six indexes.
+func TestFusedResultsSkipTheInbox(t *testing.T) {
+	url := testURL(t)
+	schema := freshSchema(t, url)
+	be, err := postgres.Open(t.Context(), url, &postgres.Options{Schema: schema, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = be.Close()
+		}
+	}()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	s := pgx.Identifier{schema}.Sanitize()
+	if _, err := conn.Exec(ctx, `CREATE TABLE `+s+`.inbox_inserts (id text);
+		CREATE FUNCTION `+s+`.count_insert() RETURNS trigger LANGUAGE plpgsql AS
+			$$BEGIN INSERT INTO `+s+`.inbox_inserts VALUES (NEW.id); RETURN NEW; END$$;
+		CREATE TRIGGER count_insert AFTER INSERT ON `+s+`.inbox FOR EACH ROW EXECUTE FUNCTION `+s+`.count_insert()`); err != nil {
+		t.Fatal(err)
+	}
+
+	const steps = 30
+	reg := duro.NewRegistry()
+	duro.RegisterActivity(reg, "Next", func(_ duro.ActivityContext, i int) (int, error) { return i + 1, nil })
+	duro.RegisterOrchestration(reg, "Chain", func(ctx *duro.OrchestrationContext, _ int) (int, error) {
+		i := 0
+		for range steps {
+			if err := ctx.CallActivity("Next", i).Await(&i); err != nil {
+				return 0, err
+			}
+		}
+		return i, nil
+	})
+	w, err := duro.NewWorker(be, reg, &duro.WorkerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := duro.NewClient(be, nil)
+	id, err := c.Start(ctx, "Chain", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if inst, err := c.Wait(wctx, id); err != nil || inst.Status != duro.StatusCompleted {
+		t.Fatalf("instance %+v, %v", inst, err)
+	}
+	if err := w.Stop(wctx); err != nil {
+		t.Fatal(err)
+	}
+	st := w.Stats()
+	if st.FusedCommits < steps-1 {
+		t.Fatalf("%d fused commits for %d activities; the test needs them: %+v", st.FusedCommits, steps, st)
+	}
+	var inserts int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+s+`.inbox_inserts`).Scan(&inserts); err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + steps - int(st.FusedCommits); inserts != want {
+		t.Errorf("%d messages went through the inbox with %d fused commits of %d results; want %d (the start's, and the results not fused)",
+			inserts, st.FusedCommits, steps, want)
+	}
+
+	// The backend's connections report their statistics as they end.
+	_ = be.Close()
+	closed = true
+	var upd, hot int64
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err := conn.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE schemaname = $1 AND relname = 'instances'`, schema).Scan(&upd, &hot); err != nil {
+			t.Fatal(err)
+		}
+		if upd >= 2*steps || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if upd < 2*steps {
+		t.Fatalf("the statistics show %d updates of the instance's row, want at least %d (a claim and a step per activity)", upd, 2*steps)
+	}
+	if hot*10 < upd*9 {
+		t.Errorf("%d of %d updates of the instance's row were HOT, want 90%% or more", hot, upd)
+	}
+	t.Logf("instance row: %d updates, %d HOT; inbox: %d inserts; %d fused commits", upd, hot, inserts, st.FusedCommits)
+}
