@@ -4,12 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/durohq/duro"
+	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/postgres"
 )
 
@@ -114,4 +116,79 @@ func TestFusedResultsSkipTheInbox(t *testing.T) {
 		t.Errorf("%d of %d updates of the instance's row were HOT, want 90%% or more", hot, upd)
 	}
 	t.Logf("instance row: %d updates, %d HOT; inbox: %d inserts; %d fused commits", upd, hot, inserts, st.FusedCommits)
+}
+
+// TestFusedResultBehindAFullStep caps a step at one message and raises an
+// event to the instance while its activity runs: the step the activity's
+// completion claims takes the event, the one message it may take, and the
+// result goes to the inbox behind it, for the next step (without that, the
+// result is lost).
+func TestFusedResultBehindAFullStep(t *testing.T) {
+	url := testURL(t)
+	be := open(t, url, freshSchema(t, url), &postgres.Options{MaxStepMessages: 1})
+	ctx := t.Context()
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	claim := func(at time.Duration) *backend.ClaimParams {
+		return &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0.Add(at)}
+	}
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	step := func(wi *backend.OrchestrationWorkItem, at time.Duration) *backend.CompleteOrchestrationStepParams {
+		p := &backend.CompleteOrchestrationStepParams{InstanceID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID,
+			Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0.Add(at),
+			NewEvents: []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t0.Add(at)}}}
+		for _, m := range wi.Messages {
+			p.ConsumedMessageIDs = append(p.ConsumedMessageIDs, m.ID)
+			p.NewEvents = append(p.NewEvents, m.Event)
+		}
+		return p
+	}
+	ids := func(wi *backend.OrchestrationWorkItem) []string {
+		var out []string
+		for _, m := range wi.Messages {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	must("create", be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "a", Name: "orch", ExecutionID: "a-e1", Now: t0}))
+	wi, err := be.ClaimOrchestrationStep(ctx, claim(0))
+	must("claim the first step", err)
+	tk := &backend.ActivityTask{ID: backend.TaskMessageID("a", "a-e1", 1), InstanceID: "a", ExecutionID: "a-e1", TaskID: 1, Name: "act"}
+	p := step(wi, 0)
+	p.ActivityTasks = []*backend.ActivityTask{tk}
+	p.NewEvents = append(p.NewEvents, &backend.Event{Type: backend.EventTaskScheduled, Timestamp: t0, TaskID: 1, Name: "act"})
+	must("commit the first step", be.CompleteOrchestrationStep(ctx, p))
+	awi, err := be.ClaimActivity(ctx, claim(time.Second))
+	must("claim the task", err)
+	if awi == nil || awi.Task.ID != tk.ID {
+		t.Fatalf("claimed %+v, want task %s", awi, tk.ID)
+	}
+	must("raise", be.EnqueueMessage(ctx, &backend.Message{ID: "news", InstanceID: "a",
+		Event: &backend.Event{Type: backend.EventEventRaised, Name: "go", Input: []byte(`"news"`)}}))
+	result := backend.ResultMessageID(tk.ID)
+	var given []string
+	out, err := be.CompleteActivityStep(ctx, &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: awi.Attempt,
+		InstanceID: "a", ExecutionID: "a-e1", Now: t0.Add(2 * time.Second),
+		Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"done"`), Attempt: awi.Attempt, Timestamp: t0.Add(2 * time.Second)}},
+		claim(2*time.Second), func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+			given = ids(wi)
+			return &backend.StepCommit{Params: step(wi, 2*time.Second)}
+		})
+	must("CompleteActivityStep", err)
+	if out == nil || out.Step == nil || !out.Committed {
+		t.Fatalf("outcome %+v; want the step committed with the completion", out)
+	}
+	if !slices.Equal(given, []string{"news"}) {
+		t.Fatalf("the fused step was given %q, want the event alone (one message per step)", given)
+	}
+	next, err := be.ClaimOrchestrationStep(ctx, claim(3*time.Second))
+	must("claim the next step", err)
+	if next == nil || !slices.Equal(ids(next), []string{result}) {
+		t.Fatalf("next step %+v; want the result %s", next, result)
+	}
+	must("commit the next step", be.CompleteOrchestrationStep(ctx, step(next, 3*time.Second)))
 }
