@@ -232,14 +232,25 @@ func (t *txn) DeleteInstance(id string) error {
 	return err
 }
 
-// Finish implements rules.Tx in one round trip.
+// finishQuery is the clean-up of instance $1 as it ends, one statement:
+// its inbox and request window emptied, its tasks deleted unless a
+// delivery holds them, and those parked ($2) for their deliveries to
+// complete late. The delete and the update take disjoint sets of tasks, as
+// every sub-statement reads the same snapshot.
+const finishQuery = `WITH inbox AS (
+	DELETE FROM {s}.inbox WHERE instance_id = $1
+), unheld AS (
+	DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND (claimed_at = 0 OR lease_owner = '')
+), held AS (
+	UPDATE {s}.activity_tasks SET visible_at = $2 WHERE instance_id = $1 AND claimed_at <> 0 AND lease_owner <> ''
+), win AS (
+	DELETE FROM {s}.request_window WHERE instance_id = $1
+)
+SELECT 1`
+
+// Finish implements rules.Tx in one statement (finishQuery).
 func (t *txn) Finish(id string) error {
-	batch := &pgx.Batch{}
-	batch.Queue(t.b.q(`DELETE FROM {s}.inbox WHERE instance_id = $1`), id)
-	batch.Queue(t.b.q(`DELETE FROM {s}.activity_tasks WHERE instance_id = $1 AND (claimed_at = 0 OR lease_owner = '')`), id)
-	batch.Queue(t.b.q(`UPDATE {s}.activity_tasks SET visible_at = $2 WHERE instance_id = $1`), id, int64(parkedAt))
-	batch.Queue(t.b.q(`DELETE FROM {s}.request_window WHERE instance_id = $1`), id)
-	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
+	if _, err := t.exec(finishQuery, id, int64(parkedAt)); err != nil {
 		return err
 	}
 	t.touch(id)
