@@ -456,13 +456,20 @@ var fusedClaimQuery = `WITH pick AS (
 	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = {s}.instances.id)
 	 AND ready_at IS NOT NULL AND ready_at <= ` + clock("$1") + ` AND lock_expires_at <= ` + clock("$1") + `
 	 FOR NO KEY UPDATE SKIP LOCKED
-), c AS (
-	UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $2,
-		lock_expires_at = ` + clock("$1") + ` + $3
+)` + fusedClaimTail("$1", "$2", "$3")
+
+// fusedClaimTail ends a fused claim whose CTE pick names the instance to
+// claim: it leases the instance to owner for lease from now (the
+// statement's parameters) and records it in fusedClaimedSetting.
+func fusedClaimTail(now, owner, lease string) string {
+	return `, c AS (
+	UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = ` + owner + `,
+		lock_expires_at = ` + clock(now) + ` + ` + lease + `
 	FROM pick WHERE id = pick.cid
-	RETURNING ` + clock("$1") + ` AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
+	RETURNING ` + clock(now) + ` AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
 )
 SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
+}
 
 // CompleteActivityClaim implements backend.ActivityStepClaimer. The
 // completion and the claim are one round trip: the pipeline of
@@ -609,14 +616,21 @@ func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend
 			// makes. Never hand out a claim a stale completion made.
 			return false, nil, 0, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
 		}
-		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
-			return false, nil, 0, err
-		}
-		if visible == parkedAt {
-			return false, nil, 0, errParked
-		}
-		return false, nil, 0, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
-			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+		return false, nil, 0, completionRefused(p, found, current, claimedAt, visible)
 	}
 	return inserted > 0, wis, now, nil
+}
+
+// completionRefused is the error of a completion whose delete found no
+// task at its attempt, from the task's row as the pipeline locked it
+// (found, its attempt, claimed_at and visible_at): stale, parked or lost.
+func completionRefused(p *backend.CompleteActivityParams, found bool, current, claimedAt, visible int64) error {
+	if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
+		return err
+	}
+	if visible == parkedAt {
+		return errParked
+	}
+	return fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
+		p.TaskID, p.Attempt, backend.ErrLeaseLost)
 }

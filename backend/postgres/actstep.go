@@ -226,13 +226,7 @@ var directClaimQuery = `WITH task AS (
 	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = i.id AND t.id <> $1)
 	 AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = i.id AND c.id = $6)
 	 FOR NO KEY UPDATE OF i SKIP LOCKED
-), c AS (
-	UPDATE {s}.instances SET step_attempt = step_attempt + 1, lock_owner = $4,
-		lock_expires_at = ` + clock("$3") + ` + $5
-	FROM pick WHERE id = pick.cid
-	RETURNING ` + clock("$3") + ` AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
-)
-SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
+)` + fusedClaimTail("$3", "$4", "$5")
 
 // directCompleteQuery is completeActivityQuery that leaves the result out
 // of the inbox of the instance directClaimQuery claimed: the claimed step
@@ -298,14 +292,7 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 		// The task changed between the claim's read and the delete's lock
 		// (or the completion is stale): the error rolls back the claim
 		// with the rest, so no claim a stale completion made is handed out.
-		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
-			return false, nil, 0, nil, err
-		}
-		if visible == parkedAt {
-			return false, nil, 0, nil, errParked
-		}
-		return false, nil, 0, nil, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
-			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+		return false, nil, 0, nil, completionRefused(p, found, current, claimedAt, visible)
 	}
 	if len(wis) == 0 {
 		return ins > 0, nil, now, nil, nil
