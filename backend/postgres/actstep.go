@@ -135,57 +135,8 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 			return nil
 		}
 		out.Step = wi
-		sc := run(wi)
-		if sc == nil || sc.Params == nil || !fusableStep(sc.Params) || sc.Params.InstanceID != wi.Instance.ID ||
-			sc.Params.Attempt != wi.Attempt || rules.ValidateStep(sc.Params, sc.ActivityClaim, sc.MaxActivities) != nil {
-			// Declined: the completion and the claim commit alone, the
-			// result in the inbox, where the step's own commit consumes it.
-			if direct != nil {
-				t.now = now
-				return t.deliver(direct)
-			}
-			return nil
-		}
-		sp := sc.Params
-		max := sc.MaxActivities
-		if sc.ActivityClaim == nil || sp.Status.IsTerminal() {
-			max = 0 // a step that ends its instance claims nothing
-		}
-		ec := eagerClaim{claim: sc.ActivityClaim, max: max}
-		t.now = rules.Nanos(sp.Now)
-		// The result the step took directly is recorded as consumed; one it
-		// left unconsumed goes to the inbox with the step's messages (and
-		// with the inbox, if the step ends the instance).
-		var directIDs []string
-		msgs := sp.Messages
-		if direct != nil {
-			if slices.Contains(sp.ConsumedMessageIDs, direct.ID) {
-				directIDs = []string{direct.ID}
-			} else {
-				msgs = append(slices.Clip(msgs), direct)
-			}
-		}
-		if simpleStep(sp) {
-			// One round trip with the COMMIT, as oneTripStep's.
-			if err := t.applyStep(sp, stepWrite{flush: true, final: true, direct: directIDs}, msgs, &ec); err != nil {
-				if _, committing := t.tx.finalOutcome(err); committing {
-					return err
-				}
-				return fmt.Errorf("%w: %w", errStepWrite, err)
-			}
-		} else {
-			// A step that ends its instance: its writes, then the
-			// clean-up of its inbox and tasks (rules.StepRelations), the
-			// ready summary with the COMMIT.
-			if err := t.applyStep(sp, stepWrite{direct: directIDs}, nil, &ec); err != nil {
-				return fmt.Errorf("%w: %w", errStepWrite, err)
-			}
-			if err := rules.StepRelations(t, sp, func(_ int, m *backend.Message) error { return t.deliver(m) }); err != nil {
-				return fmt.Errorf("%w: %w", errStepWrite, err)
-			}
-		}
-		out.Committed, out.Activities, committed = true, ec.claimed, sp
-		return nil
+		committed, err = t.runStep(wi, now, direct, run, out)
+		return err
 	})
 	if err != nil {
 		return nil, t, committing, err
@@ -202,6 +153,70 @@ func (b *Backend) completeActivityStep(ctx context.Context, p *backend.CompleteA
 		b.signal(inserted, nil)
 	}
 	return out, t, false, nil
+}
+
+// runStep runs wi, claimed at now in t, through run, and writes the step
+// run returns in t: the rest of a fused transaction (CompleteActivityStep,
+// CreateInstanceStep). direct is the message the step got without an
+// inbox row (the result, the start), nil if none: recorded as consumed if
+// the step consumed it, written to the inbox otherwise. It returns the
+// step it wrote (out then records it: Committed, Activities), or nil with
+// the step declined (run returned none, or one that is not fusableStep or
+// not valid for wi): the claim then commits alone. A failure of the
+// step's writes wraps errStepWrite unless the commit may have happened.
+func (t *txn) runStep(wi *backend.OrchestrationWorkItem, now int64, direct *backend.Message,
+	run func(wi *backend.OrchestrationWorkItem) *backend.StepCommit, out *backend.ActivityStep) (*backend.CompleteOrchestrationStepParams, error) {
+	sc := run(wi)
+	if sc == nil || sc.Params == nil || !fusableStep(sc.Params) || sc.Params.InstanceID != wi.Instance.ID ||
+		sc.Params.Attempt != wi.Attempt || rules.ValidateStep(sc.Params, sc.ActivityClaim, sc.MaxActivities) != nil {
+		// Declined: the claim commits alone, the direct message in the
+		// inbox, where the step's own commit consumes it.
+		if direct != nil {
+			t.now = now
+			return nil, t.deliver(direct)
+		}
+		return nil, nil
+	}
+	sp := sc.Params
+	max := sc.MaxActivities
+	if sc.ActivityClaim == nil || sp.Status.IsTerminal() {
+		max = 0 // a step that ends its instance claims nothing
+	}
+	ec := eagerClaim{claim: sc.ActivityClaim, max: max}
+	t.now = rules.Nanos(sp.Now)
+	// The direct message, consumed, is recorded as consumed; left
+	// unconsumed it goes to the inbox with the step's messages (and with
+	// the inbox, if the step ends the instance).
+	var directIDs []string
+	msgs := sp.Messages
+	if direct != nil {
+		if slices.Contains(sp.ConsumedMessageIDs, direct.ID) {
+			directIDs = []string{direct.ID}
+		} else {
+			msgs = append(slices.Clip(msgs), direct)
+		}
+	}
+	if simpleStep(sp) {
+		// One round trip with the COMMIT, as oneTripStep's.
+		if err := t.applyStep(sp, stepWrite{flush: true, final: true, direct: directIDs}, msgs, &ec); err != nil {
+			if _, committing := t.tx.finalOutcome(err); committing {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %w", errStepWrite, err)
+		}
+	} else {
+		// A step that ends its instance: its writes, then the clean-up of
+		// its inbox and tasks (rules.StepRelations), the ready summary
+		// with the COMMIT.
+		if err := t.applyStep(sp, stepWrite{direct: directIDs}, nil, &ec); err != nil {
+			return nil, fmt.Errorf("%w: %w", errStepWrite, err)
+		}
+		if err := rules.StepRelations(t, sp, func(_ int, m *backend.Message) error { return t.deliver(m) }); err != nil {
+			return nil, fmt.Errorf("%w: %w", errStepWrite, err)
+		}
+	}
+	out.Committed, out.Activities = true, ec.claimed
+	return sp, nil
 }
 
 // directClaimQuery claims, for the completion of task $1 at attempt $2, the
