@@ -526,49 +526,79 @@ func (f *fusedRun) discard(w *Worker) {
 func (w *Worker) completeWithStep(ctx, cctx context.Context, p *backend.CompleteActivityParams, reserved int, ended func(error) bool, completed func()) error {
 	var f *fusedRun // the last try's run
 	var out *backend.ActivityStep
+	run := w.fusedStep(ctx, &f)
 	err := dispatch.Retry(cctx, 5, ended, func() error {
 		f.discard(w)
 		f = nil
 		claim := w.orchClaim
 		var err error
-		out, err = w.committer.CompleteActivityStep(cctx, p, &claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
-			f.discard(w)
-			f = w.runFused(ctx, wi)
-			if f == nil {
-				return nil
-			}
-			sc := &backend.StepCommit{Params: f.r.params}
-			if f.reserved > 0 {
-				ac := w.actClaim
-				sc.ActivityClaim, sc.MaxActivities = &ac, f.reserved
-			}
-			return sc
-		})
+		out, err = w.committer.CompleteActivityStep(cctx, p, &claim, run)
 		return err
 	})
-	var step *backend.OrchestrationWorkItem
-	if err == nil {
+	if err != nil {
+		out = nil
+	} else {
 		completed()
-		if out != nil {
-			step = out.Step
+	}
+	w.handFused(out, f, reserved, false)
+	return err
+}
+
+// fusedStep is the run of a fused transaction (CompleteActivityStep,
+// CreateInstanceStep): it runs the step the transaction claimed
+// (runFused) and returns the step's commit with the eager claim of its
+// activities, or nil to leave the step to the normal path. *f is the last
+// call's run; a call discards the one before it (a repeated transaction).
+func (w *Worker) fusedStep(ctx context.Context, f **fusedRun) func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+	return func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+		(*f).discard(w)
+		*f = w.runFused(ctx, wi)
+		if *f == nil {
+			return nil
 		}
+		sc := &backend.StepCommit{Params: (*f).r.params}
+		if (*f).reserved > 0 {
+			ac := w.actClaim
+			sc.ActivityClaim, sc.MaxActivities = &ac, (*f).reserved
+		}
+		return sc
+	}
+}
+
+// handFused takes over what a fused transaction that committed (out; nil
+// if it failed) left: the step f ran and the backend committed, whose
+// eager activities go to the activity loop; a step the backend declined,
+// committed now as after any claim; a step claimed but not run here, run
+// on the reserved orchestration slot. The slot is freed otherwise. start
+// is set for a fused start's transaction, whose steps count as FusedStarts
+// rather than as fused steps.
+func (w *Worker) handFused(out *backend.ActivityStep, f *fusedRun, reserved int, start bool) {
+	var step *backend.OrchestrationWorkItem
+	if out != nil {
+		step = out.Step
 	}
 	switch {
 	case step == nil:
 		f.discard(w)
 	case out.Committed && f != nil && f.r.wi == step:
-		w.stats.fusedSteps.Add(1)
-		w.stats.fusedCommits.Add(1)
+		if start {
+			w.stats.fusedStarts.Add(1)
+		} else {
+			w.stats.fusedSteps.Add(1)
+			w.stats.fusedCommits.Add(1)
+		}
 		w.stats.eagerActivities.Add(int64(len(out.Activities)))
 		w.act.Hand(f.reserved, out.Activities)
 		f.reserved = 0
 		w.committedRun(f.r)
 		f.r.end()
 	case f != nil && f.r.wi == step:
-		// The backend declined to commit the step with the completion:
+		// The backend declined to commit the step with the transaction:
 		// the claim stands, and the step its code computed is committed
 		// now, as after any claim.
-		w.stats.fusedSteps.Add(1)
+		if !start {
+			w.stats.fusedSteps.Add(1)
+		}
 		w.act.Hand(f.reserved, nil)
 		f.reserved = 0
 		w.commitRun(f.r)
@@ -578,12 +608,13 @@ func (w *Worker) completeWithStep(ctx, cctx context.Context, p *backend.Complete
 		// entity, code that failed, or a new claim after the step's
 		// writes failed): it runs on the reserved slot as any claim.
 		f.discard(w)
-		w.stats.fusedSteps.Add(1)
+		if !start {
+			w.stats.fusedSteps.Add(1)
+		}
 		w.orch.Hand(reserved, []*backend.OrchestrationWorkItem{step})
-		return err
+		return
 	}
 	w.orch.Hand(reserved, nil)
-	return err
 }
 
 // runFused executes, inside a fused completion's transaction, the step wi

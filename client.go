@@ -44,6 +44,21 @@ type ClientOptions struct {
 	// On other backends Wait polls at doubling intervals up to it.
 	// Default: 200ms.
 	WaitPollInterval time.Duration
+	// Worker, if set, is a worker of this process on the same store. Start
+	// then runs a new instance's first step on it inside the creation's
+	// transaction: one commit for the creation and the step, no claim, and
+	// the step's activities dispatched to the worker at once. That happens
+	// when the worker's backend can (backend.StartStepCommitter:
+	// PostgreSQL), the worker is running, registers the orchestration and
+	// has a free orchestration slot, and the instance starts at once
+	// (StartOptions without StartAt or ReplaceFinished). Otherwise, or
+	// when Worker is nil, Start only creates the instance, for whichever
+	// worker claims it. The guarantees are those of any claim: the step
+	// runs with attempt 1 and a lease for this worker, and a step whose
+	// code fails, or that writes other instances, is committed (or run
+	// again) as after a claim; an instance whose first step could not be
+	// written with its creation is created without it.
+	Worker *Worker
 }
 
 // Client starts and manages orchestration instances. It is safe for
@@ -52,6 +67,8 @@ type Client struct {
 	be   backend.Backend
 	p    payloads
 	poll time.Duration
+	// worker is ClientOptions.Worker.
+	worker *Worker
 	// now is the clock of the events the client records (raised events,
 	// control requests) and of the terminations it applies: time.Now,
 	// unless package durotest set its virtual clock (internal/testhook).
@@ -77,7 +94,7 @@ func NewClient(be backend.Backend, opts *ClientOptions) *Client {
 	if o.WaitPollInterval <= 0 {
 		o.WaitPollInterval = 200 * time.Millisecond
 	}
-	return &Client{be: be, p: payloads{codec: o.Codec, limit: limit}, poll: o.WaitPollInterval, now: time.Now}
+	return &Client{be: be, p: payloads{codec: o.Codec, limit: limit}, poll: o.WaitPollInterval, worker: o.Worker, now: time.Now}
 }
 
 // Backend returns the client's backend.
@@ -124,9 +141,16 @@ func (c *Client) Start(ctx context.Context, name string, input any, opts ...Star
 	if o.ReplaceFinished {
 		ifExists = backend.IfExistsReplaceFinished
 	}
-	err = c.be.CreateInstance(ctx, &backend.CreateInstanceParams{
+	p := &backend.CreateInstanceParams{
 		ID: id, Name: name, ExecutionID: uuid.NewString(), Input: in, StartAt: o.StartAt, IfExists: ifExists,
-	})
+	}
+	fused := false
+	if c.worker != nil && o.StartAt.IsZero() && ifExists == backend.IfExistsFail {
+		fused, err = c.worker.startWithStep(ctx, p)
+	}
+	if !fused {
+		err = c.be.CreateInstance(ctx, p)
+	}
 	if err != nil {
 		return "", fmt.Errorf("duro: start %q: %w", id, err)
 	}

@@ -39,6 +39,10 @@ type WorkerStats struct {
 	// completion's transaction (backend.ActivityStepCommitter: PostgreSQL):
 	// one commit for an activity's result and the step it wakes.
 	FusedCommits int64
+	// FusedStarts counts instances whose first step this worker ran and
+	// committed in the creation's transaction (a Client with
+	// ClientOptions.Worker, on a backend.StartStepCommitter: PostgreSQL).
+	FusedStarts int64
 	// EntityRequestsRejected counts requests entities refused because their
 	// queue of requests waiting for a lock was full
 	// (WorkerOptions.EntityQueueLimit).
@@ -73,6 +77,7 @@ type workerStats struct {
 	activitiesPoisoned, stepsPoisoned, duplicatesSuspended atomic.Int64
 	eagerActivities, entityRequestsRejected                atomic.Int64
 	activitiesReleased, fusedSteps, fusedCommits           atomic.Int64
+	fusedStarts                                            atomic.Int64
 	stickyHits, stickyMisses, stickyStale, stickyEvictions atomic.Int64
 }
 
@@ -88,6 +93,6 @@ func (w *Worker) Stats() WorkerStats {
 		EntityRequestsRejected: s.entityRequestsRejected.Load(), ActivitiesReleased: s.activitiesReleased.Load(),
 		StickyHits: s.stickyHits.Load(), StickyMisses: s.stickyMisses.Load(), StickyStale: s.stickyStale.Load(),
 		StickyEvictions: s.stickyEvictions.Load(),
-		FusedSteps:      s.fusedSteps.Load(), FusedCommits: s.fusedCommits.Load(),
+		FusedSteps:      s.fusedSteps.Load(), FusedCommits: s.fusedCommits.Load(), FusedStarts: s.fusedStarts.Load(),
 	}
 }

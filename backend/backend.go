@@ -704,6 +704,33 @@ type ActivityStepCommitter interface {
 		run func(wi *OrchestrationWorkItem) *StepCommit) (*ActivityStep, error)
 }
 
+// StartStepCommitter is an optional capability that does for a new
+// instance's first step what ActivityStepCommitter does for the step an
+// activity's result wakes: the step is run by the caller inside the
+// creation's transaction and committed with it, so that a start and its
+// first step cost one commit, no claim, and no wait for a claimer.
+type StartStepCommitter interface {
+	// CreateInstanceStep creates the instance as CreateInstance does, with
+	// the same errors, and claims its first step for claim.Owner in the
+	// same transaction (attempt 1, leased for claim.LeaseDuration from the
+	// creation's time). It calls run with the work item, inside the
+	// transaction: Messages holds the ExecutionStarted message, History is
+	// empty. run returns the step to commit with the creation, or nil; the
+	// outcome is then as for CompleteActivityStep: Committed and Activities
+	// for a step that committed; for one the backend declined (or nil), the
+	// creation and the claim commit alone and Step is the work item run was
+	// given, to be committed as after any claim. If the step's writes fail,
+	// the instance is created without them, unclaimed, and Step is nil. A
+	// backend that repeats the transaction calls run again; only the last
+	// call's step can commit.
+	//
+	// A creation that may replace a finished instance (IfExistsReplaceFinished),
+	// or that starts later (StartAt), is made as CreateInstance makes it,
+	// without calling run: Step is nil.
+	CreateInstanceStep(ctx context.Context, p *CreateInstanceParams, claim *ClaimParams,
+		run func(wi *OrchestrationWorkItem) *StepCommit) (*ActivityStep, error)
+}
+
 // StepCommit is a step that ActivityStepCommitter.CompleteActivityStep's
 // run asks to commit with the completion: its parameters, and the eager
 // claim of its activity tasks (up to MaxActivities, for ActivityClaim) as
@@ -714,12 +741,13 @@ type StepCommit struct {
 	MaxActivities int
 }
 
-// ActivityStep is the outcome of ActivityStepCommitter.CompleteActivityStep.
+// ActivityStep is the outcome of ActivityStepCommitter.CompleteActivityStep
+// and of StartStepCommitter.CreateInstanceStep.
 type ActivityStep struct {
 	// Step is the claimed step, nil if none was.
 	Step *OrchestrationWorkItem
 	// Committed is set when the step run returned committed with the
-	// completion.
+	// completion (or the creation).
 	Committed bool
 	// Activities are the activity tasks the committed step claimed.
 	Activities []*ActivityWorkItem

@@ -56,6 +56,7 @@ func Exercise(ctx context.Context, t *testing.T, newBackend func(t *testing.T) b
 		{"EagerActivities", eagerTests()},
 		{"FusedSteps", fusedTests()},
 		{"FusedCommits", fusedCommitTests()},
+		{"FusedStarts", fusedStartTests()},
 		{"History", historyTests()},
 		{"Purge", purgeTests()},
 		{"List", listTests()},

@@ -313,7 +313,10 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 		return ins > 0, nil, now, nil, nil
 	}
 	wi := wis[0]
-	direct = &backend.Message{ID: resultID, InstanceID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID, Event: p.Result}
+	direct, err = storedMessage(&backend.Message{ID: resultID, InstanceID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID}, data)
+	if err != nil {
+		return false, nil, 0, nil, err
+	}
 	if len(h.wi.Messages) >= b.maxStepMessages {
 		// Messages may wait behind the ones read: the result goes behind
 		// them, in the inbox, as it would have without the claim.

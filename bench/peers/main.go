@@ -448,7 +448,7 @@ func childRun(ctx context.Context, engine, kind, spec string, ws workload.Spec, 
 		if err := w.Start(ctx); err != nil {
 			return nil, err
 		}
-		eng = &workload.Duro{Client: duro.NewClient(be, nil)}
+		eng = &workload.Duro{Client: duro.NewClient(be, &duro.ClientOptions{Worker: w})}
 		steps = func() int64 { return w.Stats().StepsCompleted }
 		stop = func() {
 			_ = w.Stop(context.WithoutCancel(ctx))

@@ -313,6 +313,7 @@ func (a *app) benchRun(ctx context.Context, spec string, s workload.Spec, worker
 		rss     func() []int64
 		stopAll func() (int64, error)
 	)
+	var local *duro.Worker // the worker in this process, which runs first steps with their starts
 	if workers <= 1 {
 		reg := duro.NewRegistry()
 		workload.Register(reg)
@@ -324,6 +325,7 @@ func (a *app) benchRun(ctx context.Context, spec string, s workload.Spec, worker
 			return nil, err
 		}
 		defer func() { _ = w.Stop(context.WithoutCancel(ctx)) }()
+		local = w
 		steps = func() int64 { return w.Stats().StepsCompleted }
 		rss = func() []int64 { return nil }
 		stopAll = func() (int64, error) { return 0, nil }
@@ -338,7 +340,7 @@ func (a *app) benchRun(ctx context.Context, spec string, s workload.Spec, worker
 	}
 
 	_ = workload.ResetPeakRSS()
-	res, err = workload.Run(ctx, &workload.Duro{Client: duro.NewClient(be, nil)}, s)
+	res, err = workload.Run(ctx, &workload.Duro{Client: duro.NewClient(be, &duro.ClientOptions{Worker: local})}, s)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,12 @@ type Loop[T any] struct {
 	slots   chan struct{}
 	wg      *sync.WaitGroup
 	workCtx context.Context
+	// claimed is closed when the claim in flight (which holds the slots it
+	// may fill) returns; nil while no claim is in flight.
+	claimed chan struct{}
+	// waiting, if set (tests), is called when ReserveOne starts waiting
+	// for a claim.
+	waiting func()
 	// busy counts the handlers running.
 	busy atomic.Int64
 }
@@ -77,6 +83,41 @@ func (l *Loop[T]) Reserve(n int) int {
 	}
 	l.wg.Add(k)
 	return k
+}
+
+// ReserveOne takes a handler slot for a work item claimed outside the loop,
+// as Reserve(1) does, but when the only slots not busy are those a claim in
+// flight holds, it waits for that claim to return (or ctx) and tries
+// again, rather than report none. It returns 0 when every slot is busy
+// with work, or the loop is not running.
+func (l *Loop[T]) ReserveOne(ctx context.Context) int {
+	for {
+		l.mu.Lock()
+		if !l.running {
+			l.mu.Unlock()
+			return 0
+		}
+		select {
+		case l.slots <- struct{}{}:
+			l.wg.Add(1)
+			l.mu.Unlock()
+			return 1
+		default:
+		}
+		claimed, waiting := l.claimed, l.waiting
+		l.mu.Unlock()
+		if claimed == nil {
+			return 0
+		}
+		if waiting != nil {
+			waiting()
+		}
+		select {
+		case <-claimed:
+		case <-ctx.Done():
+			return 0
+		}
+	}
 }
 
 // Hand runs Handle for items on slots taken by Reserve(reserved), and frees
@@ -147,10 +188,18 @@ func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 		if l.Wake != nil {
 			wake = l.Wake()
 		}
+		claimed := make(chan struct{})
+		l.mu.Lock()
+		l.claimed = claimed
+		l.mu.Unlock()
 		items, err := l.claim(claimCtx, n)
 		for range n - len(items) {
 			<-slots
 		}
+		l.mu.Lock()
+		l.claimed = nil
+		l.mu.Unlock()
+		close(claimed)
 		if err != nil {
 			if claimCtx.Err() != nil {
 				return

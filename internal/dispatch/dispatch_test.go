@@ -270,3 +270,61 @@ func TestReserveHand(t *testing.T) {
 		t.Fatalf("Reserve after Run returned = %d, want 0", n)
 	}
 }
+
+// TestReserveOneWaitsForTheClaim holds the loop in a batch claim, which
+// holds every free slot: Reserve finds none, ReserveOne waits for the
+// claim to return and takes a slot it did not fill. With every slot busy
+// with work and no claim in flight, ReserveOne reports none at once.
+func TestReserveOneWaitsForTheClaim(t *testing.T) {
+	inClaim, finish := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	release := make(chan struct{})
+	l := &Loop[int]{
+		Name: "test", Concurrency: 2, PollInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
+		ClaimBatch: func(ctx context.Context, max int) ([]int, error) {
+			if calls.Add(1) == 1 {
+				close(inClaim)
+				select {
+				case <-finish:
+				case <-ctx.Done():
+				}
+			}
+			return nil, nil
+		},
+		Handle: func(ctx context.Context, item int) { <-release },
+	}
+	claimCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { l.Run(claimCtx, context.Background()); close(ran) }()
+	<-inClaim
+	if n := l.Reserve(1); n != 0 {
+		t.Fatalf("Reserve during a claim holding every slot = %d, want 0", n)
+	}
+	got, waits := make(chan int), make(chan struct{}, 1)
+	l.mu.Lock()
+	l.waiting = func() { waits <- struct{}{} }
+	l.mu.Unlock()
+	go func() { got <- l.ReserveOne(context.Background()) }()
+	<-waits // ReserveOne waits for the claim
+	close(finish)
+	if n := <-got; n != 1 {
+		t.Fatalf("ReserveOne across the claim = %d, want 1", n)
+	}
+	// Both slots busy with handlers: none to wait for.
+	if n := l.Reserve(1); n != 1 {
+		t.Fatalf("Reserve of the second slot = %d, want 1", n)
+	}
+	l.Hand(2, []int{1, 2})
+	l.mu.Lock()
+	l.waiting = func() { t.Error("ReserveOne waited with no claim in flight") }
+	l.mu.Unlock()
+	if n := l.ReserveOne(context.Background()); n != 0 {
+		t.Fatalf("ReserveOne with every slot busy = %d, want 0", n)
+	}
+	stop()
+	close(release)
+	<-ran
+	if n := l.ReserveOne(context.Background()); n != 0 {
+		t.Fatalf("ReserveOne after Run returned = %d, want 0", n)
+	}
+}
