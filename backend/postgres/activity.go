@@ -174,9 +174,10 @@ SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`
 // dropped if the instance is gone. A task parked because its instance
 // finished while this delivery ran is completed by completeLate instead,
 // which keeps the result in the instance's history. The whole completion is
-// one round trip: a pipeline of three statements that PostgreSQL runs as
-// one implicit transaction (lock the instance's row, lock and read the
-// task, delete it and deliver the result, fenced by the attempt).
+// one round trip: a pipeline of two statements that PostgreSQL runs as
+// one implicit transaction (lock the instance's row, then lock and read
+// the task: lockTaskQuery; delete it and deliver the result, fenced by the
+// attempt).
 //
 // The instance's row is locked in KEY SHARE mode, which completions of
 // the same instance share: the results of a fan-out commit in parallel
@@ -218,16 +219,11 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 
 func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActivityParams, data []byte) (bool, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
-		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
-	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(lockTaskQuery), p.TaskID)
 	batch.Queue(b.q(completeActivityQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	br := b.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
-	if _, err := br.Exec(); err != nil {
-		return false, err
-	}
 	var current, claimedAt, visible int64
 	found := true
 	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
@@ -243,17 +239,23 @@ func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActiv
 		return false, err
 	}
 	if deleted == 0 {
-		if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {
-			return false, err
-		}
-		if visible == parkedAt {
-			return false, errParked
-		}
-		return false, fmt.Errorf("activity task %q: attempt %d lost its lease concurrently: %w",
-			p.TaskID, p.Attempt, backend.ErrLeaseLost)
+		return false, completionRefused(p, found, current, claimedAt, visible)
 	}
 	return inserted > 0, nil
 }
+
+// lockTaskQuery takes a completion's locks in one statement, in the order
+// every step takes them: the row of task $1's instance in KEY SHARE mode
+// (in the scan's filter, before the task's row is locked), then the task's
+// row; and reads the task's attempt, claimed_at and visible_at. The
+// instance's lock, which completions of the same instance share, keeps a
+// step of the instance (which locks it FOR UPDATE) from missing the result
+// in its ready summary. The filter is always true: a task without an
+// instance row is still read.
+const lockTaskQuery = `SELECT t.attempt, t.claimed_at, t.visible_at FROM {s}.activity_tasks t
+	WHERE t.id = $1
+		AND (SELECT count(*) FROM (SELECT 1 FROM {s}.instances i WHERE i.id = t.instance_id FOR KEY SHARE) k) >= 0
+	FOR UPDATE OF t`
 
 // errParked says that the task of a completion is parked: its instance
 // finished while the delivery ran.
@@ -473,8 +475,8 @@ SELECT * FROM c WHERE set_config(` + fusedClaimedSetting + `, c.id, true) <> ''`
 
 // CompleteActivityClaim implements backend.ActivityStepClaimer. The
 // completion and the claim are one round trip: the pipeline of
-// CompleteActivity (lock the instance's row in KEY SHARE mode, lock and
-// read the task, delete it and deliver the result) followed by the claim
+// CompleteActivity (lock the instance's row in KEY SHARE mode and the
+// task's, delete it and deliver the result) followed by the claim
 // of the task's instance, all in one implicit transaction. The claim takes
 // the row FOR NO KEY UPDATE SKIP LOCKED, as every claim does, so of
 // concurrent completions of one instance at most one claims its step, and
@@ -566,9 +568,7 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend.CompleteActivityParams, data []byte,
 	claim *backend.ClaimParams, pre *stepRead) (bool, []*backend.OrchestrationWorkItem, int64, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
-		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
-	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(lockTaskQuery), p.TaskID)
 	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
@@ -579,9 +579,6 @@ func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend
 	}
 	br := q.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
-	if _, err := br.Exec(); err != nil {
-		return false, nil, 0, err
-	}
 	var current, claimedAt, visible int64
 	found := true
 	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {

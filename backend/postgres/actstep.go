@@ -266,9 +266,7 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 	resultID := backend.ResultMessageID(p.TaskID)
 	batch := &pgx.Batch{}
 	batch.Queue(b.q(directClaimQuery), p.TaskID, int64(p.Attempt), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration), resultID)
-	batch.Queue(b.q(`SELECT 1 FROM {s}.instances
-		WHERE id = (SELECT instance_id FROM {s}.activity_tasks WHERE id = $1) FOR KEY SHARE`), p.TaskID)
-	batch.Queue(b.q(`SELECT attempt, claimed_at, visible_at FROM {s}.activity_tasks WHERE id = $1 FOR UPDATE`), p.TaskID)
+	batch.Queue(b.q(lockTaskQuery), p.TaskID)
 	batch.Queue(b.q(directCompleteQuery), p.TaskID, int64(p.Attempt), resultID,
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	batch.Queue(b.q(fusedMessagesQuery), h.wi.Instance.ID, rules.Nanos(claim.Now), b.maxStepMessages)
@@ -281,9 +279,6 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 	}
 	wis, now, err = scanClaimedSteps(rows)
 	if err != nil {
-		return false, nil, 0, nil, err
-	}
-	if _, err := br.Exec(); err != nil {
 		return false, nil, 0, nil, err
 	}
 	var current, claimedAt, visible int64

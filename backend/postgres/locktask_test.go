@@ -1,0 +1,98 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/durohq/duro/backend"
+	"github.com/durohq/duro/backend/postgres"
+)
+
+// TestCompletionLocksTheInstanceFirst holds an instance's row FOR UPDATE,
+// as a step does, and completes its activity task: the completion waits
+// for the instance's row (observed in pg_stat_activity) without having
+// locked the task's row (another transaction can take it NOWAIT), and
+// completes once the row is free. The two locks are one statement
+// (lockTaskQuery), the instance's taken in the filter of the task's scan;
+// a plan that skipped that filter, or locked the task first, fails here.
+func TestCompletionLocksTheInstanceFirst(t *testing.T) {
+	url := testURL(t)
+	schema := freshSchema(t, url)
+	be := open(t, url, schema, &postgres.Options{})
+	ctx := t.Context()
+	t0 := time.Now().UTC()
+	claim := &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0}
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	must("create", be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "a", Name: "orch", ExecutionID: "a-e1", Now: t0}))
+	wi, err := be.ClaimOrchestrationStep(ctx, claim)
+	must("claim", err)
+	tk := &backend.ActivityTask{ID: backend.TaskMessageID("a", "a-e1", 1), InstanceID: "a", ExecutionID: "a-e1", TaskID: 1, Name: "act"}
+	must("step", be.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "a-e1",
+		Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0, ConsumedMessageIDs: []string{wi.Messages[0].ID},
+		NewEvents: []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t0}, wi.Messages[0].Event,
+			{Type: backend.EventTaskScheduled, Timestamp: t0, TaskID: 1, Name: "act"}},
+		ActivityTasks: []*backend.ActivityTask{tk}}))
+	awi, err := be.ClaimActivity(ctx, claim)
+	must("claim the task", err)
+
+	s := pgx.Identifier{schema}.Sanitize()
+	step, err := pgx.Connect(ctx, url)
+	must("connect", err)
+	defer step.Close(context.Background())
+	tx, err := step.Begin(ctx)
+	must("begin", err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(ctx, `SELECT 1 FROM `+s+`.instances WHERE id = 'a' FOR UPDATE`)
+	must("lock the instance", err)
+
+	done := make(chan error, 1)
+	go func() {
+		done <- be.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: awi.Attempt, Now: t0,
+			Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"r"`), Attempt: awi.Attempt, Timestamp: t0}})
+	}()
+	other, err := pgx.Connect(ctx, url)
+	must("connect", err)
+	defer other.Close(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var waiting int
+		must("pg_stat_activity", other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR KEY SHARE%'
+				AND query LIKE '%`+schema+`%'`).Scan(&waiting))
+		if waiting == 1 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the completion returned (%v) while a step held its instance's row", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the completion never waited for the instance's row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Waiting for the instance, the completion holds no lock on the task.
+	ttx, err := other.Begin(ctx)
+	must("begin", err)
+	if _, err := ttx.Exec(ctx, `SELECT 1 FROM `+s+`.activity_tasks WHERE id = $1 FOR UPDATE NOWAIT`, tk.ID); err != nil {
+		t.Fatalf("the task's row is locked while the completion waits for the instance: %v", err)
+	}
+	must("rollback", ttx.Rollback(ctx))
+	must("commit the step's lock", tx.Commit(ctx))
+	must("the completion", <-done)
+	h, err := be.GetHistory(ctx, "a")
+	must("history", err)
+	next, err := be.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0.Add(time.Second)})
+	must("claim the next step", err)
+	if next == nil || len(next.Messages) != 1 || next.Messages[0].ID != backend.ResultMessageID(tk.ID) || len(h) != 3 {
+		t.Fatalf("after the completion: step %+v, %d history events; want the result to claim", next, len(h))
+	}
+}
