@@ -319,22 +319,21 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 	if w.fence {
 		batch.Queue(t.b.q(fenceStepQuery), id, p.Attempt, p.ExecutionID)
 	}
+	// The consumed messages and the new events: one statement, or either.
+	consumed := len(p.ConsumedMessageIDs) > 0
 	switch {
-	case len(w.direct) > 0:
+	case consumed && len(events) > 0 && len(w.direct) > 0:
+		batch.Queue(t.b.q(consumeDirectHistoryQuery), id, p.ConsumedMessageIDs, events, w.direct)
+	case consumed && len(events) > 0:
+		batch.Queue(t.b.q(consumeHistoryQuery), id, p.ConsumedMessageIDs, events)
+	case consumed:
 		batch.Queue(t.b.q(`WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id)
 			INSERT INTO {s}.inbox_consumed (instance_id, id)
 			SELECT $1, id FROM d UNION ALL SELECT $1, unnest($3::text[]) ON CONFLICT DO NOTHING`),
 			id, p.ConsumedMessageIDs, w.direct)
-	case len(p.ConsumedMessageIDs) > 0:
-		batch.Queue(t.b.q(`WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id)
-			INSERT INTO {s}.inbox_consumed (instance_id, id) SELECT $1, id FROM d ON CONFLICT DO NOTHING`),
-			id, p.ConsumedMessageIDs)
-	}
-	if len(events) > 0 {
-		batch.Queue(t.b.q(`INSERT INTO {s}.history (instance_id, seq, event)
-			SELECT $1, base.n + e.ord, e.data
-			FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE instance_id = $1) base,
-				unnest($2::bytea[]) WITH ORDINALITY AS e(data, ord)`), id, events)
+	case len(events) > 0:
+		batch.Queue(t.b.q(`INSERT INTO {s}.history (instance_id, seq, event) `+historyAppend),
+			id, events)
 	}
 	t.queueWindow(batch, id, p.Window)
 	var resumes *string
@@ -434,6 +433,26 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 	}
 	return br.Close()
 }
+
+// historyAppend is the SELECT of a step's history insert: events $2
+// (bytea[]) after the last of instance $1's, with seq counting on; $2 is
+// $3 in consumeHistoryQuery, which replaces it.
+const historyAppend = `SELECT $1, base.n + e.ord, e.data
+	FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM {s}.history WHERE instance_id = $1) base,
+		unnest($2::bytea[]) WITH ORDINALITY AS e(data, ord)`
+
+// consumeHistoryQuery consumes a step's messages (IDs $2: deleted from
+// instance $1's inbox, recorded as consumed) and appends its events ($3),
+// in one statement: the sub-statements touch different tables.
+var consumeHistoryQuery = `WITH d AS (DELETE FROM {s}.inbox WHERE instance_id = $1 AND id = ANY($2) RETURNING id),
+	c AS (INSERT INTO {s}.inbox_consumed (instance_id, id) SELECT $1, id FROM d ON CONFLICT DO NOTHING)
+INSERT INTO {s}.history (instance_id, seq, event) ` + strings.Replace(historyAppend, "$2::bytea[]", "$3::bytea[]", 1)
+
+// consumeDirectHistoryQuery is consumeHistoryQuery that also records as
+// consumed the messages $4 the step got without an inbox row (stepWrite's
+// direct).
+var consumeDirectHistoryQuery = strings.Replace(consumeHistoryQuery,
+	`SELECT $1, id FROM d ON CONFLICT`, `SELECT $1, id FROM d UNION ALL SELECT $1, unnest($4::text[]) ON CONFLICT`, 1)
 
 // stepUpdateQuery writes a step's instance row ($8): status $1, output
 // $2, failure $3, custom status $4, suspension $5, at $6, completed at $7
