@@ -46,6 +46,30 @@ func (e *env) completeStep(wi *backend.ActivityWorkItem, now time.Time,
 	return e.fusedCommitter().CompleteActivityStep(e.ctx, completed(wi, now), claim, run)
 }
 
+// wantFusedCommit checks what a fused transaction that committed step p
+// of instance id left, as after CompleteOrchestrationStepClaim: tk claimed
+// eagerly (out.Activities, attempt 1), the step's lease released, nothing
+// to claim; and that the commit counts as the delivery's (committed_steps):
+// repeating it, as after a lost reply, is recognised and changes nothing.
+func (e *env) wantFusedCommit(id string, p *backend.CompleteOrchestrationStepParams, out *backend.ActivityStep, tk *backend.ActivityTask) {
+	e.t.Helper()
+	if len(out.Activities) != 1 || out.Activities[0].Task.ID != tk.ID || out.Activities[0].Attempt != 1 {
+		e.t.Fatalf("eager claims %+v; want %s, attempt 1", out.Activities, tk.ID)
+	}
+	if owner, _, ok := e.stepLease(id); ok && owner != "" {
+		e.t.Fatalf("step lease still held by %q after the commit", owner)
+	}
+	e.noStep(e.at(time.Hour), "the step consumed its messages and released the lease")
+	e.noActivity(e.at(30*time.Second), "the step's task is leased by the eager claim")
+	n := len(e.history(id))
+	if err := e.b.CompleteOrchestrationStep(e.ctx, p); err != nil {
+		e.t.Fatalf("repeating the committed step: %v", err)
+	}
+	if got := len(e.history(id)); got != n {
+		e.t.Fatalf("repeating the committed step changed the history: %d events, was %d", got, n)
+	}
+}
+
 // nextTask is the step that schedules task n of the instance created with
 // c, as the step after wi.
 func nextTask(c *backend.CreateInstanceParams, wi *backend.OrchestrationWorkItem, n int, now time.Time) *backend.CompleteOrchestrationStepParams {
@@ -83,23 +107,7 @@ func testFusedCommit(t *testing.T, e *env) {
 	}
 	// The step's effects, as after CompleteOrchestrationStepClaim.
 	e.wantEvents("the history after the step", e.history("a"), append(slices.Clone(before), params.NewEvents...))
-	if len(out.Activities) != 1 || out.Activities[0].Task.ID != task(c, 2).ID || out.Activities[0].Attempt != 1 {
-		t.Fatalf("eager claims %+v; want task 2, attempt 1", out.Activities)
-	}
-	if owner, _, ok := e.stepLease("a"); ok && owner != "" {
-		t.Fatalf("step lease still held by %q after the commit", owner)
-	}
-	e.noStep(e.at(time.Hour), "the step consumed the result and released the lease")
-	e.noActivity(e.at(30*time.Second), "task 1 completed, task 2 is leased by the eager claim")
-	// The commit counts as the delivery's (committed_steps): repeating it,
-	// as after a lost reply, is recognised and changes nothing.
-	n := len(e.history("a"))
-	if err := e.b.CompleteOrchestrationStep(e.ctx, params); err != nil {
-		t.Fatalf("repeating the committed step: %v", err)
-	}
-	if got := len(e.history("a")); got != n {
-		t.Fatalf("repeating the committed step changed the history: %d events, was %d", got, n)
-	}
+	e.wantFusedCommit("a", params, out, task(c, 2))
 	// The eagerly claimed task runs and completes like any claimed one.
 	_, err = e.completeStep(out.Activities[0], e.at(3*time.Second), func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
 		return &backend.StepCommit{Params: stepParams(wi, e.at(3*time.Second))}

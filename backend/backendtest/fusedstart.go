@@ -82,21 +82,7 @@ func testFusedStart(t *testing.T, e *env) {
 	if s := e.instance("a").Status; s != backend.StatusRunning {
 		t.Fatalf("status %s after the first step, want Running", s)
 	}
-	if len(out.Activities) != 1 || out.Activities[0].Task.ID != task(c, 1).ID || out.Activities[0].Attempt != 1 {
-		t.Fatalf("eager claims %+v; want task 1, attempt 1", out.Activities)
-	}
-	if owner, _, ok := e.stepLease("a"); ok && owner != "" {
-		t.Fatalf("step lease still held by %q after the commit", owner)
-	}
-	e.noStep(e.at(time.Hour), "the first step consumed the start and released the lease")
-	e.noActivity(e.at(30*time.Second), "task 1 is leased by the eager claim")
-	n := len(e.history("a"))
-	if err := e.b.CompleteOrchestrationStep(e.ctx, params); err != nil {
-		t.Fatalf("repeating the committed step: %v", err)
-	}
-	if got := len(e.history("a")); got != n {
-		t.Fatalf("repeating the committed step changed the history: %d events, was %d", got, n)
-	}
+	e.wantFusedCommit("a", params, out, task(c, 1))
 	// Creating it again is refused, as any second creation is.
 	if _, err := e.createStep(e.createParams("a"), nil); !errors.Is(err, backend.ErrInstanceExists) {
 		t.Fatalf("a second CreateInstanceStep: %v, want ErrInstanceExists", err)
