@@ -18,31 +18,34 @@ var errPlainCreate = errors.New("create without the step")
 
 // createClaimQuery creates instance $1 as createQuery does, claimed for
 // its first step: attempt 1, leased to $10 for $11 from the creation's
-// time $6, with no message in its inbox (the step gets its start message,
-// $12, directly; nothing is ready, so the ready summary is empty). It
-// creates nothing, and returns no row, when a row of the ID exists or the
-// start message was consumed before; CreateInstance then sorts that out.
-// The row it returns is a claim's (scanClaimedSteps).
-var createClaimQuery = `WITH cur AS (
+// time ($6, 0: the database clock), with no message in its inbox (the step
+// gets its start message, $12, directly; nothing is ready, so the ready
+// summary is empty). It creates nothing, and returns no row, when a row of
+// the ID exists or the start message was consumed before; CreateInstance
+// then sorts that out. The row it returns is a claim's
+// (scanClaimedSteps), whose time is the creation's.
+var createClaimQuery = `WITH at AS (
+	SELECT ` + clock("$6") + ` AS t
+), cur AS (
 	SELECT status FROM {s}.instances WHERE id = $1 FOR UPDATE
 ), ins AS (
 	INSERT INTO {s}.instances (id, name, execution_id, status, input, created_at, updated_at,
 		parent_instance_id, parent_execution_id, parent_task_id, step_attempt, lock_owner, lock_expires_at)
-	SELECT $1, $2, $3, $4, $5, $6::bigint, $6, $7, $8, $9, 1, $10, $6::bigint + $11::bigint
+	SELECT $1, $2, $3, $4, $5, at.t, at.t, $7, $8, $9, 1, $10, at.t + $11::bigint FROM at
 	WHERE NOT EXISTS (SELECT 1 FROM cur)
 		AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = $1 AND c.id = $12)
 	ON CONFLICT (id) DO NOTHING
-	RETURNING $6::bigint AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
+	RETURNING created_at AS claimed_at, step_attempt, completed_attempt, step_started, lock_expires_at, ` + rules.InstanceColumns + `
 )
 SELECT * FROM ins`
 
 // CreateInstanceStep implements backend.StartStepCommitter. One
-// transaction: BEGIN with the read of the database clock (none with p.Now
-// set), the creation claimed (createClaimQuery), run, and the step's writes
-// with the COMMIT (runStep), three round trips for what takes a creation,
-// a claim, the claim's reads and a step's commit otherwise. The start
-// message never enters the inbox unless the step leaves it unconsumed or
-// is declined.
+// transaction: BEGIN with the creation claimed (createClaimQuery, at the
+// database clock unless p.Now is set), run, and the step's writes with the
+// COMMIT (runStep): two round trips for what takes a creation, a claim,
+// the claim's reads and a step's commit otherwise. The start message,
+// made once the creation's time is known, never enters the inbox unless
+// the step leaves it unconsumed or is declined.
 func (b *Backend) CreateInstanceStep(ctx context.Context, p *backend.CreateInstanceParams, claim *backend.ClaimParams,
 	run func(wi *backend.OrchestrationWorkItem) *backend.StepCommit) (*backend.ActivityStep, error) {
 	const op = "create instance"
@@ -83,22 +86,13 @@ func (b *Backend) createInstanceStep(ctx context.Context, p *backend.CreateInsta
 	out = &backend.ActivityStep{}
 	var committed *backend.CompleteOrchestrationStepParams
 	t, committing, err = b.tryWrite(ctx, p.Now, func(t *txn) error {
-		at, err := rules.CreationTime(t, p)
-		if err != nil {
-			return err
-		}
-		start, err := asStored(rules.StartMessage(p, at))
-		if err != nil {
-			return err
-		}
-		now := at.UnixNano()
 		pid, pexec, ptask := parentColumns(p.Parent)
-		rows, err := t.tx.Query(t.ctx, b.q(createClaimQuery), p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input, now,
-			pid, pexec, ptask, claim.Owner, int64(claim.LeaseDuration), start.ID)
+		rows, err := t.tx.Query(t.ctx, b.q(createClaimQuery), p.ID, p.Name, p.ExecutionID, backend.StatusPending, p.Input,
+			rules.Nanos(p.Now), pid, pexec, ptask, claim.Owner, int64(claim.LeaseDuration), backend.StartMessageID(p.ID, p.ExecutionID))
 		if err != nil {
 			return err
 		}
-		wis, _, err := scanClaimedSteps(rows)
+		wis, now, err := scanClaimedSteps(rows)
 		if err != nil {
 			return err
 		}
@@ -106,6 +100,10 @@ func (b *Backend) createInstanceStep(ctx context.Context, p *backend.CreateInsta
 			return errPlainCreate
 		}
 		wi := wis[0]
+		start, err := asStored(rules.StartMessage(p, wi.Instance.CreatedAt))
+		if err != nil {
+			return err
+		}
 		wi.Messages = []*backend.Message{start}
 		out.Step = wi
 		committed, err = t.runStep(wi, now, start, run, out)
