@@ -145,13 +145,10 @@ func scanClaimedActivities(rows pgx.Rows) ([]*backend.ActivityWorkItem, error) {
 // delivers result $4 (message ID $3, control flag $5) to the task's
 // instance and execution, at time $6 (0: the database clock), unless the
 // instance has finished or the ID was used; it updates the instance's
-// ready summary if the new message changes it. It first takes the
-// completion's locks (lk, lockTaskSQL), which the delete waits for (its
-// key is lk's), and returns with its counts the task's row as locked
-// (NULLs for no task), from which a refused completion's error is told
-// (scanCompletion).
-var completeActivityQuery = `WITH lk AS (` + lockTaskSQL + `), d AS (
-	DELETE FROM {s}.activity_tasks WHERE id = (SELECT id FROM lk) AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0
+// ready summary if the new message changes it. The statement before it
+// holds the instance's row in KEY SHARE mode (see CompleteActivity).
+var completeActivityQuery = `WITH d AS (
+	DELETE FROM {s}.activity_tasks WHERE id = $1 AND attempt = $2 AND attempt >= 1 AND claimed_at <> 0
 		AND visible_at <> ` + parkedSQL + `
 	RETURNING instance_id, execution_id
 ), st AS (
@@ -170,47 +167,17 @@ var completeActivityQuery = `WITH lk AS (` + lockTaskSQL + `), d AS (
 		AND (i.ready_at IS DISTINCT FROM 0 OR i.ready_key IS NULL OR i.ready_key > ins.sort_at)
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins),
-	(SELECT attempt FROM lk), (SELECT claimed_at FROM lk), (SELECT visible_at FROM lk)`
-
-// completion is what completeActivityQuery (and its variants) returns:
-// whether the task was deleted and the result inserted, and the task's
-// row as the statement locked it.
-type completion struct {
-	deleted, inserted           bool
-	found                       bool // the task's row exists
-	current, claimedAt, visible int64
-}
-
-// scanCompletion scans the row of completeActivityQuery or a variant, and
-// the variant's extra columns into extra.
-func scanCompletion(row pgx.Row, extra ...any) (completion, error) {
-	var deleted, inserted int64
-	var current, claimedAt, visible *int64
-	if err := row.Scan(append([]any{&deleted, &inserted, &current, &claimedAt, &visible}, extra...)...); err != nil {
-		return completion{}, err
-	}
-	c := completion{deleted: deleted > 0, inserted: inserted > 0, found: current != nil}
-	if c.found {
-		c.current, c.claimedAt, c.visible = *current, deref(claimedAt), deref(visible)
-	}
-	return c, nil
-}
-
-// refused is the error of a completion that deleted no task (see
-// completionRefused).
-func (c completion) refused(p *backend.CompleteActivityParams) error {
-	return completionRefused(p, c.found, c.current, c.claimedAt, c.visible)
-}
+SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`
 
 // CompleteActivity implements backend.Backend. The result goes to the
 // task's instance and execution as message ResultMessageID(TaskID); it is
 // dropped if the instance is gone. A task parked because its instance
 // finished while this delivery ran is completed by completeLate instead,
 // which keeps the result in the instance's history. The whole completion is
-// one statement (completeActivityQuery): it locks the instance's row, then
-// the task's (lockTaskSQL), deletes the task and delivers the result,
-// fenced by the attempt.
+// one round trip: a pipeline of two statements that PostgreSQL runs as
+// one implicit transaction (lock the instance's row, then lock and read
+// the task: lockTaskQuery; delete it and deliver the result, fenced by the
+// attempt).
 //
 // The instance's row is locked in KEY SHARE mode, which completions of
 // the same instance share: the results of a fan-out commit in parallel
@@ -251,26 +218,41 @@ func (b *Backend) CompleteActivity(ctx context.Context, p *backend.CompleteActiv
 }
 
 func (b *Backend) completeActivity(ctx context.Context, p *backend.CompleteActivityParams, data []byte) (bool, error) {
-	c, err := scanCompletion(b.pool.QueryRow(ctx, b.q(completeActivityQuery), p.TaskID, int64(p.Attempt),
-		backend.ResultMessageID(p.TaskID), data, p.Result.Type.IsControl(), rules.Nanos(p.Now)))
-	if err != nil {
+	batch := &pgx.Batch{}
+	batch.Queue(b.q(lockTaskQuery), p.TaskID)
+	batch.Queue(b.q(completeActivityQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
+		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
+	br := b.pool.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	var current, claimedAt, visible int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
 		return false, err
 	}
-	if !c.deleted {
-		return false, c.refused(p)
+	var deleted, inserted int64
+	if err := br.QueryRow().Scan(&deleted, &inserted); err != nil {
+		return false, err
 	}
-	return c.inserted, nil
+	if err := br.Close(); err != nil {
+		return false, err
+	}
+	if deleted == 0 {
+		return false, completionRefused(p, found, current, claimedAt, visible)
+	}
+	return inserted > 0, nil
 }
 
-// lockTaskSQL takes a completion's locks, in the order every step takes
-// them: the row of task $1's instance in KEY SHARE mode (in the scan's
-// filter, before the task's row is locked), then the task's row; and reads
-// the task's attempt, claimed_at and visible_at. The instance's lock,
-// which completions of the same instance share, keeps a step of the
-// instance (which locks it FOR UPDATE) from missing the result in its
-// ready summary. The filter is always true: a task without an instance
-// row is still read.
-const lockTaskSQL = `SELECT t.id, t.attempt, t.claimed_at, t.visible_at FROM {s}.activity_tasks t
+// lockTaskQuery takes a completion's locks in one statement, in the order
+// every step takes them: the row of task $1's instance in KEY SHARE mode
+// (in the scan's filter, before the task's row is locked), then the task's
+// row; and reads the task's attempt, claimed_at and visible_at. The
+// instance's lock, which completions of the same instance share, keeps a
+// step of the instance (which locks it FOR UPDATE) from missing the result
+// in its ready summary. The filter is always true: a task without an
+// instance row is still read.
+const lockTaskQuery = `SELECT t.attempt, t.claimed_at, t.visible_at FROM {s}.activity_tasks t
 	WHERE t.id = $1
 		AND (SELECT count(*) FROM (SELECT 1 FROM {s}.instances i WHERE i.id = t.instance_id FOR KEY SHARE) k) >= 0
 	FOR UPDATE OF t`
@@ -442,8 +424,8 @@ const fusedInstanceSetting = `'duro.fused_instance'`
 // completeActivityClaimQuery is completeActivityQuery that also records
 // the task's instance in fusedInstanceSetting when it deleted the task.
 var completeActivityClaimQuery = strings.Replace(completeActivityQuery,
-	`(SELECT visible_at FROM lk)`,
-	`(SELECT visible_at FROM lk),
+	`SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins)`,
+	`SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM ins),
 	set_config(`+fusedInstanceSetting+`, COALESCE((SELECT instance_id FROM d), ''), true)`, 1)
 
 // fusedClaimedSetting is the transaction-local setting through which the
@@ -586,6 +568,7 @@ func (b *Backend) completeActivityClaim(ctx context.Context, p *backend.Complete
 func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend.CompleteActivityParams, data []byte,
 	claim *backend.ClaimParams, pre *stepRead) (bool, []*backend.OrchestrationWorkItem, int64, error) {
 	batch := &pgx.Batch{}
+	batch.Queue(b.q(lockTaskQuery), p.TaskID)
 	batch.Queue(b.q(completeActivityClaimQuery), p.TaskID, int64(p.Attempt), backend.ResultMessageID(p.TaskID),
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	batch.Queue(b.q(fusedClaimQuery), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration))
@@ -596,9 +579,16 @@ func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend
 	}
 	br := q.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
+	var current, claimedAt, visible int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return false, nil, 0, err
+	}
+	var deleted, inserted int64
 	var inst string
-	c, err := scanCompletion(br.QueryRow(), &inst)
-	if err != nil {
+	if err := br.QueryRow().Scan(&deleted, &inserted, &inst); err != nil {
 		return false, nil, 0, err
 	}
 	rows, err := br.Query()
@@ -617,19 +607,19 @@ func (b *Backend) completeClaimOn(ctx context.Context, q batchSender, p *backend
 	if err := br.Close(); err != nil {
 		return false, nil, 0, err
 	}
-	if !c.deleted {
+	if deleted == 0 {
 		if len(wis) > 0 {
 			// Cannot happen: the claim reads the setting only the delete
 			// makes. Never hand out a claim a stale completion made.
 			return false, nil, 0, fmt.Errorf("activity task %q: attempt %d deleted nothing but claimed a step", p.TaskID, p.Attempt)
 		}
-		return false, nil, 0, c.refused(p)
+		return false, nil, 0, completionRefused(p, found, current, claimedAt, visible)
 	}
-	return c.inserted, wis, now, nil
+	return inserted > 0, wis, now, nil
 }
 
 // completionRefused is the error of a completion whose delete found no
-// task at its attempt, from the task's row as the completion locked it
+// task at its attempt, from the task's row as the pipeline locked it
 // (found, its attempt, claimed_at and visible_at): stale, parked or lost.
 func completionRefused(p *backend.CompleteActivityParams, found bool, current, claimedAt, visible int64) error {
 	if err := rules.FenceTask(p.TaskID, int64(p.Attempt), found, current, claimedAt); err != nil {

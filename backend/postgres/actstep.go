@@ -266,6 +266,7 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 	resultID := backend.ResultMessageID(p.TaskID)
 	batch := &pgx.Batch{}
 	batch.Queue(b.q(directClaimQuery), p.TaskID, int64(p.Attempt), rules.Nanos(claim.Now), claim.Owner, int64(claim.LeaseDuration), resultID)
+	batch.Queue(b.q(lockTaskQuery), p.TaskID)
 	batch.Queue(b.q(directCompleteQuery), p.TaskID, int64(p.Attempt), resultID,
 		data, p.Result.Type.IsControl(), rules.Nanos(p.Now))
 	batch.Queue(b.q(fusedMessagesQuery), h.wi.Instance.ID, rules.Nanos(claim.Now), b.maxStepMessages)
@@ -280,8 +281,15 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 	if err != nil {
 		return false, nil, 0, nil, err
 	}
-	c, err := scanCompletion(br.QueryRow())
-	if err != nil {
+	var current, claimedAt, visible int64
+	found := true
+	if err := br.QueryRow().Scan(&current, &claimedAt, &visible); errors.Is(err, pgx.ErrNoRows) {
+		found = false
+	} else if err != nil {
+		return false, nil, 0, nil, err
+	}
+	var deleted, ins int64
+	if err := br.QueryRow().Scan(&deleted, &ins); err != nil {
 		return false, nil, 0, nil, err
 	}
 	if err := pre.scan(br); err != nil {
@@ -290,14 +298,14 @@ func (b *Backend) directClaimOn(t *txn, p *backend.CompleteActivityParams, data 
 	if err := br.Close(); err != nil {
 		return false, nil, 0, nil, err
 	}
-	if !c.deleted {
+	if deleted == 0 {
 		// The task changed between the claim's read and the delete's lock
 		// (or the completion is stale): the error rolls back the claim
 		// with the rest, so no claim a stale completion made is handed out.
-		return false, nil, 0, nil, c.refused(p)
+		return false, nil, 0, nil, completionRefused(p, found, current, claimedAt, visible)
 	}
 	if len(wis) == 0 {
-		return c.inserted, nil, now, nil, nil
+		return ins > 0, nil, now, nil, nil
 	}
 	wi := wis[0]
 	direct, err = storedMessage(&backend.Message{ID: resultID, InstanceID: wi.Instance.ID, ExecutionID: wi.Instance.ExecutionID}, data)

@@ -97,8 +97,9 @@
 // bytes): a history another process replaced (a purge and a new instance
 // of the same ID, a rewind) is read whole again.
 //
-// CompleteActivity is one statement: it locks the instance and the task,
-// deletes the task and delivers its result, fenced by the attempt. It holds
+// CompleteActivity is one round trip: a pipeline of two statements that
+// the server runs as one implicit transaction (lock the instance and read
+// the task, delete it and deliver its result, fenced by the attempt). It holds
 // the instance's row in KEY SHARE mode, which completions of one instance
 // share, so the results of a fan-out commit side by side instead of
 // queueing for the row through each other's WAL flushes; a step of the
