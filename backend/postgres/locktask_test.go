@@ -96,3 +96,79 @@ func TestCompletionLocksTheInstanceFirst(t *testing.T) {
 		t.Fatalf("after the completion: step %+v, %d history events; want the result to claim", next, len(h))
 	}
 }
+
+// TestCompletionAfterAConcurrentRenewal holds an uncommitted update of an
+// activity task's row (what a lease renewal writes) while the task's
+// delivery completes: the completion waits for the row and, once the
+// update commits, completes (the task deleted, the result delivered to a
+// step that can be claimed), instead of taking the changed row for a lost
+// lease.
+func TestCompletionAfterAConcurrentRenewal(t *testing.T) {
+	url := testURL(t)
+	schema := freshSchema(t, url)
+	be := open(t, url, schema, &postgres.Options{})
+	ctx := t.Context()
+	t0 := time.Now().UTC()
+	claim := &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0}
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	must("create", be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "a", Name: "orch", ExecutionID: "a-e1", Now: t0}))
+	wi, err := be.ClaimOrchestrationStep(ctx, claim)
+	must("claim", err)
+	tk := &backend.ActivityTask{ID: backend.TaskMessageID("a", "a-e1", 1), InstanceID: "a", ExecutionID: "a-e1", TaskID: 1, Name: "act"}
+	must("step", be.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "a-e1",
+		Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0, ConsumedMessageIDs: []string{wi.Messages[0].ID},
+		NewEvents: []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t0}, wi.Messages[0].Event,
+			{Type: backend.EventTaskScheduled, Timestamp: t0, TaskID: 1, Name: "act"}},
+		ActivityTasks: []*backend.ActivityTask{tk}}))
+	awi, err := be.ClaimActivity(ctx, claim)
+	must("claim the task", err)
+
+	s := pgx.Identifier{schema}.Sanitize()
+	renewer, err := pgx.Connect(ctx, url)
+	must("connect", err)
+	defer renewer.Close(context.Background())
+	tx, err := renewer.Begin(ctx)
+	must("begin", err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(ctx, `UPDATE `+s+`.activity_tasks SET lease_expires_at = lease_expires_at + 1 WHERE id = $1`, tk.ID)
+	must("renew", err)
+
+	done := make(chan error, 1)
+	go func() {
+		done <- be.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: awi.Attempt, Now: t0,
+			Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"r"`), Attempt: awi.Attempt, Timestamp: t0}})
+	}()
+	other, err := pgx.Connect(ctx, url)
+	must("connect", err)
+	defer other.Close(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var waiting int
+		must("pg_stat_activity", other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%activity_tasks%'
+				AND query LIKE '%`+schema+`%' AND pid <> $1`, renewer.PgConn().PID()).Scan(&waiting))
+		if waiting == 1 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the completion returned (%v) while the renewal held the task's row", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the completion never waited for the task's row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	must("commit the renewal", tx.Commit(ctx))
+	must("the completion", <-done)
+	next, err := be.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0.Add(time.Second)})
+	must("claim the next step", err)
+	if next == nil || len(next.Messages) != 1 || next.Messages[0].ID != backend.ResultMessageID(tk.ID) {
+		t.Fatalf("after the completion: step %+v; want the result to claim", next)
+	}
+}
