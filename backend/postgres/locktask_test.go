@@ -23,25 +23,8 @@ func TestCompletionLocksTheInstanceFirst(t *testing.T) {
 	schema := freshSchema(t, url)
 	be := open(t, url, schema, &postgres.Options{})
 	ctx := t.Context()
-	t0 := time.Now().UTC()
-	claim := &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0}
-	must := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	must("create", be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "a", Name: "orch", ExecutionID: "a-e1", Now: t0}))
-	wi, err := be.ClaimOrchestrationStep(ctx, claim)
-	must("claim", err)
-	tk := &backend.ActivityTask{ID: backend.TaskMessageID("a", "a-e1", 1), InstanceID: "a", ExecutionID: "a-e1", TaskID: 1, Name: "act"}
-	must("step", be.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "a-e1",
-		Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0, ConsumedMessageIDs: []string{wi.Messages[0].ID},
-		NewEvents: []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t0}, wi.Messages[0].Event,
-			{Type: backend.EventTaskScheduled, Timestamp: t0, TaskID: 1, Name: "act"}},
-		ActivityTasks: []*backend.ActivityTask{tk}}))
-	awi, err := be.ClaimActivity(ctx, claim)
-	must("claim the task", err)
+	must := mustOK(t)
+	t0, tk, awi := startTask(t, be)
 
 	s := pgx.Identifier{schema}.Sanitize()
 	step, err := pgx.Connect(ctx, url)
@@ -108,25 +91,8 @@ func TestCompletionAfterAConcurrentRenewal(t *testing.T) {
 	schema := freshSchema(t, url)
 	be := open(t, url, schema, &postgres.Options{})
 	ctx := t.Context()
-	t0 := time.Now().UTC()
-	claim := &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0}
-	must := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	must("create", be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "a", Name: "orch", ExecutionID: "a-e1", Now: t0}))
-	wi, err := be.ClaimOrchestrationStep(ctx, claim)
-	must("claim", err)
-	tk := &backend.ActivityTask{ID: backend.TaskMessageID("a", "a-e1", 1), InstanceID: "a", ExecutionID: "a-e1", TaskID: 1, Name: "act"}
-	must("step", be.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "a-e1",
-		Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0, ConsumedMessageIDs: []string{wi.Messages[0].ID},
-		NewEvents: []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t0}, wi.Messages[0].Event,
-			{Type: backend.EventTaskScheduled, Timestamp: t0, TaskID: 1, Name: "act"}},
-		ActivityTasks: []*backend.ActivityTask{tk}}))
-	awi, err := be.ClaimActivity(ctx, claim)
-	must("claim the task", err)
+	must := mustOK(t)
+	t0, tk, awi := startTask(t, be)
 
 	s := pgx.Identifier{schema}.Sanitize()
 	renewer, err := pgx.Connect(ctx, url)
@@ -171,4 +137,37 @@ func TestCompletionAfterAConcurrentRenewal(t *testing.T) {
 	if next == nil || len(next.Messages) != 1 || next.Messages[0].ID != backend.ResultMessageID(tk.ID) {
 		t.Fatalf("after the completion: step %+v; want the result to claim", next)
 	}
+}
+
+// mustOK returns a check that fails t on an error, naming what failed.
+func mustOK(t *testing.T) func(what string, err error) {
+	return func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+}
+
+// startTask creates instance a, commits its first step with activity
+// task 1 and claims the task: the time of it all, the task and its
+// delivery.
+func startTask(t *testing.T, be *postgres.Backend) (time.Time, *backend.ActivityTask, *backend.ActivityWorkItem) {
+	t.Helper()
+	ctx := t.Context()
+	must := mustOK(t)
+	t0 := time.Now().UTC()
+	claim := &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0}
+	must("create", be.CreateInstance(ctx, &backend.CreateInstanceParams{ID: "a", Name: "orch", ExecutionID: "a-e1", Now: t0}))
+	wi, err := be.ClaimOrchestrationStep(ctx, claim)
+	must("claim", err)
+	tk := &backend.ActivityTask{ID: backend.TaskMessageID("a", "a-e1", 1), InstanceID: "a", ExecutionID: "a-e1", TaskID: 1, Name: "act"}
+	must("step", be.CompleteOrchestrationStep(ctx, &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "a-e1",
+		Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t0, ConsumedMessageIDs: []string{wi.Messages[0].ID},
+		NewEvents: []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t0}, wi.Messages[0].Event,
+			{Type: backend.EventTaskScheduled, Timestamp: t0, TaskID: 1, Name: "act"}},
+		ActivityTasks: []*backend.ActivityTask{tk}}))
+	awi, err := be.ClaimActivity(ctx, claim)
+	must("claim the task", err)
+	return t0, tk, awi
 }
