@@ -179,16 +179,48 @@ func (b *meteredBackend) CompleteActivityStep(ctx context.Context, p *backend.Co
 		}
 		return c
 	})
-	if out != nil && out.Step != nil {
-		b.m.observeStep(out.Step, claimTime(claim))
-		if out.Committed && eager != nil {
-			now := claimTime(eager)
-			for _, wi := range out.Activities {
-				b.m.observeActivity(wi, now)
-			}
+	b.observeFused(out, claim, eager)
+	return out, err
+}
+
+// CreateInstanceStep implements backend.StartStepCommitter: it forwards
+// to be, counting the first step it claims and the activities the
+// committed step claims like any claims; when be cannot, it is
+// CreateInstance, claiming nothing.
+func (b *meteredBackend) CreateInstanceStep(ctx context.Context, p *backend.CreateInstanceParams, claim *backend.ClaimParams,
+	run func(wi *backend.OrchestrationWorkItem) *backend.StepCommit) (*backend.ActivityStep, error) {
+	sc, ok := b.Backend.(backend.StartStepCommitter)
+	if !ok {
+		if err := b.Backend.CreateInstance(ctx, p); err != nil {
+			return nil, err
+		}
+		return &backend.ActivityStep{}, nil
+	}
+	var eager *backend.ClaimParams
+	out, err := sc.CreateInstanceStep(ctx, p, claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+		c := run(wi)
+		if c != nil {
+			eager = c.ActivityClaim
+		}
+		return c
+	})
+	b.observeFused(out, claim, eager)
+	return out, err
+}
+
+// observeFused counts what a fused transaction claimed: its step, and the
+// activities its committed step claimed with eager.
+func (b *meteredBackend) observeFused(out *backend.ActivityStep, claim, eager *backend.ClaimParams) {
+	if out == nil || out.Step == nil {
+		return
+	}
+	b.m.observeStep(out.Step, claimTime(claim))
+	if out.Committed && eager != nil {
+		now := claimTime(eager)
+		for _, wi := range out.Activities {
+			b.m.observeActivity(wi, now)
 		}
 	}
-	return out, err
 }
 
 // ProcessedRequests implements backend.RequestWindow: it forwards to be,
@@ -267,6 +299,7 @@ var (
 	_ backend.StepActivityClaimer   = (*meteredBackend)(nil)
 	_ backend.ActivityStepClaimer   = (*meteredBackend)(nil)
 	_ backend.ActivityStepCommitter = (*meteredBackend)(nil)
+	_ backend.StartStepCommitter    = (*meteredBackend)(nil)
 	_ backend.RequestWindow         = (*meteredBackend)(nil)
 	_ backend.InFlightReader        = (*meteredBackend)(nil)
 	_ backend.InstanceClaimer       = (*meteredBackend)(nil)

@@ -112,3 +112,39 @@ func TestMeteredBackendKeepsFinishNotifier(t *testing.T) {
 		t.Fatal("WatchFinish over a backend without watches returned a channel; want nil (the waiter polls)")
 	}
 }
+
+// TestMeteredBackendStartsWithoutTheCapability: over a store that cannot
+// commit a first step with its creation (SQLite), the wrapper's
+// CreateInstanceStep creates the instance as CreateInstance does, calls
+// no run, and leaves the step to be claimed.
+func TestMeteredBackendStartsWithoutTheCapability(t *testing.T) {
+	ctx := context.Background()
+	be, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "duro.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = be.Close() }()
+	m := NewMetrics(duro.NewClient(be, nil))
+	sc, ok := m.Backend(be).(backend.StartStepCommitter)
+	if !ok {
+		t.Fatal("the metered backend is not a backend.StartStepCommitter")
+	}
+	now := time.Now()
+	claim := &backend.ClaimParams{Owner: "t", LeaseDuration: time.Minute, Now: now}
+	out, err := sc.CreateInstanceStep(ctx, &backend.CreateInstanceParams{ID: "a", Name: "o", ExecutionID: "e", Now: now}, claim,
+		func(*backend.OrchestrationWorkItem) *backend.StepCommit {
+			t.Error("run called over a store without the capability")
+			return nil
+		})
+	if err != nil || out == nil || out.Step != nil {
+		t.Fatalf("CreateInstanceStep = %+v, %v; want the instance created, no step", out, err)
+	}
+	wi, err := be.ClaimOrchestrationStep(ctx, claim)
+	if err != nil || wi == nil || wi.Instance.ID != "a" || wi.Attempt != 1 {
+		t.Fatalf("claim after the creation: %+v, %v; want a's first step", wi, err)
+	}
+	if _, err := sc.CreateInstanceStep(ctx, &backend.CreateInstanceParams{ID: "a", Name: "o", ExecutionID: "e2", Now: now}, claim,
+		nil); !errors.Is(err, backend.ErrInstanceExists) {
+		t.Fatalf("a second creation: %v, want ErrInstanceExists", err)
+	}
+}
