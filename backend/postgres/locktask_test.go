@@ -36,32 +36,11 @@ func TestCompletionLocksTheInstanceFirst(t *testing.T) {
 	_, err = tx.Exec(ctx, `SELECT 1 FROM `+s+`.instances WHERE id = 'a' FOR UPDATE`)
 	must("lock the instance", err)
 
-	done := make(chan error, 1)
-	go func() {
-		done <- be.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: awi.Attempt, Now: t0,
-			Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"r"`), Attempt: awi.Attempt, Timestamp: t0}})
-	}()
+	done := completeAsync(t, be, tk, awi, t0)
 	other, err := pgx.Connect(ctx, url)
 	must("connect", err)
 	defer other.Close(context.Background())
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		var waiting int
-		must("pg_stat_activity", other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR KEY SHARE%'
-				AND query LIKE '%`+schema+`%'`).Scan(&waiting))
-		if waiting == 1 {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the completion returned (%v) while a step held its instance's row", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the completion never waited for the instance's row")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForLockWait(t, other, schema, "%FOR KEY SHARE%", 0, done, "the instance's row")
 	// Waiting for the instance, the completion holds no lock on the task.
 	ttx, err := other.Begin(ctx)
 	must("begin", err)
@@ -104,32 +83,11 @@ func TestCompletionAfterAConcurrentRenewal(t *testing.T) {
 	_, err = tx.Exec(ctx, `UPDATE `+s+`.activity_tasks SET lease_expires_at = lease_expires_at + 1 WHERE id = $1`, tk.ID)
 	must("renew", err)
 
-	done := make(chan error, 1)
-	go func() {
-		done <- be.CompleteActivity(ctx, &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: awi.Attempt, Now: t0,
-			Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"r"`), Attempt: awi.Attempt, Timestamp: t0}})
-	}()
+	done := completeAsync(t, be, tk, awi, t0)
 	other, err := pgx.Connect(ctx, url)
 	must("connect", err)
 	defer other.Close(context.Background())
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		var waiting int
-		must("pg_stat_activity", other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%activity_tasks%'
-				AND query LIKE '%`+schema+`%' AND pid <> $1`, renewer.PgConn().PID()).Scan(&waiting))
-		if waiting == 1 {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the completion returned (%v) while the renewal held the task's row", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the completion never waited for the task's row")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForLockWait(t, other, schema, "%activity_tasks%", renewer.PgConn().PID(), done, "the task's row")
 	must("commit the renewal", tx.Commit(ctx))
 	must("the completion", <-done)
 	next, err := be.ClaimOrchestrationStep(ctx, &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t0.Add(time.Second)})
@@ -170,4 +128,44 @@ func startTask(t *testing.T, be *postgres.Backend) (time.Time, *backend.Activity
 	awi, err := be.ClaimActivity(ctx, claim)
 	must("claim the task", err)
 	return t0, tk, awi
+}
+
+// completeAsync completes delivery awi of task tk in a goroutine; the
+// channel gets CompleteActivity's error.
+func completeAsync(t *testing.T, be *postgres.Backend, tk *backend.ActivityTask, awi *backend.ActivityWorkItem, t0 time.Time) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		done <- be.CompleteActivity(t.Context(), &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: awi.Attempt, Now: t0,
+			Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"r"`), Attempt: awi.Attempt, Timestamp: t0}})
+	}()
+	return done
+}
+
+// waitForLockWait waits until one session other than holder (a PID, 0 for
+// none) runs a statement of schema matching like while waiting for a
+// lock, as pg_stat_activity shows it through conn. It fails t if done
+// reports first (the completion returned while held) or after 30s. what
+// names the row the completion waits for.
+func waitForLockWait(t *testing.T, conn *pgx.Conn, schema, like string, holder uint32, done <-chan error, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var waiting int
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1
+				AND query LIKE '%' || $2 || '%' AND pid <> $3`, like, schema, int64(holder)).Scan(&waiting); err != nil {
+			t.Fatalf("pg_stat_activity: %v", err)
+		}
+		if waiting == 1 {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the completion returned (%v) while %s was held", err, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the completion never waited for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
