@@ -171,15 +171,9 @@ func (b *meteredBackend) CompleteActivityStep(ctx context.Context, p *backend.Co
 		}
 		return &backend.ActivityStep{Step: wi}, nil
 	}
-	var eager *backend.ClaimParams
-	out, err := sc.CompleteActivityStep(ctx, p, claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
-		c := run(wi)
-		if c != nil {
-			eager = c.ActivityClaim
-		}
-		return c
-	})
-	b.observeFused(out, claim, eager)
+	metered, observe := b.meterFused(claim, run)
+	out, err := sc.CompleteActivityStep(ctx, p, claim, metered)
+	observe(out)
 	return out, err
 }
 
@@ -196,31 +190,39 @@ func (b *meteredBackend) CreateInstanceStep(ctx context.Context, p *backend.Crea
 		}
 		return &backend.ActivityStep{}, nil
 	}
+	metered, observe := b.meterFused(claim, run)
+	out, err := sc.CreateInstanceStep(ctx, p, claim, metered)
+	observe(out)
+	return out, err
+}
+
+// meterFused wraps the run of a fused transaction (CompleteActivityStep,
+// CreateInstanceStep) to see the eager claim the step asks for, and
+// returns with it the function that counts what the transaction claimed:
+// its step, and the activities its committed step claimed.
+func (b *meteredBackend) meterFused(claim *backend.ClaimParams, run func(wi *backend.OrchestrationWorkItem) *backend.StepCommit) (
+	metered func(wi *backend.OrchestrationWorkItem) *backend.StepCommit, observe func(out *backend.ActivityStep)) {
 	var eager *backend.ClaimParams
-	out, err := sc.CreateInstanceStep(ctx, p, claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+	metered = func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
 		c := run(wi)
 		if c != nil {
 			eager = c.ActivityClaim
 		}
 		return c
-	})
-	b.observeFused(out, claim, eager)
-	return out, err
-}
-
-// observeFused counts what a fused transaction claimed: its step, and the
-// activities its committed step claimed with eager.
-func (b *meteredBackend) observeFused(out *backend.ActivityStep, claim, eager *backend.ClaimParams) {
-	if out == nil || out.Step == nil {
-		return
 	}
-	b.m.observeStep(out.Step, claimTime(claim))
-	if out.Committed && eager != nil {
-		now := claimTime(eager)
-		for _, wi := range out.Activities {
-			b.m.observeActivity(wi, now)
+	observe = func(out *backend.ActivityStep) {
+		if out == nil || out.Step == nil {
+			return
+		}
+		b.m.observeStep(out.Step, claimTime(claim))
+		if out.Committed && eager != nil {
+			now := claimTime(eager)
+			for _, wi := range out.Activities {
+				b.m.observeActivity(wi, now)
+			}
 		}
 	}
+	return metered, observe
 }
 
 // ProcessedRequests implements backend.RequestWindow: it forwards to be,
