@@ -100,9 +100,12 @@ func (ex *Executor) Committed() {
 		a.recorded = true
 	}
 	c.settled = len(c.order)
+	// The run's size goes on with the executor: a step that continues it
+	// starts from the size of everything applied so far.
 	for _, ev := range ex.pending {
-		ex.size += eventSize(ev)
+		ex.r.size += eventSize(ev)
 	}
+	ex.size = ex.r.size
 	ex.histLen += len(ex.pending)
 	ex.tail, ex.pending = ex.pending, nil
 	ex.committed = true

@@ -443,3 +443,46 @@ func TestStickyPanicStopsExecutor(t *testing.T) {
 		t.Fatal("the executor's goroutine still runs after the panic")
 	}
 }
+
+// TestStickySizeCountsEveryEvent checks the size that bounds the sticky
+// cache by bytes (Executor.Size): after every committed step, continued or
+// replayed, it counts every event of the history the executor applied, as
+// a replay of that history from the start would.
+func TestStickySizeCountsEveryEvent(t *testing.T) {
+	hits := 0
+	for seed := uint64(1); seed <= 50; seed++ {
+		s := newStore(t, seed)
+		var ex *Executor
+		for step := 0; !s.done(); step++ {
+			if step > 500 {
+				t.Fatalf("seed %d: no end after %d steps", seed, step)
+			}
+			p := &Params{WorkItem: s.workItem(), Lookup: programLookup, Now: s.now}
+			out, next, how, err := ExecuteSticky(p, ex)
+			if err != nil {
+				t.Fatalf("seed %d step %d: %v", seed, step, err)
+			}
+			if how == StickyHit {
+				hits++
+			}
+			s.commit(out)
+			ex = next
+			if ex == nil {
+				continue
+			}
+			ex.Committed()
+			want := int64(executorBaseSize)
+			for _, ev := range s.history {
+				want += eventSize(ev)
+			}
+			if got := ex.Size(); got != want || ex.HistoryLen() != len(s.history) {
+				t.Fatalf("seed %d step %d (outcome %d): size %d over %d events, want %d over %d",
+					seed, step, how, got, ex.HistoryLen(), want, len(s.history))
+			}
+		}
+		ex.Close()
+	}
+	if hits == 0 {
+		t.Fatal("no step continued an executor")
+	}
+}
