@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -33,6 +34,7 @@ type benchOptions struct {
 	output      string
 	fsync       bool
 	cpuprofile  string
+	memprofile  string
 }
 
 // benchReport is what duro bench prints.
@@ -94,7 +96,9 @@ each figure.
 --fsync first measures the disk's fsync rate in the store's directory: the
 reference for steps/s, as a commit under synchronous=FULL costs an fsync.
 --cpuprofile writes a CPU profile of the bench process (read it with 'go
-tool pprof -top').
+tool pprof -top'); --memprofile writes its heap profile when the runs end:
+the allocations of the whole run (go tool pprof -sample_index=alloc_space)
+and what is still in use.
 
 The machine is shared by whatever else runs on it: compare figures from the
 same run, and repeat.`,
@@ -104,7 +108,8 @@ same run, and repeat.`,
   duro bench --workload chain -n 3000
   duro bench --store postgres://localhost/bench --workload latency
   duro bench --store postgres://localhost/bench --workers 2 --concurrency 8,32
-  duro bench --workload sequence --cpuprofile cpu.out && go tool pprof -top cpu.out`,
+  duro bench --workload sequence --cpuprofile cpu.out && go tool pprof -top cpu.out
+  duro bench --workload fanout --memprofile mem.out && go tool pprof -sample_index=alloc_space -top mem.out`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runBench(cmd, &o) },
 	}
@@ -116,6 +121,7 @@ same run, and repeat.`,
 	f.IntVar(&o.repeat, "repeat", 1, "runs of each configuration; figures are the medians")
 	f.BoolVar(&o.fsync, "fsync", false, "measure the disk's fsync rate in the store's directory first")
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the bench process to this file")
+	f.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of the bench process to this file when the runs end")
 	addOutputFlag(cmd, &o.output)
 	return cmd
 }
@@ -226,6 +232,11 @@ run:
 			}
 		}
 	}
+	if o.memprofile != "" {
+		if err := writeHeapProfile(o.memprofile); err != nil {
+			return err
+		}
+	}
 	failed := 0
 	for _, rs := range runs {
 		if len(rs) == 0 {
@@ -255,6 +266,21 @@ run:
 		return fmt.Errorf("%d of %d benchmark configurations did not complete", failed, len(rep.Results))
 	}
 	return nil
+}
+
+// writeHeapProfile writes the heap profile of the process to path, after
+// a collection (so that its in-use figures are those of live objects).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
 
 // summary is the one-line progress report of a run.

@@ -63,8 +63,8 @@ func checkResult(t *testing.T, r *workload.Result, name string, n, workers int) 
 func TestBench(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "bench.db")
-	prof := filepath.Join(dir, "cpu.out")
-	rep := benchJSON(t, nil, "--store", store, "-n", "5", "--fsync", "--cpuprofile", prof)
+	prof, mem := filepath.Join(dir, "cpu.out"), filepath.Join(dir, "mem.out")
+	rep := benchJSON(t, nil, "--store", store, "-n", "5", "--fsync", "--cpuprofile", prof, "--memprofile", mem)
 	if len(rep.Results) != len(workload.Names) {
 		t.Fatalf("%d results, want %d", len(rep.Results), len(workload.Names))
 	}
@@ -74,8 +74,10 @@ func TestBench(t *testing.T) {
 	if rep.FsyncPerSec <= 0 || rep.Machine == "" || rep.Backend != "sqlite" {
 		t.Errorf("report header %+v", rep)
 	}
-	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
-		t.Errorf("CPU profile: %v", err)
+	for _, f := range []string{prof, mem} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
 	}
 	if _, err := os.Stat(store); !os.IsNotExist(err) {
 		t.Errorf("the store was not removed: %v", err)
