@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -356,7 +355,7 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 	taskAt := -1 // the task insert's place in the batch
 	if len(p.ActivityTasks) > 0 {
 		n := len(p.ActivityTasks)
-		ids, insts, execs, names, opts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ids, insts, execs, names := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		taskIDs, attempts, priors := make([]int64, n), make([]int64, n), make([]int64, n)
 		inputs := make([][]byte, n)
 		owners := make([]string, n)
@@ -364,12 +363,12 @@ func (t *txn) applyStep(p *backend.CompleteOrchestrationStepParams, w stepWrite,
 		if ec.max > 0 {
 			claimNow, claimFor = rules.Nanos(ec.claim.Now), int64(ec.claim.LeaseDuration)
 		}
+		opts, err := rules.TaskOptions(p.ActivityTasks)
+		if err != nil {
+			return err
+		}
 		for i, a := range p.ActivityTasks {
-			o, err := json.Marshal(a.Options)
-			if err != nil {
-				return fmt.Errorf("activity task %q: %w", a.ID, err)
-			}
-			ids[i], insts[i], execs[i], names[i], opts[i] = a.ID, a.InstanceID, a.ExecutionID, a.Name, string(o)
+			ids[i], insts[i], execs[i], names[i] = a.ID, a.InstanceID, a.ExecutionID, a.Name
 			taskIDs[i], attempts[i], priors[i], inputs[i] = int64(a.TaskID), int64(a.PriorAttempts), int64(a.PriorAttempts), a.Input
 			if i < ec.max {
 				attempts[i]++

@@ -153,3 +153,24 @@ func ScanPage(rows Rows, omit bool, size int) (*backend.InstancePage, error) {
 	}
 	return page, nil
 }
+
+// TaskOptions returns the stored form (JSON text) of each task's options,
+// as both SQL backends write them. Tasks with the options of the task
+// before them share its string: a fan-out's thousands of tasks usually
+// have one set of options, encoded once.
+func TaskOptions(tasks []*backend.ActivityTask) ([]string, error) {
+	out := make([]string, len(tasks))
+	var last backend.ActivityOptions
+	for i, a := range tasks {
+		if i > 0 && a.Options == last {
+			out[i] = out[i-1]
+			continue
+		}
+		data, err := json.Marshal(a.Options)
+		if err != nil {
+			return nil, fmt.Errorf("activity task %q: %w", a.ID, err)
+		}
+		out[i], last = string(data), a.Options
+	}
+	return out, nil
+}

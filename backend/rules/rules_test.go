@@ -1,11 +1,13 @@
 package rules
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/durohq/duro/backend"
 )
@@ -117,5 +119,35 @@ func TestScanProcessed(t *testing.T) {
 	broken := errors.New("connection reset")
 	if _, err := ScanProcessed(&rows{err: broken}); !errors.Is(err, broken) {
 		t.Fatalf("err = %v, want the rows' error", err)
+	}
+}
+
+func TestTaskOptions(t *testing.T) {
+	plain := backend.ActivityOptions{}
+	amo := backend.ActivityOptions{AtMostOnce: true, OnDuplicate: "Suspend", LeaseDuration: time.Minute}
+	tasks := []*backend.ActivityTask{{ID: "a", Options: plain}, {ID: "b", Options: plain}, {ID: "c", Options: amo},
+		{ID: "d", Options: amo}, {ID: "e", Options: plain}}
+	got, err := TaskOptions(tasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range tasks {
+		var back backend.ActivityOptions
+		if err := json.Unmarshal([]byte(got[i]), &back); err != nil || back != a.Options {
+			t.Errorf("task %s: %q decodes to %+v (%v), want %+v", a.ID, got[i], back, err, a.Options)
+		}
+	}
+	// Equal options in a row share one string; others are encoded anew.
+	same := func(i, j int) bool { return unsafe.StringData(got[i]) == unsafe.StringData(got[j]) }
+	for _, c := range []struct {
+		i, j int
+		want bool
+	}{{0, 1, true}, {2, 3, true}, {1, 2, false}, {3, 4, false}} {
+		if same(c.i, c.j) != c.want {
+			t.Errorf("tasks %d and %d share a string: %v, want %v", c.i, c.j, !c.want, c.want)
+		}
+	}
+	if got, err := TaskOptions(nil); err != nil || len(got) != 0 {
+		t.Errorf("no tasks: %v, %v", got, err)
 	}
 }

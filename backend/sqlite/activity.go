@@ -376,8 +376,3 @@ func (b *Backend) syncStart(op string, seq uint64, id string) error {
 	}
 	return nil
 }
-
-func encodeActivityOptions(o backend.ActivityOptions) (string, error) {
-	data, err := json.Marshal(o)
-	return string(data), err
-}

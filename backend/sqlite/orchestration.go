@@ -228,11 +228,10 @@ func encodeStep(p *backend.CompleteOrchestrationStepParams) (*encodedStep, error
 		}
 		enc.size += len(enc.msgs[i]) + 128
 	}
-	enc.opts = make([]string, len(p.ActivityTasks))
+	if enc.opts, err = rules.TaskOptions(p.ActivityTasks); err != nil {
+		return nil, fmt.Errorf("instance %q: %w", p.InstanceID, err)
+	}
 	for i, a := range p.ActivityTasks {
-		if enc.opts[i], err = encodeActivityOptions(a.Options); err != nil {
-			return nil, fmt.Errorf("instance %q: activity task %q: %w", p.InstanceID, a.ID, err)
-		}
 		enc.size += len(a.Input) + len(enc.opts[i]) + 128
 	}
 	enc.size += 64 * len(p.ConsumedMessageIDs)
