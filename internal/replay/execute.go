@@ -145,7 +145,7 @@ func execute(p *Params, prev *Executor, keep bool) (out *backend.CompleteOrchest
 	r.finish(out, inst, pl)
 	if keep && r.stays(out) {
 		next = &Executor{c: c, r: r, id: inst.ID, name: inst.Name, execID: inst.ExecutionID, createdAt: inst.CreatedAt,
-			attempt: wi.Attempt, histLen: len(wi.History), pending: out.NewEvents, size: r.size}
+			attempt: wi.Attempt, histLen: len(wi.History), pending: out.NewEvents}
 		if len(wi.History) > 0 {
 			next.first = wi.History[0]
 		} else if len(out.NewEvents) > 0 {

@@ -67,7 +67,6 @@ type Executor struct {
 	pending []*backend.Event
 	// committed is set by Committed; only a committed executor continues.
 	committed bool
-	size      int64
 }
 
 // executorBaseSize approximates the fixed cost of a kept executor: the
@@ -105,7 +104,6 @@ func (ex *Executor) Committed() {
 	for _, ev := range ex.pending {
 		ex.r.size += eventSize(ev)
 	}
-	ex.size = ex.r.size
 	ex.histLen += len(ex.pending)
 	ex.tail, ex.pending = ex.pending, nil
 	ex.committed = true
@@ -121,7 +119,7 @@ func (ex *Executor) Close() {
 
 // Size approximates the bytes the executor retains: its goroutine, and
 // the events it applied with their payloads.
-func (ex *Executor) Size() int64 { return ex.size }
+func (ex *Executor) Size() int64 { return ex.r.size }
 
 // InstanceID returns the instance the executor runs.
 func (ex *Executor) InstanceID() string { return ex.id }
