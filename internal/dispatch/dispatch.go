@@ -167,31 +167,15 @@ func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 	}()
 	backoff := time.Duration(0)
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-claimCtx.Done():
+		claimed := make(chan struct{})
+		n := l.takeSlots(claimCtx, claimed)
+		if n == 0 {
 			return
-		}
-		n := 1
-		if l.ClaimBatch != nil {
-		more:
-			for n < l.Concurrency {
-				select {
-				case slots <- struct{}{}:
-					n++
-				default:
-					break more
-				}
-			}
 		}
 		var wake <-chan struct{}
 		if l.Wake != nil {
 			wake = l.Wake()
 		}
-		claimed := make(chan struct{})
-		l.mu.Lock()
-		l.claimed = claimed
-		l.mu.Unlock()
 		items, err := l.claim(claimCtx, n)
 		for range n - len(items) {
 			<-slots
@@ -227,6 +211,43 @@ func (l *Loop[T]) Run(claimCtx, workCtx context.Context) {
 			}
 		}
 	}
+}
+
+// takeSlots takes the handler slots of Run's next claim: one, waiting for
+// it, and with ClaimBatch every other slot free then. The claim is in
+// flight (l.claimed) from the moment its first slot is taken, in the same
+// critical section when a slot is free at once, so that ReserveOne never
+// finds the slots gone without a claim to wait for. It returns 0 when ctx
+// ends first.
+func (l *Loop[T]) takeSlots(ctx context.Context, claimed chan struct{}) int {
+	l.mu.Lock()
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		// Every slot is busy: wait for one to free up, outside the lock.
+		l.mu.Unlock()
+		select {
+		case l.slots <- struct{}{}:
+		case <-ctx.Done():
+			return 0
+		}
+		l.mu.Lock()
+	}
+	l.claimed = claimed
+	n := 1
+	if l.ClaimBatch != nil {
+	more:
+		for n < l.Concurrency {
+			select {
+			case l.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+	}
+	l.mu.Unlock()
+	return n
 }
 
 // claim claims up to n items (n is 1 without ClaimBatch).

@@ -328,3 +328,46 @@ func TestReserveOneWaitsForTheClaim(t *testing.T) {
 		t.Fatalf("ReserveOne after Run returned = %d, want 0", n)
 	}
 }
+
+// TestReserveOneWhileTheClaimStarts calls ReserveOne while the loop,
+// having taken every free slot for its next claim, is between taking
+// them and claiming (in Wake): the claim is in flight already, so
+// ReserveOne waits for it and takes a slot it did not fill, instead of
+// reporting none with no slot busy.
+func TestReserveOneWhileTheClaimStarts(t *testing.T) {
+	inWake, wakeGo := make(chan struct{}), make(chan struct{})
+	var wakes atomic.Int32
+	l := &Loop[int]{
+		Name: "test", Concurrency: 2, PollInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
+		ClaimBatch: func(ctx context.Context, max int) ([]int, error) { return nil, nil },
+		Wake: func() <-chan struct{} {
+			if wakes.Add(1) == 1 {
+				close(inWake)
+				<-wakeGo
+			}
+			return nil
+		},
+		Handle: func(ctx context.Context, item int) {},
+	}
+	claimCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { l.Run(claimCtx, context.Background()); close(ran) }()
+	<-inWake
+	got, waits := make(chan int, 1), make(chan struct{}, 1)
+	l.mu.Lock()
+	l.waiting = func() { waits <- struct{}{} }
+	l.mu.Unlock()
+	go func() { got <- l.ReserveOne(context.Background()) }()
+	select {
+	case <-waits:
+	case n := <-got:
+		t.Fatalf("ReserveOne while the loop takes its slots for a claim = %d at once, want it to wait for the claim", n)
+	}
+	close(wakeGo)
+	if n := <-got; n != 1 {
+		t.Fatalf("ReserveOne across the claim = %d, want 1", n)
+	}
+	l.Hand(1, nil)
+	stop()
+	<-ran
+}
