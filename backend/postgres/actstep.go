@@ -42,6 +42,13 @@ func (b *Backend) CompleteActivityStep(ctx context.Context, p *backend.CompleteA
 	if err != nil {
 		return nil, err
 	}
+	if p.InstanceID == "" {
+		// The claim must lock the instance before the completion locks the
+		// task (directClaimQuery), which takes the instance's ID.
+		if p, err = b.withTaskInstance(ctx, p); err != nil {
+			return nil, b.fail(op, err)
+		}
+	}
 	for try := 0; ; try++ {
 		out, t, committing, err := b.completeActivityStep(ctx, p, data, claim, run)
 		switch {
@@ -66,6 +73,22 @@ func (b *Backend) CompleteActivityStep(ctx context.Context, p *backend.CompleteA
 		}
 		return nil, b.fail(op, err)
 	}
+}
+
+// withTaskInstance returns p naming the instance and execution of its task,
+// read from the task's row; p itself if the task is gone (the completion
+// is then refused, and nothing is claimed).
+func (b *Backend) withTaskInstance(ctx context.Context, p *backend.CompleteActivityParams) (*backend.CompleteActivityParams, error) {
+	c := *p
+	err := b.pool.QueryRow(ctx, b.q(`SELECT instance_id, execution_id FROM {s}.activity_tasks WHERE id = $1`), p.TaskID).
+		Scan(&c.InstanceID, &c.ExecutionID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return p, nil
+	case err != nil:
+		return nil, err
+	}
+	return &c, nil
 }
 
 // fusableStep reports whether CompleteActivityStep writes step p in the
@@ -226,9 +249,17 @@ func (t *txn) runStep(wi *backend.OrchestrationWorkItem, now int64, direct *back
 // inbox: the current execution of a live, unsuspended instance whose lease
 // is free, the completion valid (the attempt the task holds, not parked),
 // the task the instance's last one and its result ($6) not consumed. It
-// takes the row FOR NO KEY UPDATE SKIP LOCKED, as every claim does, before
-// the completion locks the task: instance, then task, the order of every
-// step. The claimed instance is recorded in fusedClaimedSetting, which
+// takes the row before the completion locks the task (instance, then
+// task, the order of every step), SKIP LOCKED as every claim, but FOR
+// UPDATE, as a step locks its instance, not FOR NO KEY UPDATE as other
+// claims: the step is written in this transaction, so the row lock must
+// keep out completions of the instance's other deliveries (KEY SHARE), as
+// it does for any step. Held FOR NO KEY UPDATE, a stale delivery's
+// completion of the same task took the row in KEY SHARE mode and waited
+// for the task's row, which this transaction held, while this
+// transaction's inbox writes (deliverQuery, FOR UPDATE) waited for that
+// KEY SHARE: a deadlock (TestFusedStepAndAStaleCompletion). The claimed
+// instance is recorded in fusedClaimedSetting, which
 // keeps directCompleteQuery from writing the result to the inbox and gates
 // the reads that follow.
 var directClaimQuery = `WITH task AS (
@@ -240,7 +271,7 @@ var directClaimQuery = `WITH task AS (
 	 AND i.lock_expires_at <= ` + clock("$3") + `
 	 AND NOT EXISTS (SELECT 1 FROM {s}.activity_tasks t WHERE t.instance_id = i.id AND t.id <> $1)
 	 AND NOT EXISTS (SELECT 1 FROM {s}.inbox_consumed c WHERE c.instance_id = i.id AND c.id = $6)
-	 FOR NO KEY UPDATE OF i SKIP LOCKED
+	 FOR UPDATE OF i SKIP LOCKED
 )` + fusedClaimTail("$3", "$4", "$5")
 
 // directCompleteQuery is completeActivityQuery that leaves the result out

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -167,5 +169,87 @@ func waitForLockWait(t *testing.T, conn *pgx.Conn, schema, like string, holder u
 			t.Fatalf("the completion never waited for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFusedStepAndAStaleCompletion runs a fused commit (CompleteActivityStep)
+// of a task's second delivery while the first, stale, delivery completes:
+// the stale completion waits (for the instance's row, which the fused
+// claim holds FOR UPDATE) and the fused step, which sends a timer to its
+// own instance (a message into the inbox, whose statement locks the
+// instance's row FOR UPDATE), commits in one try. With the claim holding
+// the row only FOR NO KEY UPDATE, the stale completion took the row in KEY
+// SHARE mode and waited for the task's row, which the fused transaction
+// held; the fused transaction's inbox write then waited for the KEY SHARE:
+// a deadlock, which PostgreSQL broke by aborting the fused transaction
+// (its backend detects first, deadlock_timeout 50ms against the other's
+// 10s), and the step's writes were rolled back. Without the task's
+// instance in the completion's parameters, the backend reads it first
+// and claims the same way.
+func TestFusedStepAndAStaleCompletion(t *testing.T) {
+	for _, named := range []bool{true, false} {
+		t.Run(fmt.Sprintf("instance named %v", named), func(t *testing.T) { testFusedStepAndAStaleCompletion(t, named) })
+	}
+}
+
+func testFusedStepAndAStaleCompletion(t *testing.T, named bool) {
+	url := testURL(t)
+	schema := freshSchema(t, url)
+	fused := open(t, url+"&deadlock_timeout=50ms", schema, &postgres.Options{})
+	stale := open(t, url+"&deadlock_timeout=10s", schema, &postgres.Options{})
+	ctx := t.Context()
+	must := mustOK(t)
+	t0, tk, first := startTask(t, fused)
+	t1 := t0.Add(2 * time.Minute) // the first delivery's lease has lapsed
+	claim := &backend.ClaimParams{Owner: "test", LeaseDuration: time.Minute, Now: t1}
+	second, err := fused.ClaimActivity(ctx, claim)
+	must("claim the task again", err)
+	if second == nil || second.Attempt != first.Attempt+1 {
+		t.Fatalf("second delivery %+v, want attempt %d", second, first.Attempt+1)
+	}
+
+	watch, err := pgx.Connect(ctx, url)
+	must("connect", err)
+	defer watch.Close(context.Background())
+	var done <-chan error
+	calls := 0
+	fireAt := t1.Add(time.Hour)
+	timer := &backend.Message{ID: backend.ResultMessageID(backend.TaskMessageID("a", "a-e1", 2)), InstanceID: "a",
+		ExecutionID: "a-e1", VisibleAt: fireAt, Event: &backend.Event{Type: backend.EventTimerFired, TaskID: 2, FireAt: fireAt, Timestamp: fireAt}}
+	p := &backend.CompleteActivityParams{TaskID: tk.ID, Attempt: second.Attempt, Now: t1,
+		Result: &backend.Event{Type: backend.EventTaskCompleted, TaskID: 1, Result: []byte(`"r2"`), Attempt: second.Attempt, Timestamp: t1}}
+	if named {
+		p.InstanceID, p.ExecutionID = "a", "a-e1"
+	}
+	out, err := fused.CompleteActivityStep(ctx, p, claim, func(wi *backend.OrchestrationWorkItem) *backend.StepCommit {
+		calls++
+		if done == nil {
+			// The step holds the instance and the task: the stale
+			// delivery's completion must wait.
+			done = completeAsync(t, stale, tk, first, t0)
+			waitForLockWait(t, watch, schema, "%FOR KEY SHARE%", 0, done, "the fused transaction's locks")
+		}
+		events := []*backend.Event{{Type: backend.EventOrchestratorStarted, Timestamp: t1}}
+		ids := []string{}
+		for _, m := range wi.Messages {
+			ids = append(ids, m.ID)
+			events = append(events, m.Event)
+		}
+		events = append(events, &backend.Event{Type: backend.EventTimerCreated, TaskID: 2, FireAt: fireAt, Timestamp: t1})
+		return &backend.StepCommit{Params: &backend.CompleteOrchestrationStepParams{InstanceID: "a", ExecutionID: "a-e1",
+			Attempt: wi.Attempt, Status: backend.StatusRunning, Now: t1, ConsumedMessageIDs: ids, NewEvents: events,
+			Messages: []*backend.Message{timer}}}
+	})
+	must("the fused step", err)
+	if out == nil || !out.Committed || calls != 1 {
+		t.Fatalf("fused step %+v after %d runs; want it committed, run once", out, calls)
+	}
+	if err := <-done; !errors.Is(err, backend.ErrLeaseLost) {
+		t.Fatalf("the stale completion: %v, want ErrLeaseLost", err)
+	}
+	h, err := fused.GetHistory(ctx, "a")
+	must("history", err)
+	if n := len(h); n != 6 || h[4].Type != backend.EventTaskCompleted || string(h[4].Result) != `"r2"` {
+		t.Fatalf("history %d events; want the second delivery's result and the timer", n)
 	}
 }
