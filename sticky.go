@@ -69,9 +69,16 @@ func (s *stickyCache) put(ex *replay.Executor) {
 		return
 	}
 	if el := s.m[ex.InstanceID()]; el != nil {
-		// Another delivery of the instance left one meanwhile (a lease
-		// that lapsed and a second claim): the newer commit replaces it,
-		// and the next step checks it against history anyway.
+		// Another step of the instance left one meanwhile: a later step
+		// (the one an eager activity of ex's step woke, committed before
+		// ex was put), or an earlier delivery (a lease that lapsed and a
+		// second claim). The later step's executor (the higher step
+		// attempt) stays; the next step checks it against history anyway.
+		if el.Value.(*replay.Executor).Attempt() > ex.Attempt() {
+			s.mu.Unlock()
+			ex.Close()
+			return
+		}
 		evicted = append(evicted, s.removeLocked(el))
 	}
 	s.m[ex.InstanceID()] = s.lru.PushFront(ex)

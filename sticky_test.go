@@ -14,6 +14,7 @@ import (
 
 	"github.com/durohq/duro/backend"
 	"github.com/durohq/duro/backend/memory"
+	"github.com/durohq/duro/internal/replay"
 )
 
 // stickyRig drives orchestration steps and activities by hand, claiming
@@ -495,5 +496,48 @@ func stickyWorkload(t *testing.T, entries int) {
 	t.Logf("sticky: %+v", s)
 	if entries > 0 && (s.StickyHits == 0 || s.StickyEvictions == 0) {
 		t.Fatalf("the cache was not exercised: %d hits, %d evictions", s.StickyHits, s.StickyEvictions)
+	}
+}
+
+// TestStickyKeepsTheLaterStep puts two executors of one instance into the
+// cache, the later step's first (as when the step an eager activity woke
+// commits before the earlier step's executor is put back): the later one
+// stays, and the earlier one is closed. Put the other way round, the later
+// one replaces the earlier.
+func TestStickyKeepsTheLaterStep(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	wait := func(c *replay.Context, _ []byte) ([]byte, error) {
+		f := c.CreateTimer(c.Now().Add(time.Hour))
+		c.Await(f.Done)
+		return nil, nil
+	}
+	executor := func(attempt int64) *replay.Executor {
+		t.Helper()
+		wi := &backend.OrchestrationWorkItem{Attempt: attempt, Deliveries: 1,
+			Instance: &backend.Instance{ID: "i", Name: "Wait", ExecutionID: "e", Status: backend.StatusPending, CreatedAt: t0},
+			Messages: []*backend.Message{{ID: "start", InstanceID: "i", ExecutionID: "e",
+				Event: &backend.Event{Type: backend.EventExecutionStarted, Timestamp: t0}}}}
+		_, ex, _, err := replay.ExecuteSticky(&replay.Params{WorkItem: wi, Now: t0,
+			Lookup: func(string) (replay.Orchestrator, bool) { return wait, true }}, nil)
+		if err != nil || ex == nil {
+			t.Fatalf("step at attempt %d: executor %v, %v", attempt, ex, err)
+		}
+		ex.Committed()
+		return ex
+	}
+	for _, order := range [][2]int64{{2, 1}, {1, 2}} {
+		s := newStickyCache(10, 1<<20, &workerStats{})
+		for _, a := range order {
+			s.put(executor(a))
+		}
+		got := s.take("i")
+		if got == nil || got.Attempt() != 2 {
+			t.Fatalf("put at attempts %v: the cache kept %v, want the executor of attempt 2", order, got)
+		}
+		got.Close()
+		if n, _ := s.len(); n != 0 {
+			t.Fatalf("put at attempts %v: %d executors left after the take, want none", order, n)
+		}
+		s.close()
 	}
 }

@@ -121,6 +121,10 @@ func (ex *Executor) Close() {
 // the events it applied with their payloads.
 func (ex *Executor) Size() int64 { return ex.r.size }
 
+// Attempt returns the step attempt of the delivery whose step left the
+// executor.
+func (ex *Executor) Attempt() int64 { return ex.attempt }
+
 // InstanceID returns the instance the executor runs.
 func (ex *Executor) InstanceID() string { return ex.id }
 
